@@ -1,0 +1,44 @@
+"""actorflow: event-driven workflows as an actor runtime on trio.
+
+Write workflows as in LlamaIndex Workflows: ``Event`` subclasses carry data, ``@step`` methods
+of a ``Workflow`` subclass handle them, and type hints wire the steps together. Underneath,
+each step is an actor (a trio memory-channel inbox and ``num_workers`` worker tasks), a typed
+router actor forwards every event, and one cancel scope per run implements stop, errors,
+cancellation and timeouts.
+"""
+
+from ._context import Context as Context
+from ._events import Event as Event
+from ._events import HumanResponseEvent as HumanResponseEvent
+from ._events import InputRequiredEvent as InputRequiredEvent
+from ._events import StartEvent as StartEvent
+from ._events import StopEvent as StopEvent
+from ._exceptions import ActorflowError as ActorflowError
+from ._exceptions import WorkflowCancelledError as WorkflowCancelledError
+from ._exceptions import WorkflowDefinitionError as WorkflowDefinitionError
+from ._exceptions import WorkflowRuntimeError as WorkflowRuntimeError
+from ._exceptions import WorkflowTimeoutError as WorkflowTimeoutError
+from ._exceptions import WorkflowValidationError as WorkflowValidationError
+from ._handle import RunHandle as RunHandle
+from ._step import step as step
+from ._workflow import Workflow as Workflow
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ActorflowError",
+    "Context",
+    "Event",
+    "HumanResponseEvent",
+    "InputRequiredEvent",
+    "RunHandle",
+    "StartEvent",
+    "StopEvent",
+    "Workflow",
+    "WorkflowCancelledError",
+    "WorkflowDefinitionError",
+    "WorkflowRuntimeError",
+    "WorkflowTimeoutError",
+    "WorkflowValidationError",
+    "step",
+]

@@ -1,0 +1,220 @@
+"""Step actors: one per step per run, an inbox channel and ``num_workers`` worker tasks.
+
+The path of an event through an actor: the router calls :meth:`StepActor.deliver`, which
+puts it in the inbox channel (or, when the channel is full, in the backlog); a worker takes
+it, awaits the step, checks what the step returned and emits it into the router's inbox.
+Workers catch their step's exceptions themselves and hand them to the run, which cancels
+everything through its one cancel scope: so no ExceptionGroup ever forms around a step error.
+"""
+
+from __future__ import annotations
+
+import functools
+import reprlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._context import Context
+from ._events import Event
+from ._exceptions import WorkflowRuntimeError
+from ._router import BATCH
+
+if TYPE_CHECKING:
+    from ._run import Run
+    from ._step import StepSpec
+
+__all__ = ["StepActor"]
+
+
+class StepActor:
+    """One step of one run."""
+
+    __slots__ = (
+        "_receive",
+        "_send_nowait",
+        "backlog",
+        "emit_ok",
+        "index",
+        "processed",
+        "run",
+        "running",
+        "spec",
+    )
+
+    def __init__(self, run: Run, spec: StepSpec, index: int) -> None:
+        self.run = run
+        self.spec = spec
+        self.index = index
+        send, self._receive = trio.open_memory_channel[Any](spec.inbox)
+        self._send_nowait = send.send_nowait
+        self.backlog: deque[Any] = deque()
+        """Events delivered while the inbox channel was full, oldest first."""
+        self.emit_ok: set[type[Event]] = set(spec.emits)
+        """Types this step may emit without further checks (declared, or seen and routable)."""
+        self.running = 0
+        """Invocations in progress. Left as it was when the run is cancelled, so a timeout can
+        name the steps that were busy."""
+        self.processed = 0
+        """Invocations that completed (returned normally)."""
+
+    def deliver(self, item: Any) -> None:
+        """Queue an event for this step; called by the router, never blocks.
+
+        Events go into the channel while it has room and no backlog has formed; after that,
+        into the backlog until workers have emptied both. Workers empty the channel before the
+        backlog, so events are taken in the order they were delivered.
+        """
+        if self.backlog:
+            self.backlog.append(item)
+            return
+        try:
+            self._send_nowait(item)
+        except trio.WouldBlock:
+            self.backlog.append(item)
+
+    def admit(self, event: object, how: str) -> None:
+        """Check an emitted object that is not of a type already known to be fine.
+
+        Raises :class:`WorkflowRuntimeError` naming the step and the type; otherwise records
+        the type so that the next event of it takes the fast path.
+        """
+        name = self.spec.name
+        if not isinstance(event, Event):
+            raise WorkflowRuntimeError(
+                f"step {name!r} {how} {type(event).__name__} {reprlib.repr(event)}, which is not "
+                f"an Event; a step returns an Event instance or None"
+            )
+        event_type = type(event)
+        if not isinstance(event, self.spec.emits):
+            allowed = " | ".join(t.__name__ for t in self.spec.emits) or "None"
+            raise WorkflowRuntimeError(
+                f"step {name!r} {how} a {event_type.__name__}, but its return hint allows only "
+                f"{allowed}; add {event_type.__name__} to the step's return annotation"
+            )
+        if not self.run.router.learn(event_type):
+            raise WorkflowRuntimeError(
+                f"step {name!r} {how} a {event_type.__name__}, which no step accepts (routing "
+                f"is by exact type: a step that should also receive subclasses needs "
+                f"@step(accept_subclasses=True))"
+            )
+        self.emit_ok.add(event_type)
+
+    def _caller(self, ctx: Context) -> Callable[[Any], Awaitable[Any]]:
+        """The step function bound to the workflow (and ``ctx``): one call per event."""
+        func, workflow = self.spec.func, self.run.workflow
+        if self.spec.ctx == "first":
+            return functools.partial(func, workflow, ctx)
+        if self.spec.ctx == "last":
+            return lambda event: func(workflow, event, ctx)
+        return functools.partial(func, workflow)
+
+    async def serve(self) -> None:
+        """Run the actor: its workers, in a nursery of their own, until the run ends."""
+        work = self._work if self.run.observer is None else self._work_observed
+        async with trio.open_nursery() as nursery:
+            for worker in range(1, self.spec.num_workers):
+                nursery.start_soon(work, worker, name=f"actorflow step {self.spec.name}[{worker}]")
+            await work(0)
+
+    async def _work(self, worker: int) -> None:
+        """A worker of an uninstrumented run: the hot path, kept free of per-event extras."""
+        run = self.run
+        call = self._caller(Context(run, self, worker))
+        receive_nowait = self._receive.receive_nowait
+        receive = self._receive.receive
+        backlog = self.backlog
+        emit = run.router.emit
+        emit_ok = self.emit_ok
+        budget = BATCH
+        while True:
+            try:
+                event = receive_nowait()
+            except trio.WouldBlock:
+                if backlog:
+                    event = backlog.popleft()
+                else:
+                    event = None  # hold no event while parked
+                    event = await receive()
+                    budget = BATCH
+            self.running += 1
+            try:
+                result = await call(event)
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:  # the step's own error ends the run, unwrapped
+                run.fail(exc, self.spec.name)
+                return
+            self.running -= 1
+            self.processed += 1
+            if result is not None:
+                if type(result) not in emit_ok:
+                    try:
+                        self.admit(result, "returned")
+                    except WorkflowRuntimeError as exc:
+                        run.fail(exc, None)
+                        return
+                emit(result)
+                result = None
+            budget -= 1
+            if not budget:
+                budget = BATCH
+                await trio.lowlevel.checkpoint()
+
+    async def _work_observed(self, worker: int) -> None:
+        """A worker of an instrumented run (verbose or traced): reports every invocation."""
+        run = self.run
+        observer = run.observer
+        assert observer is not None
+        ctx = Context(run, self, worker)
+        call = self._caller(ctx)
+        receive_nowait = self._receive.receive_nowait
+        receive = self._receive.receive
+        backlog = self.backlog
+        name = self.spec.name
+        budget = BATCH
+        while True:
+            try:
+                item = receive_nowait()
+            except trio.WouldBlock:
+                if backlog:
+                    item = backlog.popleft()
+                else:
+                    item = None
+                    item = await receive()
+                    budget = BATCH
+            event, event_id, _ = item
+            ctx._cause = event_id
+            ctx._emitted = emitted = []
+            observer.step_started(run, name, worker, event_id, event)
+            started = trio.current_time()
+            self.running += 1
+            try:
+                result = await call(event)
+            except trio.Cancelled:
+                observer.step_cancelled(run, name, worker, event_id, event, trio.current_time() - started)
+                raise
+            except BaseException as exc:
+                observer.step_failed(run, name, worker, event_id, event, trio.current_time() - started, exc)
+                run.fail(exc, name)
+                return
+            self.running -= 1
+            self.processed += 1
+            if result is not None:
+                try:
+                    if type(result) not in self.emit_ok:
+                        self.admit(result, "returned")
+                except WorkflowRuntimeError as exc:
+                    observer.step_failed(run, name, worker, event_id, event, trio.current_time() - started, exc)
+                    run.fail(exc, None)
+                    return
+                ctx._emit(result)
+            observer.step_finished(run, name, worker, event_id, event, trio.current_time() - started, emitted)
+            ctx._cause = ctx._emitted = None
+            event = result = None
+            budget -= 1
+            if not budget:
+                budget = BATCH
+                await trio.lowlevel.checkpoint()

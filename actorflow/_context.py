@@ -1,0 +1,166 @@
+"""``Context``: what a step sees of its run.
+
+Each worker of each step gets its own ``Context`` for the run, so the context knows which
+step is calling (to check emitted types against the step's return hint) without any lookup
+per call. The run-wide parts (the store, ``collect_events`` buffers, the event stream) live on
+the run and are shared by every context of that run, never across runs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._events import Event
+from ._exceptions import WorkflowRuntimeError
+
+if TYPE_CHECKING:
+    from ._actor import StepActor
+    from ._run import Run
+
+__all__ = ["CollectBuffer", "Context", "Store"]
+
+_MISSING: Any = object()
+
+
+class Store:
+    """A run's key-value store, shared by all its steps and private to the run.
+
+    The methods are async for compatibility with LlamaIndex's ``ctx.store``; they complete
+    without waiting (nothing else can touch the store in between, trio being single-threaded).
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+
+    async def get(self, key: str, default: Any = _MISSING) -> Any:
+        """Return the value stored under ``key``; ``default`` if absent, else ``KeyError``."""
+        try:
+            return self._data[key]
+        except KeyError:
+            if default is _MISSING:
+                raise KeyError(
+                    f"{key!r} is not in the run's store (it holds {sorted(self._data)!r}); "
+                    f"pass default= to get a value instead"
+                ) from None
+            return default
+
+    async def set(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` for the rest of the run."""
+        self._data[key] = value
+
+
+class CollectBuffer:
+    """Events a step has set aside with ``collect_events`` until a full set has arrived."""
+
+    __slots__ = ("expected", "held", "need", "step")
+
+    def __init__(self, step: str, expected: tuple[type[Event], ...]) -> None:
+        self.step = step
+        self.expected = expected
+        self.need = Counter(expected)
+        self.held: dict[type[Event], deque[Event]] = {t: deque() for t in self.need}
+
+    def add(self, event: Event) -> list[Event] | None:
+        slot = self.held.get(type(event))
+        if slot is None:
+            slot = next((q for t, q in self.held.items() if isinstance(event, t)), None)
+            if slot is None:
+                raise WorkflowRuntimeError(
+                    f"step {self.step!r} passed a {type(event).__name__} to collect_events, "
+                    f"which waits for {[t.__name__ for t in self.expected]}"
+                )
+        slot.append(event)
+        if any(len(self.held[t]) < n for t, n in self.need.items()):
+            return None
+        return [self.held[t].popleft() for t in self.expected]
+
+    def lacking(self) -> Counter[type[Event]]:
+        """How many more events of each type a full set still needs."""
+        return Counter({t: n - len(self.held[t]) for t, n in self.need.items() if len(self.held[t]) < n})
+
+    def holding(self) -> Counter[type[Event]]:
+        """How many events of each type are set aside."""
+        return Counter({t: len(q) for t, q in self.held.items() if q})
+
+
+class Context:
+    """A step's handle on its run: emit events, collect them, stream them, share state.
+
+    Declare it as a step parameter (``async def s(self, ctx: Context, ev: A) -> B``).
+    """
+
+    __slots__ = ("_actor", "_cause", "_emit", "_emitted", "_run", "worker")
+
+    def __init__(self, run: Run, actor: StepActor, worker: int) -> None:
+        self._run = run
+        self._actor = actor
+        self.worker = worker
+        """Index of the worker task running the step (0 .. num_workers-1)."""
+        # Instrumented runs route emissions through the observer (with the cause event);
+        # plain runs go straight into the router's inbox. Chosen once, here.
+        self._emit = run.emit_observed_from(self) if run.observer is not None else run.router.emit
+        self._cause: int | None = None
+        self._emitted: list[Event] | None = None
+
+    @property
+    def run_id(self) -> str:
+        """The id of the run this step invocation belongs to."""
+        return self._run.id
+
+    @property
+    def store(self) -> Store:
+        """The run's key-value store (``await ctx.store.set(k, v)``, ``await ctx.store.get(k)``)."""
+        return self._run.store
+
+    def send_event(self, event: Event, step: str | None = None) -> None:
+        """Emit ``event`` now, besides what the step returns; never blocks.
+
+        The event's type must be allowed by the step's return hint, as for returned events.
+        ``step=`` delivers it to that one step only, which must accept its type.
+        """
+        actor = self._actor
+        if type(event) not in actor.emit_ok:
+            actor.admit(event, "sent")
+        if step is None:
+            self._emit(event)
+        else:
+            self._run.send_to_step(self, event, step)
+
+    def collect_events(self, event: Event, expected: Sequence[type[Event]]) -> list[Event] | None:
+        """Set ``event`` aside until one of each type in ``expected`` has arrived.
+
+        Returns None until then, and then the events in the order of ``expected`` (a type
+        listed k times needs k events). Buffers are per step and per ``expected`` list, and
+        shared by the step's workers.
+        """
+        key = (self._actor.index, tuple(expected))
+        buffers = self._run.collect_buffers
+        buffer = buffers.get(key)
+        if buffer is None:
+            _check_expected(self._actor.spec.name, expected)
+            buffer = buffers[key] = CollectBuffer(self._actor.spec.name, key[1])
+        return buffer.add(event)
+
+    def write_event_to_stream(self, event: Event) -> None:
+        """Publish ``event`` to ``handle.stream_events()`` of this run; never blocks.
+
+        When nobody can read the stream (the run was started with ``run()``), it is dropped.
+        """
+        if not isinstance(event, Event):
+            raise WorkflowRuntimeError(
+                f"step {self._actor.spec.name!r} wrote a {type(event).__name__} to the event "
+                f"stream; only Event instances can be streamed"
+            )
+        self._run.publish(event)
+
+
+def _check_expected(step: str, expected: Iterable[object]) -> None:
+    items = list(expected)
+    if not items or not all(isinstance(t, type) and issubclass(t, Event) for t in items):
+        raise WorkflowRuntimeError(
+            f"step {step!r}: collect_events needs a non-empty list of Event types, got {items!r}"
+        )

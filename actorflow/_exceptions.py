@@ -1,0 +1,144 @@
+"""Every exception actorflow raises, in one place.
+
+The tree::
+
+    ActorflowError                      base of everything actorflow raises itself
+    ├── WorkflowDefinitionError         a workflow class or @step is malformed (definition time)
+    ├── WorkflowValidationError         run() arguments do not build a valid StartEvent (run start)
+    ├── WorkflowRuntimeError            the runtime met a broken rule while a run was going
+    │   └── WorkflowStalledError        nothing can happen any more and no StopEvent came
+    ├── WorkflowTimeoutError            the run's deadline passed
+    │   ├── StepTimeoutError            one step invocation overran its own timeout=
+    │   └── WaitForEventTimeoutError    ctx.wait_for_event() waited longer than its timeout=
+    ├── WorkflowCancelledError          the run was cancelled through its RunHandle
+    └── LLMError                        a call through actorflow.llm failed
+        ├── LLMConnectionError          the server could not be reached
+        ├── LLMTimeoutError             the server did not answer in time
+        ├── LLMStatusError              the server answered with an HTTP error status
+        └── LLMResponseError            the server's answer could not be understood
+
+Errors raised *by steps* are not wrapped: a run re-raises the step's own exception object
+(with a note naming the step), so ``except MyError:`` around ``await wf.run()`` works.
+Cancellation from an enclosing trio cancel scope is never turned into one of these: it
+propagates as ``trio.Cancelled``, as trio code expects.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ActorflowError",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMResponseError",
+    "LLMStatusError",
+    "LLMTimeoutError",
+    "StepTimeoutError",
+    "WaitForEventTimeoutError",
+    "WorkflowCancelledError",
+    "WorkflowDefinitionError",
+    "WorkflowRuntimeError",
+    "WorkflowStalledError",
+    "WorkflowTimeoutError",
+    "WorkflowValidationError",
+]
+
+
+class ActorflowError(Exception):
+    """Base class of every exception actorflow raises itself (never of a step's own errors)."""
+
+
+class WorkflowDefinitionError(ActorflowError):
+    """A workflow class or one of its steps is malformed.
+
+    Raised by ``@step`` when it decorates the function, or when the ``Workflow`` subclass is
+    defined (at the latest when it is first instantiated). One error lists every problem found
+    in the class, each with the fix.
+    """
+
+
+class WorkflowValidationError(ActorflowError):
+    """The keyword arguments of ``run()`` do not make a valid StartEvent.
+
+    Raised at run start, before any step runs. The message names each bad or missing field;
+    the pydantic ``ValidationError`` is chained as ``__cause__``.
+    """
+
+
+class WorkflowRuntimeError(ActorflowError):
+    """A run broke one of the runtime's rules.
+
+    For example a step returned something that is not an Event, emitted an event type that no
+    step accepts, or sent an event to a step that does not exist. The run ends with this error,
+    which names the step and the event type. Distinct from a step's own exception, which is
+    re-raised unchanged.
+    """
+
+
+class WorkflowStalledError(WorkflowRuntimeError):
+    """The run can never finish: nothing is queued or running and no StopEvent came.
+
+    Raised at once when the run goes quiet, instead of waiting for the timeout. The message
+    reports the last events and what each ``collect_events`` buffer holds and still lacks.
+    """
+
+
+class WorkflowTimeoutError(ActorflowError):
+    """The run's ``timeout`` passed before a StopEvent arrived.
+
+    Every actor of the run has been cancelled when this is raised. The message names the
+    timeout and the steps that were still running. It is never raised for cancellation that
+    comes from an enclosing cancel scope (that propagates as ``trio.Cancelled``), and it is
+    not a ``trio.TooSlowError``, so it cannot be confused with the caller's own deadlines.
+    """
+
+
+class StepTimeoutError(WorkflowTimeoutError):
+    """One invocation of a step overran the step's own ``@step(timeout=...)``.
+
+    Differs from its parent in scope: only that invocation was cancelled. The run fails with
+    it unless the step's retry policy retries it.
+    """
+
+
+class WaitForEventTimeoutError(WorkflowTimeoutError):
+    """``ctx.wait_for_event(..., timeout=S)`` got no matching event within S seconds.
+
+    Raised inside the waiting step, which may catch it and carry on.
+    """
+
+
+class WorkflowCancelledError(ActorflowError):
+    """The run was cancelled through ``RunHandle.cancel()`` (or by leaving ``open_run`` early).
+
+    ``RunHandle.result()`` raises it for such a run. Cancellation by an enclosing trio cancel
+    scope is different: it propagates as ``trio.Cancelled``.
+    """
+
+
+class LLMError(ActorflowError):
+    """A call through ``actorflow.llm`` failed; the subclass says how."""
+
+
+class LLMConnectionError(LLMError):
+    """The LLM server could not be reached (refused, reset, DNS), after any retries."""
+
+
+class LLMTimeoutError(LLMError):
+    """The LLM server did not answer within the client's ``timeout``, after any retries."""
+
+
+class LLMStatusError(LLMError):
+    """The LLM server answered with an HTTP error status.
+
+    ``status_code`` holds the status and ``server_message`` the server's own error text, when
+    it sent one. 429 and 5xx are retried before this is raised; other 4xx are not.
+    """
+
+    def __init__(self, message: str, *, status_code: int, server_message: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.server_message = server_message
+
+
+class LLMResponseError(LLMError):
+    """The LLM server's answer was not the JSON (or event stream) the API promises."""

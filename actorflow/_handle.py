@@ -1,0 +1,121 @@
+"""``RunHandle`` and ``open_run``: a run embedded in a trio application.
+
+``async with wf.open_run(...) as handle:`` behaves like a nursery whose one child is the run:
+if the run fails while the block's body is busy, the body is cancelled and the run's error is
+raised when the block exits; leaving the block while the run is still going cancels the run,
+quietly. An error that ``handle.result()`` already raised is not raised a second time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._events import Event
+from ._exceptions import WorkflowRuntimeError
+from ._run import Run, _unwrap
+
+__all__ = ["RunHandle", "open_run"]
+
+
+class RunHandle:
+    """A run in progress, as seen from the code that opened it with ``open_run``."""
+
+    __slots__ = ("_reported", "_run", "_streaming")
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._reported = False
+        self._streaming = False
+
+    def __repr__(self) -> str:
+        state = self._run.outcome.kind if self._run.outcome else "running"
+        return f"<RunHandle {self._run.spec.name} {self.run_id} {state}>"
+
+    @property
+    def run_id(self) -> str:
+        """The run's unique id (also in its audit records)."""
+        return self._run.id
+
+    @property
+    def done(self) -> bool:
+        """Whether the run has ended (every task of it has exited)."""
+        return self._run.done.is_set()
+
+    def stream_events(self) -> trio.MemoryReceiveChannel[Event]:
+        """The events steps write with ``ctx.write_event_to_stream``, in order.
+
+        Iterate it with ``async for``; the iteration ends when the run ends (after the events
+        written before that). A run has one stream: calling this twice is an error.
+        """
+        if self._streaming:
+            raise WorkflowRuntimeError(
+                f"stream_events() was already called for run {self.run_id}; a run has one stream"
+            )
+        self._streaming = True
+        assert self._run.stream is not None
+        return self._run.stream
+
+    async def result(self) -> Any:
+        """Wait for the run to end; return its result or raise its error.
+
+        A plain ``StopEvent(result=x)`` gives ``x``, a StopEvent subclass is returned itself.
+        Raises the step's own exception when a step failed, ``WorkflowTimeoutError`` on
+        timeout, ``WorkflowCancelledError`` after :meth:`cancel`.
+        """
+        await self._run.done.wait()
+        outcome = self._run.outcome
+        assert outcome is not None
+        if outcome.error is not None:
+            self._reported = True
+        return outcome.unwrap()
+
+    def cancel(self) -> None:
+        """Cancel the run if it is still going; ``result()`` then raises WorkflowCancelledError."""
+        self._run.cancel()
+
+    async def send_event(self, event: Event) -> None:
+        """Send ``event`` into the run from outside, as if a step had emitted it.
+
+        Raises :class:`WorkflowRuntimeError` when the run has ended or no step accepts the
+        event's type.
+        """
+        self._run.inject(event)
+        await trio.lowlevel.checkpoint()
+
+
+@asynccontextmanager
+async def open_run(run: Run) -> AsyncIterator[RunHandle]:
+    """Run ``run`` in a task of its own while the ``async with`` body runs in the caller's."""
+    handle = RunHandle(run)
+    body_scope = trio.CancelScope()
+    body_error: BaseException | None = None
+
+    async def serve() -> None:
+        outcome = await run.execute()
+        if outcome.kind in ("failed", "timed_out"):
+            body_scope.cancel()  # like a nursery: a failing child cancels the body
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, name=f"actorflow run {run.spec.name} {run.id[:8]}")
+            try:
+                with body_scope:
+                    yield handle
+            except BaseException as exc:  # raised again below, once the run has ended
+                body_error = exc
+            finally:
+                run.cancel()  # leaving the block ends a run still going; not an error
+    except BaseExceptionGroup as group:
+        # Only cancellation from outside (or a KeyboardInterrupt) gets here: re-raise it bare.
+        if body_error is not None:
+            raise body_error from None
+        raise _unwrap(group) from None
+    if body_error is not None:
+        raise body_error
+    outcome = run.outcome
+    if outcome is not None and outcome.kind in ("failed", "timed_out") and not handle._reported:
+        raise outcome.error  # type: ignore[misc]

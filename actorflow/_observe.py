@@ -1,0 +1,135 @@
+"""Instrumentation: the hooks an instrumented run calls, and the verbose printer.
+
+A run is instrumented when something watches it (``verbose=True``, audit tracing). That is
+decided once per run: an uninstrumented run uses worker and router loops that contain no hook
+calls at all (trio's ``_instrumentation.py`` does the same: hooks nobody asked for cost nothing).
+Instrumented runs wrap each event as ``(event, event_id, target)`` so that observers can tie
+every invocation to the event that caused it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TextIO
+
+from ._events import Event
+
+if TYPE_CHECKING:
+    from ._run import Outcome, Run
+
+__all__ = ["Observer", "ObserverGroup", "VerbosePrinter"]
+
+
+class Observer:
+    """Base class of run observers; every hook does nothing.
+
+    Hooks run synchronously inside the run's tasks, so they must be quick and must not raise.
+    ``event_id`` is the run-local number the runtime gave the event when it was emitted.
+    ``step`` is None for events that came from outside the run (the StartEvent, events sent
+    through ``RunHandle.send_event``).
+    """
+
+    __slots__ = ()
+
+    def run_started(self, run: Run) -> None: ...
+
+    def event_emitted(
+        self, run: Run, event_id: int, event: Event, cause_id: int | None, step: str | None
+    ) -> None: ...
+
+    def step_started(self, run: Run, step: str, worker: int, event_id: int, event: Event) -> None: ...
+
+    def step_finished(
+        self,
+        run: Run,
+        step: str,
+        worker: int,
+        event_id: int,
+        event: Event,
+        duration: float,
+        emitted: Sequence[Event],
+    ) -> None: ...
+
+    def step_failed(
+        self,
+        run: Run,
+        step: str,
+        worker: int,
+        event_id: int,
+        event: Event,
+        duration: float,
+        error: BaseException,
+    ) -> None: ...
+
+    def step_cancelled(
+        self, run: Run, step: str, worker: int, event_id: int, event: Event, duration: float
+    ) -> None: ...
+
+    def run_ended(self, run: Run, outcome: Outcome) -> None: ...
+
+
+class ObserverGroup(Observer):
+    """Several observers of one run, called in order."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        self.observers = tuple(observers)
+
+    def run_started(self, run):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.run_started(run)
+
+    def event_emitted(self, run, event_id, event, cause_id, step):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.event_emitted(run, event_id, event, cause_id, step)
+
+    def step_started(self, run, step, worker, event_id, event):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.step_started(run, step, worker, event_id, event)
+
+    def step_finished(self, run, step, worker, event_id, event, duration, emitted):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.step_finished(run, step, worker, event_id, event, duration, emitted)
+
+    def step_failed(self, run, step, worker, event_id, event, duration, error):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.step_failed(run, step, worker, event_id, event, duration, error)
+
+    def step_cancelled(self, run, step, worker, event_id, event, duration):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.step_cancelled(run, step, worker, event_id, event, duration)
+
+    def run_ended(self, run, outcome):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.run_ended(run, outcome)
+
+
+class VerbosePrinter(Observer):
+    """``Workflow(verbose=True)``: one line per step invocation: step, input, what it emitted."""
+
+    __slots__ = ("file",)
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        self.file = file
+
+    def _print(self, run: Run, text: str) -> None:
+        print(f"[{run.spec.name} {run.id[:8]}] {text}", file=self.file or sys.stdout, flush=True)
+
+    def run_started(self, run: Run) -> None:
+        self._print(run, "run started")
+
+    def step_finished(self, run, step, worker, event_id, event, duration, emitted):  # type: ignore[no-untyped-def]
+        out = ", ".join(type(e).__name__ for e in emitted) or "nothing"
+        self._print(run, f"step {step} got {type(event).__name__} -> {out} ({duration * 1e3:.1f} ms)")
+
+    def step_failed(self, run, step, worker, event_id, event, duration, error):  # type: ignore[no-untyped-def]
+        self._print(
+            run,
+            f"step {step} got {type(event).__name__} -> raised {type(error).__name__}: {error} "
+            f"({duration * 1e3:.1f} ms)",
+        )
+
+    def run_ended(self, run: Run, outcome: Outcome) -> None:
+        self._print(run, f"run {outcome.kind.replace('_', ' ')}")

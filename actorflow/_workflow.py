@@ -1,0 +1,248 @@
+"""``Workflow``: the class users subclass; steps are collected when the subclass is defined."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, ClassVar
+
+import attrs
+import pydantic
+import trio
+
+from ._events import Event, StartEvent
+from ._exceptions import WorkflowDefinitionError, WorkflowRuntimeError, WorkflowValidationError
+from ._handle import RunHandle, open_run
+from ._observe import Observer, ObserverGroup, VerbosePrinter
+from ._run import Run
+from ._step import StepSpec, UnresolvedHint, _StepDraft, resolve, step_marker
+from ._validate import WorkflowSpec, build_spec
+
+__all__ = ["Workflow"]
+
+_SPEC = "__actorflow_spec__"
+_PENDING = "__actorflow_pending__"
+
+
+class Workflow:
+    """Base class of workflows: subclass it and decorate ``async def`` methods with ``@step``.
+
+    The steps and the routes between them are read from the steps' type hints when the
+    subclass is defined, and checked then (all problems reported at once). One instance can
+    serve any number of runs, one after another or at the same time; each run has state of
+    its own. Attributes of the instance and of the class are visible to every step.
+
+    ``timeout`` (seconds, or None for no limit) bounds each run; ``verbose=True`` prints each
+    step invocation.
+    """
+
+    __actorflow_spec__: ClassVar[WorkflowSpec | None] = None
+
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
+        """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none)."""
+        super().__init_subclass__(**kwargs)
+        frame = sys._getframe(1)  # the scope that executes the class statement
+        scope = {**(frame.f_locals if frame.f_locals is not frame.f_globals else {}), cls.__name__: cls}
+        setattr(cls, _SPEC, None)
+        setattr(cls, _PENDING, scope)
+        if abstract or not _collect(cls):
+            return  # checked when instantiated instead
+        try:
+            _compile(cls, scope)
+        except UnresolvedHint:
+            pass  # a forward reference: resolved when the class is instantiated
+
+    def __init__(self, *, timeout: float | None = 60.0, verbose: bool = False) -> None:
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        self._actorflow_timeout = None if timeout is None else float(timeout)
+        self._actorflow_verbose = bool(verbose)
+        spec(type(self))  # the class is checked by now at the latest
+
+    @property
+    def timeout(self) -> float | None:
+        """The time limit of each run in seconds, or None."""
+        return self._config()[0]
+
+    @property
+    def verbose(self) -> bool:
+        """Whether runs print each step invocation."""
+        return self._config()[1]
+
+    def _config(self) -> tuple[float | None, bool]:
+        try:
+            return self._actorflow_timeout, self._actorflow_verbose
+        except AttributeError:
+            raise WorkflowDefinitionError(
+                f"{type(self).__name__}.__init__ did not call super().__init__(**kwargs); "
+                f"Workflow.__init__ must run for timeout= and verbose= to take effect"
+            ) from None
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _new_run(self, start_event: Event | None, kwargs: Mapping[str, Any], *, stream: bool) -> Run:
+        timeout, verbose = self._config()
+        wf_spec = spec(type(self))
+        event = _start_event(wf_spec, start_event, kwargs)
+        observers: list[Observer] = []
+        if verbose:
+            observers.append(VerbosePrinter())
+        observer = (
+            None if not observers else observers[0] if len(observers) == 1 else ObserverGroup(observers)
+        )
+        return Run(self, wf_spec, event, timeout=timeout, observer=observer, stream=stream)
+
+    async def run(self, *, start_event: StartEvent | None = None, **kwargs: Any) -> Any:
+        """Run the workflow to the end and return its result.
+
+        ``kwargs`` build the StartEvent (or pass ``start_event=``). Returns the ``result`` of a
+        plain StopEvent, or the StopEvent subclass instance itself. A step's exception is
+        re-raised as it is; :class:`WorkflowTimeoutError` when the timeout passes.
+        """
+        run = self._new_run(start_event, kwargs, stream=False)
+        outcome = await run.execute()
+        return outcome.unwrap()
+
+    def run_sync(self, *, start_event: StartEvent | None = None, **kwargs: Any) -> Any:
+        """:meth:`run` from synchronous code: starts trio, runs, returns the result."""
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            pass
+        else:
+            raise WorkflowRuntimeError(
+                f"{type(self).__name__}.run_sync() was called from inside trio; use "
+                f"'await workflow.run(...)' there"
+            )
+        run = self._new_run(start_event, kwargs, stream=False)  # bad input fails before trio starts
+
+        async def main() -> Any:
+            return (await run.execute()).unwrap()
+
+        return trio.run(main)
+
+    def open_run(
+        self, *, start_event: StartEvent | None = None, **kwargs: Any
+    ) -> AbstractAsyncContextManager[RunHandle]:
+        """Start a run in the background of an ``async with`` block; yields its :class:`RunHandle`.
+
+        The block behaves like a nursery: a run that fails while the body is busy cancels
+        the body, and its error is raised when the block exits (unless ``handle.result()``
+        already raised it); leaving the block cancels a run still going, which is not an error.
+        """
+        return open_run(self._new_run(start_event, kwargs, stream=True))
+
+
+def spec(cls: type[Workflow]) -> WorkflowSpec:
+    """The checked spec of a workflow class, checking it now if that was put off."""
+    found = cls.__dict__.get(_SPEC)
+    if found is not None:
+        return found
+    if cls is Workflow:
+        raise WorkflowDefinitionError("Workflow itself has no steps; subclass it")
+    try:
+        return _compile(cls, cls.__dict__.get(_PENDING) or {})
+    except UnresolvedHint as exc:
+        raise WorkflowDefinitionError(
+            f"{cls.__name__}: cannot resolve the type hint {exc.hint!r} of step "
+            f"{getattr(exc, 'step', '?')!r} ({type(exc.error).__name__}: {exc.error}); define "
+            f"or import that event class in the module (or the function) that defines the workflow"
+        ) from exc.error
+
+
+def _collect(cls: type[Workflow]) -> dict[str, StepSpec | _StepDraft]:
+    """The steps of ``cls`` by name, base classes first; an override that is no step removes one."""
+    steps: dict[str, StepSpec | _StepDraft] = {}
+    for klass in reversed(cls.__mro__):
+        for name, value in vars(klass).items():
+            marker = step_marker(value)
+            if marker is not None:
+                steps.pop(name, None)
+                steps[name] = marker
+            elif name in steps:
+                del steps[name]
+    return steps
+
+
+_RESERVED = {
+    name: f"Workflow.{name}"
+    for name in dir(Workflow)
+    if not name.startswith("_")
+}
+
+
+def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
+    """Resolve, check and store the spec of ``cls``."""
+    specs: list[StepSpec] = []
+    problems: list[str] = []
+    for name, marker in _collect(cls).items():
+        if isinstance(marker, StepSpec) and marker.name == name:
+            specs.append(marker)
+            continue
+        if isinstance(marker, StepSpec):  # one function under a second name
+            specs.append(attrs.evolve(marker, name=name))
+            continue
+        try:
+            specs.append(resolve(marker, name, scope))
+        except UnresolvedHint as exc:
+            exc.step = name  # type: ignore[attr-defined]
+            raise
+        except WorkflowDefinitionError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise WorkflowDefinitionError(
+            f"{cls.__name__} is not a valid workflow:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    result = build_spec(cls.__name__, specs, reserved=_RESERVED)
+    setattr(cls, _SPEC, result)
+    return result
+
+
+def _start_event(wf_spec: WorkflowSpec, start_event: Event | None, kwargs: Mapping[str, Any]) -> Event:
+    """Build (or check) the StartEvent of a run; any problem is a WorkflowValidationError."""
+    start_type = wf_spec.start_type
+    if start_event is not None:
+        if kwargs:
+            raise WorkflowValidationError(
+                f"{wf_spec.name}: pass either start_event= or keyword arguments to run(), not "
+                f"both (got start_event and {', '.join(sorted(kwargs))})"
+            )
+        if not isinstance(start_event, start_type):
+            raise WorkflowValidationError(
+                f"{wf_spec.name}: start_event must be a {start_type.__name__}, got "
+                f"{type(start_event).__name__}"
+            )
+        return start_event
+    problems: list[str] = []
+    declared = start_type.model_fields
+    if declared:
+        # A typed StartEvent is a schema: a misspelt keyword must not vanish silently.
+        problems += [
+            f"unknown field {k!r} (its fields are: {', '.join(declared)})"
+            for k in kwargs
+            if k not in declared
+        ]
+    try:
+        event = start_type(**{k: v for k, v in kwargs.items() if k in declared or not declared})
+    except pydantic.ValidationError as exc:
+        problems += [_describe(err) for err in exc.errors()]
+        raise WorkflowValidationError(
+            f"{wf_spec.name}: invalid arguments for {start_type.__name__}: " + "; ".join(problems)
+        ) from exc
+    if problems:
+        raise WorkflowValidationError(
+            f"{wf_spec.name}: invalid arguments for {start_type.__name__}: " + "; ".join(problems)
+        )
+    return event
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error.get("loc", ())) or "(root)"
+    text = f"field {loc!r}: {error.get('msg', 'invalid')}"
+    if error.get("type") != "missing" and "input" in error:
+        text += f" (got {error['input']!r:.60})"
+    return text
+
