@@ -268,7 +268,7 @@ def _unwrap(exc: BaseException) -> BaseException:
     """The one exception to re-raise for an ExceptionGroup that left the run's nursery."""
     if not isinstance(exc, BaseExceptionGroup):
         return exc
-    rest = exc.subgroup(lambda e: not isinstance(e, trio.Cancelled))
+    _, rest = exc.split(trio.Cancelled)
     group = rest if rest is not None else exc
     while isinstance(group, BaseExceptionGroup) and len(group.exceptions) == 1:
         group = group.exceptions[0]

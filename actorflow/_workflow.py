@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from types import FrameType
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
@@ -43,15 +44,17 @@ class Workflow:
         """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none)."""
         super().__init_subclass__(**kwargs)
         frame = sys._getframe(1)  # the scope that executes the class statement
-        scope = {**(frame.f_locals if frame.f_locals is not frame.f_globals else {}), cls.__name__: cls}
         setattr(cls, _SPEC, None)
-        setattr(cls, _PENDING, scope)
+        setattr(cls, _PENDING, None)
         if abstract or not _collect(cls):
+            setattr(cls, _PENDING, frame)
             return  # checked when instantiated instead
         try:
-            _compile(cls, scope)
+            _compile(cls, _names_at(frame, cls))
         except UnresolvedHint:
-            pass  # a forward reference: resolved when the class is instantiated
+            # A forward reference: keep the defining frame, whose locals will hold the name
+            # once the function defining the class has run further (or returned).
+            setattr(cls, _PENDING, frame)
 
     def __init__(self, *, timeout: float | None = 60.0, verbose: bool = False) -> None:
         if timeout is not None and (
@@ -143,14 +146,24 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
         return found
     if cls is Workflow:
         raise WorkflowDefinitionError("Workflow itself has no steps; subclass it")
+    frame = cls.__dict__.get(_PENDING)
     try:
-        return _compile(cls, cls.__dict__.get(_PENDING) or {})
+        found = _compile(cls, _names_at(frame, cls) if frame is not None else {})
     except UnresolvedHint as exc:
         raise WorkflowDefinitionError(
             f"{cls.__name__}: cannot resolve the type hint {exc.hint!r} of step "
             f"{getattr(exc, 'step', '?')!r} ({type(exc.error).__name__}: {exc.error}); define "
             f"or import that event class in the module (or the function) that defines the workflow"
         ) from exc.error
+    setattr(cls, _PENDING, None)  # let the frame go
+    return found
+
+
+def _names_at(frame: FrameType, cls: type) -> dict[str, Any]:
+    """The names visible where ``cls`` was defined, as they are now."""
+    names = dict(frame.f_locals) if frame.f_locals is not frame.f_globals else {}
+    names.setdefault(cls.__name__, cls)
+    return names
 
 
 def _collect(cls: type[Workflow]) -> dict[str, StepSpec | _StepDraft]:
