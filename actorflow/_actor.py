@@ -188,16 +188,16 @@ class StepActor:
             event, event_id, _ = item
             ctx._cause = event_id
             ctx._emitted = emitted = []
-            observer.step_started(run, name, worker, event_id, event)
+            observer.step_started(run, name, worker, event_id, event, 1)
             started = trio.current_time()
             self.running += 1
             try:
                 result = await call(event)
             except trio.Cancelled:
-                observer.step_cancelled(run, name, worker, event_id, event, trio.current_time() - started)
+                observer.step_cancelled(run, name, worker, event_id, event, 1, trio.current_time() - started)
                 raise
             except BaseException as exc:
-                observer.step_failed(run, name, worker, event_id, event, trio.current_time() - started, exc)
+                observer.step_failed(run, name, worker, event_id, event, 1, trio.current_time() - started, exc, False)
                 run.fail(exc, name)
                 return
             self.running -= 1
@@ -207,11 +207,11 @@ class StepActor:
                     if type(result) not in self.emit_ok:
                         self.admit(result, "returned")
                 except WorkflowRuntimeError as exc:
-                    observer.step_failed(run, name, worker, event_id, event, trio.current_time() - started, exc)
+                    observer.step_failed(run, name, worker, event_id, event, 1, trio.current_time() - started, exc, False)
                     run.fail(exc, None)
                     return
                 ctx._emit(result)
-            observer.step_finished(run, name, worker, event_id, event, trio.current_time() - started, emitted)
+            observer.step_finished(run, name, worker, event_id, event, 1, trio.current_time() - started, emitted)
             ctx._cause = ctx._emitted = None
             event = result = None
             budget -= 1

@@ -10,8 +10,8 @@ every invocation to the event that caused it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ._events import Event
 
@@ -38,7 +38,9 @@ class Observer:
         self, run: Run, event_id: int, event: Event, cause_id: int | None, step: str | None
     ) -> None: ...
 
-    def step_started(self, run: Run, step: str, worker: int, event_id: int, event: Event) -> None: ...
+    def step_started(
+        self, run: Run, step: str, worker: int, event_id: int, event: Event, attempt: int
+    ) -> None: ...
 
     def step_finished(
         self,
@@ -47,6 +49,7 @@ class Observer:
         worker: int,
         event_id: int,
         event: Event,
+        attempt: int,
         duration: float,
         emitted: Sequence[Event],
     ) -> None: ...
@@ -58,13 +61,19 @@ class Observer:
         worker: int,
         event_id: int,
         event: Event,
+        attempt: int,
         duration: float,
         error: BaseException,
-    ) -> None: ...
+        retrying: bool,
+    ) -> None:
+        """``retrying`` tells whether the step's retry policy will run it again."""
 
     def step_cancelled(
-        self, run: Run, step: str, worker: int, event_id: int, event: Event, duration: float
+        self, run: Run, step: str, worker: int, event_id: int, event: Event, attempt: int, duration: float
     ) -> None: ...
+
+    def llm_called(self, run: Run, step: str | None, cause_id: int | None, call: Mapping[str, Any]) -> None:
+        """An ``actorflow.llm`` client finished a call inside a step of this run."""
 
     def run_ended(self, run: Run, outcome: Outcome) -> None: ...
 
@@ -85,21 +94,25 @@ class ObserverGroup(Observer):
         for o in self.observers:
             o.event_emitted(run, event_id, event, cause_id, step)
 
-    def step_started(self, run, step, worker, event_id, event):  # type: ignore[no-untyped-def]
+    def step_started(self, *args):  # type: ignore[no-untyped-def]
         for o in self.observers:
-            o.step_started(run, step, worker, event_id, event)
+            o.step_started(*args)
 
-    def step_finished(self, run, step, worker, event_id, event, duration, emitted):  # type: ignore[no-untyped-def]
+    def step_finished(self, *args):  # type: ignore[no-untyped-def]
         for o in self.observers:
-            o.step_finished(run, step, worker, event_id, event, duration, emitted)
+            o.step_finished(*args)
 
-    def step_failed(self, run, step, worker, event_id, event, duration, error):  # type: ignore[no-untyped-def]
+    def step_failed(self, *args):  # type: ignore[no-untyped-def]
         for o in self.observers:
-            o.step_failed(run, step, worker, event_id, event, duration, error)
+            o.step_failed(*args)
 
-    def step_cancelled(self, run, step, worker, event_id, event, duration):  # type: ignore[no-untyped-def]
+    def step_cancelled(self, *args):  # type: ignore[no-untyped-def]
         for o in self.observers:
-            o.step_cancelled(run, step, worker, event_id, event, duration)
+            o.step_cancelled(*args)
+
+    def llm_called(self, *args):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.llm_called(*args)
 
     def run_ended(self, run, outcome):  # type: ignore[no-untyped-def]
         for o in self.observers:
@@ -120,15 +133,15 @@ class VerbosePrinter(Observer):
     def run_started(self, run: Run) -> None:
         self._print(run, "run started")
 
-    def step_finished(self, run, step, worker, event_id, event, duration, emitted):  # type: ignore[no-untyped-def]
+    def step_finished(self, run, step, worker, event_id, event, attempt, duration, emitted):  # type: ignore[no-untyped-def]
         out = ", ".join(type(e).__name__ for e in emitted) or "nothing"
         self._print(run, f"step {step} got {type(event).__name__} -> {out} ({duration * 1e3:.1f} ms)")
 
-    def step_failed(self, run, step, worker, event_id, event, duration, error):  # type: ignore[no-untyped-def]
+    def step_failed(self, run, step, worker, event_id, event, attempt, duration, error, retrying):  # type: ignore[no-untyped-def]
         self._print(
             run,
             f"step {step} got {type(event).__name__} -> raised {type(error).__name__}: {error} "
-            f"({duration * 1e3:.1f} ms)",
+            f"({duration * 1e3:.1f} ms)" + (f"; retrying (attempt {attempt + 1})" if retrying else ""),
         )
 
     def run_ended(self, run: Run, outcome: Outcome) -> None:

@@ -12,6 +12,7 @@ import attrs
 import pydantic
 import trio
 
+from . import _tracing
 from ._events import Event, StartEvent
 from ._exceptions import WorkflowDefinitionError, WorkflowRuntimeError, WorkflowValidationError
 from ._handle import RunHandle, open_run
@@ -35,7 +36,8 @@ class Workflow:
     its own. Attributes of the instance and of the class are visible to every step.
 
     ``timeout`` (seconds, or None for no limit) bounds each run; ``verbose=True`` prints each
-    step invocation.
+    step invocation. ``trace=True`` records every run as audit records (structlog); None
+    (the default) follows ``actorflow.audit.enable()`` / ``disable()``.
     """
 
     __actorflow_spec__: ClassVar[WorkflowSpec | None] = None
@@ -56,13 +58,16 @@ class Workflow:
             # once the function defining the class has run further (or returned).
             setattr(cls, _PENDING, frame)
 
-    def __init__(self, *, timeout: float | None = 60.0, verbose: bool = False) -> None:
+    def __init__(
+        self, *, timeout: float | None = 60.0, verbose: bool = False, trace: bool | None = None
+    ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
             raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
         self._actorflow_timeout = None if timeout is None else float(timeout)
         self._actorflow_verbose = bool(verbose)
+        self._actorflow_trace = trace
         spec(type(self))  # the class is checked by now at the latest
 
     @property
@@ -93,6 +98,9 @@ class Workflow:
         observers: list[Observer] = []
         if verbose:
             observers.append(VerbosePrinter())
+        trace = self._actorflow_trace
+        if trace or (trace is None and _tracing.is_enabled()):  # decided once per run
+            observers.append(_tracing.Tracer())
         observer = (
             None if not observers else observers[0] if len(observers) == 1 else ObserverGroup(observers)
         )
