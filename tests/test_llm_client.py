@@ -1,0 +1,687 @@
+"""OpenAICompatible against a real HTTP server on 127.0.0.1, and against httpx.MockTransport.
+
+The real server (tests/llm_server.py) proves the HTTP behaviour: framing, event streams,
+timeouts, disconnects, cancellation. Real sockets and autojump_clock do not mix (the clock
+jumps whenever every task waits, socket reads included), so those tests use real
+timeouts of tens of milliseconds, and the retry-timing tests use MockTransport with
+autojump_clock instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import importlib.util
+import json
+import pathlib
+import socket
+import sys
+from collections.abc import AsyncIterator
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from actorflow._exceptions import (
+    LLMConnectionError,
+    LLMResponseError,
+    LLMStatusError,
+    LLMTimeoutError,
+)
+from actorflow.llm import ChatMessage, OpenAICompatible, Usage
+from actorflow.llm import _client
+
+
+def _import_sibling(name: str) -> ModuleType:
+    """Import tests/<name>.py by path: works in pytest's prepend and importlib modes, no __init__.py."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+llm_server = _import_sibling("llm_server")
+Reply = llm_server.Reply
+MODEL = llm_server.MODEL
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> Any:
+    return await nursery.start(llm_server.LLMServer().serve)
+
+
+@pytest.fixture
+async def llm(server: Any) -> AsyncIterator[OpenAICompatible]:
+    async with OpenAICompatible(
+        MODEL, base_url=server.base_url, api_key="sk-test", timeout=2.0, retry_delay=0.001
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(_client, "_record_call", lambda **kw: calls.append(kw))
+    return calls
+
+
+# --- Against the real server: answers ------------------------------------------------------
+
+
+async def test_acomplete_returns_the_chat_completion(server: Any, llm: OpenAICompatible) -> None:
+    """acomplete posts the prompt as a user message to /chat/completions and returns its text and usage."""
+    usage = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    server.reply(Reply(json=llm_server.chat_completion("Paris.", usage=usage)))
+
+    response = await llm.acomplete("Capital of France?", temperature=0.1)
+
+    assert str(response) == response.text == "Paris."
+    assert (response.model, response.finish_reason) == (MODEL, "stop")
+    assert response.usage == Usage(prompt_tokens=9, completion_tokens=2, total_tokens=11)
+    assert response.raw["id"] == "chatcmpl-test"
+    [request] = server.requests
+    assert request.path == "/v1/chat/completions"
+    assert request.headers["authorization"] == "Bearer sk-test"
+    assert request.json == {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Capital of France?"}],
+        "temperature": 0.1,
+    }
+
+
+async def test_usage_is_none_when_the_server_reports_none(server: Any, llm: OpenAICompatible) -> None:
+    """A completion without a usage field gives usage None, not zeros."""
+    server.reply(Reply(json=llm_server.chat_completion("ok")))
+
+    assert (await llm.acomplete("x")).usage is None
+
+
+async def test_complete_via_completions_uses_the_legacy_endpoint(server: Any) -> None:
+    """complete_via='completions' sends the raw prompt to /completions, streamed or not."""
+    async with OpenAICompatible(MODEL, base_url=server.base_url, complete_via="completions") as llm:
+        response = await llm.acomplete("Once upon", max_tokens=5)
+        streamed = [str(delta) async for delta in llm.astream_complete("a time")]
+
+    assert str(response) == "echo: Once upon"
+    assert "".join(streamed) == "echo: a time"
+    assert [r.path for r in server.requests] == ["/v1/completions"] * 2
+    assert server.requests[0].json == {"model": MODEL, "prompt": "Once upon", "max_tokens": 5}
+    assert "authorization" not in server.requests[0].headers
+
+
+async def test_achat_sends_the_whole_conversation(server: Any, llm: OpenAICompatible) -> None:
+    """achat sends ChatMessage objects and dicts alike, extra fields included, and answers the last one."""
+    messages = [
+        ChatMessage(role="system", content="Be brief."),
+        {"role": "user", "content": "Hi", "name": "ada"},
+    ]
+
+    response = await llm.achat(messages)
+
+    assert str(response) == "echo: Hi"
+    assert response.message == ChatMessage(role="assistant", content="echo: Hi")
+    assert server.requests[0].json["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi", "name": "ada"},
+    ]
+
+
+async def test_astream_complete_yields_the_pieces_in_order(server: Any, llm: OpenAICompatible) -> None:
+    """astream_complete asks for an event stream and yields each piece as a delta, then the finish_reason."""
+    server.reply(Reply(pieces=("Hel", "lo", " world"), piece_delay=0.005))
+
+    deltas = [delta async for delta in llm.astream_complete("greet")]
+
+    assert [str(d) for d in deltas] == ["Hel", "lo", " world", ""]
+    assert [d.text for d in deltas] == ["Hel", "Hello", "Hello world", "Hello world"]
+    assert [d.finish_reason for d in deltas] == [None, None, None, "stop"]
+    [request] = server.requests
+    assert request.json["stream"] is True
+    assert request.headers["accept"] == "text/event-stream"
+
+
+async def test_astream_chat_streams_the_answer_to_the_conversation(server: Any, llm: OpenAICompatible) -> None:
+    """astream_chat streams the answer to the last message."""
+    text = "".join([str(d) async for d in llm.astream_chat([{"role": "user", "content": "hi there"}])])
+
+    assert text == "echo: hi there"
+
+
+# --- Against the real server: retries and errors -------------------------------------------
+
+
+async def test_429_is_retried_after_the_wait_retry_after_asks(server: Any, llm: OpenAICompatible) -> None:
+    """A 429 is retried once Retry-After has passed (backoff alone would be a millisecond)."""
+    rate_limited = llm_server.error_body("Rate limit reached", type="rate_limit_error")
+    server.reply(Reply(429, json=rate_limited, headers=(("retry-after", "0.2"),)))
+
+    start = trio.current_time()
+    response = await llm.acomplete("x")
+
+    assert trio.current_time() - start >= 0.2
+    assert str(response) == "echo: x"
+    assert len(server.requests) == 2
+
+
+async def test_5xx_is_retried_until_max_retries_then_raised(server: Any) -> None:
+    """Persistent 500s raise LLMStatusError with the status, the server's message and the attempt count."""
+    server.reply(*[Reply(500, json=llm_server.error_body("boom", type="server_error"))] * 3)
+    llm = OpenAICompatible(MODEL, base_url=server.base_url, max_retries=2, retry_delay=0.001)
+
+    with pytest.raises(LLMStatusError) as caught:
+        async with llm:
+            await llm.acomplete("x")
+
+    assert (caught.value.status_code, caught.value.server_message) == (500, "boom")
+    message = str(caught.value)
+    for part in ("HTTP 500", "'boom'", "after 3 attempts", f"{server.base_url}/chat/completions", MODEL):
+        assert part in message
+    assert len(server.requests) == 3
+
+
+async def test_401_is_not_retried_and_says_what_the_server_said(server: Any, llm: OpenAICompatible) -> None:
+    """A 401 raises at once, quoting the server's error text and pointing at the API key."""
+    server.reply(Reply(401, json=llm_server.error_body("Incorrect API key provided: sk-test")))
+
+    with pytest.raises(LLMStatusError) as caught:
+        await llm.acomplete("x")
+
+    assert caught.value.status_code == 401
+    assert caught.value.server_message == "Incorrect API key provided: sk-test"
+    message = str(caught.value)
+    for part in ("HTTP 401 Unauthorized", "Incorrect API key provided", "not retried", "OPENAI_API_KEY"):
+        assert part in message
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 422])
+async def test_other_4xx_are_not_retried(server: Any, llm: OpenAICompatible, status: int) -> None:
+    """4xx statuses other than 429 raise LLMStatusError after a single request."""
+    server.reply(Reply(status))
+
+    with pytest.raises(LLMStatusError, match=f"HTTP {status}"):
+        await llm.acomplete("x")
+
+    assert len(server.requests) == 1
+
+
+async def test_a_plain_text_error_body_becomes_the_server_message(server: Any, llm: OpenAICompatible) -> None:
+    """A non-JSON error body (a proxy's page) is quoted as the server's message."""
+    server.reply(Reply(404, body=b"404 page not found"))
+
+    with pytest.raises(LLMStatusError) as caught:
+        await llm.acomplete("x")
+
+    assert caught.value.server_message == "404 page not found"
+    assert "base_url" in str(caught.value)
+
+
+async def test_a_slow_server_raises_llm_timeout_error(server: Any) -> None:
+    """A server slower than timeout= raises LLMTimeoutError after the retries, and sees the client hang up."""
+    server.reply(Reply(delay=10), Reply(delay=10))
+    llm = OpenAICompatible(MODEL, base_url=server.base_url, timeout=0.05, max_retries=1, retry_delay=0.001)
+
+    start = trio.current_time()
+    with pytest.raises(LLMTimeoutError) as caught:
+        async with llm:
+            await llm.acomplete("x")
+
+    assert trio.current_time() - start < 1.0
+    assert "timeout=0.05 s" in str(caught.value) and "after 2 attempts" in str(caught.value)
+    assert len(server.requests) == 2
+    with trio.fail_after(1):
+        await server.hung_up.wait()
+
+
+async def test_connection_refused_raises_llm_connection_error() -> None:
+    """A port nobody listens on raises LLMConnectionError naming the URL and the attempts."""
+    base_url = f"http://127.0.0.1:{llm_server.unused_port()}/v1"
+
+    with pytest.raises(LLMConnectionError) as caught:
+        async with OpenAICompatible(MODEL, base_url=base_url, max_retries=1, retry_delay=0.001) as llm:
+            await llm.acomplete("x")
+
+    message = str(caught.value)
+    assert f"{base_url}/chat/completions" in message and "after 2 attempts" in message
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+async def test_a_body_that_is_not_json_raises_llm_response_error(server: Any, llm: OpenAICompatible) -> None:
+    """A 200 whose body is not JSON raises LLMResponseError quoting the body, without a retry."""
+    server.reply(Reply(body=b"<html>Welcome to nginx!</html>"))
+
+    with pytest.raises(LLMResponseError, match="not JSON.*Welcome to nginx"):
+        await llm.acomplete("x")
+
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"choices": []}, "choices"),
+        ({"object": "list", "data": []}, "choices"),
+        ({"choices": [{"message": {"content": 42}}]}, "content"),
+        (llm_server.error_body("model is overloaded"), "model is overloaded"),
+    ],
+)
+async def test_json_that_is_not_a_completion_raises_llm_response_error(
+    server: Any, llm: OpenAICompatible, body: Any, expected: str
+) -> None:
+    """JSON of the wrong shape (or an error inside a 200) raises LLMResponseError saying what is wrong."""
+    server.reply(Reply(json=body))
+
+    with pytest.raises(LLMResponseError, match=expected):
+        await llm.acomplete("x")
+
+
+async def test_a_stream_that_fails_to_open_is_retried(server: Any, llm: OpenAICompatible) -> None:
+    """A 503 before a stream starts is retried like any other call."""
+    server.reply(Reply(503))
+
+    text = "".join([str(d) async for d in llm.astream_complete("again")])
+
+    assert text == "echo: again"
+    assert len(server.requests) == 2
+
+
+async def test_a_dropped_stream_raises_without_a_retry(server: Any, llm: OpenAICompatible) -> None:
+    """A connection dropped mid-stream raises LLMConnectionError after the pieces already delivered."""
+    server.reply(Reply(pieces=("a", "b", "c", "d"), hang_up_after=3))
+    received: list[str] = []
+
+    with pytest.raises(LLMConnectionError, match="mid-stream, after 2 characters"):
+        async for delta in llm.astream_complete("x"):
+            received.append(str(delta))
+
+    assert received == ["a", "b"]
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ((json.dumps({"choices": [{"index": 0, "delta": {"content": "cut"}}]}),), "ended before 'data: \\[DONE\\]'"),
+        (("this is not json",), "this is not json"),
+        ((json.dumps(llm_server.error_body("context length exceeded")),), "context length exceeded"),
+    ],
+)
+async def test_a_broken_stream_raises_llm_response_error(
+    server: Any, llm: OpenAICompatible, events: tuple[str, ...], expected: str
+) -> None:
+    """A stream that ends early, or carries garbage or an error, raises LLMResponseError."""
+    server.reply(Reply(events=events, done=False))
+
+    with pytest.raises(LLMResponseError, match=expected):
+        async for _ in llm.astream_complete("x"):
+            pass
+
+
+# --- Against the real server: cancellation and lifecycle -----------------------------------
+
+
+async def test_cancelling_mid_stream_aborts_the_request(
+    server: Any, llm: OpenAICompatible, recorded: list[dict[str, Any]]
+) -> None:
+    """A cancel scope firing mid-stream propagates trio.Cancelled and closes the connection at once."""
+    server.reply(Reply(pieces=tuple(f"w{i} " for i in range(200)), piece_delay=0.01))
+    received = []
+
+    with trio.move_on_after(0.1) as scope:
+        async for delta in llm.astream_complete("long story"):
+            received.append(delta)
+
+    # Had the cancellation become an LLMError, it would have escaped the scope and this test.
+    assert scope.cancelled_caught
+    assert 0 < len(received) < 200
+    with trio.fail_after(1):
+        await server.hung_up.wait()
+        await server.wait_until_idle()
+    [record] = recorded
+    assert isinstance(record["error"], trio.Cancelled)
+
+
+async def test_stopping_a_stream_early_closes_its_connection(server: Any, llm: OpenAICompatible) -> None:
+    """Leaving an aclosing() stream early hangs up on the server, and the next call still works."""
+    server.reply(Reply(pieces=tuple(f"w{i} " for i in range(200)), piece_delay=0.01))
+
+    async with contextlib.aclosing(llm.astream_complete("long story")) as stream:
+        async for delta in stream:
+            break
+
+    assert str(delta) == "w0 "
+    with trio.fail_after(1):
+        await server.hung_up.wait()
+    assert str(await llm.acomplete("next")) == "echo: next"
+
+
+async def test_a_finished_stream_leaves_its_connection_for_reuse(server: Any, llm: OpenAICompatible) -> None:
+    """After data: [DONE] the body is read to its end, so the next call reuses the connection."""
+    for prompt in ("one", "two"):
+        assert "".join([str(d) async for d in llm.astream_complete(prompt)]) == f"echo: {prompt}"
+    await llm.acomplete("three")
+
+    assert (server.connections, server.hang_ups) == (1, 0)
+
+
+async def test_cancelling_a_pending_request_aborts_it(server: Any, llm: OpenAICompatible) -> None:
+    """A cancel scope firing while the server thinks propagates trio.Cancelled and hangs up."""
+    server.reply(Reply(delay=10))
+
+    with trio.move_on_after(0.05) as scope:
+        await llm.acomplete("x")
+
+    assert scope.cancelled_caught
+    with trio.fail_after(1):
+        await server.hung_up.wait()
+
+
+async def test_the_owned_client_closes_on_exit_and_reopens_on_use(server: Any) -> None:
+    """Leaving `async with` or aclose() closes the connections; a later call opens a new one."""
+    async with OpenAICompatible(MODEL, base_url=server.base_url) as llm:
+        await llm.acomplete("x")
+        assert server.open_connections == 1
+    with trio.fail_after(1):
+        await server.wait_until_idle()
+
+    await llm.acomplete("again")
+    assert server.open_connections == 1
+    await llm.aclose()
+    await llm.aclose()
+    with trio.fail_after(1):
+        await server.wait_until_idle()
+
+
+async def test_an_injected_client_is_used_and_left_open(server: Any) -> None:
+    """With client=, requests go through that client, and closing the LLM does not close it."""
+    sent: list[httpx.Request] = []
+
+    async def remember(request: httpx.Request) -> None:
+        sent.append(request)
+
+    async with httpx.AsyncClient(event_hooks={"request": [remember]}) as http:
+        async with OpenAICompatible(MODEL, base_url=server.base_url, client=http) as llm:
+            await llm.acomplete("x")
+        assert not http.is_closed
+        assert server.open_connections == 1
+        assert [str(r.url) for r in sent] == [f"{server.base_url}/chat/completions"]
+
+
+async def test_from_env_talks_to_the_configured_server(server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """from_env() takes the server, key and model from OPENAI_BASE_URL, OPENAI_API_KEY, ACTORFLOW_LLM_MODEL."""
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env")
+    monkeypatch.setenv("ACTORFLOW_LLM_MODEL", "env-model")
+
+    async with OpenAICompatible.from_env() as llm:
+        await llm.acomplete("x")
+
+    [request] = server.requests
+    assert request.json["model"] == "env-model"
+    assert request.headers["authorization"] == "Bearer sk-env"
+
+
+def test_an_instance_built_outside_trio_serves_successive_runs() -> None:
+    """An instance made at import time works in one trio.run after another, each with its own pool."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        llm = OpenAICompatible(MODEL, base_url=f"http://127.0.0.1:{listening.getsockname()[1]}/v1")
+
+        async def one_run(prompt: str) -> str:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(functools.partial(llm_server.LLMServer().serve, sock=listening))
+                response = await llm.acomplete(prompt)
+                nursery.cancel_scope.cancel()
+            return str(response)
+
+        assert trio.run(one_run, "first") == "echo: first"
+        assert trio.run(one_run, "second") == "echo: second"
+        trio.run(llm.aclose)
+
+
+# --- With MockTransport and autojump_clock -------------------------------------------------
+
+
+def _mock(
+    answers: list[httpx.Response | Exception], seen: list[float] | None = None, **kwargs: Any
+) -> OpenAICompatible:
+    """A client whose requests get `answers` in order, noting each request's time in `seen`."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if seen is not None:
+            seen.append(trio.current_time())
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    return OpenAICompatible(MODEL, base_url="http://llm.test/v1", transport=httpx.MockTransport(handler), **kwargs)
+
+
+def _ok(text: str = "ok") -> httpx.Response:
+    return httpx.Response(200, json=llm_server.chat_completion(text))
+
+
+_NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "3600"}, 60.0),
+        ({"retry-after": format_datetime(_NOW + timedelta(seconds=30), usegmt=True),
+          "date": format_datetime(_NOW, usegmt=True)}, 30.0),
+    ],
+)
+async def test_retry_after_is_honoured_and_capped(
+    autojump_clock: trio.testing.MockClock, headers: dict[str, str], wait: float
+) -> None:
+    """The retry waits as long as Retry-After (seconds, ms or HTTP date) asks, at most 60 s."""
+    seen: list[float] = []
+    llm = _mock([httpx.Response(429, headers=headers), _ok()], seen)
+
+    assert str(await llm.acomplete("x")) == "ok"
+
+    assert seen[1] - seen[0] == pytest.approx(wait)
+
+
+async def test_backoff_doubles_with_jitter_up_to_its_cap(autojump_clock: trio.testing.MockClock) -> None:
+    """Without Retry-After, waits double from retry_delay, capped at 8 s, each jittered to 50-100%."""
+    seen: list[float] = []
+    llm = _mock([httpx.Response(503)] * 5, seen, max_retries=4, retry_delay=3.0)
+
+    with pytest.raises(LLMStatusError, match="after 5 attempts"):
+        await llm.acomplete("x")
+
+    waits = [b - a for a, b in zip(seen, seen[1:])]
+    for wait, full in zip(waits, [3.0, 6.0, 8.0, 8.0], strict=True):
+        assert full / 2 <= wait <= full
+
+
+async def test_timeouts_are_retried_then_raised(autojump_clock: trio.testing.MockClock) -> None:
+    """A read timeout is retried like a connection failure, then raised as LLMTimeoutError."""
+    timeouts: list[httpx.Response | Exception] = [httpx.ReadTimeout("timed out") for _ in range(3)]
+    llm = _mock(timeouts, max_retries=2)
+
+    with pytest.raises(LLMTimeoutError, match="ReadTimeout.*after 3 attempts"):
+        await llm.acomplete("x")
+
+    assert not timeouts
+
+
+async def test_a_connection_error_is_retried(autojump_clock: trio.testing.MockClock) -> None:
+    """A failed connection is retried, and a later success is returned."""
+    llm = _mock([httpx.ConnectError("refused"), _ok("second time")])
+
+    assert str(await llm.acomplete("x")) == "second time"
+
+
+async def test_cancellation_during_backoff_is_not_an_llm_error(autojump_clock: trio.testing.MockClock) -> None:
+    """Cancelling while the client sleeps before a retry propagates trio.Cancelled."""
+    llm = _mock([httpx.Response(503)] * 3, retry_delay=10.0)
+
+    with trio.move_on_after(5) as scope:
+        await llm.acomplete("x")
+
+    assert scope.cancelled_caught
+
+
+async def test_a_stream_keeps_line_separators_and_reports_usage(autojump_clock: trio.testing.MockClock) -> None:
+    """Unescaped U+2028 in a streamed piece stays inside it, and a usage-only final chunk is reported."""
+    chunks = [
+        {"choices": [{"index": 0, "delta": {"content": "a\u2028b\x85c"}, "finish_reason": "stop"}]},
+        {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
+    ]
+    body = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\r\n\r\n" for c in chunks) + "data: [DONE]\r\n\r\n"
+    stream = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
+    llm = _mock([stream])
+
+    deltas = [d async for d in llm.astream_complete("x", stream_options={"include_usage": True})]
+
+    assert [str(d) for d in deltas] == ["a\u2028b\x85c", ""]
+    assert deltas[-1].usage == Usage(prompt_tokens=1, completion_tokens=2, total_tokens=3)
+
+
+async def test_every_call_reaches_the_audit_hook(
+    autojump_clock: trio.testing.MockClock, recorded: list[dict[str, Any]]
+) -> None:
+    """Each call, success or failure, is recorded once with model, prompt digest, latency and usage."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await trio.sleep(3)
+        if json.loads(request.content)["messages"][0]["content"] == "bad":
+            return httpx.Response(400, json=llm_server.error_body("nope"))
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+        return httpx.Response(200, json=llm_server.chat_completion("ok", usage=usage))
+
+    llm = OpenAICompatible(MODEL, base_url="http://llm.test/v1", transport=httpx.MockTransport(slow))
+    await llm.acomplete("good")
+    with pytest.raises(LLMStatusError):
+        await llm.acomplete("bad")
+
+    good, bad = recorded
+    assert good == {
+        "model": MODEL,
+        "prompt_sha256": hashlib.sha256(b"good").hexdigest(),
+        "latency_s": pytest.approx(3.0),
+        "usage": Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
+        "error": None,
+    }
+    assert isinstance(bad["error"], LLMStatusError) and bad["usage"] is None
+
+
+async def test_passing_stream_is_refused_before_any_request() -> None:
+    """stream= is refused with TypeError: acomplete never streams and astream_* always do."""
+    answers: list[httpx.Response | Exception] = [_ok()]
+    llm = _mock(answers)
+
+    with pytest.raises(TypeError, match="stream"):
+        await llm.acomplete("x", stream=True)
+    with pytest.raises(TypeError, match="stream"):
+        llm.astream_complete("x", stream=False)
+
+    assert len(answers) == 1
+
+
+async def test_an_injected_transport_is_closed_with_the_client() -> None:
+    """A transport= is owned: closing the LLM closes it, and an unused LLM has nothing to close."""
+
+    class Transport(httpx.MockTransport):
+        closed = 0
+
+        async def aclose(self) -> None:
+            Transport.closed += 1
+
+    transport = Transport(lambda request: _ok())
+    async with OpenAICompatible(MODEL, base_url="http://llm.test/v1", transport=transport):
+        pass
+    assert Transport.closed == 0
+
+    async with OpenAICompatible(MODEL, base_url="http://llm.test/v1", transport=transport) as llm:
+        await llm.acomplete("x")
+    assert Transport.closed == 1
+
+
+# --- Configuration -------------------------------------------------------------------------
+
+
+def test_the_constructor_reports_every_problem_at_once() -> None:
+    """Bad arguments raise one ValueError that lists each problem."""
+    with pytest.raises(ValueError) as caught:
+        OpenAICompatible(
+            "",
+            base_url="localhost:8000/v1",
+            timeout=0,
+            max_retries=-1,
+            complete_via="edits",  # type: ignore[arg-type]
+            client=httpx.AsyncClient(),
+            transport=httpx.MockTransport(lambda r: _ok()),
+        )
+
+    message = str(caught.value)
+    for part in ("model", "base_url", "timeout", "max_retries", "complete_via", "client= or transport="):
+        assert part in message
+
+
+def test_from_env_prefers_explicit_arguments() -> None:
+    """Explicit arguments win over the environment in from_env()."""
+    env = {"OPENAI_BASE_URL": "http://env/v1", "OPENAI_API_KEY": "sk-env", "ACTORFLOW_LLM_MODEL": "env-model"}
+
+    llm = OpenAICompatible.from_env("mine", base_url="http://mine/v1/", environ=env)
+
+    assert (llm.model, llm.base_url) == ("mine", "http://mine/v1")
+
+
+@pytest.mark.parametrize(
+    ("env", "model"),
+    [
+        ({"ACTORFLOW_LLM_MODEL": "a", "OPENAI_MODEL": "b"}, "a"),
+        ({"ACTORFLOW_LLM_MODEL": "", "OPENAI_MODEL": "b"}, "b"),
+        ({"OPENAI_MODEL": "b"}, "b"),
+    ],
+)
+def test_from_env_reads_the_model_with_a_fallback(env: dict[str, str], model: str) -> None:
+    """ACTORFLOW_LLM_MODEL names the model, OPENAI_MODEL is the fallback, and OpenAI is the default server."""
+    llm = OpenAICompatible.from_env(environ=env)
+
+    assert (llm.model, llm.base_url) == (model, "https://api.openai.com/v1")
+
+
+def test_from_env_without_a_model_says_how_to_set_one() -> None:
+    """from_env() with no model anywhere raises ValueError naming the variables."""
+    with pytest.raises(ValueError, match="ACTORFLOW_LLM_MODEL.*OPENAI_MODEL"):
+        OpenAICompatible.from_env(environ={"OPENAI_BASE_URL": "http://x/v1"})
+
+
+async def test_from_env_sends_the_key_from_the_environment() -> None:
+    """The OPENAI_API_KEY from the environment goes into the Authorization header."""
+    headers: list[httpx.Headers] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        headers.append(request.headers)
+        return _ok()
+
+    env = {"OPENAI_API_KEY": "sk-env", "OPENAI_MODEL": "m"}
+    async with OpenAICompatible.from_env(environ=env, transport=httpx.MockTransport(handler)) as llm:
+        await llm.acomplete("x")
+
+    assert headers[0]["authorization"] == "Bearer sk-env"
+
+
+def test_repr_never_shows_the_api_key() -> None:
+    """repr() names the model and server but not the key."""
+    text = repr(OpenAICompatible("m", base_url="http://x/v1", api_key="sk-secret"))
+
+    assert text == "OpenAICompatible(model='m', base_url='http://x/v1')"
