@@ -1,0 +1,216 @@
+"""The offline models (ScriptedLLM, EchoLLM), llm_from_env, and actorflow.llm's public surface."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+import trio
+
+import actorflow.llm
+from actorflow._exceptions import LLMTimeoutError
+from actorflow.llm import (
+    LLM,
+    ChatMessage,
+    CompletionDelta,
+    CompletionResponse,
+    EchoLLM,
+    OpenAICompatible,
+    ScriptedLLM,
+    llm_from_env,
+)
+from actorflow.llm import _client
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(_client, "_record_call", lambda **kw: calls.append(kw))
+    return calls
+
+
+# --- ScriptedLLM ---------------------------------------------------------------------------
+
+
+async def test_scripted_llm_answers_in_order_and_records_prompts() -> None:
+    """ScriptedLLM returns its responses in order and keeps each prompt in .prompts."""
+    llm = ScriptedLLM(["first", "second"])
+
+    answers = [await llm.acomplete("a"), await llm.acomplete("b", temperature=0)]
+
+    assert [str(a) for a in answers] == ["first", "second"]
+    assert all(isinstance(a, CompletionResponse) for a in answers)
+    assert (answers[0].model, answers[0].finish_reason, answers[0].usage) == ("scripted", "stop", None)
+    assert llm.prompts == ["a", "b"]
+
+
+async def test_scripted_llm_says_clearly_when_the_script_runs_out() -> None:
+    """A call past the end of the script raises RuntimeError naming the count and the prompt."""
+    llm = ScriptedLLM(["only"])
+    await llm.acomplete("one")
+
+    with pytest.raises(RuntimeError, match=r"ran out of responses: its script has 1, and this is call 2 .*'two'"):
+        await llm.acomplete("two")
+
+
+async def test_scripted_llm_accepts_a_callable() -> None:
+    """A callable script computes each answer from the prompt."""
+    llm = ScriptedLLM(lambda prompt: prompt.upper())
+
+    assert str(await llm.acomplete("shout")) == "SHOUT"
+    assert llm.prompts == ["shout"]
+
+
+async def test_a_scripted_exception_is_raised_by_its_call() -> None:
+    """An exception instance in the script is raised by that call, and the script goes on after it."""
+    failure = LLMTimeoutError("scripted timeout")
+    llm = ScriptedLLM([failure, "recovered"])
+
+    with pytest.raises(LLMTimeoutError) as caught:
+        await llm.acomplete("x")
+
+    assert caught.value is failure
+    assert str(await llm.acomplete("x")) == "recovered"
+
+
+async def test_scripted_achat_answers_the_last_message() -> None:
+    """achat takes messages as models or dicts and records the last one's content as the prompt."""
+    llm = ScriptedLLM(["hello"])
+
+    response = await llm.achat([ChatMessage(role="system", content="Be kind."), {"role": "user", "content": "hi"}])
+
+    assert str(response) == "hello"
+    assert response.message == ChatMessage(role="assistant", content="hello")
+    assert llm.prompts == ["hi"]
+
+
+async def test_scripted_streaming_pieces_join_into_the_response() -> None:
+    """astream_complete yields word pieces whose concatenation is exactly the scripted text."""
+    text = "  The answer\tis\n 42.  "
+    llm = ScriptedLLM([text])
+
+    deltas = [d async for d in llm.astream_complete("q")]
+
+    assert all(isinstance(d, CompletionDelta) for d in deltas)
+    assert "".join(str(d) for d in deltas) == text
+    assert len(deltas) == 4
+    assert [d.text for d in deltas][-1] == text
+    assert [d.finish_reason for d in deltas] == [None, None, None, "stop"]
+
+
+async def test_scripted_astream_chat_streams_the_answer() -> None:
+    """astream_chat streams the next response to a conversation."""
+    llm = ScriptedLLM(["a b"])
+
+    assert [str(d) async for d in llm.astream_chat([{"role": "user", "content": "q"}])] == ["a ", "b"]
+
+
+async def test_an_empty_response_streams_as_one_final_delta() -> None:
+    """An empty scripted text streams as a single empty delta that carries finish_reason."""
+    deltas = [d async for d in ScriptedLLM([""]).astream_complete("q")]
+
+    assert [(str(d), d.finish_reason) for d in deltas] == [("", "stop")]
+
+
+async def test_latency_is_a_trio_sleep(autojump_clock: trio.testing.MockClock) -> None:
+    """latency= delays each answer on trio's clock, so autojump_clock tests take no real time."""
+    llm = ScriptedLLM(["late"], latency=30.0)
+
+    start = trio.current_time()
+    await llm.acomplete("x")
+
+    assert trio.current_time() - start == pytest.approx(30.0)
+
+
+async def test_a_cancelled_call_uses_up_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    """Cancellation during latency propagates and leaves the script and .prompts untouched."""
+    llm = ScriptedLLM(["kept"], latency=10.0)
+
+    with trio.move_on_after(1) as scope:
+        await llm.acomplete("x")
+
+    assert scope.cancelled_caught
+    assert llm.prompts == []
+    assert str(await llm.acomplete("y")) == "kept"
+
+
+@pytest.mark.parametrize(
+    ("responses", "error"),
+    [("just one string", "not one string"), (["ok", 3], "#1: int")],
+)
+def test_a_malformed_script_is_refused_at_once(responses: Any, error: str) -> None:
+    """A bare string or a non-str item is refused when the ScriptedLLM is made, not when called."""
+    with pytest.raises(TypeError, match=error):
+        ScriptedLLM(responses)
+
+
+async def test_offline_calls_reach_the_audit_hook(recorded: list[dict[str, Any]]) -> None:
+    """Scripted calls go through the same audit hook as server calls, failures included."""
+    llm = ScriptedLLM(["ok"])
+    await llm.acomplete("p")
+    with pytest.raises(RuntimeError):
+        await llm.acomplete("q")
+
+    assert [(r["model"], r["prompt_sha256"], r["error"] is None) for r in recorded] == [
+        ("scripted", hashlib.sha256(b"p").hexdigest(), True),
+        ("scripted", hashlib.sha256(b"q").hexdigest(), False),
+    ]
+
+
+# --- EchoLLM and llm_from_env ---------------------------------------------------------------
+
+
+async def test_echo_llm_answers_with_the_prompt() -> None:
+    """EchoLLM returns each prompt unchanged, and works as an async context manager."""
+    async with EchoLLM() as llm:
+        response = await llm.acomplete("same words back")
+        chat = await llm.achat([{"role": "user", "content": "last"}])
+
+    assert (str(response), response.model, str(chat)) == ("same words back", "echo", "last")
+
+
+def test_llm_from_env_stays_offline_without_a_base_url() -> None:
+    """Without OPENAI_BASE_URL (even with an API key set) the fallback, or an EchoLLM, is used."""
+    scripted = ScriptedLLM(["x"])
+
+    assert llm_from_env(scripted, environ={"OPENAI_API_KEY": "sk-x"}) is scripted
+    assert isinstance(llm_from_env(environ={"OPENAI_BASE_URL": ""}), EchoLLM)
+
+
+def test_llm_from_env_uses_the_configured_server() -> None:
+    """With OPENAI_BASE_URL set, llm_from_env returns an OpenAICompatible configured from the environment."""
+    env = {"OPENAI_BASE_URL": "http://localhost:11434/v1", "ACTORFLOW_LLM_MODEL": "llama3.2"}
+
+    llm = llm_from_env(EchoLLM(), environ=env)
+
+    assert isinstance(llm, OpenAICompatible)
+    assert (llm.model, llm.base_url) == ("llama3.2", "http://localhost:11434/v1")
+
+
+# --- The public surface ---------------------------------------------------------------------
+
+
+def test_every_llm_satisfies_the_protocol() -> None:
+    """OpenAICompatible, ScriptedLLM and EchoLLM all satisfy the LLM protocol."""
+    for llm in (OpenAICompatible("m"), ScriptedLLM([]), EchoLLM()):
+        assert isinstance(llm, LLM)
+
+
+def test_exports_are_pinned() -> None:
+    """actorflow.llm exports exactly these names, sorted, and each one resolves."""
+    assert actorflow.llm.__all__ == [
+        "ChatMessage",
+        "CompletionDelta",
+        "CompletionResponse",
+        "EchoLLM",
+        "LLM",
+        "MessagesLike",
+        "OpenAICompatible",
+        "ScriptedLLM",
+        "Usage",
+        "llm_from_env",
+    ]
+    assert actorflow.llm.__all__ == sorted(actorflow.llm.__all__)
+    for name in actorflow.llm.__all__:
+        assert getattr(actorflow.llm, name) is not None
