@@ -179,10 +179,10 @@ class _AttemptFailed(Exception):
         if self.server_message:
             message += f"; the server said: {_excerpt(self.server_message)!r}"
         if streamed is not None:
-            message += (
-                f"; this happened mid-stream, after {streamed} character{'s' if streamed != 1 else ''} of text, so it was "
-                f"not retried (attempt {attempt} of {max_attempts})"
-            )
+            message += f"; this happened mid-stream, after {streamed} character{'s' if streamed != 1 else ''} of text"
+            # Even a retryable failure is not retried here: that would repeat text already delivered.
+            message += ", so it was not retried" if self.retryable else "; not retried"
+            message += f" (attempt {attempt} of {max_attempts})"
         elif self.retryable:
             message += f"; gave up after {attempt} attempt{'s' if attempt > 1 else ''}"
         else:
@@ -366,6 +366,9 @@ class OpenAICompatible:
     OpenAI serves them only there, and local servers apply the model's chat template only
     there. ``complete_via="completions"`` sends the raw prompt to the legacy endpoint, which
     is what a base (non-instruct) model wants.
+
+    ``default_params`` go into every request body (``{"temperature": 0}``); the keyword
+    arguments of a call add to them and win over them (``model=`` too).
 
     ``timeout`` bounds each network step (connect, write, each read), not the whole call:
     a stalled server is caught, a long streamed answer is not cut off. For a deadline on the
