@@ -582,6 +582,29 @@ async def test_every_call_reaches_the_audit_hook(
     assert isinstance(bad["error"], LLMStatusError) and bad["usage"] is None
 
 
+async def test_default_params_go_into_every_request_and_calls_win() -> None:
+    """default_params are sent with each request; a call's own params, model= included, override them."""
+    bodies: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return _ok()
+
+    llm = OpenAICompatible(
+        MODEL,
+        base_url="http://llm.test/v1",
+        default_params={"temperature": 0, "max_tokens": 5},
+        transport=httpx.MockTransport(handler),
+    )
+    await llm.acomplete("x", max_tokens=9, model="other-model")
+
+    assert {k: v for k, v in bodies[0].items() if k != "messages"} == {
+        "model": "other-model",
+        "temperature": 0,
+        "max_tokens": 9,
+    }
+
+
 async def test_passing_stream_is_refused_before_any_request() -> None:
     """stream= is refused with TypeError: acomplete never streams and astream_* always do."""
     answers: list[httpx.Response | Exception] = [_ok()]

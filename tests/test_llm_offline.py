@@ -85,6 +85,20 @@ async def test_scripted_achat_answers_the_last_message() -> None:
     assert llm.prompts == ["hi"]
 
 
+@pytest.mark.parametrize(
+    ("messages", "error", "match"),
+    [("hi", TypeError, "acomplete"), ([], ValueError, "at least one"), ([{"content": "no role"}], ValueError, "role")],
+)
+async def test_malformed_messages_are_refused_before_any_answer(messages: Any, error: type, match: str) -> None:
+    """achat refuses a bare string, an empty list or a message without a role, and uses up nothing."""
+    llm = ScriptedLLM(["unused"])
+
+    with pytest.raises(error, match=match):
+        await llm.achat(messages)
+
+    assert llm.prompts == []
+
+
 async def test_scripted_streaming_pieces_join_into_the_response() -> None:
     """astream_complete yields word pieces whose concatenation is exactly the scripted text."""
     text = "  The answer\tis\n 42.  "

@@ -124,15 +124,13 @@ class ScriptedLLM:
         return item
 
     def _response(self, text: str) -> CompletionResponse:
+        # raw mimics a server's answer, so code that digs into .raw runs offline too.
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
         return CompletionResponse(
             text=text,
             model=self.model,
             finish_reason="stop",
-            raw={
-                "object": "chat.completion",
-                "model": self.model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            },
+            raw={"object": "chat.completion", "model": self.model, "choices": [choice]},
         )
 
     async def _stream(self, prompt: str, digest: str) -> AsyncGenerator[CompletionDelta, None]:
@@ -145,14 +143,13 @@ class ScriptedLLM:
                     await trio.lowlevel.checkpoint()
                 so_far += piece
                 finish_reason = "stop" if i == len(pieces) - 1 else None
+                choice = {"index": 0, "delta": {"content": piece}, "finish_reason": finish_reason}
                 yield CompletionDelta(
                     delta=piece,
                     text=so_far,
                     model=self.model,
                     finish_reason=finish_reason,
-                    raw={"object": "chat.completion.chunk", "model": self.model, "choices": [
-                        {"index": 0, "delta": {"content": piece}, "finish_reason": finish_reason}
-                    ]},
+                    raw={"object": "chat.completion.chunk", "model": self.model, "choices": [choice]},
                 )
 
 
