@@ -14,12 +14,23 @@ from ._events import InputRequiredEvent as InputRequiredEvent
 from ._events import StartEvent as StartEvent
 from ._events import StopEvent as StopEvent
 from ._exceptions import ActorflowError as ActorflowError
+from ._exceptions import LLMConnectionError as LLMConnectionError
+from ._exceptions import LLMError as LLMError
+from ._exceptions import LLMResponseError as LLMResponseError
+from ._exceptions import LLMStatusError as LLMStatusError
+from ._exceptions import LLMTimeoutError as LLMTimeoutError
+from ._exceptions import StepTimeoutError as StepTimeoutError
+from ._exceptions import WaitForEventTimeoutError as WaitForEventTimeoutError
 from ._exceptions import WorkflowCancelledError as WorkflowCancelledError
 from ._exceptions import WorkflowDefinitionError as WorkflowDefinitionError
 from ._exceptions import WorkflowRuntimeError as WorkflowRuntimeError
+from ._exceptions import WorkflowStalledError as WorkflowStalledError
 from ._exceptions import WorkflowTimeoutError as WorkflowTimeoutError
 from ._exceptions import WorkflowValidationError as WorkflowValidationError
 from ._handle import RunHandle as RunHandle
+from ._retry import RetryPolicy as RetryPolicy
+from ._statistics import RunStatistics as RunStatistics
+from ._statistics import StepStatistics as StepStatistics
 from ._step import step as step
 from ._workflow import Workflow as Workflow
 
@@ -31,13 +42,24 @@ __all__ = [
     "Event",
     "HumanResponseEvent",
     "InputRequiredEvent",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMResponseError",
+    "LLMStatusError",
+    "LLMTimeoutError",
+    "RetryPolicy",
     "RunHandle",
+    "RunStatistics",
     "StartEvent",
+    "StepStatistics",
+    "StepTimeoutError",
     "StopEvent",
+    "WaitForEventTimeoutError",
     "Workflow",
     "WorkflowCancelledError",
     "WorkflowDefinitionError",
     "WorkflowRuntimeError",
+    "WorkflowStalledError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "step",

@@ -19,7 +19,7 @@ import trio
 
 from ._context import Context
 from ._events import Event
-from ._exceptions import WorkflowRuntimeError
+from ._exceptions import StepTimeoutError, WorkflowRuntimeError
 from ._router import BATCH
 
 if TYPE_CHECKING:
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from ._step import StepSpec
 
 __all__ = ["StepActor"]
+
+_Call = Callable[[Any], Awaitable[Any]]
 
 
 class StepActor:
@@ -37,11 +39,19 @@ class StepActor:
         "_send_nowait",
         "backlog",
         "emit_ok",
+        "failed",
         "index",
+        "last",
+        "peak_queued",
         "processed",
+        "queued",
+        "retried",
+        "room",
+        "room_waiters",
         "run",
         "running",
         "spec",
+        "waiting",
     )
 
     def __init__(self, run: Run, spec: StepSpec, index: int) -> None:
@@ -54,11 +64,26 @@ class StepActor:
         """Events delivered while the inbox channel was full, oldest first."""
         self.emit_ok: set[type[Event]] = set(spec.emits)
         """Types this step may emit without further checks (declared, or seen and routable)."""
+        self.queued = 0
+        """Events delivered and not yet taken by a worker (channel plus backlog)."""
+        self.peak_queued = 0
+        """The most events ever queued at once."""
         self.running = 0
         """Invocations in progress. Left as it was when the run is cancelled, so a timeout can
         name the steps that were busy."""
+        self.waiting = 0
+        """Invocations suspended in ``ctx.wait_for_event`` (counted in ``running`` too)."""
         self.processed = 0
         """Invocations that completed (returned normally)."""
+        self.failed = 0
+        """Invocations that failed for good (after any retries)."""
+        self.retried = 0
+        """Attempts that failed and were retried."""
+        self.last: Any = None
+        """The event a worker took most recently (for stall reports)."""
+        self.room = trio.lowlevel.ParkingLot()
+        """Where ``asend_event`` callers wait for the inbox to have room."""
+        self.room_waiters = 0
 
     def deliver(self, item: Any) -> None:
         """Queue an event for this step; called by the router, never blocks.
@@ -67,6 +92,9 @@ class StepActor:
         into the backlog until workers have emptied both. Workers empty the channel before the
         backlog, so events are taken in the order they were delivered.
         """
+        queued = self.queued = self.queued + 1
+        if queued > self.peak_queued:
+            self.peak_queued = queued
         if self.backlog:
             self.backlog.append(item)
             return
@@ -74,6 +102,11 @@ class StepActor:
             self._send_nowait(item)
         except trio.WouldBlock:
             self.backlog.append(item)
+
+    def _took(self) -> None:
+        """A worker took an event while an ``asend_event`` caller waits for room."""
+        if self.queued < self.spec.inbox:
+            self.room.unpark()
 
     def admit(self, event: object, how: str) -> None:
         """Check an emitted object that is not of a type already known to be fine.
@@ -102,14 +135,66 @@ class StepActor:
             )
         self.emit_ok.add(event_type)
 
-    def _caller(self, ctx: Context) -> Callable[[Any], Awaitable[Any]]:
+    def _caller(self, ctx: Context) -> _Call:
         """The step function bound to the workflow (and ``ctx``): one call per event."""
         func, workflow = self.spec.func, self.run.workflow
+        call: _Call
         if self.spec.ctx == "first":
-            return functools.partial(func, workflow, ctx)
-        if self.spec.ctx == "last":
-            return lambda event: func(workflow, event, ctx)
-        return functools.partial(func, workflow)
+            call = functools.partial(func, workflow, ctx)
+        elif self.spec.ctx == "last":
+            call = lambda event: func(workflow, event, ctx)  # noqa: E731
+        else:
+            call = functools.partial(func, workflow)
+        if self.spec.retry is None and self.spec.timeout is None:
+            return call
+        return self._guard(ctx, call)
+
+    def _guard(self, ctx: Context, call: _Call) -> _Call:
+        """Wrap ``call`` in the step's timeout and retry policy."""
+        spec, run = self.spec, self.run
+        policy, timeout, observer = spec.retry, spec.timeout, run.observer
+
+        async def guarded(event: Any) -> Any:
+            attempt = 1
+            while True:
+                ctx.attempt = attempt
+                started = ctx._attempt_started = trio.current_time()
+                try:
+                    if timeout is None:
+                        return await call(event)
+                    result = None
+                    with trio.CancelScope(deadline=started + timeout) as scope:
+                        ctx._step_scope = scope
+                        result = await call(event)
+                    ctx._step_scope = None
+                    if scope.cancelled_caught:
+                        raise StepTimeoutError(
+                            f"step {spec.name!r} timed out after {timeout:g}s (attempt {attempt}"
+                            + (f" of {policy.max_attempts})" if policy else ")")
+                        )
+                    return result
+                except trio.Cancelled:
+                    raise
+                except BaseException as exc:
+                    ctx._step_scope = None
+                    if (
+                        policy is None
+                        or attempt >= policy.max_attempts
+                        or not isinstance(exc, policy.retry_on)
+                    ):
+                        raise
+                    self.retried += 1
+                    if observer is not None:
+                        observer.step_failed(
+                            run, spec.name, ctx.worker, ctx._cause, event, attempt,
+                            trio.current_time() - started, exc, True,
+                        )
+                    await trio.sleep(policy.wait_before(attempt))
+                    attempt += 1
+                    if observer is not None:
+                        observer.step_started(run, spec.name, ctx.worker, ctx._cause, event, attempt)
+
+        return guarded
 
     async def serve(self) -> None:
         """Run the actor: its workers, in a nursery of their own, until the run ends."""
@@ -139,12 +224,17 @@ class StepActor:
                     event = None  # hold no event while parked
                     event = await receive()
                     budget = BATCH
+            self.queued -= 1
+            if self.room_waiters:
+                self._took()
+            self.last = event
             self.running += 1
             try:
                 result = await call(event)
             except trio.Cancelled:
                 raise
             except BaseException as exc:  # the step's own error ends the run, unwrapped
+                self.failed += 1
                 run.fail(exc, self.spec.name)
                 return
             self.running -= 1
@@ -158,6 +248,8 @@ class StepActor:
                         return
                 emit(result)
                 result = None
+            elif not self.running and not self.queued:
+                run.check_stall()  # this step went idle without emitting: is the run stuck?
             budget -= 1
             if not budget:
                 budget = BATCH
@@ -185,36 +277,57 @@ class StepActor:
                     item = None
                     item = await receive()
                     budget = BATCH
+            self.queued -= 1
+            if self.room_waiters:
+                self._took()
             event, event_id, _ = item
+            self.last = event
             ctx._cause = event_id
             ctx._emitted = emitted = []
+            ctx.attempt = 1
+            ctx._attempt_started = trio.current_time()
             observer.step_started(run, name, worker, event_id, event, 1)
-            started = trio.current_time()
             self.running += 1
             try:
                 result = await call(event)
             except trio.Cancelled:
-                observer.step_cancelled(run, name, worker, event_id, event, 1, trio.current_time() - started)
+                observer.step_cancelled(
+                    run, name, worker, event_id, event, ctx.attempt, trio.current_time() - ctx._attempt_started
+                )
                 raise
             except BaseException as exc:
-                observer.step_failed(run, name, worker, event_id, event, 1, trio.current_time() - started, exc, False)
+                self.failed += 1
+                observer.step_failed(
+                    run, name, worker, event_id, event, ctx.attempt,
+                    trio.current_time() - ctx._attempt_started, exc, False,
+                )
                 run.fail(exc, name)
                 return
+            if result is not None and type(result) not in self.emit_ok:
+                try:
+                    self.admit(result, "returned")
+                except WorkflowRuntimeError as exc:
+                    self.failed += 1
+                    observer.step_failed(
+                        run, name, worker, event_id, event, ctx.attempt,
+                        trio.current_time() - ctx._attempt_started, exc, False,
+                    )
+                    run.fail(exc, None)
+                    return
             self.running -= 1
             self.processed += 1
             if result is not None:
-                try:
-                    if type(result) not in self.emit_ok:
-                        self.admit(result, "returned")
-                except WorkflowRuntimeError as exc:
-                    observer.step_failed(run, name, worker, event_id, event, 1, trio.current_time() - started, exc, False)
-                    run.fail(exc, None)
-                    return
                 ctx._emit(result)
-            observer.step_finished(run, name, worker, event_id, event, 1, trio.current_time() - started, emitted)
+            observer.step_finished(
+                run, name, worker, event_id, event, ctx.attempt,
+                trio.current_time() - ctx._attempt_started, emitted,
+            )
             ctx._cause = ctx._emitted = None
-            event = result = None
+            if result is None and not self.running and not self.queued:
+                run.check_stall()
+            event = result = item = None
             budget -= 1
             if not budget:
                 budget = BATCH
                 await trio.lowlevel.checkpoint()
+

@@ -9,8 +9,10 @@ the run and are shared by every context of that run, never across runs.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
 
 from ._events import Event
 from ._exceptions import WorkflowRuntimeError
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     from ._run import Run
 
 __all__ = ["CollectBuffer", "Context", "Store"]
+
+EventT = TypeVar("EventT", bound=Event)
 
 _MISSING: Any = object()
 
@@ -93,7 +97,17 @@ class Context:
     Declare it as a step parameter (``async def s(self, ctx: Context, ev: A) -> B``).
     """
 
-    __slots__ = ("_actor", "_cause", "_emit", "_emitted", "_run", "worker")
+    __slots__ = (
+        "_actor",
+        "_attempt_started",
+        "_cause",
+        "_emit",
+        "_emitted",
+        "_run",
+        "_step_scope",
+        "attempt",
+        "worker",
+    )
 
     def __init__(self, run: Run, actor: StepActor, worker: int) -> None:
         self._run = run
@@ -105,6 +119,10 @@ class Context:
         self._emit = run.emit_observed_from(self) if run.observer is not None else run.router.emit
         self._cause: int | None = None
         self._emitted: list[Event] | None = None
+        self._step_scope: trio.CancelScope | None = None
+        self._attempt_started = 0.0
+        self.attempt = 1
+        """Which attempt of the current invocation this is: 1, then 2... under a RetryPolicy."""
 
     @property
     def run_id(self) -> str:
@@ -129,6 +147,37 @@ class Context:
             self._emit(event)
         else:
             self._run.send_to_step(self, event, step)
+
+    async def asend_event(self, event: Event, step: str | None = None) -> None:
+        """Like :meth:`send_event`, but first wait while the receiving steps' inboxes are full.
+
+        This is backpressure for producers: a step emitting a million events with
+        ``asend_event`` holds at most about ``inbox`` of them per receiving step in memory.
+        To keep loops deadlock-free it waits only for steps downstream of this one (steps
+        whose events can never lead back to it); inside a loop it emits at once, like
+        ``send_event``.
+        """
+        await self._run.wait_for_room(event, step, self._actor.index)
+        self.send_event(event, step)
+        await trio.lowlevel.checkpoint()  # let the router deliver it before the next one
+
+    async def wait_for_event(
+        self,
+        event_type: type[EventT],
+        timeout: float | None = None,
+        requirements: Mapping[str, Any] | None = None,
+    ) -> EventT:
+        """Suspend this invocation until an event of ``event_type`` arrives, and return it.
+
+        The event usually comes from outside (``await handle.send_event(...)``), e.g. a
+        :class:`HumanResponseEvent` answering an :class:`InputRequiredEvent`. The wait is
+        registered before this call first yields, so an answer sent right after the request
+        is never lost. A waiting step gets a matching event before normal routing, and an
+        event it takes is not routed to steps. ``requirements`` are field values the event
+        must have. Raises :class:`WaitForEventTimeoutError` after ``timeout`` seconds. Time
+        spent here does not count against the step's own ``timeout=``.
+        """
+        return await self._run.wait_for_event(self, event_type, timeout, requirements)
 
     def collect_events(self, event: Event, expected: Sequence[type[Event]]) -> list[Event] | None:
         """Set ``event`` aside until one of each type in ``expected`` has arrived.

@@ -17,6 +17,7 @@ import trio
 from ._events import Event
 from ._exceptions import WorkflowRuntimeError
 from ._run import Run, _unwrap
+from ._statistics import RunStatistics
 
 __all__ = ["RunHandle", "open_run"]
 
@@ -80,11 +81,20 @@ class RunHandle:
     async def send_event(self, event: Event) -> None:
         """Send ``event`` into the run from outside, as if a step had emitted it.
 
-        Raises :class:`WorkflowRuntimeError` when the run has ended or no step accepts the
-        event's type.
+        Waits while the inbox of a receiving step is full (backpressure for producers
+        outside the run). A step waiting in ``ctx.wait_for_event`` for this type gets it
+        first. Raises :class:`WorkflowRuntimeError` when the run has ended, or when no step
+        accepts the event's type and no step waits for it.
         """
-        self._run.inject(event)
+        run = self._run
+        run.check_inject(event)
+        await run.wait_for_room(event, None, None)
+        run.inject(event)
         await trio.lowlevel.checkpoint()
+
+    def statistics(self) -> RunStatistics:
+        """Counters of the run so far, per step: running, queued, processed, failed, retried..."""
+        return self._run.statistics()
 
 
 @asynccontextmanager

@@ -96,21 +96,22 @@ class Router:
         """Event type -> the ``deliver`` methods of its targets (the hot path's only lookup)."""
 
     def learn(self, event_type: type[Event]) -> bool:
-        """Add a route for a type first seen at run time; False when nothing accepts it."""
+        """Add a route for a type first seen at run time; False when nothing takes it."""
         if event_type in self.routes:
             return True
-        run = self.run
-        if issubclass(event_type, StopEvent):
-            self.routes[event_type] = (run.stop_handler,)
-            return True
-        targets = run.spec.routes.targets(event_type)
+        targets = self.run.route_for(event_type)
         if not targets:
             return False
-        self.routes[event_type] = tuple(run.actors[i].deliver for i in targets)
+        self.routes[event_type] = targets
         return True
+
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        """The inbox channel's statistics (buffered events, whether the router is parked)."""
+        return self._receive.statistics()
 
     async def serve(self) -> None:
         """Route events until the run's cancel scope ends the run."""
+        run = self.run
         receive_nowait = self._receive.receive_nowait
         receive = self._receive.receive
         routes = self.routes
@@ -120,13 +121,15 @@ class Router:
                 event = receive_nowait()
             except trio.WouldBlock:
                 event = None  # hold no event while parked
+                if run.stall_suspect:
+                    run.check_stall(from_router=True)
                 event = await receive()
                 budget = BATCH
             try:
                 targets = routes[type(event)]
             except KeyError:
                 # Emitters check types before emitting, so this is a bug, not user error.
-                self.run.fail(WorkflowRuntimeError(f"no route for {type(event).__name__}"), None)
+                run.fail(WorkflowRuntimeError(f"no route for {type(event).__name__}"), None)
                 return
             for deliver in targets:
                 deliver(event)
@@ -137,18 +140,33 @@ class Router:
 
     async def serve_observed(self) -> None:
         """:meth:`serve` for instrumented runs, whose inbox holds ``(event, id, target)``."""
+        run = self.run
+        receive_nowait = self._receive.receive_nowait
         receive = self._receive.receive
         routes = self.routes
+        budget = BATCH
         while True:
-            item = await receive()
+            try:
+                item = receive_nowait()
+            except trio.WouldBlock:
+                item = None
+                if run.stall_suspect:
+                    run.check_stall(from_router=True)
+                item = await receive()
+                budget = BATCH
             event, _, target = item
             if target is not None:
                 target(item)
-                continue
-            try:
-                targets = routes[type(event)]
-            except KeyError:
-                self.run.fail(WorkflowRuntimeError(f"no route for {type(event).__name__}"), None)
-                return
-            for deliver in targets:
-                deliver(item)
+            else:
+                try:
+                    targets = routes[type(event)]
+                except KeyError:
+                    run.fail(WorkflowRuntimeError(f"no route for {type(event).__name__}"), None)
+                    return
+                for deliver in targets:
+                    deliver(item)
+            event = None
+            budget -= 1
+            if not budget:
+                budget = BATCH
+                await trio.lowlevel.checkpoint()

@@ -1,9 +1,9 @@
 """One run of a workflow: its actors, its router, and the one cancel scope that ends it.
 
 Everything that ends a run goes through ``Run.scope``: the StopEvent, a step's error, a
-``RunHandle.cancel()`` and the timeout (the scope's deadline). The first of them to happen
-records the run's :class:`Outcome` and cancels the scope; the rest find the outcome set and
-do nothing. When the scope exits, every task of the run has exited with it.
+stall, a ``RunHandle.cancel()`` and the timeout (the scope's deadline). The first of them to
+happen records the run's :class:`Outcome` and cancels the scope; the rest find the outcome
+set and do nothing. When the scope exits, every task of the run has exited with it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
@@ -19,9 +19,16 @@ import trio
 
 from ._actor import StepActor
 from ._context import CollectBuffer, Context, Store
-from ._events import Event, StopEvent
-from ._exceptions import WorkflowCancelledError, WorkflowRuntimeError, WorkflowTimeoutError
+from ._events import Event, HumanResponseEvent, InputRequiredEvent, StopEvent
+from ._exceptions import (
+    WaitForEventTimeoutError,
+    WorkflowCancelledError,
+    WorkflowRuntimeError,
+    WorkflowStalledError,
+    WorkflowTimeoutError,
+)
 from ._router import Directed, Router
+from ._statistics import RunStatistics, StepStatistics
 
 if TYPE_CHECKING:
     from ._observe import Observer
@@ -29,6 +36,8 @@ if TYPE_CHECKING:
     from ._workflow import Workflow
 
 __all__ = ["Outcome", "Run"]
+
+_MISSING: Any = object()
 
 
 @attrs.frozen
@@ -49,6 +58,23 @@ class Outcome:
         return self.value
 
 
+@attrs.define(eq=False)
+class Waiter:
+    """A step invocation suspended in ``ctx.wait_for_event``."""
+
+    event_type: type[Event]
+    requirements: Mapping[str, Any]
+    actor: StepActor
+    timeout: float | None
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: Event | None = None
+
+    def matches(self, event: Event) -> bool:
+        return isinstance(event, self.event_type) and all(
+            event.get(k, _MISSING) == v for k, v in self.requirements.items()
+        )
+
+
 class Run:
     """The state of one run; nothing in it is shared with any other run."""
 
@@ -61,6 +87,7 @@ class Run:
         timeout: float | None,
         observer: Observer | None,
         stream: bool,
+        limiter: trio.Semaphore | None = None,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.workflow = workflow
@@ -68,11 +95,18 @@ class Run:
         self.start_event = start_event
         self.timeout = timeout
         self.observer = observer
+        self.limiter = limiter
         self.scope = trio.CancelScope()
         self.outcome: Outcome | None = None
+        self.started = False
         self.done = trio.Event()
         self.store = Store()
         self.collect_buffers: dict[tuple[int, tuple[type[Event], ...]], CollectBuffer] = {}
+        self.waiters: dict[type[Event], list[Waiter]] = {}
+        self.pending_input = 0
+        """InputRequiredEvents emitted and not yet answered by a HumanResponseEvent from outside."""
+        self.stall_suspect = False
+        """A worker went idle while the router had events in hand; the router re-checks."""
         self._event_ids = itertools.count(1)
         self._stream_send: trio.MemorySendChannel[Event] | None = None
         self.stream: trio.MemoryReceiveChannel[Event] | None = None
@@ -81,14 +115,22 @@ class Run:
 
         self.stop_handler: Callable[[Any], None] = self._stop if observer is None else self._stop_observed
         self.router = router = Router(self)
-        self.actors = actors = tuple(StepActor(self, s, i) for i, s in enumerate(spec.steps))
-        routes = router.routes
-        for event_type, targets in spec.routes.known().items():
-            if issubclass(event_type, StopEvent):
-                routes[event_type] = (self.stop_handler,)
-            elif targets:
-                routes[event_type] = tuple(actors[i].deliver for i in targets)
-        routes[Directed] = (_deliver_directed,)
+        self.actors = tuple(StepActor(self, s, i) for i, s in enumerate(spec.steps))
+        for event_type in spec.routes.known():
+            targets = self.route_for(event_type)
+            if targets:
+                router.routes[event_type] = targets
+        router.routes[Directed] = (_deliver_directed,)
+
+    def route_for(self, event_type: type[Event]) -> tuple[Callable[[Any], None], ...]:
+        """What the router calls for an event of ``event_type`` (empty: nothing takes it)."""
+        if issubclass(event_type, StopEvent):
+            return (self.stop_handler,)
+        targets = tuple(self.actors[i].deliver for i in self.spec.routes.targets(event_type))
+        if issubclass(event_type, InputRequiredEvent):
+            # Last, so that steps accepting it have it queued before the stall check runs.
+            return (*targets, self._input_required)
+        return targets
 
     # -- ending the run ---------------------------------------------------------------------
 
@@ -134,17 +176,15 @@ class Run:
 
         return emit
 
-    def _emit_from_outside(self, event: Event, target: Callable[[Any], None] | None = None) -> None:
+    def _emit_from_outside(self, event: Event) -> None:
         if self.observer is None:
-            self.router.emit(event if target is None else Directed(event, target))
+            self.router.emit(event)
         else:
             event_id = next(self._event_ids)
             self.observer.event_emitted(self, event_id, event, None, None)
-            self.router.emit((event, event_id, target))
+            self.router.emit((event, event_id, None))
 
-    def send_to_step(self, ctx: Context, event: Event, step: str) -> None:
-        """``ctx.send_event(event, step=step)``: route ``event`` to that one step."""
-        sender = ctx._actor.spec.name
+    def _actor_named(self, step: str, sender: str, event: Event) -> StepActor:
         actor = next((a for a in self.actors if a.spec.name == step), None)
         if actor is None:
             raise WorkflowRuntimeError(
@@ -158,6 +198,12 @@ class Run:
                 f"step {sender!r} sent a {type(event).__name__} to step {step!r}, which "
                 f"accepts only {accepted}"
             )
+        return actor
+
+    def send_to_step(self, ctx: Context, event: Event, step: str) -> None:
+        """``ctx.send_event(event, step=step)``: route ``event`` to that one step."""
+        sender = ctx._actor.spec.name
+        actor = self._actor_named(step, sender, event)
         if self.observer is None:
             self.router.emit(Directed(event, actor.deliver))
         else:
@@ -167,8 +213,8 @@ class Run:
             self.observer.event_emitted(self, event_id, event, ctx._cause, sender)
             self.router.emit((event, event_id, actor.deliver))
 
-    def inject(self, event: Event) -> None:
-        """Queue an event sent from outside the run (``RunHandle.send_event``)."""
+    def check_inject(self, event: Event) -> None:
+        """Raise unless ``event`` can be sent into the run from outside right now."""
         if self.outcome is not None or self.done.is_set():
             raise WorkflowRuntimeError(
                 f"cannot send {type(event).__name__} to run {self.id}: the run has ended"
@@ -177,17 +223,205 @@ class Run:
             raise WorkflowRuntimeError(
                 f"send_event() needs an Event instance, got {type(event).__name__}"
             )
-        if not self.router.learn(type(event)):
+        event_type = type(event)
+        if not self.route_for(event_type) and not any(
+            w.matches(event) for w in self.waiters.get(event_type, ())
+        ):
             raise WorkflowRuntimeError(
-                f"no step of {self.spec.name} accepts {type(event).__name__}, so sending it "
-                f"to the run would do nothing"
+                f"no step of {self.spec.name} accepts {event_type.__name__} and no step is "
+                f"waiting for one (ctx.wait_for_event), so sending it to the run would do nothing"
             )
+        self.router.learn(event_type)
+
+    def inject(self, event: Event) -> None:
+        """Queue an event sent from outside the run (``RunHandle.send_event``)."""
+        self.check_inject(event)
+        if isinstance(event, HumanResponseEvent) and self.pending_input:
+            self.pending_input -= 1
         self._emit_from_outside(event)
 
     def publish(self, event: Event) -> None:
         """``ctx.write_event_to_stream``: hand ``event`` to whoever reads the stream."""
         if self._stream_send is not None:
             self._stream_send.send_nowait(event)
+
+    def _input_required(self, item: Any) -> None:
+        """An InputRequiredEvent was emitted: it goes to the stream, and someone must answer."""
+        self.publish(item if self.observer is None else item[0])
+        self.pending_input += 1
+        self.check_stall(from_router=True)
+
+    # -- backpressure -----------------------------------------------------------------------
+
+    async def wait_for_room(self, event: Event, step: str | None, source: int | None) -> None:
+        """Wait while the inbox of a step that will receive ``event`` is full.
+
+        Only waits on steps downstream of ``source`` (None: from outside the run), which is
+        what keeps awaited emission deadlock-free: a wait never depends, through any path of
+        the workflow graph, on the waiting step itself.
+        """
+        if not isinstance(event, Event):
+            return  # send_event raises the proper error
+        if step is None:
+            targets = self.spec.routes.targets(type(event))
+        else:
+            targets = tuple(a.index for a in self.actors if a.spec.name == step)
+        for index in targets:
+            if source is not None and not self.spec.may_wait(source, index):
+                continue
+            actor = self.actors[index]
+            capacity = max(actor.spec.inbox, 1)
+            while actor.queued >= capacity:
+                actor.room_waiters += 1
+                try:
+                    await actor.room.park()
+                finally:
+                    actor.room_waiters -= 1
+
+    # -- waiting for events -----------------------------------------------------------------
+
+    def _add_waiter(self, waiter: Waiter) -> None:
+        event_type = waiter.event_type
+        waiting = self.waiters.setdefault(event_type, [])
+        waiting.append(waiter)
+        if len(waiting) == 1:
+            self.router.routes[event_type] = (self._offer_to_waiters(event_type),)
+
+    def _remove_waiter(self, waiter: Waiter) -> None:
+        event_type = waiter.event_type
+        waiting = self.waiters.get(event_type)
+        if waiting is None or waiter not in waiting:
+            return
+        waiting.remove(waiter)
+        if not waiting:
+            del self.waiters[event_type]
+            normal = self.route_for(event_type)
+            if normal:
+                self.router.routes[event_type] = normal
+            else:
+                self.router.routes.pop(event_type, None)
+
+    def _offer_to_waiters(self, event_type: type[Event]) -> Callable[[Any], None]:
+        """The route of ``event_type`` while steps wait for it: waiters first, then the steps."""
+        observed = self.observer is not None
+        normal = self.route_for(event_type)
+
+        def offer(item: Any) -> None:
+            event = item[0] if observed else item
+            for waiter in self.waiters.get(event_type, ()):
+                if waiter.matches(event):
+                    waiter.result = event
+                    waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
+                    self._remove_waiter(waiter)
+                    waiter.done.set()
+                    return
+            if not normal:
+                self.fail(WorkflowRuntimeError(
+                    f"a {event_type.__name__} arrived that no waiting step's requirements "
+                    f"match, and no step accepts it"
+                ), None)
+            for deliver in normal:
+                deliver(item)
+
+        return offer
+
+    async def wait_for_event(
+        self,
+        ctx: Context,
+        event_type: type[Event],
+        timeout: float | None,
+        requirements: Mapping[str, Any] | None,
+    ) -> Any:
+        actor = ctx._actor
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise WorkflowRuntimeError(
+                f"step {actor.spec.name!r}: wait_for_event needs an Event type, got {event_type!r}"
+            )
+        waiter = Waiter(event_type, dict(requirements or {}), actor, timeout)
+        self._add_waiter(waiter)  # before the first yield: an answer can't slip past
+        actor.waiting += 1
+        step_scope = ctx._step_scope
+        remaining = 0.0
+        if step_scope is not None:  # waiting does not count against the step's timeout=
+            remaining = step_scope.deadline - trio.current_time()
+            step_scope.deadline = math.inf
+        try:
+            if timeout is None:
+                self.check_stall()
+                await waiter.done.wait()
+            else:
+                with trio.move_on_after(timeout):
+                    await waiter.done.wait()
+                if waiter.result is None:
+                    raise WaitForEventTimeoutError(
+                        f"step {actor.spec.name!r} waited {timeout:g}s for a "
+                        f"{event_type.__name__}" + (f" with {dict(requirements)}" if requirements else "")
+                        + " and none came"
+                    )
+            return waiter.result
+        finally:
+            if waiter.result is None:
+                actor.waiting -= 1
+                self._remove_waiter(waiter)
+            if step_scope is not None:
+                step_scope.deadline = trio.current_time() + remaining
+
+    # -- stalls -----------------------------------------------------------------------------
+
+    def check_stall(self, *, from_router: bool = False) -> None:
+        """End the run with WorkflowStalledError if nothing can ever happen in it again.
+
+        Called when a step goes idle without emitting, when a step starts waiting for an
+        event, and when an InputRequiredEvent is published: the only moments a run can fall
+        quiet. Quiet means no event queued or being routed, no invocation running (one
+        suspended in ``wait_for_event`` does not count), nothing to wake a waiter by itself
+        (a ``timeout=``), and nobody outside who could answer (only ``open_run`` has an
+        outside: there, a waiting step or an unanswered InputRequiredEvent is not a stall).
+        """
+        if self.outcome is not None:
+            return
+        for actor in self.actors:
+            if actor.queued or actor.running > actor.waiting:
+                return
+        inbox = self.router.statistics()
+        if inbox.current_buffer_used:
+            return
+        if not from_router and not inbox.tasks_waiting_receive:
+            # The router holds an event it has not routed yet (or sits at a checkpoint):
+            # it runs this check itself before it next waits.
+            self.stall_suspect = True
+            return
+        self.stall_suspect = False
+        waiters = [w for ws in self.waiters.values() for w in ws]
+        if any(w.timeout is not None for w in waiters):
+            return  # a waiter's timeout will wake it
+        if self.stream is not None and (waiters or self.pending_input):
+            return  # open_run: the outside can still answer
+        self.fail(WorkflowStalledError(self._stall_report(waiters)), None)
+
+    def _stall_report(self, waiters: list[Waiter]) -> str:
+        lines = [
+            f"{self.spec.name} run {self.id} stalled: no event is queued or being routed, no "
+            f"step is running and no StopEvent came, so the run can never finish"
+        ]
+        last = [f"{a.spec.name} <- {_describe(a.last)}" for a in self.actors if a.last is not None]
+        lines.append("  last events: " + ("; ".join(last) if last else "none besides the StartEvent"))
+        for buffer in self.collect_buffers.values():
+            if buffer.holding():
+                lines.append(
+                    f"  step {buffer.step!r} holds {_count(buffer.holding())}, lacks {_count(buffer.lacking())}"
+                )
+        for w in waiters:
+            lines.append(
+                f"  step {w.actor.spec.name!r} waits for a {w.event_type.__name__}, which only "
+                f"the outside could send: run it with open_run() and answer with handle.send_event()"
+            )
+        if self.pending_input and self.stream is None:
+            lines.append(
+                f"  {self.pending_input} InputRequiredEvent(s) went unanswered: under run() "
+                f"nobody can answer; use open_run() and handle.send_event()"
+            )
+        return "\n".join(lines)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -198,13 +432,18 @@ class Run:
         ``trio.Cancelled``, never wrapped in an ExceptionGroup).
         """
         observer = self.observer
-        if self.timeout is not None:
-            self.scope.deadline = trio.current_time() + self.timeout
         if observer is not None:
             observer.run_started(self)
-        self._emit_from_outside(self.start_event)
+        acquired = False
         try:
             with self.scope:
+                if self.limiter is not None:
+                    await self.limiter.acquire()  # max_concurrent_runs: queue until a slot frees
+                    acquired = True
+                self.started = True
+                if self.timeout is not None:
+                    self.scope.deadline = trio.current_time() + self.timeout
+                self._emit_from_outside(self.start_event)
                 async with trio.open_nursery() as nursery:
                     for actor in self.actors:
                         nursery.start_soon(actor.serve, name=f"actorflow step {actor.spec.name}")
@@ -222,6 +461,9 @@ class Run:
             self.outcome = Outcome("cancelled")
             self._finish(self.outcome)
             raise _unwrap(exc) from None
+        finally:
+            if acquired:
+                self.limiter.release()  # type: ignore[union-attr]
         outcome = self.outcome
         if outcome is None:
             outcome = self.outcome = Outcome("timed_out", error=self._timeout_error())
@@ -237,12 +479,14 @@ class Run:
 
     def _timeout_error(self) -> WorkflowTimeoutError:
         busy = [
-            a.spec.name + (f" ({a.running} of {a.spec.num_workers} workers)" if a.spec.num_workers > 1 else "")
+            a.spec.name
+            + (f" ({a.running - a.waiting} of {a.spec.num_workers} workers)" if a.spec.num_workers > 1 else "")
             for a in self.actors
-            if a.running
+            if a.running > a.waiting
         ]
-        if busy:
-            state = f"still running: {', '.join(busy)}"
+        waiting = [f"{w.actor.spec.name} (waiting for {t.__name__})" for t, ws in self.waiters.items() for w in ws]
+        if busy or waiting:
+            state = f"still running: {', '.join(busy + waiting)}"
         else:
             state = "no step was running (the run was waiting for events that never came"
             held = [
@@ -255,6 +499,31 @@ class Run:
             f"{self.spec.name} run {self.id} timed out after {self.timeout:g}s; {state}"
         )
 
+    def statistics(self) -> RunStatistics:
+        """A snapshot of the run's counters."""
+        state = self.outcome.kind if self.done.is_set() and self.outcome else "running" if self.started else "queued"
+        return RunStatistics(
+            run_id=self.id,
+            workflow=self.spec.name,
+            state=state,
+            steps={
+                a.spec.name: StepStatistics(
+                    name=a.spec.name,
+                    num_workers=a.spec.num_workers,
+                    inbox=a.spec.inbox,
+                    running=0 if self.done.is_set() else a.running - a.waiting,
+                    waiting=0 if self.done.is_set() else a.waiting,
+                    queued=a.queued,
+                    peak_queued=a.peak_queued,
+                    processed=a.processed,
+                    failed=a.failed,
+                    retried=a.retried,
+                )
+                for a in self.actors
+            },
+            pending_input=self.pending_input,
+        )
+
 
 def _deliver_directed(directed: Directed) -> None:
     directed.deliver(directed.event)
@@ -262,6 +531,13 @@ def _deliver_directed(directed: Directed) -> None:
 
 def _count(counter: Any) -> str:
     return ", ".join(f"{n} {t.__name__}" for t, n in counter.items()) or "nothing"
+
+
+def _describe(event: Any) -> str:
+    if isinstance(event, tuple):  # an instrumented run's (event, id, target)
+        event = event[0]
+    text = repr(event)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -22,6 +22,7 @@ import attrs
 from ._context import Context
 from ._events import Event
 from ._exceptions import WorkflowDefinitionError
+from ._retry import RetryPolicy
 
 __all__ = ["DEFAULT_INBOX", "StepSpec", "UnresolvedHint", "resolve", "step", "step_marker"]
 
@@ -54,6 +55,10 @@ class StepSpec:
     """Capacity of the actor's inbox channel."""
     ctx: Literal["first", "last"] | None
     """Where the ``ctx: Context`` parameter sits relative to the event parameter, if any."""
+    retry: RetryPolicy | None = None
+    """How failed invocations are retried (None: never)."""
+    timeout: float | None = None
+    """Seconds one invocation may take (None: no limit of its own)."""
 
     @property
     def doc(self) -> str:
@@ -69,6 +74,8 @@ class _StepDraft:
     num_workers: int
     accept_subclasses: bool
     inbox: int
+    retry: RetryPolicy | None
+    timeout: float | None
     localns: Mapping[str, Any]
     """Names visible where the function was defined (class body and enclosing function)."""
 
@@ -77,7 +84,12 @@ class _StepDraft:
 def step(func: _F, /) -> _F: ...
 @overload
 def step(
-    *, num_workers: int = 1, accept_subclasses: bool = False, inbox: int = DEFAULT_INBOX
+    *,
+    num_workers: int = 1,
+    accept_subclasses: bool = False,
+    inbox: int = DEFAULT_INBOX,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
 ) -> Callable[[_F], _F]: ...
 def step(
     func: Any = None,
@@ -86,6 +98,8 @@ def step(
     num_workers: int = 1,
     accept_subclasses: bool = False,
     inbox: int = DEFAULT_INBOX,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """Mark an ``async def`` method of a :class:`Workflow` as a step.
 
@@ -94,7 +108,9 @@ def step(
     it may emit (``A | B | None``); a ``ctx: Context`` parameter is optional. ``num_workers``
     caps the concurrent invocations of the step per run (default 1: one event at a time).
     ``accept_subclasses=True`` routes instances of subclasses of the accepted types here too.
-    ``inbox`` is the capacity of the step's inbox channel.
+    ``inbox`` is the capacity of the step's inbox: ``ctx.asend_event`` waits while it is full.
+    ``retry=RetryPolicy(...)`` retries failed invocations; ``timeout=S`` cancels an invocation
+    that takes longer than S seconds and fails it with ``StepTimeoutError``.
     """
     if func is not None and not callable(func):
         raise WorkflowDefinitionError(
@@ -105,19 +121,24 @@ def step(
     def decorate(f: _F) -> _F:
         # sys._getframe(1) is the class body applying the decorator: its names (and those of
         # the function around it) resolve hints naming events defined in local scopes.
-        return _mark(f, sys._getframe(1), num_workers, accept_subclasses, inbox)
+        return _mark(f, sys._getframe(1), options)
 
+    options = dict(
+        num_workers=num_workers,
+        accept_subclasses=bool(accept_subclasses),
+        inbox=inbox,
+        retry=retry,
+        timeout=timeout,
+    )
     if func is None:
         return decorate
-    return _mark(func, sys._getframe(1), num_workers, accept_subclasses, inbox)
+    return _mark(func, sys._getframe(1), options)
 
 
-def _mark(
-    func: _F, frame: types.FrameType, num_workers: int, accept_subclasses: bool, inbox: int
-) -> _F:
-    _check_options(func, num_workers, inbox)
+def _mark(func: _F, frame: types.FrameType, options: dict[str, Any]) -> _F:
+    _check_options(func, **options)
     _check_function(func)
-    draft = _StepDraft(func, num_workers, bool(accept_subclasses), inbox, _scope_of(frame))
+    draft = _StepDraft(func, localns=_scope_of(frame), **options)
     try:
         marker: StepSpec | _StepDraft = resolve(draft, func.__name__)
     except UnresolvedHint:
@@ -143,8 +164,21 @@ def _scope_of(frame: types.FrameType) -> dict[str, Any]:
     return scope
 
 
-def _check_options(func: Any, num_workers: Any, inbox: Any) -> None:
+def _check_options(
+    func: Any, num_workers: Any, accept_subclasses: bool, inbox: Any, retry: Any, timeout: Any
+) -> None:
     name = getattr(func, "__qualname__", repr(func))
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise WorkflowDefinitionError(
+            f"step {name!r}: retry must be a RetryPolicy, e.g. retry=RetryPolicy(max_attempts=3), "
+            f"got {retry!r}"
+        )
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+    ):
+        raise WorkflowDefinitionError(
+            f"step {name!r}: timeout must be a positive number of seconds or None, got {timeout!r}"
+        )
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
         raise WorkflowDefinitionError(
             f"step {name!r}: num_workers must be an int >= 1, got {num_workers!r}"
@@ -243,6 +277,8 @@ def resolve(draft: _StepDraft, name: str, extra_ns: Mapping[str, Any] | None = N
         accept_subclasses=draft.accept_subclasses,
         inbox=draft.inbox,
         ctx=ctx,
+        retry=draft.retry,
+        timeout=None if draft.timeout is None else float(draft.timeout),
     )
 
 

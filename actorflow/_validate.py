@@ -32,6 +32,17 @@ class WorkflowSpec:
     """The one StopEvent type the workflow's steps return."""
     routes: RouteTable
     """Which steps receive which event types."""
+    reach: tuple[frozenset[int], ...]
+    """Per step, the steps its events can lead to, directly or through others."""
+
+    def may_wait(self, source: int, target: int) -> bool:
+        """Whether ``source`` may wait for room in ``target``'s inbox without risking deadlock.
+
+        True when no path of the workflow graph leads from ``target`` back to ``source``:
+        then ``target`` drains whatever ``source`` does, and chains of such waits cannot
+        close a cycle.
+        """
+        return source != target and source not in self.reach[target]
 
     def step(self, name: str) -> StepSpec:
         """The step called ``name``."""
@@ -117,7 +128,37 @@ def build_spec(
         start_type=starts[0],
         stop_type=stops[0],
         routes=RouteTable(steps),
+        reach=_reachability(steps),
     )
+
+
+def _reachability(steps: Sequence[StepSpec]) -> tuple[frozenset[int], ...]:
+    """For each step, every step that can (transitively) receive something it emits.
+
+    Conservative on purpose: an edge exists whenever an emitted type, one of its subclasses,
+    or one of its bases could reach the other step. More edges only mean fewer waits.
+    """
+
+    def feeds(source: StepSpec, target: StepSpec) -> bool:
+        return any(
+            e in target.accepts
+            or any(issubclass(a, e) for a in target.accepts)
+            or (target.accept_subclasses and any(issubclass(e, a) for a in target.accepts))
+            for e in source.emits
+        )
+
+    edges = [[j for j, t in enumerate(steps) if feeds(s, t)] for s in steps]
+    reach: list[frozenset[int]] = []
+    for i in range(len(steps)):
+        seen: set[int] = set()
+        todo = list(edges[i])
+        while todo:
+            j = todo.pop()
+            if j not in seen:
+                seen.add(j)
+                todo.extend(edges[j])
+        reach.append(frozenset(seen))
+    return tuple(reach)
 
 
 def _emitted_to(t: type[Event], steps: Sequence[StepSpec]) -> bool:

@@ -38,6 +38,8 @@ class Workflow:
     ``timeout`` (seconds, or None for no limit) bounds each run; ``verbose=True`` prints each
     step invocation. ``trace=True`` records every run as audit records (structlog); None
     (the default) follows ``actorflow.audit.enable()`` / ``disable()``.
+    ``max_concurrent_runs=N`` makes further runs of this instance wait until one ends
+    (their timeout starts when they start).
     """
 
     __actorflow_spec__: ClassVar[WorkflowSpec | None] = None
@@ -59,7 +61,12 @@ class Workflow:
             setattr(cls, _PENDING, frame)
 
     def __init__(
-        self, *, timeout: float | None = 60.0, verbose: bool = False, trace: bool | None = None
+        self,
+        *,
+        timeout: float | None = 60.0,
+        verbose: bool = False,
+        trace: bool | None = None,
+        max_concurrent_runs: int | None = None,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
@@ -68,6 +75,15 @@ class Workflow:
         self._actorflow_timeout = None if timeout is None else float(timeout)
         self._actorflow_verbose = bool(verbose)
         self._actorflow_trace = trace
+        if max_concurrent_runs is not None and (
+            not isinstance(max_concurrent_runs, int)
+            or isinstance(max_concurrent_runs, bool)
+            or max_concurrent_runs < 1
+        ):
+            raise ValueError(f"max_concurrent_runs must be an int >= 1 or None, got {max_concurrent_runs!r}")
+        self._actorflow_limiter = (
+            None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
+        )
         spec(type(self))  # the class is checked by now at the latest
 
     @property
@@ -104,7 +120,15 @@ class Workflow:
         observer = (
             None if not observers else observers[0] if len(observers) == 1 else ObserverGroup(observers)
         )
-        return Run(self, wf_spec, event, timeout=timeout, observer=observer, stream=stream)
+        return Run(
+            self,
+            wf_spec,
+            event,
+            timeout=timeout,
+            observer=observer,
+            stream=stream,
+            limiter=self._actorflow_limiter,
+        )
 
     async def run(self, *, start_event: StartEvent | None = None, **kwargs: Any) -> Any:
         """Run the workflow to the end and return its result.

@@ -14,6 +14,7 @@ from actorflow import (
     WorkflowTimeoutError,
     step,
 )
+from actorflow._exceptions import WorkflowStalledError
 from actorflow.testing import leftover_tasks
 
 
@@ -87,8 +88,8 @@ async def test_timeout_cancels_every_actor_and_names_the_busy_steps(autojump_clo
     assert not isinstance(info.value, trio.TooSlowError)
 
 
-async def test_timeout_while_waiting_for_events_says_what_was_missing(autojump_clock: trio.abc.Clock) -> None:
-    """When no step is busy at the timeout, the error reports what collect_events still lacked."""
+async def test_run_waiting_for_events_that_cannot_come_stalls_at_once(autojump_clock: trio.abc.Clock) -> None:
+    """A run that can never finish fails with WorkflowStalledError at once, not at the timeout."""
 
     class Half(Workflow):
         @step
@@ -101,8 +102,12 @@ async def test_timeout_while_waiting_for_events_says_what_was_missing(autojump_c
             got = ctx.collect_events(ev, [WorkEvent, WorkEvent])
             return None if got is None else StopEvent()
 
-    with pytest.raises(WorkflowTimeoutError, match=r"no step was running .*step 'join' holds 1 WorkEvent, lacks 1 WorkEvent"):
-        await Half(timeout=3).run()
+    started = trio.current_time()
+    with pytest.raises(WorkflowStalledError) as info:
+        await Half(timeout=60).run()
+    assert trio.current_time() == started
+    assert "step 'join' holds 1 WorkEvent, lacks 1 WorkEvent" in str(info.value)
+    assert "join <- WorkEvent(n=1)" in str(info.value)
 
 
 async def test_no_timeout_means_no_limit(autojump_clock: trio.abc.Clock) -> None:

@@ -1,0 +1,51 @@
+"""What ``RunHandle.statistics()`` returns: frozen snapshots of a run's counters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+__all__ = ["RunStatistics", "StepStatistics"]
+
+
+@attrs.frozen
+class StepStatistics:
+    """One step of a run, at the moment ``statistics()`` was called."""
+
+    name: str
+    """The step's name."""
+    num_workers: int
+    """Its worker tasks: the cap on concurrent invocations."""
+    inbox: int
+    """Its inbox capacity (where ``asend_event`` callers wait)."""
+    running: int
+    """Invocations in progress (not counting those waiting for an event)."""
+    waiting: int
+    """Invocations suspended in ``ctx.wait_for_event``."""
+    queued: int
+    """Events delivered to it and not yet taken by a worker."""
+    peak_queued: int
+    """The most events that were ever queued for it at once: its peak inbox use."""
+    processed: int
+    """Invocations that completed."""
+    failed: int
+    """Invocations that failed for good (after retries)."""
+    retried: int
+    """Failed attempts that its RetryPolicy retried."""
+
+
+@attrs.frozen
+class RunStatistics:
+    """A run, at the moment ``statistics()`` was called."""
+
+    run_id: str
+    """The run's id."""
+    workflow: str
+    """The workflow class's name."""
+    state: str
+    """``queued`` (waiting for max_concurrent_runs), ``running``, or how it ended."""
+    steps: Mapping[str, StepStatistics]
+    """Per step, by name, in definition order."""
+    pending_input: int
+    """InputRequiredEvents not yet answered from outside."""
