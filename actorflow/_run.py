@@ -360,7 +360,9 @@ class Run:
                     )
             return waiter.result
         finally:
-            if waiter.result is None:
+            # When the run itself is ending, leave the books as they are: the timeout error
+            # reads them to say which steps were waiting.
+            if waiter.result is None and not self.scope.cancel_called:
                 actor.waiting -= 1
                 self._remove_waiter(waiter)
             if step_scope is not None:

@@ -53,10 +53,22 @@ class WorkflowSpec:
 
 
 def build_spec(
-    name: str, steps: Sequence[StepSpec], problems: Sequence[str] = (), reserved: Mapping[str, str] | None = None
+    name: str,
+    steps: Sequence[StepSpec],
+    *,
+    reserved: Mapping[str, str] | None = None,
+    external: Sequence[object] = (),
 ) -> WorkflowSpec:
-    """Check ``steps`` as a workflow called ``name``; raise one error listing every problem."""
-    found = list(problems)
+    """Check ``steps`` as a workflow called ``name``; raise one error listing every problem.
+
+    ``external`` are event types that enter runs from outside (``RunHandle.send_event``),
+    so no step needs to produce them.
+    """
+    found: list[str] = []
+    for t in external:
+        if not (isinstance(t, type) and issubclass(t, Event)):
+            found.append(f"external_events must hold Event types, got {t!r}")
+    outside = tuple(t for t in external if isinstance(t, type) and issubclass(t, Event))
     for s in steps:
         if reserved and s.name in reserved:
             found.append(
@@ -111,12 +123,13 @@ def build_spec(
             f"return hint"
         )
     for t in accepted:
-        if issubclass(t, StartEvent | StopEvent | HumanResponseEvent) or _emitted_to(t, steps):
+        if issubclass(t, (StartEvent, StopEvent, HumanResponseEvent, *outside)) or _emitted_to(t, steps):
             continue
         by = [s.name for s in steps if t in s.accepts]
         found.append(
             f"{t.__name__} is accepted by {_quoted(by)} but no step returns it; add it to the "
-            f"return hint of the step that emits it (ctx.send_event also needs that)"
+            f"return hint of the step that emits it (ctx.send_event also needs that), or list it "
+            f"in the workflow's external_events if it comes from outside through send_event()"
         )
     if found:
         raise WorkflowDefinitionError(

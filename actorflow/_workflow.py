@@ -44,6 +44,10 @@ class Workflow:
 
     __actorflow_spec__: ClassVar[WorkflowSpec | None] = None
 
+    external_events: ClassVar[tuple[type[Event], ...]] = ()
+    """Event types that enter runs only from outside, through ``RunHandle.send_event``: no
+    step needs to produce them. (HumanResponseEvent and its subclasses always may.)"""
+
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
         """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none)."""
         super().__init_subclass__(**kwargs)
@@ -241,7 +245,7 @@ def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
         raise WorkflowDefinitionError(
             f"{cls.__name__} is not a valid workflow:\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    result = build_spec(cls.__name__, specs, reserved=_RESERVED)
+    result = build_spec(cls.__name__, specs, reserved=_RESERVED, external=tuple(cls.external_events))
     setattr(cls, _SPEC, result)
     return result
 
