@@ -8,6 +8,9 @@ cancellation and timeouts.
 """
 
 from ._context import Context as Context
+from ._draw import draw_all_possible_flows as draw_all_possible_flows
+from ._draw import draw_execution as draw_execution
+from ._draw import to_mermaid as to_mermaid
 from ._events import Event as Event
 from ._events import HumanResponseEvent as HumanResponseEvent
 from ._events import InputRequiredEvent as InputRequiredEvent
@@ -62,5 +65,8 @@ __all__ = [
     "WorkflowStalledError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
+    "draw_all_possible_flows",
+    "draw_execution",
     "step",
+    "to_mermaid",
 ]

@@ -33,7 +33,10 @@ def test_public_names_are_pinned() -> None:
         "WorkflowStalledError",
         "WorkflowTimeoutError",
         "WorkflowValidationError",
+        "draw_all_possible_flows",
+        "draw_execution",
         "step",
+        "to_mermaid",
     ]
     for name in actorflow.__all__:
         assert getattr(actorflow, name) is not None
