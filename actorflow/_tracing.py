@@ -1,15 +1,81 @@
 """Audit tracing: the observer that turns a run into structlog records.
 
-STUB: the switch (enable/disable/is_enabled) and the Tracer class are the interface the
-runtime uses; the audit work fills in Tracer.
+A traced run gets one :class:`Tracer` (``Workflow._new_run`` decides once per run, from
+``trace=`` and :func:`enable`). The tracer numbers the run's records 1, 2, 3, ... (``seq``) and
+hands each to ``structlog.get_logger("actorflow")``; where they end up is the application's
+choice (``actorflow.audit`` has the processors that write, chain and redact them).
+
+This module also owns the JSON encoding of what the records carry (event payloads, results,
+LLM calls): anything that is not JSON becomes a ``{"$repr": ..., "$type": ...}`` marker, so a
+payload can never crash a run or make a record unwritable. ``actorflow.audit`` imports from
+here, never the other way round (the core imports this module at start-up).
+
+Hooks must never raise (they run inside the run's tasks): a record that cannot be built or
+logged (a broken processor, a full disk) is counted in :attr:`Tracer.lost`, reported once per
+run on the stdlib logger ``actorflow.audit`` (as trio reports a failing instrument), and its
+``seq`` number stays used, so the hole shows up in ``actorflow.audit.verify()``. The run goes
+on: an audit trail that can change what a run does would be a second source of failures.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pydantic
+import structlog
+import trio
+
+from ._events import Event, StopEvent
 from ._observe import Observer
 
-__all__ = ["Tracer", "disable", "enable", "is_enabled"]
+if TYPE_CHECKING:
+    from ._run import Outcome, Run
 
+__all__ = [
+    "CLOSING",
+    "FORMAT",
+    "RECORD_NAMES",
+    "Tracer",
+    "disable",
+    "enable",
+    "is_enabled",
+    "json_safe",
+    "payload_of",
+    "value_of",
+]
+
+#: Written into every ``run.started`` record; bumped when a record's meaning changes.
+FORMAT = "actorflow.audit/1"
+
+#: The records that end a run; exactly one per run, always its last.
+CLOSING = frozenset({"run.finished", "run.failed", "run.timed_out", "run.cancelled"})
+
+#: Every record name a tracer emits.
+RECORD_NAMES = frozenset(
+    {
+        "run.started",
+        "event.emitted",
+        "step.started",
+        "step.finished",
+        "step.failed",
+        "step.cancelled",
+        "llm.called",
+        *CLOSING,
+    }
+)
+
+#: Longest ``repr`` kept in a marker; an audit record is no place for a 10 MB repr.
+MAX_REPR = 1000
+#: Deeper containers than this become markers (also what stops reference cycles).
+MAX_DEPTH = 64
+
+_errors = logging.getLogger("actorflow.audit")
 _enabled = False
 
 
@@ -30,7 +96,345 @@ def is_enabled() -> bool:
     return _enabled
 
 
-class Tracer(Observer):
-    """Records one run through ``structlog.get_logger("actorflow")``; one instance per run."""
+# -- JSON-safe values ------------------------------------------------------------------------
 
-    __slots__ = ()
+
+def _type_name(t: type) -> str:
+    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+
+
+def marker(value: object) -> dict[str, str]:
+    """The stand-in for a value JSON cannot hold: its (bounded) repr and its type."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a repr that raises must not cost the record
+        text = f"<repr() raised {type(exc).__name__}>"
+    if len(text) > MAX_REPR:
+        text = text[:MAX_REPR] + "..."
+    return {"$repr": text, "$type": _type_name(type(value))}
+
+
+def _key(key: object) -> str:
+    # json.dumps' own rules for non-string keys, extended to any type.
+    if key is None or isinstance(key, bool):
+        return "null" if key is None else "true" if key else "false"
+    if isinstance(key, int):
+        return str(int(key))
+    if isinstance(key, float):
+        return json.dumps(float(key))
+    if isinstance(key, str):
+        return str(key)
+    return marker(key)["$repr"]
+
+
+def json_safe(value: Any, _depth: int = 0) -> Any:
+    """``value`` as plain JSON data: str keys, lists, finite floats; markers for the rest.
+
+    The result survives ``json.dumps(allow_nan=False)`` and a round trip through JSON
+    unchanged, which is what lets a hash over its canonical text be checked again later.
+    """
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        return value if math.isfinite(value) else marker(value)
+    if _depth >= MAX_DEPTH:
+        return marker(value)
+    if t is dict:
+        return {
+            (k if type(k) is str else _key(k)): json_safe(v, _depth + 1) for k, v in value.items()
+        }
+    if t is list or t is tuple:
+        return [json_safe(v, _depth + 1) for v in value]
+    # Subclasses of the plain types (enums, named tuples, ...) lose only their class.
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return json_safe(float(value))
+    if isinstance(value, Mapping):
+        return json_safe(dict(value), _depth)
+    if isinstance(value, list | tuple | set | frozenset):
+        return [json_safe(v, _depth + 1) for v in value]
+    return marker(value)
+
+
+def payload_of(event: pydantic.BaseModel) -> Any:
+    """An event's fields as JSON data: ``model_dump(mode="json")``, markers where that fails."""
+    try:
+        data = event.model_dump(mode="json", fallback=marker)
+    except Exception:
+        # e.g. bytes that are not UTF-8, a custom serializer that raises: fall back to the
+        # Python values, so one bad field costs only itself.
+        try:
+            data = event.model_dump(mode="python")
+        except Exception:
+            return marker(event)
+    return json_safe(data)
+
+
+_ANY = pydantic.TypeAdapter(Any)
+
+
+def value_of(value: Any) -> Any:
+    """Any value (a run's result) as JSON data, by the same rules as :func:`payload_of`."""
+    try:
+        data = _ANY.dump_python(value, mode="json", fallback=marker)
+    except Exception:
+        data = value
+    return json_safe(data)
+
+
+def _error_fields(error: BaseException | None) -> dict[str, Any]:
+    if error is None:
+        return {"error_type": None, "error": None}
+    try:
+        message = str(error)
+    except Exception as exc:
+        message = f"<str() raised {type(exc).__name__}>"
+    return {"error_type": _type_name(type(error)), "error": message}
+
+
+def _now() -> str:
+    # Wall-clock time for the reader; durations come from trio's clock (autojump-friendly).
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _version() -> str:
+    import actorflow  # at run time the package is fully imported; at import time it is not
+
+    return getattr(actorflow, "__version__", "unknown")
+
+
+# -- the tracer ------------------------------------------------------------------------------
+
+_H = TypeVar("_H", bound=Callable[..., None])
+
+
+def _guarded(hook: _H) -> _H:
+    """Make ``hook`` never raise; a record it could not deliver leaves a hole in ``seq``."""
+
+    @functools.wraps(hook)
+    def guarded(self: Tracer, run: Run, *args: Any) -> None:
+        before = self._seq
+        try:
+            hook(self, run, *args)
+        except Exception as exc:
+            if self._seq == before:  # failed while building the record: still use its number
+                self._seq += 1
+            self._lost(run, hook.__name__, exc)
+
+    return guarded  # type: ignore[return-value]
+
+
+class Tracer(Observer):
+    """Records one run through ``structlog.get_logger("actorflow")``; one instance per run.
+
+    The logger is bound when the run starts, so the structlog configuration in force then
+    applies to the whole run. Records after the closing ``run.*`` record are dropped (nothing
+    in the runtime sends any; this keeps the promise that the closing record is the last).
+    """
+
+    __slots__ = ("_closed", "_failed_at", "_log", "_seq", "_started", "_stop", "lost")
+
+    def __init__(self) -> None:
+        self._log: Any = None
+        self._seq = 0
+        self._closed = False
+        self._started = 0.0
+        self._stop: tuple[int, type[StopEvent]] | None = None
+        """(event_id, type) of the first StopEvent emitted: the one that ends the run."""
+        self._failed_at: tuple[str, int] | None = None
+        """(step, event_id) of the first step failure that ended the run."""
+        self.lost = 0
+        """Records that could not be delivered to structlog (see the module docstring)."""
+
+    def _emit(self, name: str, fields: dict[str, Any]) -> None:
+        self._seq += 1
+        self._log.info(name, seq=self._seq, timestamp=_now(), **fields)
+
+    def _lost(self, run: Run, hook: str, exc: Exception) -> None:
+        self.lost += 1
+        if self.lost > 1:
+            return  # one report per run; the holes themselves are in the trail
+        try:
+            _errors.error(
+                "actorflow: an audit record of %s run %s (seq %d, from hook %s) could not be "
+                "written; the run goes on and its trail has a hole that "
+                "actorflow.audit.verify() will report",
+                run.spec.name,
+                run.id,
+                self._seq,
+                hook,
+                exc_info=exc,
+            )
+        except Exception:
+            pass
+
+    @_guarded
+    def run_started(self, run: Run) -> None:
+        self._started = trio.current_time()
+        self._log = structlog.get_logger("actorflow").bind(run_id=run.id, workflow=run.spec.name)
+        self._emit(
+            "run.started",
+            {
+                "format": FORMAT,
+                "actorflow_version": _version(),
+                "timeout": run.timeout,
+                "steps": [
+                    {
+                        "name": s.name,
+                        "accepts": [t.__name__ for t in s.accepts],
+                        "emits": [t.__name__ for t in s.emits],
+                        "num_workers": s.num_workers,
+                    }
+                    for s in run.spec.steps
+                ],
+            },
+        )
+
+    @_guarded
+    def event_emitted(
+        self, run: Run, event_id: int, event: Event, cause_id: int | None, step: str | None
+    ) -> None:
+        if self._closed:
+            return
+        if self._stop is None and isinstance(event, StopEvent):
+            self._stop = (event_id, type(event))
+        self._emit(
+            "event.emitted",
+            {
+                "event_id": event_id,
+                "event_type": type(event).__name__,
+                "cause_id": cause_id,
+                "step": step,
+                "payload": payload_of(event),
+            },
+        )
+
+    @_guarded
+    def step_started(
+        self, run: Run, step: str, worker: int, event_id: int, event: Event, attempt: int
+    ) -> None:
+        if self._closed:
+            return
+        self._emit(
+            "step.started", {"step": step, "worker": worker, "event_id": event_id, "attempt": attempt}
+        )
+
+    @_guarded
+    def step_finished(
+        self,
+        run: Run,
+        step: str,
+        worker: int,
+        event_id: int,
+        event: Event,
+        attempt: int,
+        duration: float,
+        emitted: Sequence[Event],
+    ) -> None:
+        if self._closed:
+            return
+        self._emit(
+            "step.finished",
+            {
+                "step": step,
+                "worker": worker,
+                "event_id": event_id,
+                "attempt": attempt,
+                "duration_s": duration,
+                "emitted": len(emitted),
+            },
+        )
+
+    @_guarded
+    def step_failed(
+        self,
+        run: Run,
+        step: str,
+        worker: int,
+        event_id: int,
+        event: Event,
+        attempt: int,
+        duration: float,
+        error: BaseException,
+        retrying: bool,
+    ) -> None:
+        if self._closed:
+            return
+        if not retrying and self._failed_at is None:
+            self._failed_at = (step, event_id)
+        self._emit(
+            "step.failed",
+            {
+                "step": step,
+                "worker": worker,
+                "event_id": event_id,
+                "attempt": attempt,
+                "duration_s": duration,
+                **_error_fields(error),
+                "retrying": bool(retrying),
+            },
+        )
+
+    @_guarded
+    def step_cancelled(
+        self, run: Run, step: str, worker: int, event_id: int, event: Event, attempt: int, duration: float
+    ) -> None:
+        if self._closed:
+            return
+        self._emit(
+            "step.cancelled",
+            {"step": step, "worker": worker, "event_id": event_id, "attempt": attempt, "duration_s": duration},
+        )
+
+    @_guarded
+    def llm_called(self, run: Run, step: str | None, cause_id: int | None, call: Mapping[str, Any]) -> None:
+        if self._closed:
+            return
+        fields: dict[str, Any] = {
+            "step": step,
+            "cause_id": cause_id,
+            "model": None,
+            "prompt_sha256": None,
+            "latency_s": None,
+            "usage": None,
+            "error": None,
+        }
+        for key, value in call.items():
+            key = str(key)
+            if key in ("event", "run_id", "workflow", "seq", "timestamp", "step", "cause_id"):
+                continue  # the call cannot overwrite what identifies the record
+            if key == "error" and isinstance(value, BaseException):
+                err = _error_fields(value)
+                value = f"{err['error_type']}: {err['error']}"
+            fields[key] = json_safe(value)
+        self._emit("llm.called", fields)
+
+    @_guarded
+    def run_ended(self, run: Run, outcome: Outcome) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        kind = outcome.kind
+        fields: dict[str, Any] = {"duration_s": trio.current_time() - self._started}
+        if kind == "finished":
+            # A plain StopEvent's run returns its .result; a subclass's returns the event.
+            value, stop = outcome.value, self._stop
+            plain = stop[1] is StopEvent if stop is not None else not isinstance(value, StopEvent)
+            fields["result_type"] = "StopEvent" if plain else type(value).__name__
+            fields["result"] = value_of(value) if plain else payload_of(value)
+            fields["stop_event_id"] = stop[0] if stop is not None else None
+        else:
+            fields.update(_error_fields(outcome.error))
+            if kind == "failed":
+                step, event_id = self._failed_at or (None, None)
+                fields["step"] = step
+                fields["event_id"] = event_id
+            elif kind == "timed_out":
+                fields["timeout"] = run.timeout
+        self._emit(f"run.{kind}", fields)

@@ -1,0 +1,84 @@
+"""The bodies of ``python -m actorflow audit verify FILE`` and ``trace show FILE [--run ID]``.
+
+The CLI module parses arguments and calls these; they print to ``out`` and return the exit
+status (0 fine, 1 what was asked for is broken or missing, 2 the file cannot be read).
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from ._load import _build, read_file
+from ._show import _clean, render
+from ._verify import verify
+
+__all__ = ["show_command", "verify_command"]
+
+
+def verify_command(path: str, *, out: TextIO, key: bytes | None = None) -> int:
+    """``audit verify FILE``: print OK and the head hash, or the first broken record."""
+    try:
+        result = verify(path, key=key)
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=out)
+        return 2
+    if result.problem is not None:
+        print(f"BROKEN {path}: {_clean(result.problem)}", file=out)
+        return 1
+    chains = "per-run hash chains" + (" and file chain" if result.file_chain else "")
+    print(
+        f"OK {path}: {result.records} records of {result.runs} runs; {chains} intact; "
+        f"every run closed",
+        file=out,
+    )
+    if not result.file_chain and result.records:
+        print(
+            "note: the file has no file chain (JSONLinesSink(file_chain=False)): lines of "
+            "different runs trading places, and whole runs deleted, would not be detected",
+            file=out,
+        )
+    print(f"head {result.head}", file=out)
+    return 0
+
+
+def show_command(path: str, run_id: str | None, *, out: TextIO, color: bool = False) -> int:
+    """``trace show FILE [--run ID]``: print the causal tree of one run (an id or a unique
+    prefix of one), or of every run in the file."""
+    try:
+        runs, unreadable = read_file(path)
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=out)
+        return 2
+    if unreadable:
+        print(
+            f"warning: {unreadable} line(s) of {path} are not audit records and were skipped; "
+            f"check the file with 'python -m actorflow audit verify {path}'",
+            file=out,
+        )
+    chosen = list(runs)
+    if run_id is not None:
+        chosen = [r for r in runs if r == run_id] or [r for r in runs if r.startswith(run_id)]
+        if not chosen:
+            print(f"error: {path} has no run {run_id!r}{_listing(runs)}", file=out)
+            return 1
+        if len(chosen) > 1:
+            print(f"error: {run_id!r} is the start of {len(chosen)} run ids{_listing(chosen)}", file=out)
+            return 1
+    elif not runs:
+        print(f"{path}: no audit records", file=out)
+        return 0
+    for n, rid in enumerate(chosen):
+        if n:
+            print(file=out)
+        trace = _build(sorted(runs[rid], key=lambda r: r["seq"]))
+        for line in render(trace, color=color):
+            print(line, file=out)
+    return 0
+
+
+def _listing(run_ids: list[str]) -> str:
+    if not run_ids:
+        return " (it has no runs)"
+    shown = ", ".join(_clean(r) for r in run_ids[:10])
+    return f"; its runs: {shown}" + (f" and {len(run_ids) - 10} more" if len(run_ids) > 10 else "")
+

@@ -1,0 +1,293 @@
+"""Reading a trail back: a run's records, its causal tree of events, its step invocations.
+
+The tree is rebuilt from the records alone: every ``event.emitted`` names the event whose
+handling emitted it (``cause_id``) and the step that emitted it; ``step.*`` records say which
+worker handled which event, how long it took and how it ended. Reading does not verify
+(that is :func:`verify`'s job): lines that cannot be read are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from ._canon import is_closing, is_record
+
+__all__ = ["EventNode", "Invocation", "RunTrace", "load_run", "load_runs"]
+
+
+@attrs.frozen
+class Invocation:
+    """One attempt of one step at one event, as the records tell it."""
+
+    step: str
+    """The step."""
+    worker: int | None
+    """Which of the step's workers ran it (0 .. num_workers-1)."""
+    event_id: int
+    """The input event."""
+    attempt: int
+    """1 for the first attempt, 2... for retries."""
+    outcome: str
+    """``finished``, ``failed``, ``cancelled`` (cut short by the run's end), or ``running``
+    when the trail has no record of its end."""
+    duration_s: float | None
+    """How long the attempt took (None when it has no end record)."""
+    error_type: str | None
+    """The exception's type, for ``failed``."""
+    error: str | None
+    """The exception's message, for ``failed``."""
+    retrying: bool
+    """Whether a failed attempt was retried."""
+    started_seq: int | None
+    """``seq`` of the ``step.started`` record (None when the trail has none)."""
+    ended_seq: int | None
+    """``seq`` of the record that ended it (None while ``running``)."""
+    emitted: tuple[int, ...]
+    """Ids of the events this attempt emitted, in order."""
+    llm_calls: tuple[Mapping[str, Any], ...]
+    """Its ``llm.called`` records."""
+
+
+@attrs.frozen
+class EventNode:
+    """One event of a run and, below it, every event its handling caused."""
+
+    event_id: int
+    """The run-local event number (1 is the StartEvent)."""
+    event_type: str
+    """The event's class name."""
+    step: str | None
+    """The step that emitted it; None for events from outside the run."""
+    cause_id: int | None
+    """The event whose handling emitted it (the parent); None from outside."""
+    payload: Any
+    """The event's fields as recorded (markers, redactions and all)."""
+    seq: int
+    """``seq`` of its ``event.emitted`` record."""
+    handled_by: tuple[Invocation, ...]
+    """The step attempts that took it as input, in the order they started."""
+    children: tuple[EventNode, ...]
+    """The events its handling emitted, in order."""
+
+
+@attrs.frozen
+class RunTrace:
+    """A run as its audit records tell it: the records, the causal tree, how it ended."""
+
+    run_id: str
+    """The run's id."""
+    workflow: str | None
+    """The workflow class name."""
+    records: tuple[Mapping[str, Any], ...]
+    """The run's records in ``seq`` order."""
+    roots: tuple[EventNode, ...]
+    """Events without a cause: the StartEvent first, then any sent from outside."""
+    outcome: str | None
+    """``finished``, ``failed``, ``timed_out``, ``cancelled``; None without a closing record."""
+    closing: Mapping[str, Any] | None
+    """The closing ``run.*`` record."""
+    events: Mapping[int, EventNode]
+    """Every event node by event id."""
+
+    @property
+    def duration_s(self) -> float | None:
+        """How long the run took, from its closing record."""
+        return None if self.closing is None else self.closing.get("duration_s")
+
+    def parents(self) -> dict[int, int | None]:
+        """Each event id mapped to its cause's id (None for events from outside)."""
+        return {i: n.cause_id for i, n in self.events.items()}
+
+    def invocations(self) -> list[Invocation]:
+        """Every step attempt of the run, in the order they started."""
+        found = [inv for n in self.events.values() for inv in n.handled_by]
+        return sorted(found, key=lambda inv: (inv.started_seq or inv.ended_seq or 0))
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> RunTrace:
+        """Build the trace of one run from its records (in any order; e.g. ``capture_logs()``)."""
+        recs = sorted((r for r in records if is_record(r)), key=lambda r: r["seq"])
+        if not recs:
+            raise ValueError("no audit records given")
+        run_ids = {r["run_id"] for r in recs}
+        if len(run_ids) > 1:
+            raise ValueError(f"records of {len(run_ids)} runs given; pass one run's records")
+        return _build(recs)
+
+
+def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
+    emitted: dict[int, Mapping[str, Any]] = {}
+    open_: dict[tuple[str, int], dict[str, Any]] = {}
+    attempts: list[dict[str, Any]] = []
+    llm: list[Mapping[str, Any]] = []
+    closing = None
+    workflow = None
+    for r in recs:
+        name = r["event"]
+        workflow = workflow or r.get("workflow")
+        if name == "event.emitted" and type(r.get("event_id")) is int:
+            emitted.setdefault(r["event_id"], r)
+        elif name == "step.started":
+            a = _attempt(r, started_seq=r["seq"])
+            open_[(a["step"], a["event_id"])] = a
+            attempts.append(a)
+        elif name in ("step.finished", "step.failed", "step.cancelled"):
+            a = open_.pop((r.get("step"), r.get("event_id")), None)  # type: ignore[arg-type]
+            if a is None:  # e.g. cancelled while waiting to retry: no open attempt
+                a = _attempt(r, started_seq=None)
+                attempts.append(a)
+            a.update(
+                outcome=name.partition(".")[2],
+                duration_s=r.get("duration_s"),
+                ended_seq=r["seq"],
+                error_type=r.get("error_type"),
+                error=r.get("error"),
+                retrying=bool(r.get("retrying", False)),
+                worker=r.get("worker", a["worker"]),
+            )
+        elif name == "llm.called":
+            llm.append(r)
+        elif is_closing(name) and closing is None:
+            closing = r
+
+    # Attribute each emitted event and LLM call to the attempt that made it: same step, same
+    # input event, and its seq inside the attempt's window (retries of one event are
+    # sequential, so the window tells the attempts apart).
+    by_key: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    for a in attempts:
+        by_key.setdefault((a["step"], a["event_id"]), []).append(a)
+
+    def owner(step: Any, cause: Any, seq: int) -> dict[str, Any] | None:
+        best = None
+        for a in by_key.get((step, cause), ()):
+            start = a["started_seq"] if a["started_seq"] is not None else -1
+            end = a["ended_seq"] if a["ended_seq"] is not None else float("inf")
+            if start < seq <= end:
+                return a
+            if start < seq:
+                best = a
+        return best
+
+    for event_id, r in emitted.items():
+        a = owner(r.get("step"), r.get("cause_id"), r["seq"])
+        if a is not None:
+            a["emitted"].append(event_id)
+    for r in llm:
+        a = owner(r.get("step"), r.get("cause_id"), r["seq"])
+        if a is not None:
+            a["llm_calls"].append(r)
+
+    handled: dict[int, list[Invocation]] = {}
+    for a in sorted(attempts, key=lambda a: a["started_seq"] if a["started_seq"] is not None else a["ended_seq"]):
+        inv = Invocation(
+            step=a["step"],
+            worker=a["worker"],
+            event_id=a["event_id"],
+            attempt=a["attempt"],
+            outcome=a["outcome"],
+            duration_s=a["duration_s"],
+            error_type=a["error_type"],
+            error=a["error"],
+            retrying=a["retrying"],
+            started_seq=a["started_seq"],
+            ended_seq=a["ended_seq"],
+            emitted=tuple(a["emitted"]),
+            llm_calls=tuple(a["llm_calls"]),
+        )
+        handled.setdefault(inv.event_id, []).append(inv)
+
+    # Children have larger ids than their cause (an event is emitted after its cause), so
+    # building from the highest id down finds every child already built: no recursion, so
+    # a run that loops ten thousand times still loads.
+    children: dict[int, list[int]] = {}
+    roots: list[int] = []
+    for event_id, r in emitted.items():
+        cause = r.get("cause_id")
+        if type(cause) is int and cause in emitted and cause < event_id:
+            children.setdefault(cause, []).append(event_id)
+        else:
+            roots.append(event_id)
+    nodes: dict[int, EventNode] = {}
+    for event_id in sorted(emitted, reverse=True):
+        r = emitted[event_id]
+        nodes[event_id] = EventNode(
+            event_id=event_id,
+            event_type=str(r.get("event_type")),
+            step=r.get("step"),
+            cause_id=r.get("cause_id"),
+            payload=r.get("payload"),
+            seq=r["seq"],
+            handled_by=tuple(handled.get(event_id, ())),
+            children=tuple(nodes[c] for c in sorted(children.get(event_id, ()))),
+        )
+    return RunTrace(
+        run_id=str(recs[0]["run_id"]),
+        workflow=workflow,
+        records=tuple(recs),
+        roots=tuple(nodes[i] for i in sorted(roots)),
+        outcome=None if closing is None else closing["event"].partition(".")[2],
+        closing=closing,
+        events={i: nodes[i] for i in sorted(nodes)},
+    )
+
+
+def _attempt(r: Mapping[str, Any], *, started_seq: int | None) -> dict[str, Any]:
+    return {
+        "step": r.get("step"),
+        "worker": r.get("worker"),
+        "event_id": r.get("event_id"),
+        "attempt": r.get("attempt", 1),
+        "outcome": "running",
+        "duration_s": None,
+        "error_type": None,
+        "error": None,
+        "retrying": False,
+        "started_seq": started_seq,
+        "ended_seq": None,
+        "emitted": [],
+        "llm_calls": [],
+    }
+
+
+def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    """The audit records of each run in ``path`` (runs in file order), and how many lines
+    could not be read as records."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    unreadable = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                unreadable += 1
+                continue
+            if not isinstance(rec, dict) or not is_record(rec) or type(rec["seq"]) is not int:
+                unreadable += 1
+                continue
+            runs.setdefault(str(rec["run_id"]), []).append(rec)
+    return runs, unreadable
+
+
+def load_runs(path: str | os.PathLike[str]) -> list[RunTrace]:
+    """Every run recorded in the audit file at ``path``, in the order they started."""
+    runs, _ = read_file(path)
+    return [_build(sorted(recs, key=lambda r: r["seq"])) for recs in runs.values()]
+
+
+def load_run(path: str | os.PathLike[str], run_id: str) -> RunTrace:
+    """The records and causal tree of run ``run_id`` in the audit file at ``path``.
+
+    Raises ``LookupError`` when the file has no record of that run.
+    """
+    runs, _ = read_file(path)
+    recs = runs.get(run_id)
+    if not recs:
+        raise LookupError(f"{os.fspath(path)} has no records of run {run_id!r}")
+    return _build(sorted(recs, key=lambda r: r["seq"]))
