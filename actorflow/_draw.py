@@ -416,11 +416,17 @@ def _execution_graph(records: Sequence[Mapping[str, Any]], run_id: str | None) -
     stats: dict[str, _StepStats] = {}
     delivered: dict[tuple[str, str], set[Any]] = defaultdict(set)  # (type, step) -> event ids
     errors: dict[str, list[str]] = defaultdict(list)
+    llm_calls: Counter[str] = Counter()
+    declared: dict[str, Mapping[str, Any]] = {}  # the steps as run.started lists them
     end = mine[-1] if mine[-1].get("event") in _RUN_END else None
 
     for r in mine:
         name = r.get("event")
-        if name == "event.emitted":
+        if name == "run.started":
+            declared = {str(d.get("name")): d for d in r.get("steps") or () if isinstance(d, Mapping)}
+        elif name == "llm.called":
+            llm_calls[str(r.get("step"))] += 1
+        elif name == "event.emitted":
             etype = str(r.get("event_type", "?"))
             type_of[r.get("event_id")] = etype
             emitted[etype] += 1
@@ -452,8 +458,11 @@ def _execution_graph(records: Sequence[Mapping[str, Any]], run_id: str | None) -
             if name == "step.failed":
                 errors[step_name].append(_error_text(r))
 
-    # The StopEvent is the event that ended a finished run: emitted, never delivered.
-    stop_type = last_emitted if end is not None and end.get("event") == "run.finished" else None
+    # The StopEvent is the event that ended a finished run (its record names it; older or
+    # hand-made traces do not, and then it is the last event emitted).
+    stop_type = None
+    if end is not None and end.get("event") == "run.finished":
+        stop_type = type_of.get(end.get("stop_event_id"), last_emitted)
 
     labels = list(dict.fromkeys([*([start_type] if start_type else []), *emitted]))
     event_node = {t: f"e{i}" for i, t in enumerate(labels)}
@@ -524,6 +533,10 @@ def _execution_graph(records: Sequence[Mapping[str, Any]], run_id: str | None) -
                 ["longest", _duration(max(st.durations))],
             ]
         rows.append(["workers used", ", ".join(str(w) for w in sorted(st.workers, key=str)) or "-"])
+        if step_name in declared and declared[step_name].get("num_workers") is not None:
+            rows.append(["num_workers", str(declared[step_name]["num_workers"])])
+        if llm_calls[step_name]:
+            rows.append(["LLM calls", str(llm_calls[step_name])])
         sections = [{"table": rows}]
         if errors[step_name]:
             sections.append({"title": "Errors", "pre": "\n".join(errors[step_name][:20])})
@@ -536,7 +549,12 @@ def _execution_graph(records: Sequence[Mapping[str, Any]], run_id: str | None) -
     outcome = str(end["event"]).removeprefix("run.").replace("_", " ") if end else "no outcome recorded"
     started = _time(mine[0].get("timestamp"))
     ended = _time(end.get("timestamp")) if end else None
-    took = _duration(ended - started) if started is not None and ended is not None else None
+    if end is not None and isinstance(end.get("duration_s"), int | float):
+        took: str | None = _duration(float(end["duration_s"]))  # the run's own clock
+    elif started is not None and ended is not None:
+        took = _duration(ended - started)
+    else:
+        took = None
     summary_rows = [
         ["workflow", workflow],
         ["run", run_id],

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from actorflow import (
     Event,
@@ -398,3 +399,26 @@ def test_a_broken_trace_line_is_named(tmp_path: Path) -> None:
     trace.write_text(json.dumps(joke_run()[0]) + "\n{not json\n")
     with pytest.raises(ValueError, match=r"trace.jsonl:2: not a JSON line"):
         draw_execution(trace, filename=tmp_path / "x.html")
+
+
+async def test_execution_of_a_real_traced_run(tmp_path: Path) -> None:
+    """The records of a traced run, as structlog sees them, draw the path the run took."""
+    with structlog.testing.capture_logs() as records:
+        assert await JokeFlow(trace=True).run(topic="cats") == "ok"
+    graph = _execution_graph(records, None)
+    nodes = {n.label: n for n in graph.nodes}
+    assert {label: n.kind for label, n in nodes.items()} == {
+        "StartEvent": "start",
+        "JokeEvent": "event",
+        "CritiqueEvent": "event",
+        "StopEvent": "stop",
+        "generate_joke": "step",
+        "critique_joke": "step",
+        "finish": "step",
+    }
+    assert all(n.sub.startswith("1 run · avg ") for n in nodes.values() if n.kind == "step")
+    assert dict(nodes["critique_joke"].details["sections"][0]["table"])["num_workers"] == "4"
+    assert len(graph.edges) == 6
+    assert graph.subtitle.startswith("finished in ")
+    page = draw_execution(records, filename=tmp_path / "run.html")
+    assert page_data(page)["title"].startswith("JokeFlow · run ")
