@@ -105,8 +105,8 @@ def draw_execution(
     """Write an interactive HTML page of one recorded run to ``filename``.
 
     ``trace`` is an audit trace file (JSON lines, as written by ``actorflow.audit``) or the
-    records themselves (dicts). ``run_id`` picks the run; it may be left out when the trace
-    holds a single run. The page shows the path the events actually took: each step with
+    records themselves (dicts). ``run_id`` (or a unique prefix of it) picks the run; it may be
+    left out when the trace holds a single run. The page shows the path the events actually took: each step with
     how often it ran and how long it took, each event type with how often it was emitted,
     each edge with how often it was taken. Returns the path written.
     """
@@ -392,6 +392,11 @@ def _run_records(records: Sequence[Mapping[str, Any]], run_id: str | None) -> li
                 else f"the trace holds {len(runs)} runs; pass run_id= one of: {', '.join(runs)}"
             )
         run_id = runs[0]
+    if run_id not in runs:
+        # A unique prefix will do, as in ``actorflow trace show --run``.
+        matches = [r for r in runs if r.startswith(run_id)] if run_id else []
+        if len(matches) == 1:
+            run_id = matches[0]
     mine = [r for r in records if str(r.get("run_id")) == run_id]
     if not mine:
         raise ValueError(
