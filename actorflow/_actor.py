@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._context import Context
+from ._context import Context, current_context
 from ._events import Event
 from ._exceptions import StepTimeoutError, WorkflowRuntimeError
 from ._router import BATCH
@@ -207,7 +207,9 @@ class StepActor:
     async def _work(self, worker: int) -> None:
         """A worker of an uninstrumented run: the hot path, kept free of per-event extras."""
         run = self.run
-        call = self._caller(Context(run, self, worker))
+        ctx = Context(run, self, worker)
+        current_context.set(ctx)
+        call = self._caller(ctx)
         receive_nowait = self._receive.receive_nowait
         receive = self._receive.receive
         backlog = self.backlog
@@ -261,6 +263,7 @@ class StepActor:
         observer = run.observer
         assert observer is not None
         ctx = Context(run, self, worker)
+        current_context.set(ctx)
         call = self._caller(ctx)
         receive_nowait = self._receive.receive_nowait
         receive = self._receive.receive

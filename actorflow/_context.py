@@ -9,6 +9,7 @@ the run and are shared by every context of that run, never across runs.
 from __future__ import annotations
 
 from collections import Counter, deque
+from contextvars import ContextVar
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,9 +22,14 @@ if TYPE_CHECKING:
     from ._actor import StepActor
     from ._run import Run
 
-__all__ = ["CollectBuffer", "Context", "Store"]
+__all__ = ["CollectBuffer", "Context", "Store", "current_context"]
 
 EventT = TypeVar("EventT", bound=Event)
+
+#: The Context of the step invocation running in this task, if any. Set once per worker task
+#: (trio gives each task its own copy of the context), so code a step calls, such as the LLM
+#: client's audit hook, can tell which run and step it serves without being passed ``ctx``.
+current_context: ContextVar[Context | None] = ContextVar("actorflow_current_context", default=None)
 
 _MISSING: Any = object()
 

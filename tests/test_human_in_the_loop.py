@@ -86,7 +86,8 @@ async def test_a_waiter_gets_the_event_before_the_steps_and_alone() -> None:
             return None
 
     async with Both().open_run() as handle:
-        await trio.sleep(0)
+        while handle.statistics().steps["ask"].waiting == 0:
+            await trio.sleep(0)
         await handle.send_event(Reply(to="other", text="first"))  # no requirement match: routed
         await handle.send_event(Reply(to="ask", text="second"))
         assert await handle.result() == "ask got second"

@@ -30,6 +30,7 @@ import httpx
 import pydantic
 import trio
 
+from .._context import current_context
 from .._exceptions import LLMConnectionError, LLMError, LLMResponseError, LLMStatusError, LLMTimeoutError
 from ._sse import ServerSentEvent, SSEDecoder
 from ._types import ChatMessage, CompletionDelta, CompletionResponse, MessagesLike, Usage, coerce_messages
@@ -84,7 +85,28 @@ def _record_call(
     whatever ended the call: an ``LLMError``, ``trio.Cancelled``, ``GeneratorExit`` when the
     caller stopped reading a stream early, or None on success. It must stay cheap and must
     never raise, since it runs inside the caller's error handling.
+
+    Inside a step of a traced run it becomes an ``llm.called`` audit record tied to the step
+    and to the event the step was handling; anywhere else it does nothing.
     """
+    ctx = current_context.get()
+    if ctx is None:
+        return
+    run = ctx._run
+    observer = run.observer
+    if observer is None:
+        return
+    call = {
+        "model": model,
+        "prompt_sha256": prompt_sha256,
+        "latency_s": latency_s,
+        "usage": None if usage is None else usage.model_dump(mode="json"),
+        "error": None if error is None else f"{type(error).__name__}: {error}",
+    }
+    try:
+        observer.llm_called(run, ctx._actor.spec.name, ctx._cause, call)
+    except Exception:  # an audit hook must never turn a finished call into a failure
+        pass
 
 
 @attrs.define
