@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from ._events import Event
+from ._events import Event, InputRequiredEvent
 from ._exceptions import WorkflowRuntimeError
 
 if TYPE_CHECKING:
@@ -210,7 +210,10 @@ class Context:
                 f"step {self._actor.spec.name!r} wrote a {type(event).__name__} to the event "
                 f"stream; only Event instances can be streamed"
             )
-        self._run.publish(event)
+        run = self._run
+        run.publish(event)
+        if isinstance(event, InputRequiredEvent):
+            run.pending_input += 1  # someone outside is asked: the run is not stalled waiting
 
 
 def _check_expected(step: str, expected: Iterable[object]) -> None:

@@ -185,3 +185,23 @@ async def test_open_run_waiting_for_input_is_not_a_stall(autojump_clock: trio.ab
     with pytest.raises(WorkflowTimeoutError, match="still running: ask \\(waiting for HumanResponseEvent\\)"):
         async with Greeter(timeout=30).open_run() as handle:
             await handle.result()
+
+
+async def test_input_request_written_to_the_stream_waits_for_an_answer() -> None:
+    """An InputRequiredEvent written with write_event_to_stream keeps an open run waiting."""
+
+    class Asker(Workflow):
+        @step
+        async def ask(self, ctx: Context, ev: StartEvent) -> None:
+            ctx.write_event_to_stream(InputRequiredEvent(prefix="Continue?"))
+
+        @step
+        async def answer(self, ev: HumanResponseEvent) -> StopEvent:
+            return StopEvent(result=ev.response)
+
+    async with Asker().open_run() as handle:
+        async for ev in handle.stream_events():
+            assert isinstance(ev, InputRequiredEvent)
+            await trio.sleep(0.01)  # the run must not stall while the question is open
+            await handle.send_event(HumanResponseEvent(response="yes"))
+        assert await handle.result() == "yes"
