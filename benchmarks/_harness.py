@@ -1,0 +1,84 @@
+"""Timing discipline shared by every scenario: warm-up, GC, interleaving, medians.
+
+A *variant* is a zero-argument callable that runs one measured run of one system and
+returns the seconds it measured (inside its own event loop, so loop start-up is excluded).
+:func:`interleave` runs a set of variants round-robin, rotating the order every round, so
+that a burst of load on this shared machine hits every system about equally; ratios are
+then taken per round (paired) and summarised by their median.
+
+GC: the heap left by imports and warm-up is frozen once (``gc.freeze()``), because every
+system is imported into this one process and otherwise each one's full collections would
+also walk the other systems' modules. Before each measured run, ``gc.collect()`` starts it
+from a clean young generation; during the run the collector stays on with default
+thresholds, as users run it, so allocation-heavy designs pay for their garbage.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+
+import attrs
+
+Variant = Callable[[], float]
+
+
+@attrs.frozen
+class Samples:
+    """The measured seconds of one variant, one per round, in round order."""
+
+    seconds: tuple[float, ...]
+    """Wall-clock seconds of each measured run (``time.perf_counter`` inside the loop)."""
+
+    @property
+    def median(self) -> float:
+        """The median of :attr:`seconds`."""
+        return statistics.median(self.seconds)
+
+
+def freeze_heap() -> None:
+    """Move everything alive now (modules, classes, warm caches) out of the GC's way."""
+    gc.collect()
+    gc.freeze()
+
+
+def interleave(variants: Mapping[str, Variant], rounds: int, warmup: int = 1) -> dict[str, Samples]:
+    """Run each variant ``warmup`` times untimed, then ``rounds`` rounds in rotating order.
+
+    A variant that returns ``inf`` (it hit its time cap) is run no more: its samples end
+    with that ``inf``, and its median is reported as over the cap.
+    """
+    names = list(variants)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(warmup):
+        for name in names:
+            if variants[name]() == math.inf:
+                seconds[name].append(math.inf)
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            if math.inf in seconds[name]:
+                continue
+            gc.collect()
+            seconds[name].append(variants[name]())
+    return {name: Samples(tuple(s)) for name, s in seconds.items()}
+
+
+def paired_ratio(a: Samples, b: Samples) -> float:
+    """Median over rounds of ``a``'s time divided by ``b``'s time in the same round.
+
+    When the two ran a different number of rounds (or different sizes, scaled by the
+    caller), falls back to the ratio of medians.
+    """
+    if len(a.seconds) == len(b.seconds):
+        return statistics.median(x / y for x, y in zip(a.seconds, b.seconds))
+    return a.median / b.median
+
+
+def spread(values: Sequence[float]) -> float:
+    """Relative spread of ``values``: (max - min) / median (0 for a single value)."""
+    if len(values) < 2:
+        return 0.0
+    return (max(values) - min(values)) / statistics.median(values)

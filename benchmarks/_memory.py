@@ -1,0 +1,121 @@
+"""Memory measurements: RSS per live run (in a fresh process) and bytes retained per event.
+
+RSS per run: ``python -m benchmarks._memory SYSTEM RUNS`` starts a fresh interpreter, so
+no earlier scenario has left freed memory in the allocator, warms the system up, then
+starts RUNS one-step runs whose step waits at a barrier until all of them are inside it.
+It prints one JSON line: the RSS growth from just before the runs to that moment (every
+run alive at once), divided by RUNS, and the peak RSS of the process.
+
+Retained per event uses tracemalloc in the benchmark process: the traced size at hop N/2 and
+at hop N of one chain run (both while the run is still going) gives the bytes a routed event
+leaves behind, independent of the run's fixed set-up.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def rss() -> int:
+    """Resident set size of this process in bytes (Linux ``/proc``; ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # pragma: no cover - not Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def peak_rss() -> int:
+    """The highest RSS this process has had, in bytes (0 where ``/proc`` has no VmHWM).
+
+    Not ``ru_maxrss``: Linux carries that over from the parent through fork and exec.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return 0
+
+
+def _live(system: str) -> Callable[[int, Callable[[], None]], None]:
+    if system == "actorflow":
+        from . import _actorflow
+
+        return _actorflow.live_runs
+    if system == "llama":
+        from . import _llama
+
+        return _llama.live_runs
+    from . import _trio
+
+    runner = system.removeprefix("trio-")
+    return lambda runs, at_gate: _trio.live_runs(runner, runs, at_gate)
+
+
+def measure_live_runs(system: str, runs: int) -> dict[str, Any]:
+    """RSS growth per run while ``runs`` runs of ``system`` are all alive (this process)."""
+    live = _live(system)
+    live(min(runs, 100), lambda: None)  # warm-up: classes, schemas, first-run caches
+    gc.collect()
+    at: dict[str, int] = {}
+
+    def at_gate() -> None:
+        at["rss"] = rss()
+        at["objects"] = len(gc.get_objects())
+
+    before, objects = rss(), len(gc.get_objects())
+    live(runs, at_gate)
+    return {
+        "system": system,
+        "runs": runs,
+        "rss_per_run": (at["rss"] - before) / runs,
+        "gc_objects_per_run": (at["objects"] - objects) / runs,
+        "peak_rss": peak_rss(),
+    }
+
+
+def live_runs_in_subprocess(system: str, runs: int, timeout: float = 300) -> dict[str, Any]:
+    """:func:`measure_live_runs` in a fresh interpreter; the parsed JSON it prints."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks._memory", system, str(runs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def retained_per_event(retained: Callable[[int, Callable[[], int]], tuple[int, int]], hops: int) -> float:
+    """Bytes held per routed event between hop ``hops // 2`` and hop ``hops`` of one run."""
+    def sample() -> int:
+        gc.collect()  # garbage in reference cycles is not held; count only what is
+        return tracemalloc.get_traced_memory()[0]
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        first, last = retained(hops, sample)
+    finally:
+        tracemalloc.stop()
+    return (last - first) / (hops - hops // 2)
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure_live_runs(sys.argv[1], int(sys.argv[2]))))
