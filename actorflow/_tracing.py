@@ -245,8 +245,9 @@ class Tracer(Observer):
         self._seq = 0
         self._closed = False
         self._started = 0.0
-        self._stop: tuple[int, type[StopEvent]] | None = None
-        """(event_id, type) of the first StopEvent emitted: the one that ends the run."""
+        self._stop: tuple[int, type[StopEvent], Any] | None = None
+        """(event_id, type, payload) of the first StopEvent emitted: the one that ends the run
+        (the router is FIFO). run.finished reuses its payload, so the two records agree."""
         self._failed_at: tuple[str, int] | None = None
         """(step, event_id) of the first step failure that ended the run."""
         self.lost = 0
@@ -302,8 +303,9 @@ class Tracer(Observer):
     ) -> None:
         if self._closed:
             return
+        payload = payload_of(event)
         if self._stop is None and isinstance(event, StopEvent):
-            self._stop = (event_id, type(event))
+            self._stop = (event_id, type(event), payload)
         self._emit(
             "event.emitted",
             {
@@ -311,7 +313,7 @@ class Tracer(Observer):
                 "event_type": type(event).__name__,
                 "cause_id": cause_id,
                 "step": step,
-                "payload": payload_of(event),
+                "payload": payload,
             },
         )
 
@@ -425,9 +427,14 @@ class Tracer(Observer):
         if kind == "finished":
             # A plain StopEvent's run returns its .result; a subclass's returns the event.
             value, stop = outcome.value, self._stop
-            plain = stop[1] is StopEvent if stop is not None else not isinstance(value, StopEvent)
+            if stop is not None:
+                plain = stop[1] is StopEvent
+                result = stop[2].get("result") if plain and isinstance(stop[2], dict) else stop[2]
+            else:  # not seen (its record was lost): encode the value itself
+                plain = not isinstance(value, StopEvent)
+                result = value_of(value) if plain else payload_of(value)
             fields["result_type"] = "StopEvent" if plain else type(value).__name__
-            fields["result"] = value_of(value) if plain else payload_of(value)
+            fields["result"] = result
             fields["stop_event_id"] = stop[0] if stop is not None else None
         else:
             fields.update(_error_fields(outcome.error))

@@ -34,12 +34,12 @@ from ._verify import VerifyResult as VerifyResult
 from ._verify import verify as verify
 
 __all__ = [
-    "REDACTED",
     "EventNode",
     "HashChain",
     "Invocation",
     "JSONLinesSink",
     "Problem",
+    "REDACTED",
     "Redactor",
     "RunTrace",
     "VerifyResult",

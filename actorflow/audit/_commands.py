@@ -27,7 +27,8 @@ def verify_command(path: str, *, out: TextIO, key: bytes | None = None) -> int:
         return 1
     chains = "per-run hash chains" + (" and file chain" if result.file_chain else "")
     print(
-        f"OK {path}: {result.records} records of {result.runs} runs; {chains} intact; "
+        f"OK {path}: {result.records} records of {result.runs} run{'' if result.runs == 1 else 's'}; "
+        f"{chains} intact; "
         f"every run closed",
         file=out,
     )
@@ -59,7 +60,7 @@ def show_command(path: str, run_id: str | None, *, out: TextIO, color: bool = Fa
     if run_id is not None:
         chosen = [r for r in runs if r == run_id] or [r for r in runs if r.startswith(run_id)]
         if not chosen:
-            print(f"error: {path} has no run {run_id!r}{_listing(runs)}", file=out)
+            print(f"error: {path} has no run {run_id!r}{_listing(list(runs))}", file=out)
             return 1
         if len(chosen) > 1:
             print(f"error: {run_id!r} is the start of {len(chosen)} run ids{_listing(chosen)}", file=out)

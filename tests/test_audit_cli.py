@@ -1,0 +1,184 @@
+"""The bodies of ``audit verify`` and ``trace show``: what they print and the status they return."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+import trio
+
+from actorflow import Context, Event, StartEvent, StopEvent, Workflow, audit, step
+from actorflow.audit._commands import show_command, verify_command
+
+
+class Item(Event):
+    n: int
+
+
+class Fan(Workflow):
+    """StartEvent -> two Items -> work (2 workers) -> done collects both."""
+
+    @step
+    async def split(self, ctx: Context, ev: StartEvent) -> Item | None:
+        ctx.send_event(Item(n=1))
+        ctx.send_event(Item(n=2))
+        return None
+
+    @step(num_workers=2)
+    async def work(self, ev: Item) -> StopEvent | None:
+        await trio.sleep(ev.n)
+        if ev.n == 2:
+            return StopEvent(result="both done")
+        return None
+
+
+class Loop(Workflow):
+    """A step that feeds itself `rounds` times: a causal chain deeper than the recursion limit."""
+
+    @step
+    async def begin(self, ev: StartEvent) -> Item:
+        return Item(n=0)
+
+    @step
+    async def again(self, ev: Item) -> Item | StopEvent:
+        return Item(n=ev.n + 1) if ev.n < 1200 else StopEvent(result=ev.n)
+
+
+class Noisy(Workflow):
+    @step
+    async def shout(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result="\x1b[2J\x1b]0;pwned\x07 \x9b31m")
+
+
+@pytest.fixture
+def trail(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "audit.jsonl"
+    chain = audit.processors(path)
+    structlog.configure(processors=chain)
+    yield path
+    chain[-1].close()
+    structlog.reset_defaults()
+
+
+def _run(command: object, *args: object, **kwargs: object) -> tuple[int, str]:
+    out = io.StringIO()
+    status = command(*args, out=out, **kwargs)  # type: ignore[operator]
+    return status, out.getvalue()
+
+
+async def test_verify_command_reports_ok_and_the_head(trail: Path, autojump_clock: trio.abc.Clock) -> None:
+    """An intact file: exit 0, a one-line OK with counts, and the head hash."""
+    await Fan(trace=True).run()
+    status, text = _run(verify_command, str(trail))
+    assert status == 0
+    first, head = text.splitlines()
+    assert first.startswith(f"OK {trail}: 12 records of 1 run;") and "file chain intact" in first
+    assert head == f"head {audit.verify(trail).head}"
+
+
+async def test_verify_command_names_the_broken_record(trail: Path, autojump_clock: trio.abc.Clock) -> None:
+    """An edited file: exit 1 and the line, run, seq and reason of the first broken record."""
+    await Fan(trace=True).run()
+    lines = trail.read_bytes().splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if b'"duration_s":1.0' in line)
+    record = json.loads(lines[k])
+    lines[k] = lines[k].replace(b'"duration_s":1.0', b'"duration_s":0.5')
+    trail.write_bytes(b"".join(lines))
+    status, text = _run(verify_command, str(trail))
+    assert status == 1
+    assert text == (
+        f"BROKEN {trail}: line {k + 1}, run {record['run_id']}, seq {record['seq']}: hash does "
+        f"not match the record's content: the record was changed\n"
+    )
+
+
+def test_commands_report_unreadable_files(tmp_path: Path) -> None:
+    """A missing file is exit status 2 with the reason, for both commands."""
+    missing = str(tmp_path / "nope.jsonl")
+    for status, text in (_run(verify_command, missing), _run(show_command, missing, None)):
+        assert status == 2 and text.startswith(f"error: cannot read {missing}")
+
+
+async def test_show_command_prints_the_tree(trail: Path, autojump_clock: trio.abc.Clock) -> None:
+    """trace show prints each event under the step invocation that emitted it, and the ending."""
+    async with Fan(trace=True).open_run() as handle:
+        await handle.result()
+    status, text = _run(show_command, str(trail), handle.run_id[:6])
+    assert status == 0
+    header, *tree, ending = text.splitlines()
+    assert header.startswith(f"Fan run {handle.run_id}  finished in 2.00 s  (12 records, started ")
+    assert tree == [
+        "#1 StartEvent (from outside)",
+        "└─ split[0] finished 0 µs",
+        "   ├─ #2 Item {\"n\": 1}",
+        "   │  └─ work[0] finished 1.00 s",
+        "   └─ #3 Item {\"n\": 2}",
+        "      └─ work[1] finished 2.00 s",
+        "         └─ #4 StopEvent {\"result\": \"both done\"}  → ends the run",
+    ]
+    assert ending == 'run.finished: result "both done"'
+
+
+async def test_show_command_picks_runs_by_id_or_prefix(trail: Path, autojump_clock: trio.abc.Clock) -> None:
+    """Without --run every run is shown; an unknown id is exit 1 with the file's runs listed."""
+    await Fan(trace=True).run()
+    await Fan(trace=True).run()
+    status, text = _run(show_command, str(trail), None)
+    assert status == 0 and text.count("Fan run ") == 2
+    status, text = _run(show_command, str(trail), "not-a-run")
+    assert status == 1 and "has no run 'not-a-run'; its runs: " in text
+    status, text = _run(show_command, str(trail), "")
+    assert status == 1 and "is the start of 2 run ids" in text
+
+
+async def test_show_command_marks_failures_and_colours(trail: Path, autojump_clock: trio.abc.Clock) -> None:
+    """A failed run shows the failing invocation and the error; color=True adds ANSI colours."""
+
+    class Broken(Fan):
+        @step(num_workers=2)
+        async def work(self, ev: Item) -> StopEvent | None:
+            await trio.sleep(ev.n)
+            raise KeyError(f"no item {ev.n}")
+
+    with pytest.raises(KeyError):
+        await Broken(trace=True).run()
+    status, text = _run(show_command, str(trail), None)
+    assert status == 0
+    assert "work[0] failed 1.00 s  KeyError: 'no item 1'" in text
+    assert "work[1] cancelled 1.00 s" in text
+    assert text.splitlines()[-1] == "run.failed: KeyError: 'no item 1' (step work, event #2)"
+    status, coloured = _run(show_command, str(trail), None, color=True)
+    assert "\x1b[31mfailed\x1b[0m" in coloured
+
+
+async def test_show_command_escapes_terminal_controls(trail: Path) -> None:
+    """Escape sequences inside recorded values are printed escaped, never sent to the terminal."""
+    await Noisy(trace=True).run()
+    status, text = _run(show_command, str(trail), None)
+    assert status == 0
+    assert "\x1b" not in text and "\x9b" not in text and "\x07" not in text
+
+
+async def test_show_and_load_handle_deep_causal_chains(trail: Path) -> None:
+    """A 1200-round loop loads and prints without hitting the recursion limit."""
+    async with Loop(trace=True).open_run() as handle:
+        assert await handle.result() == 1200
+    trace = audit.load_run(trail, handle.run_id)
+    assert len(trace.events) == 1203 and trace.parents()[1203] == 1202
+    status, text = _run(show_command, str(trail), handle.run_id)
+    assert status == 0 and "#1203 StopEvent" in text
+
+
+async def test_show_command_warns_about_unreadable_lines(trail: Path) -> None:
+    """Lines that are not records are skipped with a warning that points to verify."""
+    await Noisy(trace=True).run()
+    with open(trail, "ab") as f:
+        f.write(b"garbage\n")
+    status, text = _run(show_command, str(trail), None)
+    assert status == 0 and text.startswith("warning: 1 line(s)") and "audit verify" in text
+    with pytest.raises(LookupError):
+        audit.load_run(trail, "nope")
