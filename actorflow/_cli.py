@@ -545,11 +545,10 @@ def _cmd_trace_show(args: argparse.Namespace) -> int:
 
 
 def find_benchmarks(start: Path | None = None) -> Path | None:
-    """The checkout whose ``benchmarks/__main__.py`` is nearest: ``start`` (the current
-    directory) or one of its parents, else the checkout this actorflow is imported from."""
+    """The nearest directory holding ``benchmarks/__main__.py``: ``start`` (the current
+    directory) or one of its parents, as git finds its repository."""
     here = (start or Path.cwd()).resolve()
-    candidates = [here, *here.parents, Path(__file__).resolve().parents[1]]
-    for root in candidates:
+    for root in (here, *here.parents):
         if (root / "benchmarks" / "__main__.py").is_file():
             return root
     return None
@@ -559,9 +558,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     root = find_benchmarks()
     if root is None:
         raise CLIError(
-            "cannot find the benchmark suite (benchmarks/__main__.py) here, in a parent "
-            "directory, or next to the installed actorflow; run 'actorflow bench' in an "
-            "actorflow checkout"
+            "cannot find the benchmark suite (benchmarks/__main__.py) in this directory or a "
+            "parent of it; run 'actorflow bench' inside an actorflow checkout"
         )
     command = [sys.executable, "-m", "benchmarks", *(["--quick"] if args.quick else [])]
     return subprocess.run(command, cwd=root, check=False).returncode
