@@ -194,6 +194,9 @@ def _flow_graph(wf: WorkflowSpec, cls: type[Workflow]) -> _Graph:
     types: list[type[Event]] = [wf.start_type]
     for s in wf.steps:
         types += [t for t in (*s.accepts, *s.emits) if t not in types]
+    # Event types declared to come from outside the run (through RunHandle.send_event).
+    external = [t for t in getattr(cls, "external_events", ()) if isinstance(t, type) and issubclass(t, Event)]
+    types += [t for t in external if t not in types]
     labels = _event_labels(types)
     event_id = {t: f"e{i}" for i, t in enumerate(types)}
     receivers: dict[type[Event], list[str]] = defaultdict(list)
@@ -211,19 +214,17 @@ def _flow_graph(wf: WorkflowSpec, cls: type[Workflow]) -> _Graph:
             producers[t].append(s.name)
             edges.append(_Edge(f"s:{s.name}", event_id[t]))
 
-    human = [t for t in types if _event_kind(t) in ("input", "response")]
-    if human:
-        for t in human:
-            if _event_kind(t) == "input":
-                edges.append(_Edge(event_id[t], "x:outside"))
-            else:
-                edges.append(_Edge("x:outside", event_id[t]))
+    from_outside = [t for t in types if _event_kind(t) == "response" or t in external]
+    to_outside = [t for t in types if _event_kind(t) == "input"]
+    edges += [_Edge(event_id[t], "x:outside") for t in to_outside]
+    edges += [_Edge("x:outside", event_id[t]) for t in from_outside]
+    human = from_outside + to_outside
 
     nodes: list[_Node] = []
     for t in types:
         kind = _event_kind(t)
         nodes.append(
-            _Node(event_id[t], kind, labels[t], _EVENT_SUB[kind], _event_details(t, labels[t], producers[t], receivers[t]))
+            _Node(event_id[t], kind, labels[t], _EVENT_SUB[kind], _event_details(t, labels[t], producers[t], receivers[t], t in from_outside))
         )
     for s in wf.steps:
         sub = f"step · {s.num_workers} workers" if s.num_workers > 1 else "step"
@@ -238,8 +239,9 @@ def _flow_graph(wf: WorkflowSpec, cls: type[Workflow]) -> _Graph:
                 {
                     "kind": "outside the run",
                     "title": "outside the run",
-                    "doc": "The code that opened the run: it reads InputRequiredEvent from "
-                    "handle.stream_events() and answers with handle.send_event(...).",
+                    "doc": "The code that opened the run (wf.open_run): it reads what steps "
+                    "write to handle.stream_events() and sends events in with "
+                    "handle.send_event(...).",
                 },
             )
         )
@@ -294,7 +296,7 @@ def _type_name(hint: Any) -> str:
 
 
 def _event_details(
-    t: type[Event], label: str, producers: Sequence[str], receivers: Sequence[str]
+    t: type[Event], label: str, producers: Sequence[str], receivers: Sequence[str], outside: bool
 ) -> dict[str, Any]:
     rows = []
     for name, field in t.model_fields.items():
@@ -323,7 +325,7 @@ def _event_details(
         {
             "title": "Routing",
             "table": [
-                ["emitted by", _names_or(producers, "run() / send_event" if issubclass(t, StartEvent | HumanResponseEvent) else "no step")],
+                ["emitted by", ", ".join([*producers, *(["run()"] if issubclass(t, StartEvent) else []), *(["handle.send_event()"] if outside else [])]) or "no step"],
                 ["received by", _names_or(receivers, "ends the run" if issubclass(t, StopEvent) else "the event stream" if issubclass(t, InputRequiredEvent) else "no step")],
                 ["class", f"{t.__module__}.{t.__qualname__}"],
             ],

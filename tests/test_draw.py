@@ -129,6 +129,29 @@ def test_edges_follow_the_type_hints() -> None:
     }
 
 
+def test_external_events_come_from_outside_the_run() -> None:
+    """Event types listed in external_events get an edge from the outside-the-run node."""
+
+    class Cancel(Event):
+        reason: str
+
+    class Cancellable(Workflow):
+        external_events = (Cancel,)
+
+        @step
+        async def work(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+        @step
+        async def stop(self, ev: Cancel) -> StopEvent:
+            return StopEvent(result=ev.reason)
+
+    graph = graph_of(Cancellable)
+    assert ("outside the run", "Cancel", "") in edges_by_label(graph)
+    cancel = next(n for n in graph.nodes if n.label == "Cancel")
+    assert dict(cancel.details["sections"][1]["table"])["emitted by"] == "handle.send_event()"
+
+
 def test_nodes_carry_their_details() -> None:
     """A step shows its docstring, types and workers; an event its fields with types."""
     nodes = {n.label: n for n in graph_of(JokeFlow).nodes}
