@@ -127,6 +127,9 @@ def _key(key: object) -> str:
     return marker(key)["$repr"]
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def json_safe(value: Any, _depth: int = 0) -> Any:
     """``value`` as plain JSON data: str keys, lists, finite floats; markers for the rest.
 
@@ -134,18 +137,20 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     unchanged, which is what lets a hash over its canonical text be checked again later.
     """
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t in _PLAIN:
         return value
     if t is float:
         return value if math.isfinite(value) else marker(value)
     if _depth >= MAX_DEPTH:
         return marker(value)
     if t is dict:
-        return {
-            (k if type(k) is str else _key(k)): json_safe(v, _depth + 1) for k, v in value.items()
-        }
+        # Hot when tracing (every record passes here): plain leaves skip the call.
+        out = {}
+        for k, v in value.items():
+            out[k if type(k) is str else _key(k)] = v if type(v) in _PLAIN else json_safe(v, _depth + 1)
+        return out
     if t is list or t is tuple:
-        return [json_safe(v, _depth + 1) for v in value]
+        return [v if type(v) in _PLAIN else json_safe(v, _depth + 1) for v in value]
     # Subclasses of the plain types (enums, named tuples, ...) lose only their class.
     if isinstance(value, bool):
         return bool(value)

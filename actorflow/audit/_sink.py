@@ -131,13 +131,13 @@ class JSONLinesSink:
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         if not is_record(event_dict):
             return event_dict
-        record = json_safe(event_dict)
         if self._fd < 0:
             raise ValueError(f"{self!r} is closed")
         if self._file_chain:
-            self._write_chained(record)
+            record = self._write_chained(event_dict)
         else:
-            data = (canonical(record) + "\n").encode("ascii")
+            record, text = _encode(event_dict)
+            data = (text + "\n").encode("ascii")
             with self._lock:
                 _write_all(self._fd, data)
         if self._fsync:
@@ -146,7 +146,7 @@ class JSONLinesSink:
             return record
         raise structlog.DropEvent
 
-    def _write_chained(self, record: dict[str, Any]) -> None:
+    def _write_chained(self, record: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         fd = self._fd
         # The thread lock first: flock is per open file, so it does not exclude this sink's
         # own other threads.
@@ -159,7 +159,8 @@ class JSONLinesSink:
                 if size != self._size:  # someone else appended (or this is the first write)
                     prefix, self._prev = _tail(fd, size, self._key)
                 record["file_prev"] = self._prev
-                line = canonical(record).encode("ascii")
+                record, text = _encode(record)
+                line = text.encode("ascii")
                 data = prefix + line + b"\n"
                 _write_all(fd, data)
                 self._size = size + len(data)
@@ -167,6 +168,19 @@ class JSONLinesSink:
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
+        return record
+
+
+def _encode(record: MutableMapping[str, Any]) -> tuple[MutableMapping[str, Any], str]:
+    """The record as JSON data and its canonical text."""
+    try:
+        # After HashChain the record is JSON data already: skip the walk. It is needed only
+        # for records that were not chained, and then only when JSON refuses something (NaN,
+        # an object, keys of mixed types).
+        return record, canonical(record)
+    except (TypeError, ValueError):
+        safe = json_safe(record)
+        return safe, canonical(safe)
 
 
 def _write_all(fd: int, data: bytes) -> None:
