@@ -81,6 +81,8 @@ class Chromium:
         self._buffer = b""
         self._next_id = 0
         self.events: list[dict[str, Any]] = []
+        # The first start of a fresh install builds font caches: give it time, once.
+        self.version = self.call("Browser.getVersion", timeout=60)["product"]
 
     def close(self) -> None:
         try:
