@@ -70,3 +70,8 @@ __all__ = [
     "step",
     "to_mermaid",
 ]
+
+from ._public import fixup_module_metadata as _fixup
+
+_fixup(__name__, globals(), __all__)
+del _fixup

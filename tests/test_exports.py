@@ -43,10 +43,20 @@ def test_public_names_are_pinned() -> None:
 
 
 def test_public_objects_name_their_public_module() -> None:
-    """Each export lives in a private module, re-exported at the top level."""
+    """Each export lives in a private module but names actorflow as its module."""
     for name in actorflow.__all__:
-        module = getattr(actorflow, name).__module__
-        assert module.startswith("actorflow._"), (name, module)
+        assert getattr(actorflow, name).__module__ == "actorflow", name
+    assert repr(actorflow.WorkflowTimeoutError("x")) == "WorkflowTimeoutError('x')"
+
+
+def test_events_and_errors_pickle_by_their_public_name() -> None:
+    """Pickles refer to actorflow.X, so they survive moves between private modules."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(actorflow.WorkflowTimeoutError("late")))
+    assert type(error) is actorflow.WorkflowTimeoutError and str(error) == "late"
+    event = pickle.loads(pickle.dumps(actorflow.StopEvent(result=[1, 2])))
+    assert event == actorflow.StopEvent(result=[1, 2])
 
 
 def test_errors_form_one_tree() -> None:

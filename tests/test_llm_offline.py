@@ -202,6 +202,19 @@ def test_llm_from_env_uses_the_configured_server() -> None:
     assert (llm.model, llm.base_url) == ("llama3.2", "http://localhost:11434/v1")
 
 
+def test_llm_from_env_takes_a_default_model_and_client_options() -> None:
+    """default_model applies when no model variable is set; the variable wins; options reach the client."""
+    env = {"OPENAI_BASE_URL": "http://localhost:8000/v1"}
+
+    llm = llm_from_env(default_model="gpt-4o-mini", environ=env, timeout=5.0, max_retries=0)
+    assert isinstance(llm, OpenAICompatible) and llm.model == "gpt-4o-mini"
+
+    llm = llm_from_env(default_model="gpt-4o-mini", environ={**env, "OPENAI_MODEL": "qwen"})
+    assert isinstance(llm, OpenAICompatible) and llm.model == "qwen"
+    with pytest.raises(ValueError, match="found no model"):
+        llm_from_env(environ=env)
+
+
 # --- The public surface ---------------------------------------------------------------------
 
 
