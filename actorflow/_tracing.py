@@ -396,7 +396,13 @@ class Tracer(Observer):
             return
         self._emit(
             "step.cancelled",
-            {"step": step, "worker": worker, "event_id": event_id, "attempt": attempt, "duration_s": duration},
+            {
+                "step": step,
+                "worker": worker,
+                "event_id": event_id,
+                "attempt": attempt,
+                "duration_s": duration,
+            },
         )
 
     @_guarded

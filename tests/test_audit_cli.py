@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +185,32 @@ async def test_show_command_warns_about_unreadable_lines(trail: Path) -> None:
     assert status == 0 and text.startswith("warning: 1 line(s)") and "audit verify" in text
     with pytest.raises(LookupError):
         audit.load_run(trail, "nope")
+
+
+def _durations_out(text: str) -> list[str]:
+    return [re.sub(r"\d+(\.\d+)? (µs|ms|s)\b", "T", line) for line in text.splitlines()]
+
+
+def test_docs_worked_example_runs_as_shown(tmp_path: Path) -> None:
+    """docs/audit.md's loan example runs, and trace show / verify print what the page shows."""
+    page = (Path(__file__).parent.parent / "docs" / "audit.md").read_text()
+    (code,) = re.findall(r"```python\n(# loan\.py\n.*?)```", page, flags=re.S)
+    (session,) = re.findall(r"```console\n(\$ python loan\.py\n.*?)```", page, flags=re.S)
+    (tmp_path / "loan.py").write_text(code)
+    done = subprocess.run(
+        [sys.executable, "loan.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "approved\n"
+    trail = tmp_path / "audit.jsonl"
+    shown_tree = session.split("$ python -m actorflow trace show audit.jsonl\n")[1].split("$ ")[0]
+    status, text = _run(show_command, str(trail), None)
+    assert status == 0
+    run_id = audit.load_runs(trail)[0].run_id
+    expected = _durations_out(shown_tree.replace("e69cbff3820341239e82b5d6ca1c1606", run_id))
+    got = _durations_out(text)
+    assert got[1:] == expected[1:]
+    assert got[0].split("  (")[0] == expected[0].split("  (")[0]
+    status, text = _run(verify_command, str(trail))
+    assert status == 0 and "18 records of 1 run" in text
+    assert "756.1234" not in trail.read_text()

@@ -105,7 +105,9 @@ async def test_tree_from_jsonl_equals_the_flow(tmp_path: Path, autojump_clock: t
     assert [dict(r) for r in from_file.records] == logs
     assert from_file == audit.RunTrace.from_records(logs)
     (root,) = from_file.roots
-    squared = lambda n: ("Squared", "square", json.dumps({"n": n, "sq": n * n}), (("total", "finished"),))  # noqa: E731
+    def squared(n: int) -> tuple[Any, ...]:
+        return ("Squared", "square", json.dumps({"n": n, "sq": n * n}), (("total", "finished"),))
+
     stop = ("StopEvent", "total", json.dumps({"result": 5}), (), ())
     expected = (
         "StartEvent", None, json.dumps({"count": 3}), (("split", "finished"),),
@@ -215,7 +217,8 @@ async def test_verify_names_the_edited_record(
     lines = two_runs.splitlines(keepends=True)
     k = next(i for i, line in enumerate(lines) if b'"payload":{"n":1}' in line)
     record = json.loads(lines[k])
-    problem = _problems(trail, two_runs, lambda ls: [*ls[:k], ls[k].replace(b'"n":1', b'"n":7'), *ls[k + 1 :]])
+    edited = lines[k].replace(b'"n":1', b'"n":7')
+    problem = _problems(trail, two_runs, lambda ls: [*ls[:k], edited, *ls[k + 1 :]])
     assert problem is not None
     assert (problem.line, problem.run_id, problem.seq) == (k + 1, record["run_id"], record["seq"])
     assert "hash does not match" in problem.message
@@ -322,7 +325,9 @@ def _bump(record: dict[str, Any]) -> None:
         record["payload"] = {"n": 7}
 
 
-async def test_rewritten_file_defeats_sha256_but_not_a_key(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+async def test_rewritten_file_defeats_sha256_but_not_a_key(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
     """Recomputing every hash fools an unkeyed trail; a keyed (HMAC) trail still fails."""
     plain, keyed = tmp_path / "plain.jsonl", tmp_path / "keyed.jsonl"
     for path, key in ((plain, None), (keyed, b"secret key")):
@@ -409,7 +414,8 @@ class Patient(Event):
 class Intake(Workflow):
     @step
     async def admit(self, ev: StartEvent) -> Patient:
-        return Patient(name="Ada", ssn="123-45-6789", address={"city": "Bern", "zip": "CH-3000"}, token="tok-1")
+        address = {"city": "Bern", "zip": "CH-3000"}
+        return Patient(name="Ada", ssn="123-45-6789", address=address, token="tok-1")
 
     @step
     async def discharge(self, ev: Patient) -> StopEvent:
@@ -435,7 +441,10 @@ async def test_redacted_fields_never_reach_the_file_and_the_chain_covers_it(tmp_
     records = [json.loads(line) for line in text.splitlines()]
     (patient,) = [r for r in records if r.get("event_type") == "Patient"]
     assert patient["payload"] == {
-        "name": "Ada", "ssn": "[REDACTED]", "address": {"city": "Bern", "zip": "[REDACTED]"}, "token": "[REDACTED]",
+        "name": "Ada",
+        "ssn": "[REDACTED]",
+        "address": {"city": "Bern", "zip": "[REDACTED]"},
+        "token": "[REDACTED]",
     }
     assert patient["redacted"] == ["address.zip", "ssn", "token"]
     assert records[-1]["result"] == "[REDACTED]" and records[-1]["redacted"] == ["result"]
@@ -461,7 +470,8 @@ async def test_redactor_can_hide_error_messages() -> None:
 def test_redactor_reports_every_config_problem_at_once() -> None:
     """A bad Redactor config raises one ValueError that lists each problem."""
     with pytest.raises(ValueError) as info:
-        audit.Redactor({"Patient": "ssn", "": ["x"], "Other": ["ok", "a..b"]}, when=3)  # type: ignore[arg-type, dict-item]
+        bad: Any = {"Patient": "ssn", "": ["x"], "Other": ["ok", "a..b"]}
+        audit.Redactor(bad, when=3)  # type: ignore[arg-type]
     message = str(info.value)
     for fragment in ("write ['ssn']", "''", "'a..b'", "when must be callable"):
         assert fragment in message

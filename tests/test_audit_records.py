@@ -115,7 +115,9 @@ async def test_fan_out_run_records_are_complete_and_ordered(autojump_clock: trio
     started = logs[0]
     assert started["format"] == FORMAT
     assert [s["name"] for s in started["steps"]] == ["split", "square", "total"]
-    assert started["steps"][1] == {"name": "square", "accepts": ["Item"], "emits": ["Squared"], "num_workers": 3}
+    assert started["steps"][1] == {
+        "name": "square", "accepts": ["Item"], "emits": ["Squared"], "num_workers": 3,
+    }
     assert logs[1]["event"] == "event.emitted" and logs[1]["event_type"] == "StartEvent"
     assert logs[1]["cause_id"] is None and logs[1]["step"] is None
     assert logs[1]["payload"] == {"count": 3}
@@ -176,7 +178,9 @@ async def test_causal_tree_from_captured_records_matches_the_flow(autojump_clock
     assert trace.parents() == {1: None, 2: 1, 3: 1, 4: 1, 5: 4, 6: 3, 7: 2, 8: 7}
 
 
-async def test_failed_run_ends_with_run_failed_after_the_cancelled_steps(autojump_clock: trio.abc.Clock) -> None:
+async def test_failed_run_ends_with_run_failed_after_the_cancelled_steps(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A step's error gives step.failed, step.cancelled for the others, then run.failed last."""
     with capture_logs() as logs, pytest.raises(Boom):
         await Stuck(fail_on=1, trace=True).run()
@@ -358,7 +362,9 @@ async def test_switch_follows_enable_and_trace_flag() -> None:
     assert len({r["run_id"] for r in logs}) == 1
 
 
-async def test_broken_processor_loses_records_visibly_but_not_the_run(caplog: pytest.LogCaptureFixture) -> None:
+async def test_broken_processor_loses_records_visibly_but_not_the_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A processor that raises costs records (holes in seq, one error log), never the run."""
     calls = 0
 

@@ -183,7 +183,10 @@ def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
             a["llm_calls"].append(r)
 
     handled: dict[int, list[Invocation]] = {}
-    for a in sorted(attempts, key=lambda a: a["started_seq"] if a["started_seq"] is not None else a["ended_seq"]):
+    def first_seq(a: dict[str, Any]) -> int:
+        return a["started_seq"] if a["started_seq"] is not None else a["ended_seq"]
+
+    for a in sorted(attempts, key=first_seq):
         inv = Invocation(
             step=a["step"],
             worker=a["worker"],

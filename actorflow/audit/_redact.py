@@ -79,7 +79,8 @@ class Redactor:
         self._marker = marker
 
     def __repr__(self) -> str:
-        return f"Redactor(fields={ {k: ['.'.join(p) for p in v] for k, v in self._fields.items()} !r})"
+        fields = {k: [".".join(p) for p in v] for k, v in self._fields.items()}
+        return f"Redactor({fields!r}, errors={self._errors})"
 
     def _redact(self, event_type: str, payload: Any) -> tuple[Any, list[str]]:
         """A copy of ``payload`` with the chosen fields replaced, and their dotted names."""
@@ -93,7 +94,7 @@ class Redactor:
         when = self._when
         if when is not None:
             for name, value in payload.items():
-                if out.get(name) is not self._marker and when(event_type, name, value):
+                if name not in done and when(event_type, name, value):
                     out[name] = self._marker
                     done.append(name)
         return out, done

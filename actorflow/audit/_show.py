@@ -123,7 +123,8 @@ def render(trace: RunTrace, *, color: bool = False) -> Iterator[str]:
             found += [("loose", c) for c in obj.children if c.event_id not in claimed]
             return found
         if kind == "inv":
-            kids = {c.event_id: c for c in trace.events[obj.event_id].children} if obj.event_id in trace.events else {}
+            node = trace.events.get(obj.event_id)
+            kids = {c.event_id: c for c in node.children} if node is not None else {}
             found = [("llm", call) for call in obj.llm_calls]
             found += [("event", kids[i]) for i in obj.emitted if i in kids]
             return found
@@ -150,7 +151,8 @@ def render(trace: RunTrace, *, color: bool = False) -> Iterator[str]:
         kids = children_of(item)
         for n, kid in reversed(list(enumerate(kids))):
             last = n == len(kids) - 1
-            stack.append((kid, indent + ("└─ " if last else "├─ "), indent + ("   " if last else "│  ")))
+            branch, more = ("└─ ", "   ") if last else ("├─ ", "│  ")
+            stack.append((kid, indent + branch, indent + more))
 
     closing = trace.closing
     if closing is not None:
@@ -158,7 +160,8 @@ def render(trace: RunTrace, *, color: bool = False) -> Iterator[str]:
         if name == "run.finished":
             yield f"{paint(name, 'finished')}: result {_preview(closing.get('result'))}"
         else:
-            text = f"{paint(name, outcome)}: {_clean(closing.get('error_type'))}: {_clean(closing.get('error'))}"
+            error = f"{_clean(closing.get('error_type'))}: {_clean(closing.get('error'))}"
+            text = f"{paint(name, outcome)}: {error}"
             if closing.get("step") is not None:
                 text += f" (step {_clean(closing['step'])}, event #{closing.get('event_id')})"
             yield text

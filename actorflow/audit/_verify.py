@@ -152,7 +152,6 @@ def verify(path: str | os.PathLike[str], *, key: bytes | None = None) -> VerifyR
                 return fail(
                     "file_prev does not match the hash of the line before: a line before this "
                     "one was changed, deleted, inserted or moved"
-                    + (" (or the file was chained with a key: pass key=)" if key is None and number == 2 else "")
                 )
         elif file_prev is not None:
             return fail("the line has file_prev but the first line has none: lines at the start were deleted")
