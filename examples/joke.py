@@ -55,7 +55,10 @@ class JokeEvent(Event):
 class JokeFlow(Workflow):
     """A workflow that generates and critiques jokes."""
 
-    llm = llm_from_env(fallback=ScriptedLLM(offline_joke_model, model="offline-joke-writer"))
+    llm = llm_from_env(
+        default_model="gpt-4o-mini",
+        fallback=ScriptedLLM(offline_joke_model, model="offline-joke-writer"),
+    )
 
     @step
     async def generate_joke(self, ev: StartEvent) -> JokeEvent:

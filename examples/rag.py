@@ -126,7 +126,10 @@ class RAGWorkflow(Workflow):
     def __init__(self, index: TfidfIndex, **kwargs):
         super().__init__(**kwargs)
         self.index = index
-        self.llm = llm_from_env(fallback=ScriptedLLM(offline_extractive_reader, model="offline-extractive-reader"))
+        self.llm = llm_from_env(
+            default_model="gpt-4o-mini",
+            fallback=ScriptedLLM(offline_extractive_reader, model="offline-extractive-reader"),
+        )
 
     @step
     async def retrieve(self, ev: StartEvent) -> RetrieveEvent:

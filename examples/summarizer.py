@@ -49,7 +49,10 @@ class KeyPointsEvent(Event):
 class SummarizerWorkflow(Workflow):
     """Workflow that extracts key points then summarizes."""
 
-    llm = llm_from_env(fallback=ScriptedLLM(offline_extractive_summarizer, model="offline-extractive-summarizer"))
+    llm = llm_from_env(
+        default_model="gpt-4o-mini",
+        fallback=ScriptedLLM(offline_extractive_summarizer, model="offline-extractive-summarizer"),
+    )
 
     @step
     async def extract_points(self, ev: StartEvent) -> KeyPointsEvent:
