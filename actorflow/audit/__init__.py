@@ -51,3 +51,8 @@ __all__ = [
     "processors",
     "verify",
 ]
+
+from .._public import fixup_module_metadata as _fixup
+
+_fixup(__name__, globals(), __all__)
+del _fixup
