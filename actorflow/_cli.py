@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except CLIError as exc:
-        print(f"actorflow: error: {exc}", file=sys.stderr)
+        # One line, even for the multi-line messages of definition and validation errors.
+        message = re.sub(r"\s*\n\s*", " ", str(exc).strip())
+        print(f"actorflow: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("actorflow: interrupted", file=sys.stderr)

@@ -124,6 +124,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("project")
     (root / "flows.py").write_text(FLOWS)
     (root / "broken.py").write_text("raise RuntimeError('broken at import')\n")
+    (root / "malformed.py").write_text(
+        "from actorflow import Event, StartEvent, StopEvent, Workflow, step\n"
+        "class Orphan(Event):\n    pass\n"
+        "class Malformed(Workflow, abstract=True):\n"
+        "    @step\n    async def a(self, ev: StartEvent) -> Orphan: ...\n"
+        "    @step\n    async def b(self, ev: Orphan) -> None: ...\n"
+    )
     (root / "trace.jsonl").write_text("")
     return root
 
@@ -315,6 +322,7 @@ BAD_INPUT = {
     "no colon": (["run", "flows"], "'flows' is not MODULE:CLASS"),
     "missing file": (["run", "no/such/file.py:Flow"], "no such file: no/such/file.py"),
     "module fails to import": (["run", "broken:Flow"], "importing broken failed: RuntimeError: broken at import"),
+    "malformed workflow": (["draw", "malformed:Malformed"], "Malformed is not a valid workflow: - no step can return a StopEvent"),
     "bad key=value": (["run", "flows:Echo", "not-a-key=1"], "bad argument 'not-a-key=1': expected KEY=VALUE"),
     "key given twice": (["run", "flows:Echo", "n=1", "n=2"], "n is given twice"),
     "invalid start event": (["run", "flows:Strict", "n=many"], "Strict: invalid arguments for Numbered"),
