@@ -60,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if extra:
             # argparse cannot take positionals after an option (run m:C --timeout 5 a=1),
             # so KEY=VALUE words it left over are picked up here.
-            if getattr(args, "handler", None) is not _cmd_run or any(w.startswith("-") or "=" not in w for w in extra):
+            if getattr(args, "handler", None) is not _cmd_run or any(
+                w.startswith("-") or "=" not in w for w in extra
+            ):
                 parser.error(f"unrecognized arguments: {' '.join(extra)}")
             args.params += extra
     except SystemExit as exc:  # --help, --version, and argparse's own errors
@@ -102,9 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("target", metavar="MODULE:CLASS")
     run.add_argument("params", nargs="*", metavar="KEY=VALUE", help="the run's keyword arguments")
-    run.add_argument("--timeout", type=_seconds, metavar="S", help="time limit of the run in seconds (0: none)")
+    run.add_argument(
+        "--timeout", type=_seconds, metavar="S", help="time limit of the run in seconds (0: none)"
+    )
     run.add_argument("--verbose", action="store_true", help="print each step invocation")
-    run.add_argument("--trace", metavar="FILE", help="append the run's audit records to FILE (JSON lines)")
+    run.add_argument(
+        "--trace", metavar="FILE", help="append the run's audit records to FILE (JSON lines)"
+    )
     run.set_defaults(handler=_cmd_run)
 
     draw = commands.add_parser(
@@ -115,13 +121,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     draw.add_argument("target", metavar="MODULE:CLASS")
     draw.add_argument("-o", "--output", metavar="FILE", help="where to write (default: CLASS.html)")
-    draw.add_argument("--mermaid", action="store_true", help="Mermaid text instead, to stdout (or to -o FILE)")
+    draw.add_argument(
+        "--mermaid", action="store_true", help="Mermaid text instead, to stdout (or to -o FILE)"
+    )
     draw.set_defaults(handler=_cmd_draw)
 
     audit = commands.add_parser("audit", help="check audit trace files")
     audit_commands = audit.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     verify = audit_commands.add_parser(
-        "verify", help="check the hash chains of an audit trace file",
+        "verify",
+        help="check the hash chains of an audit trace file",
         description="Check the hash chains of an audit trace file: print OK, or the first broken record.",
     )
     verify.add_argument("file", metavar="FILE")
@@ -130,23 +139,30 @@ def _parser() -> argparse.ArgumentParser:
     trace = commands.add_parser("trace", help="look at the runs recorded in a trace file")
     trace_commands = trace.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     show = trace_commands.add_parser(
-        "show", help="print the causal tree of recorded runs",
+        "show",
+        help="print the causal tree of recorded runs",
         description="Print the causal tree of one recorded run, or of every run in the file.",
     )
     show.add_argument("file", metavar="FILE")
     show.add_argument("--run", metavar="RUN_ID", help="only this run (an id or a unique prefix of one)")
     show.set_defaults(handler=_cmd_trace_show)
     trace_draw = trace_commands.add_parser(
-        "draw", help="draw one recorded run as an interactive HTML page",
+        "draw",
+        help="draw one recorded run as an interactive HTML page",
         description="Draw the path one recorded run took, with counts and durations per step.",
     )
     trace_draw.add_argument("file", metavar="FILE")
-    trace_draw.add_argument("--run", metavar="RUN_ID", help="the run (needed when the file holds several)")
-    trace_draw.add_argument("-o", "--output", metavar="FILE", help="where to write (default: run-ID.html)")
+    trace_draw.add_argument(
+        "--run", metavar="RUN_ID", help="the run (needed when the file holds several)"
+    )
+    trace_draw.add_argument(
+        "-o", "--output", metavar="FILE", help="where to write (default: run-ID.html)"
+    )
     trace_draw.set_defaults(handler=_cmd_trace_draw)
 
     bench = commands.add_parser(
-        "bench", help="run the benchmark suite",
+        "bench",
+        help="run the benchmark suite",
         description="Run the benchmark suite (python -m benchmarks) of an actorflow checkout.",
     )
     bench.add_argument("--quick", action="store_true", help="a short pass, as the tests run it")
@@ -178,13 +194,18 @@ def load_target(ref: str) -> Any:
             f"{ref!r} is not MODULE:CLASS; write e.g. myflows:JokeFlow or path/to/flows.py:JokeFlow"
         )
     try:
-        module = _import_file(where) if where.endswith(".py") or os.sep in where or "/" in where else _import_module(where)
+        module = (
+            _import_file(where)
+            if where.endswith(".py") or os.sep in where or "/" in where
+            else _import_module(where)
+        )
         obj: Any = module
         for part in name.split("."):
             obj = getattr(obj, part)
     except AttributeError:
         found = sorted(
-            n for n, v in vars(module).items()
+            n
+            for n, v in vars(module).items()
             if isinstance(v, type) and issubclass(v, Workflow) and v is not Workflow
         )
         hint = f"; its workflows: {', '.join(found)}" if found else "; it defines no Workflow subclass"
@@ -354,7 +375,11 @@ def _open_trace(path: str) -> Any:
     # An application configures structlog; the library never does. Records other than the
     # audit trail (there should be none) go to stderr, away from the result on stdout.
     structlog.configure(
-        processors=[*chain, structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+        processors=[
+            *chain,
+            structlog.processors.add_log_level,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -124,11 +124,17 @@ def to_mermaid(workflow: type[Workflow] | Workflow) -> str:
     ids: dict[str, str] = {}
     for n in graph.nodes:
         # Readable ids (people edit this text), unique even if two labels clean up alike.
-        base = ("step_" if n.kind == "step" else "ev_" if n.kind != "external" else "") + re.sub(r"\W", "_", n.label)
+        base = ("step_" if n.kind == "step" else "ev_" if n.kind != "external" else "") + re.sub(
+            r"\W", "_", n.label
+        )
         ids[n.id] = base if base not in ids.values() else f"{base}_{len(ids)}"
     lines = ["flowchart TD"]
     for n in graph.nodes:
-        text = n.label if n.kind != "step" or n.sub == "step" else f"{n.label}<br/>{n.sub.removeprefix('step · ')}"
+        text = (
+            n.label
+            if n.kind != "step" or n.sub == "step"
+            else f"{n.label}<br/>{n.sub.removeprefix('step · ')}"
+        )
         label = '"' + text.replace('"', "#quot;") + '"'
         shape = {"step": f"[{label}]", "external": f"{{{{{label}}}}}"}.get(n.kind, f"([{label}])")
         lines.append(f"    {ids[n.id]}{shape}:::{n.kind}")
@@ -195,7 +201,9 @@ def _flow_graph(wf: WorkflowSpec, cls: type[Workflow]) -> _Graph:
     for s in wf.steps:
         types += [t for t in (*s.accepts, *s.emits) if t not in types]
     # Event types declared to come from outside the run (through RunHandle.send_event).
-    external = [t for t in getattr(cls, "external_events", ()) if isinstance(t, type) and issubclass(t, Event)]
+    external = [
+        t for t in getattr(cls, "external_events", ()) if isinstance(t, type) and issubclass(t, Event)
+    ]
     types += [t for t in external if t not in types]
     labels = _event_labels(types)
     event_id = {t: f"e{i}" for i, t in enumerate(types)}
@@ -206,9 +214,7 @@ def _flow_graph(wf: WorkflowSpec, cls: type[Workflow]) -> _Graph:
         for i in wf.routes.targets(t):
             s = wf.steps[i]
             receivers[t].append(s.name)
-            edges.append(
-                _Edge(event_id[t], f"s:{s.name}", kind="" if t in s.accepts else "subclass")
-            )
+            edges.append(_Edge(event_id[t], f"s:{s.name}", kind="" if t in s.accepts else "subclass"))
     for s in wf.steps:
         for t in s.emits:
             producers[t].append(s.name)
@@ -224,7 +230,13 @@ def _flow_graph(wf: WorkflowSpec, cls: type[Workflow]) -> _Graph:
     for t in types:
         kind = _event_kind(t)
         nodes.append(
-            _Node(event_id[t], kind, labels[t], _EVENT_SUB[kind], _event_details(t, labels[t], producers[t], receivers[t], t in from_outside))
+            _Node(
+                event_id[t],
+                kind,
+                labels[t],
+                _EVENT_SUB[kind],
+                _event_details(t, labels[t], producers[t], receivers[t], t in from_outside),
+            )
         )
     for s in wf.steps:
         sub = f"step · {s.num_workers} workers" if s.num_workers > 1 else "step"
@@ -325,8 +337,28 @@ def _event_details(
         {
             "title": "Routing",
             "table": [
-                ["emitted by", ", ".join([*producers, *(["run()"] if issubclass(t, StartEvent) else []), *(["handle.send_event()"] if outside else [])]) or "no step"],
-                ["received by", _names_or(receivers, "ends the run" if issubclass(t, StopEvent) else "the event stream" if issubclass(t, InputRequiredEvent) else "no step")],
+                [
+                    "emitted by",
+                    ", ".join(
+                        [
+                            *producers,
+                            *(["run()"] if issubclass(t, StartEvent) else []),
+                            *(["handle.send_event()"] if outside else []),
+                        ]
+                    )
+                    or "no step",
+                ],
+                [
+                    "received by",
+                    _names_or(
+                        receivers,
+                        "ends the run"
+                        if issubclass(t, StopEvent)
+                        else "the event stream"
+                        if issubclass(t, InputRequiredEvent)
+                        else "no step",
+                    ),
+                ],
                 ["class", f"{t.__module__}.{t.__qualname__}"],
             ],
         }
@@ -362,7 +394,9 @@ def _step_details(s: Any, labels: Mapping[type[Event], str]) -> dict[str, Any]:
 # -- one recorded run -------------------------------------------------------------------------
 
 
-def _load_records(trace: str | os.PathLike[str] | Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _load_records(
+    trace: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
+) -> list[Mapping[str, Any]]:
     if not isinstance(trace, str | os.PathLike):
         records = list(trace)
         bad = [r for r in records if not isinstance(r, Mapping)]
@@ -390,7 +424,8 @@ def _run_records(records: Sequence[Mapping[str, Any]], run_id: str | None) -> li
     if run_id is None:
         if len(runs) != 1:
             raise ValueError(
-                "the trace holds no run" if not runs
+                "the trace holds no run"
+                if not runs
                 else f"the trace holds {len(runs)} runs; pass run_id= one of: {', '.join(runs)}"
             )
         run_id = runs[0]
@@ -519,7 +554,9 @@ def _execution_graph(records: Sequence[Mapping[str, Any]], run_id: str | None) -
             )
         )
     for step_name, st in stats.items():
-        classes = ("failed",) if st.failed else ("cancelled",) if st.cancelled and not st.finished else ()
+        classes = (
+            ("failed",) if st.failed else ("cancelled",) if st.cancelled and not st.finished else ()
+        )
         runs = st.started
         sub = f"{runs} run{'s' if runs != 1 else ''}"
         if st.durations:
@@ -547,10 +584,29 @@ def _execution_graph(records: Sequence[Mapping[str, Any]], run_id: str | None) -
         sections = [{"table": rows}]
         if errors[step_name]:
             sections.append({"title": "Errors", "pre": "\n".join(errors[step_name][:20])})
-        nodes.append(_Node(f"s:{step_name}", "step", step_name, sub, {"kind": "step", "title": step_name, "sections": sections}, classes))
+        nodes.append(
+            _Node(
+                f"s:{step_name}",
+                "step",
+                step_name,
+                sub,
+                {"kind": "step", "title": step_name, "sections": sections},
+                classes,
+            )
+        )
     if outside:
         nodes.append(
-            _Node("x:outside", "external", "outside the run", "send_event", {"kind": "outside the run", "title": "outside the run", "doc": "Events sent into the run with handle.send_event(...)."})
+            _Node(
+                "x:outside",
+                "external",
+                "outside the run",
+                "send_event",
+                {
+                    "kind": "outside the run",
+                    "title": "outside the run",
+                    "doc": "Events sent into the run with handle.send_event(...).",
+                },
+            )
         )
 
     outcome = str(end["event"]).removeprefix("run.").replace("_", " ") if end else "no outcome recorded"
@@ -577,7 +633,9 @@ def _execution_graph(records: Sequence[Mapping[str, Any]], run_id: str | None) -
     return _Graph(
         kind="execution",
         title=f"{workflow} · run {run_id[:8]}",
-        subtitle=f"{outcome}" + (f" in {took}" if took else "") + f" · {sum(emitted.values())} events · {len(stats)} steps ran",
+        subtitle=f"{outcome}"
+        + (f" in {took}" if took else "")
+        + f" · {sum(emitted.values())} events · {len(stats)} steps ran",
         nodes=tuple(nodes),
         edges=tuple(edges),
         summary={"kind": "recorded run", "title": f"{workflow} run", "sections": summary_sections},
@@ -596,7 +654,11 @@ class _StepStats:
 
 
 def _error_text(record: Mapping[str, Any]) -> str:
-    parts = [str(record[k]) for k in ("error_type", "exc_type", "error", "message", "exception") if record.get(k)]
+    parts = [
+        str(record[k])
+        for k in ("error_type", "exc_type", "error", "message", "exception")
+        if record.get(k)
+    ]
     return ": ".join(parts) or str(record.get("event", "error"))
 
 

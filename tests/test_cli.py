@@ -138,8 +138,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_prints_the_result_with_json_values(project: Path) -> None:
     """KEY=VALUE words become the run's arguments, JSON where they parse; the result is JSON."""
     done = actorflow_cli(
-        "run", "flows:Echo", "n=3", "ratio=0.5", "flag=true", "none=null", "tags=[\"a\",1]",
-        "name=cats", "quoted=\"7\"", "empty=", "expr=1+1", cwd=project,
+        "run",
+        "flows:Echo",
+        "n=3",
+        "ratio=0.5",
+        "flag=true",
+        "none=null",
+        'tags=["a",1]',
+        "name=cats",
+        'quoted="7"',
+        "empty=",
+        "expr=1+1",
+        cwd=project,
     )
     assert (done.returncode, done.stderr) == (0, "")
     assert json.loads(done.stdout) == {
@@ -202,15 +212,26 @@ def test_a_timed_out_run_exits_124(project: Path) -> None:
 def run_on_a_terminal(args: Sequence[str], cwd: Path) -> tuple[int, bytes]:
     """Run the command with a pseudo-terminal as its stdout; its exit status and output."""
     primary, secondary = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"TERM": "xterm", "COLUMNS": "100", "LINES": "30"}
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {
+        "TERM": "xterm",
+        "COLUMNS": "100",
+        "LINES": "30",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "actorflow", *args], cwd=cwd, stdout=secondary, stderr=subprocess.PIPE, env=env
+        [sys.executable, "-m", "actorflow", *args],
+        cwd=cwd,
+        stdout=secondary,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     os.close(secondary)
     output = b""
     deadline = time.monotonic() + 30
     try:
-        while time.monotonic() < deadline and select.select([primary], [], [], deadline - time.monotonic())[0]:
+        while (
+            time.monotonic() < deadline
+            and select.select([primary], [], [], deadline - time.monotonic())[0]
+        ):
             try:
                 chunk = os.read(primary, 1 << 16)
             except OSError:  # EIO: the child closed the terminal
@@ -251,7 +272,9 @@ def test_draw_writes_the_page_or_mermaid(project: Path, tmp_path: Path) -> None:
     assert "    step_work --> ev_Done\n" in done.stdout
     assert 'step_work["work<br/>2 workers"]:::step' in done.stdout
 
-    done = actorflow_cli("draw", "flows:Busy", "--mermaid", "-o", str(tmp_path / "busy.mmd"), cwd=project)
+    done = actorflow_cli(
+        "draw", "flows:Busy", "--mermaid", "-o", str(tmp_path / "busy.mmd"), cwd=project
+    )
     assert done.returncode == 0
     assert (tmp_path / "busy.mmd").read_text().startswith("flowchart TD\n")
 
@@ -276,9 +299,15 @@ def test_trace_file_round_trip(project: Path, tmp_path: Path) -> None:
 
     several = actorflow_cli("trace", "draw", str(trace), cwd=tmp_path)
     assert several.returncode == 2
-    assert several.stderr == f"actorflow: error: {trace} holds 2 runs; pick one with --run: {', '.join(run_ids)}\n"
+    assert (
+        several.stderr
+        == f"actorflow: error: {trace} holds 2 runs; pick one with --run: {', '.join(run_ids)}\n"
+    )
     drawn = actorflow_cli("trace", "draw", str(trace), "--run", run_ids[1][:8], cwd=tmp_path)
-    assert (drawn.returncode, drawn.stdout) == (0, f"wrote run-{run_ids[1][:8]}.html ({(tmp_path / f'run-{run_ids[1][:8]}.html').stat().st_size / 1000:.0f} kB)\n")
+    assert (drawn.returncode, drawn.stdout) == (
+        0,
+        f"wrote run-{run_ids[1][:8]}.html ({(tmp_path / f'run-{run_ids[1][:8]}.html').stat().st_size / 1000:.0f} kB)\n",
+    )
 
 
 def test_bench_runs_the_nearest_suite(tmp_path: Path) -> None:
@@ -308,7 +337,9 @@ def test_the_console_script_is_installed() -> None:
         found = shutil.which("actorflow")
         assert found, "no actorflow console script: reinstall the package (pip install -e .)"
         script = Path(found)
-    done = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False, timeout=30)
+    done = subprocess.run(
+        [str(script), "--version"], capture_output=True, text=True, check=False, timeout=30
+    )
     assert (done.returncode, done.stdout) == (0, f"actorflow {actorflow.__version__}\n")
 
 
@@ -316,20 +347,47 @@ def test_the_console_script_is_installed() -> None:
 
 BAD_INPUT = {
     "unknown module": (["run", "nosuch:Flow"], "no module named 'nosuch'"),
-    "unknown class": (["run", "flows:Nope"], "flows has no 'Nope'; its workflows: Boom, Busy, Echo, Greeting, Sleepy, Strict"),
-    "not a workflow class": (["run", "flows:Item"], "flows:Item is the class Item, not a Workflow subclass"),
-    "not a workflow object": (["draw", "flows:not_a_workflow"], "flows:not_a_workflow is a int, not a Workflow subclass"),
+    "unknown class": (
+        ["run", "flows:Nope"],
+        "flows has no 'Nope'; its workflows: Boom, Busy, Echo, Greeting, Sleepy, Strict",
+    ),
+    "not a workflow class": (
+        ["run", "flows:Item"],
+        "flows:Item is the class Item, not a Workflow subclass",
+    ),
+    "not a workflow object": (
+        ["draw", "flows:not_a_workflow"],
+        "flows:not_a_workflow is a int, not a Workflow subclass",
+    ),
     "no colon": (["run", "flows"], "'flows' is not MODULE:CLASS"),
     "missing file": (["run", "no/such/file.py:Flow"], "no such file: no/such/file.py"),
-    "module fails to import": (["run", "broken:Flow"], "importing broken failed: RuntimeError: broken at import"),
-    "malformed workflow": (["draw", "malformed:Malformed"], "Malformed is not a valid workflow: - no step can return a StopEvent"),
-    "bad key=value": (["run", "flows:Echo", "not-a-key=1"], "bad argument 'not-a-key=1': expected KEY=VALUE"),
+    "module fails to import": (
+        ["run", "broken:Flow"],
+        "importing broken failed: RuntimeError: broken at import",
+    ),
+    "malformed workflow": (
+        ["draw", "malformed:Malformed"],
+        "Malformed is not a valid workflow: - no step can return a StopEvent",
+    ),
+    "bad key=value": (
+        ["run", "flows:Echo", "not-a-key=1"],
+        "bad argument 'not-a-key=1': expected KEY=VALUE",
+    ),
     "key given twice": (["run", "flows:Echo", "n=1", "n=2"], "n is given twice"),
     "invalid start event": (["run", "flows:Strict", "n=many"], "Strict: invalid arguments for Numbered"),
-    "bad timeout": (["run", "flows:Echo", "--timeout", "soon"], "argument --timeout: expected a number of seconds"),
+    "bad timeout": (
+        ["run", "flows:Echo", "--timeout", "soon"],
+        "argument --timeout: expected a number of seconds",
+    ),
     "unknown option": (["run", "flows:Echo", "--fast"], "unrecognized arguments: --fast"),
-    "options for an instance": (["run", "flows:instance", "--timeout", "3"], "--timeout and --verbose need a Workflow class"),
-    "draw: unwritable output": (["draw", "flows:Echo", "-o", "no/such/dir/x.html"], "cannot write no/such/dir/x.html"),
+    "options for an instance": (
+        ["run", "flows:instance", "--timeout", "3"],
+        "--timeout and --verbose need a Workflow class",
+    ),
+    "draw: unwritable output": (
+        ["draw", "flows:Echo", "-o", "no/such/dir/x.html"],
+        "cannot write no/such/dir/x.html",
+    ),
     "audit verify: missing file": (["audit", "verify", "missing.jsonl"], "no such file: missing.jsonl"),
     "trace show: missing file": (["trace", "show", "missing.jsonl"], "no such file: missing.jsonl"),
     "trace draw: empty file": (["trace", "draw", "trace.jsonl"], "the trace holds no run"),
@@ -342,7 +400,11 @@ def bad_input_results(project: Path) -> dict[str, tuple[int, str, str]]:
     """Every bad-input case, run at the same time (each is a process start: this is faster)."""
     procs = {
         case: subprocess.Popen(
-            [sys.executable, "-m", "actorflow", *args], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, "-m", "actorflow", *args],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for case, (args, _) in BAD_INPUT.items()
     }
@@ -354,7 +416,9 @@ def bad_input_results(project: Path) -> dict[str, tuple[int, str, str]]:
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_gets_one_clear_line(case: str, bad_input_results: dict[str, tuple[int, str, str]]) -> None:
+def test_bad_input_gets_one_clear_line(
+    case: str, bad_input_results: dict[str, tuple[int, str, str]]
+) -> None:
     """Bad input ends in exit status 2 and one line on stderr that says what is wrong."""
     status, out, err = bad_input_results[case]
     assert (status, out) == (2, ""), err

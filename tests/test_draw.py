@@ -165,7 +165,10 @@ def test_nodes_carry_their_details() -> None:
     assert rows["subclasses"] == "accepted too"
     joke = nodes["JokeEvent"].details
     assert joke["doc"] == "Event carrying the generated joke."
-    assert joke["sections"][0]["table"] == [["joke", "str", "required"], ["rating", "float", "default: 0.5"]]
+    assert joke["sections"][0]["table"] == [
+        ["joke", "str", "required"],
+        ["rating", "float", "default: 0.5"],
+    ]
     # An event without a docstring shows none, not the one it inherits from Event.
     assert nodes["CritiqueEvent"].details["doc"] == ""
     start = nodes["StartEvent"].details["sections"]
@@ -301,7 +304,13 @@ def test_same_named_events_are_told_apart() -> None:
 
 
 def record(seq: int, event: str, **fields: Any) -> dict[str, Any]:
-    base = {"event": event, "run_id": "run-1", "seq": seq, "workflow": "JokeFlow", "timestamp": 1000.0 + seq / 10}
+    base = {
+        "event": event,
+        "run_id": "run-1",
+        "seq": seq,
+        "workflow": "JokeFlow",
+        "timestamp": 1000.0 + seq / 10,
+    }
     return base | fields
 
 
@@ -309,17 +318,63 @@ def joke_run(run_id: str = "run-1") -> list[dict[str, Any]]:
     """The records of a JokeFlow run: a joke, two critiques (one failed and retried), stop."""
     records = [
         record(0, "run.started"),
-        record(1, "event.emitted", event_id=0, event_type="StartEvent", cause_id=None, step=None, payload={"topic": "cats"}),
+        record(
+            1,
+            "event.emitted",
+            event_id=0,
+            event_type="StartEvent",
+            cause_id=None,
+            step=None,
+            payload={"topic": "cats"},
+        ),
         record(2, "step.started", step="generate_joke", worker=0, event_id=0, attempt=1),
-        record(3, "event.emitted", event_id=1, event_type="JokeEvent", cause_id=0, step="generate_joke", payload={"joke": "j1", "rating": 0.5}),
-        record(4, "step.finished", step="generate_joke", worker=0, event_id=0, attempt=1, duration_s=0.25),
+        record(
+            3,
+            "event.emitted",
+            event_id=1,
+            event_type="JokeEvent",
+            cause_id=0,
+            step="generate_joke",
+            payload={"joke": "j1", "rating": 0.5},
+        ),
+        record(
+            4, "step.finished", step="generate_joke", worker=0, event_id=0, attempt=1, duration_s=0.25
+        ),
         record(5, "step.started", step="critique_joke", worker=0, event_id=1, attempt=1),
-        record(6, "step.failed", step="critique_joke", worker=0, event_id=1, attempt=1, duration_s=0.5, error_type="ValueError", error="flaky"),
+        record(
+            6,
+            "step.failed",
+            step="critique_joke",
+            worker=0,
+            event_id=1,
+            attempt=1,
+            duration_s=0.5,
+            error_type="ValueError",
+            error="flaky",
+        ),
         record(7, "step.started", step="critique_joke", worker=1, event_id=1, attempt=2),
-        record(8, "event.emitted", event_id=2, event_type="CritiqueEvent", cause_id=1, step="critique_joke", payload={"critique": "ok"}),
-        record(9, "step.finished", step="critique_joke", worker=1, event_id=1, attempt=2, duration_s=1.5),
+        record(
+            8,
+            "event.emitted",
+            event_id=2,
+            event_type="CritiqueEvent",
+            cause_id=1,
+            step="critique_joke",
+            payload={"critique": "ok"},
+        ),
+        record(
+            9, "step.finished", step="critique_joke", worker=1, event_id=1, attempt=2, duration_s=1.5
+        ),
         record(10, "step.started", step="finish", worker=0, event_id=2, attempt=1),
-        record(11, "event.emitted", event_id=3, event_type="StopEvent", cause_id=2, step="finish", payload={"result": "ok"}),
+        record(
+            11,
+            "event.emitted",
+            event_id=3,
+            event_type="StopEvent",
+            cause_id=2,
+            step="finish",
+            payload={"result": "ok"},
+        ),
         record(12, "step.finished", step="finish", worker=0, event_id=2, attempt=1, duration_s=0.001),
         record(13, "run.finished"),
     ]
@@ -352,7 +407,11 @@ def test_execution_graph_counts_what_happened() -> None:
     assert rows["workers used"] == "0, 1"
     assert nodes["critique_joke"].details["sections"][1]["pre"] == "ValueError: flaky"
     assert nodes["finish"].sub == "1 run · avg 1.0 ms"
-    assert {(a, b, e.label) for e in graph.edges for a, b in [(label_of(graph, e.source), label_of(graph, e.target))]} == {
+    assert {
+        (a, b, e.label)
+        for e in graph.edges
+        for a, b in [(label_of(graph, e.source), label_of(graph, e.target))]
+    } == {
         ("StartEvent", "generate_joke", "×1"),
         ("generate_joke", "JokeEvent", "×1"),
         ("JokeEvent", "critique_joke", "×1"),
@@ -374,15 +433,31 @@ def test_execution_counts_fan_out() -> None:
     """An event type emitted many times shows the count on its node and edges."""
     records = [
         record(0, "run.started"),
-        record(1, "event.emitted", event_id=0, event_type="StartEvent", cause_id=None, step=None, payload={}),
+        record(
+            1, "event.emitted", event_id=0, event_type="StartEvent", cause_id=None, step=None, payload={}
+        ),
         record(2, "step.started", step="split", worker=0, event_id=0, attempt=1),
         *[
-            record(3 + i, "event.emitted", event_id=10 + i, event_type="Chunk", cause_id=0, step="split", payload={"i": i})
+            record(
+                3 + i,
+                "event.emitted",
+                event_id=10 + i,
+                event_type="Chunk",
+                cause_id=0,
+                step="split",
+                payload={"i": i},
+            )
             for i in range(5)
         ],
         record(8, "step.finished", step="split", worker=0, event_id=0, attempt=1, duration_s=0.1),
-        *[record(9 + i, "step.started", step="work", worker=i % 2, event_id=10 + i, attempt=1) for i in range(5)],
-        *[record(14 + i, "step.cancelled", step="work", worker=i % 2, event_id=10 + i, attempt=1) for i in range(5)],
+        *[
+            record(9 + i, "step.started", step="work", worker=i % 2, event_id=10 + i, attempt=1)
+            for i in range(5)
+        ],
+        *[
+            record(14 + i, "step.cancelled", step="work", worker=i % 2, event_id=10 + i, attempt=1)
+            for i in range(5)
+        ],
         record(19, "run.failed", error_type="RuntimeError", error="boom"),
     ]
     graph = _execution_graph(records, "run-1")

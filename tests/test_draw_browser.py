@@ -28,7 +28,15 @@ from typing import Any
 
 import pytest
 
-from actorflow import Event, StartEvent, StopEvent, Workflow, draw_all_possible_flows, draw_execution, step
+from actorflow import (
+    Event,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    draw_all_possible_flows,
+    draw_execution,
+    step,
+)
 
 from test_draw import JokeFlow, joke_run
 
@@ -69,8 +77,17 @@ class Chromium:
         self.log = profile / "chromium.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _TRAMPOLINE, str(a), str(b), executable, *FLAGS,
-                 f"--user-data-dir={profile / 'profile'}", "about:blank"],
+                [
+                    sys.executable,
+                    "-c",
+                    _TRAMPOLINE,
+                    str(a),
+                    str(b),
+                    executable,
+                    *FLAGS,
+                    f"--user-data-dir={profile / 'profile'}",
+                    "about:blank",
+                ],
                 pass_fds=(a, b),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -111,8 +128,13 @@ class Chromium:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 10) -> dict[str, Any]:
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 10,
+    ) -> dict[str, Any]:
         """Send one command and wait for its answer, keeping the events that come meanwhile."""
         self._next_id += 1
         message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
@@ -146,11 +168,15 @@ class Tab:
     def __init__(self, browser: Chromium, width: int = 1280, height: int = 800) -> None:
         self.browser = browser
         self.target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        self.session = browser.call("Target.attachToTarget", {"targetId": self.target, "flatten": True})["sessionId"]
+        self.session = browser.call("Target.attachToTarget", {"targetId": self.target, "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Page", "Runtime", "Network", "Log"):
             self.call(f"{domain}.enable")
-        self.call("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         self.url = ""
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -168,7 +194,9 @@ class Tab:
             time.sleep(0.02)
 
     def js(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        result = self.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True}
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -182,11 +210,17 @@ class Tab:
         self.mouse("mouseReleased", x, y, button="left", buttons=0, clickCount=1)
 
     def screenshot(self, path: Path) -> Path:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"]))
+        path.write_bytes(
+            base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"])
+        )
         return path
 
     def _mine(self, *methods: str) -> list[dict[str, Any]]:
-        return [e["params"] for e in self.browser.events if e.get("sessionId") == self.session and e.get("method") in methods]
+        return [
+            e["params"]
+            for e in self.browser.events
+            if e.get("sessionId") == self.session and e.get("method") in methods
+        ]
 
     def requests(self) -> list[str]:
         """Every URL the page asked for (WebSockets included), its own URL excepted."""
@@ -197,14 +231,20 @@ class Tab:
     def problems(self) -> list[str]:
         """Console errors and assertions, uncaught exceptions and error log entries."""
         found = [
-            f"console.{p['type']}: " + " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"])
+            f"console.{p['type']}: "
+            + " ".join(str(a.get("value", a.get("description", ""))) for a in p["args"])
             for p in self._mine("Runtime.consoleAPICalled")
             if p["type"] in ("error", "assert")
         ]
-        found += [f"exception: {p['exceptionDetails'].get('exception', {}).get('description') or p['exceptionDetails']['text']}"
-                  for p in self._mine("Runtime.exceptionThrown")]
-        found += [f"log {p['entry']['source']}: {p['entry']['text']}" for p in self._mine("Log.entryAdded")
-                  if p["entry"]["level"] == "error"]
+        found += [
+            f"exception: {p['exceptionDetails'].get('exception', {}).get('description') or p['exceptionDetails']['text']}"
+            for p in self._mine("Runtime.exceptionThrown")
+        ]
+        found += [
+            f"log {p['entry']['source']}: {p['entry']['text']}"
+            for p in self._mine("Log.entryAdded")
+            if p["entry"]["level"] == "error"
+        ]
         return found
 
     def close(self) -> None:
@@ -213,7 +253,11 @@ class Tab:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
-    executable = os.environ.get("ACTORFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    executable = (
+        os.environ.get("ACTORFLOW_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
     if executable is None:
         message = "headless Chromium is needed for the browser tests: apt install chromium"
         if os.environ.get("ACTORFLOW_REQUIRE_BROWSER") == "1":
@@ -260,10 +304,17 @@ def make_big_workflow(n_steps: int = 20) -> type[Workflow]:
     import operator
 
     events = [
-        type(f"Stage{i}Event", (Event,), {"__annotations__": {"value": int}, "__doc__": f"Output of stage {i}."})
+        type(
+            f"Stage{i}Event",
+            (Event,),
+            {"__annotations__": {"value": int}, "__doc__": f"Output of stage {i}."},
+        )
         for i in range(n_steps - 1)
     ]
-    namespace: dict[str, Any] = {"__doc__": f"A generated workflow of {n_steps} steps.", "__module__": __name__}
+    namespace: dict[str, Any] = {
+        "__doc__": f"A generated workflow of {n_steps} steps.",
+        "__module__": __name__,
+    }
     for i in range(n_steps):
         accepts = [StartEvent] if i == 0 else [events[i - 1]]
         if i % 5 == 3 and i > 3:
@@ -292,11 +343,22 @@ def test_flows_page_renders_every_name_without_requests_or_errors(tab: Tab, tmp_
     tab.open(draw_all_possible_flows(JokeFlow, tmp_path / "flows.html"))
     tab.screenshot(tmp_path / "flows.png")
     labels = tab.js("[...document.querySelectorAll('#nodes .node text.label')].map(t => t.textContent)")
-    assert sorted(labels) == sorted([
-        "StartEvent", "JokeEvent", "SpecialJoke", "CritiqueEvent", "InputRequiredEvent",
-        "HumanResponseEvent", "StopEvent", "generate_joke", "critique_joke", "human", "finish",
-        "outside the run",
-    ])
+    assert sorted(labels) == sorted(
+        [
+            "StartEvent",
+            "JokeEvent",
+            "SpecialJoke",
+            "CritiqueEvent",
+            "InputRequiredEvent",
+            "HumanResponseEvent",
+            "StopEvent",
+            "generate_joke",
+            "critique_joke",
+            "human",
+            "finish",
+            "outside the run",
+        ]
+    )
     # A small workflow opens whole: every node is on screen, inside the drawing area.
     area = tab.js("JSON.parse(JSON.stringify(document.getElementById('graph').getBoundingClientRect()))")
     for label, box in boxes(tab, "#nodes .node").items():
@@ -323,9 +385,13 @@ def test_twenty_step_layout_has_no_overlaps_and_readable_labels(tab: Tab, tmp_pa
         assert len(found) == 20 + 19 + 2  # the steps, the stage events, Start and Stop
         items = list(found.items())
         for i, (a, ra) in enumerate(items):
-            for b, rb in items[i + 1:]:
-                apart = (ra["x"] + ra["w"] <= rb["x"] or rb["x"] + rb["w"] <= ra["x"]
-                         or ra["y"] + ra["h"] <= rb["y"] or rb["y"] + rb["h"] <= ra["y"])
+            for b, rb in items[i + 1 :]:
+                apart = (
+                    ra["x"] + ra["w"] <= rb["x"]
+                    or rb["x"] + rb["w"] <= ra["x"]
+                    or ra["y"] + ra["h"] <= rb["y"]
+                    or rb["y"] + rb["h"] <= ra["y"]
+                )
                 assert apart, f"{view}: {a} overlaps {b}: {ra} {rb}"
         # Each label's text lies inside its node's box.
         outside = tab.js(
@@ -340,7 +406,9 @@ def test_twenty_step_layout_has_no_overlaps_and_readable_labels(tab: Tab, tmp_pa
         assert outside == [], view
         if view == "initial":
             # Opened at a size that can be read: label glyphs at least 10 px tall on screen.
-            height = tab.js("document.querySelector('#nodes .node text.label').getBoundingClientRect().height")
+            height = tab.js(
+                "document.querySelector('#nodes .node text.label').getBoundingClientRect().height"
+            )
             assert height >= 10
     tab.screenshot(tmp_path / "big-left-right.png")
     assert_clean(tab)
@@ -385,7 +453,9 @@ def test_pan_and_zoom(tab: Tab, tmp_path: Path) -> None:
 
     def view() -> tuple[float, float, float]:
         t = tab.js("document.getElementById('viewport').getAttribute('transform')")
-        x, y, k = (float(v) for v in t.replace("translate(", "").replace(") scale(", ",").rstrip(")").split(","))
+        x, y, k = (
+            float(v) for v in t.replace("translate(", "").replace(") scale(", ",").rstrip(")").split(",")
+        )
         return x, y, k
 
     x0, y0, k0 = view()
@@ -409,7 +479,15 @@ def test_execution_page_shows_counts_and_durations(tab: Tab, tmp_path: Path) -> 
     tab.open(draw_execution(joke_run(), "run-1", tmp_path / "run.html"))
     tab.screenshot(tmp_path / "run.png")
     texts = tab.js("[...document.querySelectorAll('#graph text')].map(t => t.textContent)")
-    for name in ("StartEvent", "generate_joke", "JokeEvent", "critique_joke", "CritiqueEvent", "finish", "StopEvent"):
+    for name in (
+        "StartEvent",
+        "generate_joke",
+        "JokeEvent",
+        "critique_joke",
+        "CritiqueEvent",
+        "finish",
+        "StopEvent",
+    ):
         assert name in texts
     assert "2 runs · avg 1.00 s · 1 failed" in texts
     assert texts.count("×1") == 6
