@@ -23,13 +23,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 from ._validate import WorkflowSpec
 from ._workflow import Workflow, spec
+
+if TYPE_CHECKING:
+    from .audit import RunTrace
 
 __all__ = ["draw_all_possible_flows", "draw_execution", "to_mermaid"]
 
@@ -98,14 +101,14 @@ def draw_all_possible_flows(
 
 
 def draw_execution(
-    trace: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
+    trace: str | os.PathLike[str] | Iterable[Mapping[str, Any]] | RunTrace,
     run_id: str | None = None,
     filename: str | os.PathLike[str] = "workflow_execution.html",
 ) -> Path:
     """Write an interactive HTML page of one recorded run to ``filename``.
 
-    ``trace`` is an audit trace file (JSON lines, as written by ``actorflow.audit``) or the
-    records themselves (dicts). ``run_id`` (or a unique prefix of it) picks the run; it may be
+    ``trace`` is an audit trace file (JSON lines, as written by ``actorflow.audit``), the
+    records themselves (dicts), or a ``RunTrace`` from ``actorflow.audit.load_run``. ``run_id`` (or a unique prefix of it) picks the run; it may be
     left out when the trace holds a single run. The page shows the path the events actually took: each step with
     how often it ran and how long it took, each event type with how often it was emitted,
     each edge with how often it was taken. Returns the path written.
@@ -394,11 +397,10 @@ def _step_details(s: Any, labels: Mapping[type[Event], str]) -> dict[str, Any]:
 # -- one recorded run -------------------------------------------------------------------------
 
 
-def _load_records(
-    trace: str | os.PathLike[str] | Iterable[Mapping[str, Any]],
-) -> list[Mapping[str, Any]]:
+def _load_records(trace: Any) -> list[Mapping[str, Any]]:
     if not isinstance(trace, str | os.PathLike):
-        records = list(trace)
+        # An actorflow.audit.RunTrace (from load_run) carries its run's records.
+        records = list(getattr(trace, "records", trace))
         bad = [r for r in records if not isinstance(r, Mapping)]
         if bad:
             raise TypeError(f"trace records must be dicts, got {type(bad[0]).__name__}")

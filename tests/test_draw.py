@@ -21,6 +21,7 @@ from actorflow import (
     StartEvent,
     StopEvent,
     Workflow,
+    audit,
     step,
 )
 from actorflow._draw import (
@@ -521,3 +522,6 @@ async def test_execution_of_a_real_traced_run(tmp_path: Path) -> None:
     assert graph.subtitle.startswith("finished in ")
     page = draw_execution(records, filename=tmp_path / "run.html")
     assert page_data(page)["title"].startswith("JokeFlow · run ")
+    # What actorflow.audit.load_run returns draws the same page.
+    again = draw_execution(audit.RunTrace.from_records(records), filename=tmp_path / "again.html")
+    assert again.read_text(encoding="utf-8") == page.read_text(encoding="utf-8")
