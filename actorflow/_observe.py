@@ -75,11 +75,18 @@ class Observer:
     def llm_called(self, run: Run, step: str | None, cause_id: int | None, call: Mapping[str, Any]) -> None:
         """An ``actorflow.llm`` client finished a call inside a step of this run."""
 
+    def event_taken(self, run: Run, step: str, worker: int, event_id: int, by_event_id: int | None) -> None:
+        """A step invocation waiting in ``ctx.wait_for_event`` took event ``event_id``.
+
+        ``by_event_id`` is the input event of the waiting invocation. The event is not
+        routed to any step.
+        """
+
     def run_ended(self, run: Run, outcome: Outcome) -> None: ...
 
 
 class ObserverGroup(Observer):
-    """Several observers of one run, called in order."""
+    """Several observers of one run, called in order (the audit tracer first)."""
 
     __slots__ = ("observers",)
 
@@ -113,6 +120,10 @@ class ObserverGroup(Observer):
     def llm_called(self, *args):  # type: ignore[no-untyped-def]
         for o in self.observers:
             o.llm_called(*args)
+
+    def event_taken(self, *args):  # type: ignore[no-untyped-def]
+        for o in self.observers:
+            o.event_taken(*args)
 
     def run_ended(self, run, outcome):  # type: ignore[no-untyped-def]
         for o in self.observers:

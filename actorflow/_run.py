@@ -65,6 +65,9 @@ class Waiter:
     event_type: type[Event]
     requirements: Mapping[str, Any]
     actor: StepActor
+    worker: int
+    cause: int | None
+    """The input event id of the waiting invocation (instrumented runs)."""
     timeout: float | None
     done: trio.Event = attrs.Factory(trio.Event)
     result: Event | None = None
@@ -310,6 +313,10 @@ class Run:
             event = item[0] if observed else item
             for waiter in self.waiters.get(event_type, ()):
                 if waiter.matches(event):
+                    if observed:
+                        self.observer.event_taken(  # type: ignore[union-attr]
+                            self, waiter.actor.spec.name, waiter.worker, item[1], waiter.cause
+                        )
                     waiter.result = event
                     waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
                     self._remove_waiter(waiter)
@@ -337,7 +344,7 @@ class Run:
             raise WorkflowRuntimeError(
                 f"step {actor.spec.name!r}: wait_for_event needs an Event type, got {event_type!r}"
             )
-        waiter = Waiter(event_type, dict(requirements or {}), actor, timeout)
+        waiter = Waiter(event_type, dict(requirements or {}), actor, ctx.worker, ctx._cause, timeout)
         self._add_waiter(waiter)  # before the first yield: an answer can't slip past
         actor.waiting += 1
         step_scope = ctx._step_scope

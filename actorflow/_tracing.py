@@ -66,6 +66,7 @@ RECORD_NAMES = frozenset(
         "step.failed",
         "step.cancelled",
         "llm.called",
+        "event.taken",
         *CLOSING,
     }
 )
@@ -403,6 +404,17 @@ class Tracer(Observer):
                 "attempt": attempt,
                 "duration_s": duration,
             },
+        )
+
+    @_guarded
+    def event_taken(
+        self, run: Run, step: str, worker: int, event_id: int, by_event_id: int | None
+    ) -> None:
+        if self._closed:
+            return
+        self._emit(
+            "event.taken",
+            {"step": step, "worker": worker, "event_id": event_id, "by_event_id": by_event_id},
         )
 
     @_guarded

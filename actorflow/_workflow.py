@@ -116,11 +116,11 @@ class Workflow:
         wf_spec = spec(type(self))
         event = _start_event(wf_spec, start_event, kwargs)
         observers: list[Observer] = []
-        if verbose:
-            observers.append(VerbosePrinter())
         trace = self._actorflow_trace
         if trace or (trace is None and _tracing.is_enabled()):  # decided once per run
-            observers.append(_tracing.Tracer())
+            observers.append(_tracing.Tracer())  # first: nothing before it can make it miss a hook
+        if verbose:
+            observers.append(VerbosePrinter())
         observer = (
             None if not observers else observers[0] if len(observers) == 1 else ObserverGroup(observers)
         )

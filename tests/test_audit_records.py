@@ -348,6 +348,49 @@ async def test_llm_calls_are_recorded_from_the_hook() -> None:
     assert [c["model"] for c in inv.llm_calls] == ["m-1"]
 
 
+async def test_real_llm_client_calls_are_recorded() -> None:
+    """A ScriptedLLM call inside a traced step becomes an llm.called record tied to that step."""
+    from actorflow.llm import ScriptedLLM
+
+    class Asks(Workflow):
+        llm = ScriptedLLM(lambda prompt: prompt.upper(), model="scripted-upper")
+
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=str(await self.llm.acomplete(ev.prompt)))
+
+    with capture_logs() as logs:
+        assert await Asks(trace=True).run(prompt="hi") == "HI"
+    (call,) = _by(logs, "llm.called")
+    assert (call["step"], call["cause_id"], call["model"], call["error"]) == ("ask", 1, "scripted-upper", None)
+    assert len(call["prompt_sha256"]) == 64
+
+
+async def test_event_taken_by_a_waiting_step_is_recorded() -> None:
+    """An event a step takes in wait_for_event gets an event.taken record and shows in the tree."""
+    from actorflow import HumanResponseEvent, InputRequiredEvent
+
+    class Asker(Workflow):
+        @step
+        async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            ctx.write_event_to_stream(InputRequiredEvent(prefix="name?"))
+            answer = await ctx.wait_for_event(HumanResponseEvent)
+            return StopEvent(result=answer.response)
+
+    with capture_logs() as logs:
+        async with Asker(trace=True).open_run() as handle:
+            async for _ in handle.stream_events():
+                await handle.send_event(HumanResponseEvent(response="Ada"))
+            assert await handle.result() == "Ada"
+    _check_envelope(logs, "Asker")
+    (taken,) = _by(logs, "event.taken")
+    assert (taken["step"], taken["worker"], taken["event_id"], taken["by_event_id"]) == ("ask", 0, 2, 1)
+    trace = audit.RunTrace.from_records(logs)
+    answer = trace.events[2]
+    assert answer.event_type == "HumanResponseEvent" and answer.handled_by == ()
+    assert answer.taken_by is not None and answer.taken_by["step"] == "ask"
+
+
 async def test_switch_follows_enable_and_trace_flag() -> None:
     """Off by default; enable() traces every workflow except trace=False; disable() undoes it."""
     assert not audit.is_enabled()

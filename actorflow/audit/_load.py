@@ -71,6 +71,10 @@ class EventNode:
     """``seq`` of its ``event.emitted`` record."""
     handled_by: tuple[Invocation, ...]
     """The step attempts that took it as input, in the order they started."""
+    taken_by: Mapping[str, Any] | None
+    """The ``event.taken`` record when a step waiting in ``ctx.wait_for_event`` took it
+    (``step``, ``worker``, ``by_event_id``: that invocation's input); such an event is
+    routed to no step."""
     children: tuple[EventNode, ...]
     """The events its handling emitted, in order."""
 
@@ -125,6 +129,7 @@ def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
     open_: dict[tuple[str, int], dict[str, Any]] = {}
     attempts: list[dict[str, Any]] = []
     llm: list[Mapping[str, Any]] = []
+    taken: dict[int, Mapping[str, Any]] = {}
     closing = None
     workflow = None
     for r in recs:
@@ -152,6 +157,8 @@ def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
             )
         elif name == "llm.called":
             llm.append(r)
+        elif name == "event.taken" and type(r.get("event_id")) is int:
+            taken.setdefault(r["event_id"], r)
         elif is_closing(name) and closing is None:
             closing = r
 
@@ -226,6 +233,7 @@ def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
             payload=r.get("payload"),
             seq=r["seq"],
             handled_by=tuple(handled.get(event_id, ())),
+            taken_by=taken.get(event_id),
             children=tuple(nodes[c] for c in sorted(children.get(event_id, ()))),
         )
     return RunTrace(

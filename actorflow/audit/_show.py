@@ -89,6 +89,13 @@ def render(trace: RunTrace, *, color: bool = False) -> Iterator[str]:
             text += " " + _preview(node.payload)
         if node.event_id == stop_id:
             text += paint("  → ends the run", "bold")
+        if node.taken_by is not None:
+            by = node.taken_by
+            text += paint(
+                f"  → taken by {_clean(by.get('step'))}[{by.get('worker')}] waiting in "
+                f"wait_for_event (handling #{by.get('by_event_id')})",
+                "dim",
+            )
         return text
 
     def invocation_line(inv: Invocation) -> str:
