@@ -196,6 +196,15 @@ class StepActor:
 
         return guarded
 
+    def _failed_observed(self, ctx: Context, event: Any, error: BaseException, step: str | None) -> None:
+        """Report a failed invocation of an instrumented run, then end the run with it."""
+        self.failed += 1
+        self.run.observer.step_failed(  # type: ignore[union-attr]
+            self.run, self.spec.name, ctx.worker, ctx._cause, event, ctx.attempt,
+            trio.current_time() - ctx._attempt_started, error, False,
+        )
+        self.run.fail(error, step)
+
     async def serve(self) -> None:
         """Run the actor: its workers, in a nursery of their own, until the run ends."""
         work = self._work if self.run.observer is None else self._work_observed
@@ -299,23 +308,13 @@ class StepActor:
                 )
                 raise
             except BaseException as exc:
-                self.failed += 1
-                observer.step_failed(
-                    run, name, worker, event_id, event, ctx.attempt,
-                    trio.current_time() - ctx._attempt_started, exc, False,
-                )
-                run.fail(exc, name)
+                self._failed_observed(ctx, event, exc, name)
                 return
             if result is not None and type(result) not in self.emit_ok:
                 try:
                     self.admit(result, "returned")
                 except WorkflowRuntimeError as exc:
-                    self.failed += 1
-                    observer.step_failed(
-                        run, name, worker, event_id, event, ctx.attempt,
-                        trio.current_time() - ctx._attempt_started, exc, False,
-                    )
-                    run.fail(exc, None)
+                    self._failed_observed(ctx, event, exc, None)  # the runtime's verdict: no note
                     return
             self.running -= 1
             self.processed += 1
