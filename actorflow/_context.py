@@ -107,6 +107,7 @@ class Context:
         "_actor",
         "_attempt_started",
         "_cause",
+        "_collecting",
         "_emit",
         "_emitted",
         "_run",
@@ -126,6 +127,7 @@ class Context:
         self._cause: int | None = None
         self._emitted: list[Event] | None = None
         self._step_scope: trio.CancelScope | None = None
+        self._collecting: tuple[Sequence[type[Event]], CollectBuffer] | None = None
         self._attempt_started = 0.0
         self.attempt = 1
         """Which attempt of the current invocation this is: 1, then 2... under a RetryPolicy."""
@@ -190,14 +192,21 @@ class Context:
 
         Returns None until then, and then the events in the order of ``expected`` (a type
         listed k times needs k events). Buffers are per step and per ``expected`` list, and
-        shared by the step's workers.
+        shared by the step's workers. Passing the same list object on every call (build it
+        once, don't change it) makes each call O(1) however long the list is.
         """
+        last = self._collecting
+        if last is not None and last[0] is expected:
+            # The same list as last time (a fan-in usually passes one list N times): skip
+            # the O(len) key, which would make collecting N events cost O(N^2).
+            return last[1].add(event)
         key = (self._actor.index, tuple(expected))
         buffers = self._run.collect_buffers
         buffer = buffers.get(key)
         if buffer is None:
             _check_expected(self._actor.spec.name, expected)
             buffer = buffers[key] = CollectBuffer(self._actor.spec.name, key[1])
+        self._collecting = (expected, buffer)
         return buffer.add(event)
 
     def write_event_to_stream(self, event: Event) -> None:
