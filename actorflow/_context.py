@@ -66,27 +66,34 @@ class Store:
 class CollectBuffer:
     """Events a step has set aside with ``collect_events`` until a full set has arrived."""
 
-    __slots__ = ("expected", "held", "need", "step")
+    __slots__ = ("expected", "held", "missing", "need", "step")
 
     def __init__(self, step: str, expected: tuple[type[Event], ...]) -> None:
         self.step = step
         self.expected = expected
         self.need = Counter(expected)
         self.held: dict[type[Event], deque[Event]] = {t: deque() for t in self.need}
+        self.missing = len(expected)
+        """Events still lacking for a full set: kept up to date so that ``add`` is O(1)."""
 
     def add(self, event: Event) -> list[Event] | None:
-        slot = self.held.get(type(event))
-        if slot is None:
-            slot = next((q for t, q in self.held.items() if isinstance(event, t)), None)
+        kind = type(event)
+        slot = self.held.get(kind)
+        if slot is None:  # a subclass of an expected type
+            kind, slot = next(((t, q) for t, q in self.held.items() if isinstance(event, t)), (kind, None))
             if slot is None:
                 raise WorkflowRuntimeError(
                     f"step {self.step!r} passed a {type(event).__name__} to collect_events, "
                     f"which waits for {[t.__name__ for t in self.expected]}"
                 )
+        if len(slot) < self.need[kind]:
+            self.missing -= 1
         slot.append(event)
-        if any(len(self.held[t]) < n for t, n in self.need.items()):
+        if self.missing:
             return None
-        return [self.held[t].popleft() for t in self.expected]
+        full = [self.held[t].popleft() for t in self.expected]
+        self.missing = sum(max(n - len(self.held[t]), 0) for t, n in self.need.items())
+        return full
 
     def lacking(self) -> Counter[type[Event]]:
         """How many more events of each type a full set still needs."""
