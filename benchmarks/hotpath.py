@@ -9,6 +9,7 @@ functions relative to C code, so read the ranking, not the absolute times.
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import io
 import pstats
@@ -18,6 +19,8 @@ from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import trio
 
 from benchmarks import _actorflow
 
@@ -37,13 +40,17 @@ def profile_text(top: int = 15) -> str:
         profiler.runcall(shape)
         buf = io.StringIO()
         stats = pstats.Stats(profiler, stream=buf)
-        stats.strip_dirs().sort_stats("tottime").print_stats(top)
+        stats.sort_stats("tottime").print_stats(top)
         parts.append(f"=== {name} ===\n{_trim(buf.getvalue())}")
     return "\n".join(parts)
 
 
 def _trim(text: str) -> str:
-    # Drop pstats' preamble up to the column header; keep the totals line.
+    # Drop pstats' preamble up to the column header; keep the totals line. Paths are shown
+    # from the package down (trio/_core/_run.py and actorflow/_run.py are different files).
+    for prefix in {str(Path(trio.__file__).parent.parent), str(Path(_actorflow.__file__).parent.parent),
+                   str(Path(contextlib.__file__).parent)}:
+        text = text.replace(prefix + "/", "")
     lines = text.splitlines()
     total = next((ln.strip() for ln in lines if "function calls" in ln), "")
     start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)

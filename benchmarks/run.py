@@ -3,7 +3,8 @@
 Also runnable as ``python benchmarks/run.py``. The full run takes a few minutes on two cores
 and writes ``benchmarks/results/latest.json`` (every raw sample), ``latest.md`` (the tables
 and the PASS/MISS of every target) and ``profile.txt`` (cProfile of the hot path). ``--quick``
-is the seconds-long smoke run the test suite executes; it writes to ``--out`` only.
+is the seconds-long smoke run the test suite executes; it writes to ``benchmarks/results/quick/``
+(git-ignored) unless ``--out`` says otherwise, so it never overwrites a full run's results.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the scenarios, print the tables and targets, write the result files."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (small sizes, one round)")
-    parser.add_argument("--out", type=Path, default=None, help=f"where to write the results (default {RESULTS})")
+    parser.add_argument("--out", type=Path, default=None, help="where to write the results (default benchmarks/results, or results/quick with --quick)")
     parser.add_argument("--only", action="append", choices=list(_scenarios.SCENARIOS), metavar="SCENARIO",
                         help="run only this scenario (repeatable): " + ", ".join(_scenarios.SCENARIOS))
     parser.add_argument("--rounds", type=int, default=None, help="measured rounds per case")
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     config = _scenarios.QUICK if args.quick else _scenarios.FULL
     if args.rounds is not None:
         config = _scenarios.attrs.evolve(config, rounds=args.rounds)
-    out = args.out if args.out is not None else RESULTS
+    out = args.out if args.out is not None else RESULTS / "quick" if args.quick else RESULTS
     report = _scenarios.Report(config)
     meta = _meta(args, config)
     started = time.perf_counter()
