@@ -36,6 +36,7 @@ class StepActor:
 
     __slots__ = (
         "_receive",
+        "_send",
         "_send_nowait",
         "backlog",
         "emit_ok",
@@ -58,8 +59,8 @@ class StepActor:
         self.run = run
         self.spec = spec
         self.index = index
-        send, self._receive = trio.open_memory_channel[Any](spec.inbox)
-        self._send_nowait = send.send_nowait
+        self._send, self._receive = trio.open_memory_channel[Any](spec.inbox)
+        self._send_nowait = self._send.send_nowait
         self.backlog: deque[Any] = deque()
         """Events delivered while the inbox channel was full, oldest first."""
         self.emit_ok: set[type[Event]] = set(spec.emits)
@@ -205,9 +206,18 @@ class StepActor:
         )
         self.run.fail(error, step)
 
+    def close_inbox(self) -> None:
+        """No more events: workers parked on the inbox return, as do the next to look."""
+        self._send.close()
+
     async def serve(self) -> None:
         """Run the actor: its workers, in a nursery of their own, until the run ends."""
         work = self._work if self.run.observer is None else self._work_observed
+        if self.spec.num_workers == 1:
+            # The usual case: the actor's task is its one worker, with no nursery (and cancel
+            # scope) of its own to open and close per step per run.
+            await work(0)
+            return
         async with trio.open_nursery() as nursery:
             for worker in range(1, self.spec.num_workers):
                 nursery.start_soon(work, worker, name=f"actorflow step {self.spec.name}[{worker}]")
@@ -233,8 +243,13 @@ class StepActor:
                     event = backlog.popleft()
                 else:
                     event = None  # hold no event while parked
-                    event = await receive()
+                    try:
+                        event = await receive()
+                    except trio.EndOfChannel:  # the run stopped while this worker was idle
+                        return
                     budget = BATCH
+            except trio.EndOfChannel:
+                return
             self.queued -= 1
             if self.room_waiters:
                 self._took()
@@ -287,8 +302,13 @@ class StepActor:
                     item = backlog.popleft()
                 else:
                     item = None
-                    item = await receive()
+                    try:
+                        item = await receive()
+                    except trio.EndOfChannel:
+                        return
                     budget = BATCH
+            except trio.EndOfChannel:
+                return
             self.queued -= 1
             if self.room_waiters:
                 self._took()

@@ -143,7 +143,11 @@ class Run:
             self.scope.cancel()
 
     def _stop(self, event: StopEvent) -> None:
-        self._end(Outcome("finished", event.result if type(event) is StopEvent else event))
+        """The route of StopEvents (called by the router): record the result, end the run."""
+        if self.outcome is not None:
+            return
+        self.outcome = Outcome("finished", event.result if type(event) is StopEvent else event)
+        raise _Stopped  # out of Router.serve(), to execute(), which winds the run down
 
     def _stop_observed(self, item: tuple[StopEvent, int, Any]) -> None:
         self._stop(item[0])
@@ -457,7 +461,10 @@ class Run:
                     for actor in self.actors:
                         nursery.start_soon(actor.serve, name=f"actorflow step {actor.spec.name}")
                     # The router runs in this task: one task fewer to spawn per run.
-                    await (self.router.serve() if observer is None else self.router.serve_observed())
+                    try:
+                        await (self.router.serve() if observer is None else self.router.serve_observed())
+                    except _Stopped:
+                        self._wind_down()
         except BaseException as exc:
             # The run's own scope catches every cancellation it caused, so this is
             # cancellation from outside (or a KeyboardInterrupt): end the run and let it out.
@@ -478,6 +485,19 @@ class Run:
             outcome = self.outcome = Outcome("timed_out", error=self._timeout_error())
         self._finish(outcome)
         return outcome
+
+    def _wind_down(self) -> None:
+        """End a run whose StopEvent came: quietly when every actor is idle, else by cancelling.
+
+        Idle workers are parked on their inbox: closing the inboxes lets them return without
+        a ``Cancelled`` per task and an ExceptionGroup per nursery, which is most of the cost
+        of ending a short run. Anything busy (a step running, waiting, retrying, or events
+        still queued) is cancelled through the run's scope, as for every other ending.
+        """
+        if any(actor.running or actor.queued for actor in self.actors):
+            self.scope.cancel()
+        for actor in self.actors:
+            actor.close_inbox()
 
     def _finish(self, outcome: Outcome) -> None:
         if self._stream_send is not None:
@@ -532,6 +552,10 @@ class Run:
             },
             pending_input=self.pending_input,
         )
+
+
+class _Stopped(Exception):
+    """Raised by the StopEvent route to end the router's loop (never leaves the run)."""
 
 
 def _deliver_directed(directed: Directed) -> None:
