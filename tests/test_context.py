@@ -28,7 +28,7 @@ class ProgressEvent(Event):
     msg: str
 
 
-async def test_send_event_emits_besides_the_return_value() -> None:
+async def test_send_event_emits_besides_the_return_value(autojump_clock: trio.abc.Clock) -> None:
     """ctx.send_event emits at once; collect_events gathers the results in listed order."""
 
     class Fan(Workflow):
@@ -143,7 +143,7 @@ async def test_the_store_is_shared_by_the_steps_of_a_run() -> None:
     assert await Flow().run(query="q") == ("q", "d")
 
 
-async def test_events_written_to_the_stream_reach_the_handle() -> None:
+async def test_events_written_to_the_stream_reach_the_handle(autojump_clock: trio.abc.Clock) -> None:
     """write_event_to_stream feeds handle.stream_events(), which ends with the run."""
 
     class Flow(Workflow):

@@ -187,7 +187,7 @@ async def test_open_run_waiting_for_input_is_not_a_stall(autojump_clock: trio.ab
             await handle.result()
 
 
-async def test_input_request_written_to_the_stream_waits_for_an_answer() -> None:
+async def test_input_request_written_to_the_stream_waits_for_an_answer(autojump_clock: trio.abc.Clock) -> None:
     """An InputRequiredEvent written with write_event_to_stream keeps an open run waiting."""
 
     class Asker(Workflow):

@@ -56,7 +56,7 @@ class Conversation(Workflow):
         return StopEvent(result=f"got {ev.text}")
 
 
-async def test_handle_result_and_run_id() -> None:
+async def test_handle_result_and_run_id(autojump_clock: trio.abc.Clock) -> None:
     """handle.result() waits for the run; handle.send_event injects an event from outside."""
     wf = Conversation()
     async with wf.open_run() as handle:
@@ -97,7 +97,7 @@ async def test_failing_run_is_raised_at_exit_even_if_the_body_finished(autojump_
     assert handle.done
 
 
-async def test_leaving_the_block_early_cancels_the_run_quietly() -> None:
+async def test_leaving_the_block_early_cancels_the_run_quietly(autojump_clock: trio.abc.Clock) -> None:
     """Exiting the block while the run goes on cancels it; that is not an error."""
     wf = Conversation()
     async with wf.open_run() as handle:
@@ -125,7 +125,7 @@ async def test_cancel_makes_result_raise_cancelled_error() -> None:
     assert wf.torn_down == 1
 
 
-async def test_error_in_the_body_propagates_and_cancels_the_run() -> None:
+async def test_error_in_the_body_propagates_and_cancels_the_run(autojump_clock: trio.abc.Clock) -> None:
     """The body's own exception comes out unchanged, and the run does not outlive the block."""
     wf = Conversation()
     with pytest.raises(KeyError, match="body"):
@@ -158,7 +158,7 @@ async def test_stream_is_single_use() -> None:
         handle.cancel()
 
 
-async def test_runs_can_run_beside_the_applications_own_tasks() -> None:
+async def test_runs_can_run_beside_the_applications_own_tasks(autojump_clock: trio.abc.Clock) -> None:
     """Several open runs and ordinary tasks share one nursery."""
     results: list[str] = []
 

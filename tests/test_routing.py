@@ -55,7 +55,7 @@ async def test_union_hints_accept_and_emit_either_type() -> None:
     assert await Flow().run(side="right") == ("RightEvent", 2)
 
 
-async def test_an_event_goes_to_every_step_that_accepts_it() -> None:
+async def test_an_event_goes_to_every_step_that_accepts_it(autojump_clock: trio.abc.Clock) -> None:
     """Two steps accepting one type both receive each event of it."""
     seen: list[str] = []
 

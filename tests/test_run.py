@@ -153,7 +153,7 @@ async def test_instance_and_class_attributes_are_shared_by_steps() -> None:
     assert await wf.run(query="q") == "cached answer: 42"
 
 
-async def test_runs_of_one_instance_do_not_share_state() -> None:
+async def test_runs_of_one_instance_do_not_share_state(autojump_clock: trio.abc.Clock) -> None:
     """Three concurrent runs of one instance each get their own store and result."""
 
     class Counter(Workflow):

@@ -192,7 +192,7 @@ class MyWorkflow(Workflow):
         self.results: list[str] = []
 
 
-async def test_step_decorator_and_num_workers() -> None:
+async def test_step_decorator_and_num_workers(autojump_clock: trio.abc.Clock) -> None:
     """@step and @step(num_workers=4) steps connect through their hints alone."""
     result = await MyWorkflow(expected=3).run(data="a b c")
     assert result == ["A", "B", "C"]
