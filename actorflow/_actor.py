@@ -26,9 +26,16 @@ if TYPE_CHECKING:
     from ._run import Run
     from ._step import StepSpec
 
-__all__ = ["StepActor"]
+__all__ = ["StepActor", "is_cancellation"]
 
 _Call = Callable[[Any], Awaitable[Any]]
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """``trio.Cancelled``, or a group of nothing else (what a nursery inside a step raises)."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None
 
 
 class StepActor:
@@ -106,7 +113,7 @@ class StepActor:
 
     def _took(self) -> None:
         """A worker took an event while an ``asend_event`` caller waits for room."""
-        if self.queued < self.spec.inbox:
+        if self.queued < max(self.spec.inbox, 1):
             self.room.unpark()
 
     def admit(self, event: object, how: str) -> None:
@@ -178,6 +185,8 @@ class StepActor:
                     raise
                 except BaseException as exc:
                     ctx._step_scope = None
+                    if is_cancellation(exc):
+                        raise
                     if (
                         policy is None
                         or attempt >= policy.max_attempts
@@ -251,6 +260,8 @@ class StepActor:
             except trio.EndOfChannel:
                 return
             self.queued -= 1
+            if run.outcome is not None:
+                return  # the run has ended (its scope is cancelled): start nothing new
             if self.room_waiters:
                 self._took()
             self.last = event
@@ -260,6 +271,8 @@ class StepActor:
             except trio.Cancelled:
                 raise
             except BaseException as exc:  # the step's own error ends the run, unwrapped
+                if is_cancellation(exc):  # from a nursery inside the step
+                    raise
                 self.failed += 1
                 run.fail(exc, self.spec.name)
                 return
@@ -310,6 +323,8 @@ class StepActor:
             except trio.EndOfChannel:
                 return
             self.queued -= 1
+            if run.outcome is not None:
+                return
             if self.room_waiters:
                 self._took()
             event, event_id, _ = item
@@ -322,12 +337,12 @@ class StepActor:
             self.running += 1
             try:
                 result = await call(event)
-            except trio.Cancelled:
-                observer.step_cancelled(
-                    run, name, worker, event_id, event, ctx.attempt, trio.current_time() - ctx._attempt_started
-                )
-                raise
             except BaseException as exc:
+                if is_cancellation(exc):
+                    observer.step_cancelled(
+                        run, name, worker, event_id, event, ctx.attempt, trio.current_time() - ctx._attempt_started
+                    )
+                    raise
                 self._failed_observed(ctx, event, exc, name)
                 return
             if result is not None and type(result) not in self.emit_ok:

@@ -182,7 +182,7 @@ class Context:
         timeout: float | None = None,
         requirements: Mapping[str, Any] | None = None,
     ) -> EventT:
-        """Suspend this invocation until an event of ``event_type`` arrives, and return it.
+        """Suspend this invocation until an event of exactly ``event_type`` arrives; return it.
 
         The event usually comes from outside (``await handle.send_event(...)``), e.g. a
         :class:`HumanResponseEvent` answering an :class:`InputRequiredEvent`. The wait is

@@ -120,8 +120,9 @@ async def open_run(run: Run) -> AsyncIterator[RunHandle]:
             finally:
                 run.cancel()  # leaving the block ends a run still going; not an error
     except BaseExceptionGroup as group:
-        # Only cancellation from outside (or a KeyboardInterrupt) gets here: re-raise it bare.
-        if body_error is not None:
+        # Cancellation from outside (or a KeyboardInterrupt): re-raise it bare. A body that
+        # was only cancelled because the run task failed gives way to that failure.
+        if body_error is not None and not isinstance(body_error, trio.Cancelled):
             raise body_error from None
         raise _unwrap(group) from None
     if body_error is not None:

@@ -106,6 +106,8 @@ class Run:
         self.store = Store()
         self.collect_buffers: dict[tuple[int, tuple[type[Event], ...]], CollectBuffer] = {}
         self.waiters: dict[type[Event], list[Waiter]] = {}
+        self._early: list[Event] = []
+        """Events sent from outside before the run started: routed right after the StartEvent."""
         self.pending_input = 0
         """InputRequiredEvents emitted and not yet answered by a HumanResponseEvent from outside."""
         self.stall_suspect = False
@@ -241,16 +243,34 @@ class Run:
         self.router.learn(event_type)
 
     def inject(self, event: Event) -> None:
-        """Queue an event sent from outside the run (``RunHandle.send_event``)."""
+        """Deliver an event sent from outside the run (``RunHandle.send_event``).
+
+        A step waiting for it gets it at once, so a second answer to the same question finds
+        no waiter and is refused here, deterministically, rather than later by the router.
+        """
         self.check_inject(event)
         if isinstance(event, HumanResponseEvent) and self.pending_input:
             self.pending_input -= 1
-        self._emit_from_outside(event)
+        if not self.started:
+            self._early.append(event)  # after the StartEvent, whatever the scheduling
+            return
+        waiter = self._waiter_for(event)
+        if waiter is None:
+            self._emit_from_outside(event)
+            return
+        event_id = None
+        if self.observer is not None:
+            event_id = next(self._event_ids)
+            self.observer.event_emitted(self, event_id, event, None, None)
+        self._hand(waiter, event, event_id)
 
     def publish(self, event: Event) -> None:
         """``ctx.write_event_to_stream``: hand ``event`` to whoever reads the stream."""
         if self._stream_send is not None:
-            self._stream_send.send_nowait(event)
+            try:
+                self._stream_send.send_nowait(event)
+            except trio.BrokenResourceError:
+                pass  # the reader closed its end of the stream: it wants no more events
 
     def _input_required(self, item: Any) -> None:
         """An InputRequiredEvent was emitted: it goes to the stream, and someone must answer."""
@@ -278,12 +298,18 @@ class Run:
                 continue
             actor = self.actors[index]
             capacity = max(actor.spec.inbox, 1)
-            while actor.queued >= capacity:
+            # A step whose every worker waits in wait_for_event drains nothing until its
+            # event comes, which may be the very one this caller would send next: no wait.
+            while actor.queued >= capacity and actor.waiting < actor.spec.num_workers:
                 actor.room_waiters += 1
                 try:
                     await actor.room.park()
                 finally:
                     actor.room_waiters -= 1
+                if self.outcome is not None:
+                    raise WorkflowRuntimeError(
+                        f"cannot send {type(event).__name__} to run {self.id}: the run has ended"
+                    )
 
     # -- waiting for events -----------------------------------------------------------------
 
@@ -303,10 +329,33 @@ class Run:
         if not waiting:
             del self.waiters[event_type]
             normal = self.route_for(event_type)
-            if normal:
-                self.router.routes[event_type] = normal
-            else:
-                self.router.routes.pop(event_type, None)
+            self.router.routes[event_type] = normal or (self._unclaimed(event_type),)
+
+    def _waiter_for(self, event: Event) -> Waiter | None:
+        for waiter in self.waiters.get(type(event), ()):
+            if waiter.matches(event):
+                return waiter
+        return None
+
+    def _hand(self, waiter: Waiter, event: Event, event_id: int | None) -> None:
+        """Give ``event`` to a step waiting for it; it is routed to no step."""
+        if self.observer is not None and event_id is not None:
+            self.observer.event_taken(self, waiter.actor.spec.name, waiter.worker, event_id, waiter.cause)
+        waiter.result = event
+        waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
+        self._remove_waiter(waiter)
+        waiter.done.set()
+
+    def _unclaimed(self, event_type: type[Event]) -> Callable[[Any], None]:
+        """The route of a type only waiters took, once none waits: fail loudly, never drop."""
+
+        def unclaimed(item: Any) -> None:
+            self.fail(WorkflowRuntimeError(
+                f"a {event_type.__name__} arrived after the steps waiting for one (in "
+                f"wait_for_event) had each taken theirs, and no step accepts the type"
+            ), None)
+
+        return unclaimed
 
     def _offer_to_waiters(self, event_type: type[Event]) -> Callable[[Any], None]:
         """The route of ``event_type`` while steps wait for it: waiters first, then the steps."""
@@ -315,17 +364,10 @@ class Run:
 
         def offer(item: Any) -> None:
             event = item[0] if observed else item
-            for waiter in self.waiters.get(event_type, ()):
-                if waiter.matches(event):
-                    if observed:
-                        self.observer.event_taken(  # type: ignore[union-attr]
-                            self, waiter.actor.spec.name, waiter.worker, item[1], waiter.cause
-                        )
-                    waiter.result = event
-                    waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
-                    self._remove_waiter(waiter)
-                    waiter.done.set()
-                    return
+            waiter = self._waiter_for(event)
+            if waiter is not None:
+                self._hand(waiter, event, item[1] if observed else None)
+                return
             if not normal:
                 self.fail(WorkflowRuntimeError(
                     f"a {event_type.__name__} arrived that no waiting step's requirements "
@@ -351,6 +393,8 @@ class Run:
         waiter = Waiter(event_type, dict(requirements or {}), actor, ctx.worker, ctx._cause, timeout)
         self._add_waiter(waiter)  # before the first yield: an answer can't slip past
         actor.waiting += 1
+        if actor.room_waiters:
+            actor.room.unpark_all()  # producers waiting on this step's inbox re-check it
         step_scope = ctx._step_scope
         remaining = 0.0
         if step_scope is not None:  # waiting does not count against the step's timeout=
@@ -408,8 +452,8 @@ class Run:
         waiters = [w for ws in self.waiters.values() for w in ws]
         if any(w.timeout is not None for w in waiters):
             return  # a waiter's timeout will wake it
-        if self.stream is not None and (waiters or self.pending_input):
-            return  # open_run: the outside can still answer
+        if self.stream is not None and (waiters or self.pending_input or self.spec.external):
+            return  # open_run: the outside can still answer, or send what steps accept
         self.fail(WorkflowStalledError(self._stall_report(waiters)), None)
 
     def _stall_report(self, waiters: list[Waiter]) -> str:
@@ -457,6 +501,9 @@ class Run:
                 if self.timeout is not None:
                     self.scope.deadline = trio.current_time() + self.timeout
                 self._emit_from_outside(self.start_event)
+                for event in self._early:
+                    self._emit_from_outside(event)
+                self._early.clear()
                 async with trio.open_nursery() as nursery:
                     for actor in self.actors:
                         nursery.start_soon(actor.serve, name=f"actorflow step {actor.spec.name}")
@@ -474,9 +521,13 @@ class Run:
                 # rather than lose it, and so do we.
                 self._finish(outcome)
                 raise outcome.error from None  # type: ignore[misc]
-            self.outcome = Outcome("cancelled")
+            error = _unwrap(exc)
+            # Cancellation from outside; anything else (a KeyboardInterrupt) fails the run.
+            self.outcome = (
+                Outcome("cancelled") if isinstance(error, trio.Cancelled) else Outcome("failed", error=error)
+            )
             self._finish(self.outcome)
-            raise _unwrap(exc) from None
+            raise error from None
         finally:
             if acquired:
                 self.limiter.release()  # type: ignore[union-attr]
@@ -502,6 +553,9 @@ class Run:
     def _finish(self, outcome: Outcome) -> None:
         if self._stream_send is not None:
             self._stream_send.close()
+        for actor in self.actors:
+            if actor.room_waiters:  # handle.send_event callers: the run is over
+                actor.room.unpark_all()
         if self.observer is not None:
             self.observer.run_ended(self, outcome)
         self.done.set()

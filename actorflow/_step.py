@@ -194,7 +194,7 @@ def _check_function(func: Any) -> None:
         raise WorkflowDefinitionError(
             f"@step must decorate an 'async def' method, got {type(func).__name__} {name!r}"
         )
-    if not inspect.iscoroutinefunction(func):
+    if not inspect.iscoroutinefunction(inspect.unwrap(func)):
         kind = "an async generator" if inspect.isasyncgenfunction(func) else "a plain 'def'"
         raise WorkflowDefinitionError(
             f"step {name!r} is {kind}; steps must be 'async def' methods that return an "
@@ -286,7 +286,8 @@ def _evaluate(annotation: Any, func: Callable[..., Any], localns: dict[str, Any]
     if not isinstance(annotation, str):
         return annotation
     try:
-        return eval(annotation, func.__globals__, localns)  # noqa: S307  (what typing does)
+        # The innermost function's module: a decorator from elsewhere must not change it.
+        return eval(annotation, inspect.unwrap(func).__globals__, localns)  # noqa: S307
     except Exception as exc:  # NameError mostly; a SyntaxError in a string hint too
         raise UnresolvedHint(annotation, exc) from None
 

@@ -34,6 +34,8 @@ class WorkflowSpec:
     """Which steps receive which event types."""
     reach: tuple[frozenset[int], ...]
     """Per step, the steps its events can lead to, directly or through others."""
+    external: tuple[type[Event], ...] = ()
+    """Accepted types that come from outside (``external_events``, HumanResponseEvent)."""
 
     def may_wait(self, source: int, target: int) -> bool:
         """Whether ``source`` may wait for room in ``target``'s inbox without risking deadlock.
@@ -142,6 +144,7 @@ def build_spec(
         stop_type=stops[0],
         routes=RouteTable(steps),
         reach=_reachability(steps),
+        external=tuple(t for t in accepted if issubclass(t, (HumanResponseEvent, *outside))),
     )
 
 

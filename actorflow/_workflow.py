@@ -51,7 +51,9 @@ class Workflow:
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
         """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none)."""
         super().__init_subclass__(**kwargs)
-        frame = sys._getframe(1)  # the scope that executes the class statement
+        frame = sys._getframe(1)  # the scope that executes the class statement...
+        while frame.f_code.co_name == "__init_subclass__" and frame.f_back is not None:
+            frame = frame.f_back  # ...past the __init_subclass__ of classes in between
         setattr(cls, _SPEC, None)
         setattr(cls, _PENDING, None)
         if abstract or not _collect(cls):
@@ -202,15 +204,20 @@ def _names_at(frame: FrameType, cls: type) -> dict[str, Any]:
     return names
 
 
-def _collect(cls: type[Workflow]) -> dict[str, StepSpec | _StepDraft]:
-    """The steps of ``cls`` by name, base classes first; an override that is no step removes one."""
-    steps: dict[str, StepSpec | _StepDraft] = {}
+def _collect(cls: type[Workflow]) -> dict[str, tuple[StepSpec | _StepDraft, Any]]:
+    """The steps of ``cls`` by name, base classes first, with the attribute that holds each.
+
+    An override that is no step removes one. The attribute may be a decorator's wrapper
+    around the function ``@step`` marked (``functools.wraps`` copies the mark): the wrapper is
+    what runs.
+    """
+    steps: dict[str, tuple[StepSpec | _StepDraft, Any]] = {}
     for klass in reversed(cls.__mro__):
         for name, value in vars(klass).items():
             marker = step_marker(value)
             if marker is not None:
                 steps.pop(name, None)
-                steps[name] = marker
+                steps[name] = (marker, value)
             elif name in steps:
                 del steps[name]
     return steps
@@ -227,15 +234,15 @@ def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
     """Resolve, check and store the spec of ``cls``."""
     specs: list[StepSpec] = []
     problems: list[str] = []
-    for name, marker in _collect(cls).items():
-        if isinstance(marker, StepSpec) and marker.name == name:
+    for name, (marker, value) in _collect(cls).items():
+        if isinstance(marker, StepSpec):
+            if marker.name != name or marker.func is not value:  # renamed, or wrapped later
+                marker = attrs.evolve(marker, name=name, func=value)
             specs.append(marker)
             continue
-        if isinstance(marker, StepSpec):  # one function under a second name
-            specs.append(attrs.evolve(marker, name=name))
-            continue
         try:
-            specs.append(resolve(marker, name, scope))
+            resolved = resolve(marker, name, scope)
+            specs.append(resolved if resolved.func is value else attrs.evolve(resolved, func=value))
         except UnresolvedHint as exc:
             exc.step = name  # type: ignore[attr-defined]
             raise

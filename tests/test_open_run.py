@@ -119,10 +119,23 @@ async def test_cancel_makes_result_raise_cancelled_error() -> None:
     """handle.cancel() stops the run; result() raises WorkflowCancelledError."""
     wf = Conversation()
     async with wf.open_run() as handle:
+        while handle.statistics().steps["start"].running == 0:
+            await trio.sleep(0)
         handle.cancel()
         with pytest.raises(WorkflowCancelledError, match="was cancelled"):
             await handle.result()
     assert wf.torn_down == 1
+
+
+async def test_cancel_before_the_run_starts_runs_no_step() -> None:
+    """A run cancelled before it got going starts no step at all."""
+    wf = Conversation()
+    async with wf.open_run() as handle:
+        handle.cancel()
+        with pytest.raises(WorkflowCancelledError):
+            await handle.result()
+    assert wf.torn_down == 0
+    assert handle.statistics().steps["start"].processed == 0
 
 
 async def test_error_in_the_body_propagates_and_cancels_the_run(autojump_clock: trio.abc.Clock) -> None:
