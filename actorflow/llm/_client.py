@@ -122,24 +122,20 @@ def _audited(model: str, prompt_sha256: str) -> Iterator[_CallOutcome]:
     """Time one call on trio's clock and route its end, success or not, to ``_record_call``."""
     outcome = _CallOutcome()
     start = trio.current_time()
+    error: BaseException | None = None
     try:
         yield outcome
     except BaseException as exc:
+        error = exc
+        raise
+    finally:
         _record_call(
             model=model,
             prompt_sha256=prompt_sha256,
             latency_s=trio.current_time() - start,
             usage=outcome.usage,
-            error=exc,
+            error=error,
         )
-        raise
-    _record_call(
-        model=model,
-        prompt_sha256=prompt_sha256,
-        latency_s=trio.current_time() - start,
-        usage=outcome.usage,
-        error=None,
-    )
 
 
 def _sha256_text(prompt: str) -> str:
