@@ -220,6 +220,11 @@ def _version() -> str:
 _H = TypeVar("_H", bound=Callable[..., None])
 
 
+def _step_fields(step: str, worker: int, event_id: int, attempt: int) -> dict[str, Any]:
+    """What every step record carries: which invocation it is about."""
+    return {"step": step, "worker": worker, "event_id": event_id, "attempt": attempt}
+
+
 def _guarded(hook: _H) -> _H:
     """Make ``hook`` never raise; a record it could not deliver leaves a hole in ``seq``."""
 
@@ -330,7 +335,7 @@ class Tracer(Observer):
         if self._closed:
             return
         self._emit(
-            "step.started", {"step": step, "worker": worker, "event_id": event_id, "attempt": attempt}
+            "step.started", _step_fields(step, worker, event_id, attempt)
         )
 
     @_guarded
@@ -350,10 +355,7 @@ class Tracer(Observer):
         self._emit(
             "step.finished",
             {
-                "step": step,
-                "worker": worker,
-                "event_id": event_id,
-                "attempt": attempt,
+                **_step_fields(step, worker, event_id, attempt),
                 "duration_s": duration,
                 "emitted": len(emitted),
             },
@@ -379,10 +381,7 @@ class Tracer(Observer):
         self._emit(
             "step.failed",
             {
-                "step": step,
-                "worker": worker,
-                "event_id": event_id,
-                "attempt": attempt,
+                **_step_fields(step, worker, event_id, attempt),
                 "duration_s": duration,
                 **_error_fields(error),
                 "retrying": bool(retrying),
@@ -398,10 +397,7 @@ class Tracer(Observer):
         self._emit(
             "step.cancelled",
             {
-                "step": step,
-                "worker": worker,
-                "event_id": event_id,
-                "attempt": attempt,
+                **_step_fields(step, worker, event_id, attempt),
                 "duration_s": duration,
             },
         )
