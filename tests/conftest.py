@@ -1,13 +1,42 @@
-"""Shared fixtures: no run of any test may leave a task behind."""
+"""Shared fixtures: no run of any test may leave a task behind; helper modules for the tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
-from collections.abc import AsyncIterator
+import pathlib
+import sys
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import structlog
+
+import actorflow.audit
 
 from actorflow.testing import leftover_tasks
+
+
+def _register_sibling(name: str) -> None:
+    """Make tests/<name>.py importable as ``name``, in pytest's prepend and importlib modes alike."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name(f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+for _helper in ("llm_server", "audit_flows"):
+    _register_sibling(_helper)
+
+
+@pytest.fixture
+def clean_structlog() -> Iterator[None]:
+    """Restore structlog's defaults (and switch global tracing off) after a test that changed them."""
+    yield
+    structlog.reset_defaults()
+    actorflow.audit.disable()
 
 
 @pytest.fixture

@@ -16,49 +16,13 @@ import structlog
 import trio
 from structlog.testing import capture_logs
 
-from actorflow import Context, Event, StartEvent, StopEvent, Workflow, audit, step
+from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
+from audit_flows import One, Squares
+
 from actorflow.audit._canon import GENESIS, canonical, digest
 
 
-class Item(Event):
-    n: int
-
-
-class Squared(Event):
-    n: int
-    sq: int
-
-
-class Squares(Workflow):
-    """StartEvent -> split fans out `count` Items -> square (3 workers) -> total collects."""
-
-    @step
-    async def split(self, ctx: Context, ev: StartEvent) -> Item | None:
-        for n in range(ev.count):
-            ctx.send_event(Item(n=n))
-        return None
-
-    @step(num_workers=3)
-    async def square(self, ev: Item) -> Squared:
-        await trio.sleep(3 - ev.n)
-        return Squared(n=ev.n, sq=ev.n * ev.n)
-
-    @step
-    async def total(self, ctx: Context, ev: Squared) -> StopEvent | None:
-        got = ctx.collect_events(ev, [Squared] * 3)
-        return None if got is None else StopEvent(result=sum(s.sq for s in got))
-
-
-class One(Workflow):
-    @step
-    async def only(self, ev: StartEvent) -> StopEvent:
-        return StopEvent(result="one")
-
-
-@pytest.fixture(autouse=True)
-def _clean_structlog() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("clean_structlog")
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import structlog
 import trio
 from structlog.testing import capture_logs
 
@@ -26,35 +24,7 @@ from actorflow import (
     step,
 )
 from actorflow._tracing import CLOSING, FORMAT, Tracer
-
-
-class Item(Event):
-    n: int
-
-
-class Squared(Event):
-    n: int
-    sq: int
-
-
-class Squares(Workflow):
-    """StartEvent -> split fans out `count` Items -> square (3 workers) -> total collects."""
-
-    @step
-    async def split(self, ctx: Context, ev: StartEvent) -> Item | None:
-        for n in range(ev.count):
-            ctx.send_event(Item(n=n))
-        return None
-
-    @step(num_workers=3)
-    async def square(self, ev: Item) -> Squared:
-        await trio.sleep(3 - ev.n)  # finish in reverse order, so causes and order differ
-        return Squared(n=ev.n, sq=ev.n * ev.n)
-
-    @step
-    async def total(self, ctx: Context, ev: Squared) -> StopEvent | None:
-        got = ctx.collect_events(ev, [Squared] * 3)
-        return None if got is None else StopEvent(result=sum(s.sq for s in got))
+from audit_flows import Item, Squares
 
 
 class Boom(Exception):
@@ -83,11 +53,7 @@ class Stuck(Workflow):
         raise AssertionError("unreachable")
 
 
-@pytest.fixture(autouse=True)
-def _clean_structlog() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
-    audit.disable()
+pytestmark = pytest.mark.usefixtures("clean_structlog")
 
 
 def _check_envelope(records: list[dict[str, Any]], workflow: str) -> None:

@@ -11,14 +11,11 @@ joke.py at a real OpenAI-compatible server on 127.0.0.1.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 import pathlib
 import re
 import subprocess
 import sys
-from types import ModuleType
-from typing import Any
 
 import pytest
 import trio
@@ -47,19 +44,7 @@ INVOCATIONS: dict[str, list[str]] = {
 OFFLINE_NOTE = re.compile(r"^\[offline model '[\w-]+': set OPENAI_BASE_URL to use a real LLM, see docs/llm\.md\]$")
 
 
-def _import_sibling(name: str) -> ModuleType:
-    """Import tests/<name>.py by path: works in pytest's prepend and importlib modes, no __init__.py."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-llm_server = _import_sibling("llm_server")
+import llm_server  # tests/llm_server.py, registered by conftest.py  # noqa: E402
 
 
 def example_env(**extra: str) -> dict[str, str]:

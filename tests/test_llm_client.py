@@ -12,15 +12,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib.util
 import json
-import pathlib
 import socket
-import sys
 from collections.abc import AsyncIterator
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -37,19 +33,7 @@ from actorflow.llm import ChatMessage, OpenAICompatible, Usage
 from actorflow.llm import _client
 
 
-def _import_sibling(name: str) -> ModuleType:
-    """Import tests/<name>.py by path: works in pytest's prepend and importlib modes, no __init__.py."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, pathlib.Path(__file__).with_name(f"{name}.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-llm_server = _import_sibling("llm_server")
+import llm_server  # tests/llm_server.py, registered by conftest.py  # noqa: E402
 Reply = llm_server.Reply
 MODEL = llm_server.MODEL
 
