@@ -101,8 +101,6 @@ def method(
 def build_workflow(stages: list[tuple[Any, ...]], fail_at: int | None) -> type[Workflow]:
     """A workflow class for ``stages``, whose stage ``fail_at`` raises Boom."""
     namespace: dict[str, Any] = {}
-    entered: list[str] = []
-    namespace["entered"] = entered
     rng = random.Random(len(stages))
 
     def maybe_fail(i: int) -> None:
@@ -112,7 +110,6 @@ def build_workflow(stages: list[tuple[Any, ...]], fail_at: int | None) -> type[W
     inputs: Any = StartEvent
     for i, (kind, *args) in enumerate(stages):
         out = make_event(f"Out{i}")
-        last = i == len(stages) - 1
 
         if kind == "map":
             workers, delay = args
