@@ -196,8 +196,15 @@ class StepActor:
                     self.retried += 1
                     if observer is not None:
                         observer.step_failed(
-                            run, spec.name, ctx.worker, ctx._cause, event, attempt,
-                            trio.current_time() - started, exc, True,
+                            run,
+                            spec.name,
+                            ctx.worker,
+                            ctx._cause,
+                            event,
+                            attempt,
+                            trio.current_time() - started,
+                            exc,
+                            True,
                         )
                     await trio.sleep(policy.wait_before(attempt))
                     attempt += 1
@@ -210,8 +217,15 @@ class StepActor:
         """Report a failed invocation of an instrumented run, then end the run with it."""
         self.failed += 1
         self.run.observer.step_failed(  # type: ignore[union-attr]
-            self.run, self.spec.name, ctx.worker, ctx._cause, event, ctx.attempt,
-            trio.current_time() - ctx._attempt_started, error, False,
+            self.run,
+            self.spec.name,
+            ctx.worker,
+            ctx._cause,
+            event,
+            ctx.attempt,
+            trio.current_time() - ctx._attempt_started,
+            error,
+            False,
         )
         self.run.fail(error, step)
 
@@ -340,7 +354,13 @@ class StepActor:
             except BaseException as exc:
                 if is_cancellation(exc):
                     observer.step_cancelled(
-                        run, name, worker, event_id, event, ctx.attempt, trio.current_time() - ctx._attempt_started
+                        run,
+                        name,
+                        worker,
+                        event_id,
+                        event,
+                        ctx.attempt,
+                        trio.current_time() - ctx._attempt_started,
                     )
                     raise
                 self._failed_observed(ctx, event, exc, name)
@@ -356,8 +376,14 @@ class StepActor:
             if result is not None:
                 ctx._emit(result)
             observer.step_finished(
-                run, name, worker, event_id, event, ctx.attempt,
-                trio.current_time() - ctx._attempt_started, emitted,
+                run,
+                name,
+                worker,
+                event_id,
+                event,
+                ctx.attempt,
+                trio.current_time() - ctx._attempt_started,
+                emitted,
             )
             ctx._cause = ctx._emitted = None
             if result is None and not self.running and not self.queued:
@@ -367,4 +393,3 @@ class StepActor:
             if not budget:
                 budget = BATCH
                 await trio.lowlevel.checkpoint()
-

@@ -108,9 +108,7 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=_seconds, metavar="S", help="time limit of the run in seconds (0: none)"
     )
     run.add_argument("--verbose", action="store_true", help="print each step invocation")
-    run.add_argument(
-        "--trace", metavar="FILE", help="append the run's audit records to FILE (JSON lines)"
-    )
+    run.add_argument("--trace", metavar="FILE", help="append the run's audit records to FILE (JSON lines)")
     run.set_defaults(handler=_cmd_run)
 
     draw = commands.add_parser(
@@ -152,12 +150,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Draw the path one recorded run took, with counts and durations per step.",
     )
     trace_draw.add_argument("file", metavar="FILE")
-    trace_draw.add_argument(
-        "--run", metavar="RUN_ID", help="the run (needed when the file holds several)"
-    )
-    trace_draw.add_argument(
-        "-o", "--output", metavar="FILE", help="where to write (default: run-ID.html)"
-    )
+    trace_draw.add_argument("--run", metavar="RUN_ID", help="the run (needed when the file holds several)")
+    trace_draw.add_argument("-o", "--output", metavar="FILE", help="where to write (default: run-ID.html)")
     trace_draw.set_defaults(handler=_cmd_trace_draw)
 
     bench = commands.add_parser(

@@ -9,8 +9,8 @@ the run and are shared by every context of that run, never across runs.
 from __future__ import annotations
 
 from collections import Counter, deque
-from contextvars import ContextVar
 from collections.abc import Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio

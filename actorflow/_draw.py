@@ -439,8 +439,7 @@ def _run_records(records: Sequence[Mapping[str, Any]], run_id: str | None) -> li
     mine = [r for r in records if str(r.get("run_id")) == run_id]
     if not mine:
         raise ValueError(
-            f"no records of run {run_id!r} in the trace"
-            + (f"; it holds: {', '.join(runs)}" if runs else "")
+            f"no records of run {run_id!r} in the trace" + (f"; it holds: {', '.join(runs)}" if runs else "")
         )
     return sorted(mine, key=lambda r: (r.get("seq") is None, r.get("seq", 0)))
 
@@ -556,9 +555,7 @@ def _execution_graph(records: Sequence[Mapping[str, Any]], run_id: str | None) -
             )
         )
     for step_name, st in stats.items():
-        classes = (
-            ("failed",) if st.failed else ("cancelled",) if st.cancelled and not st.finished else ()
-        )
+        classes = ("failed",) if st.failed else ("cancelled",) if st.cancelled and not st.finished else ()
         runs = st.started
         sub = f"{runs} run{'s' if runs != 1 else ''}"
         if st.durations:
@@ -657,9 +654,7 @@ class _StepStats:
 
 def _error_text(record: Mapping[str, Any]) -> str:
     parts = [
-        str(record[k])
-        for k in ("error_type", "exc_type", "error", "message", "exception")
-        if record.get(k)
+        str(record[k]) for k in ("error_type", "exc_type", "error", "message", "exception") if record.get(k)
     ]
     return ": ".join(parts) or str(record.get("event", "error"))
 

@@ -17,8 +17,10 @@ def fixup_module_metadata(module_name: str, namespace: Mapping[str, Any], names:
     for name in names:
         obj = namespace[name]
         module = getattr(obj, "__module__", None)
-        if isinstance(module, str) and module.startswith("actorflow.") and (
-            isinstance(obj, type) or callable(obj)
+        if (
+            isinstance(module, str)
+            and module.startswith("actorflow.")
+            and (isinstance(obj, type) or callable(obj))
         ):
             try:
                 obj.__module__ = module_name

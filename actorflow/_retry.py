@@ -23,8 +23,10 @@ def _non_negative(instance: object, attribute: attrs.Attribute[float], value: fl
 def _exception_types(
     instance: object, attribute: attrs.Attribute[tuple[type[BaseException], ...]], value: object
 ) -> None:
-    if not isinstance(value, tuple) or not value or not all(
-        isinstance(t, type) and issubclass(t, BaseException) for t in value
+    if (
+        not isinstance(value, tuple)
+        or not value
+        or not all(isinstance(t, type) and issubclass(t, BaseException) for t in value)
     ):
         raise ValueError(f"RetryPolicy.retry_on must be a non-empty tuple of exception types, got {value!r}")
 

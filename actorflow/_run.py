@@ -162,9 +162,11 @@ class Run:
 
     def cancel(self) -> None:
         """End the run as cancelled, unless it has already ended."""
-        self._end(Outcome("cancelled", error=WorkflowCancelledError(
-            f"run {self.id} of {self.spec.name} was cancelled"
-        )))
+        self._end(
+            Outcome(
+                "cancelled", error=WorkflowCancelledError(f"run {self.id} of {self.spec.name} was cancelled")
+            )
+        )
 
     # -- events from steps and from outside -------------------------------------------------
 
@@ -229,9 +231,7 @@ class Run:
                 f"cannot send {type(event).__name__} to run {self.id}: the run has ended"
             )
         if not isinstance(event, Event):
-            raise WorkflowRuntimeError(
-                f"send_event() needs an Event instance, got {type(event).__name__}"
-            )
+            raise WorkflowRuntimeError(f"send_event() needs an Event instance, got {type(event).__name__}")
         event_type = type(event)
         if not self.route_for(event_type) and not any(
             w.matches(event) for w in self.waiters.get(event_type, ())
@@ -350,10 +350,13 @@ class Run:
         """The route of a type only waiters took, once none waits: fail loudly, never drop."""
 
         def unclaimed(item: Any) -> None:
-            self.fail(WorkflowRuntimeError(
-                f"a {event_type.__name__} arrived after the steps waiting for one (in "
-                f"wait_for_event) had each taken theirs, and no step accepts the type"
-            ), None)
+            self.fail(
+                WorkflowRuntimeError(
+                    f"a {event_type.__name__} arrived after the steps waiting for one (in "
+                    f"wait_for_event) had each taken theirs, and no step accepts the type"
+                ),
+                None,
+            )
 
         return unclaimed
 
@@ -369,10 +372,13 @@ class Run:
                 self._hand(waiter, event, item[1] if observed else None)
                 return
             if not normal:
-                self.fail(WorkflowRuntimeError(
-                    f"a {event_type.__name__} arrived that no waiting step's requirements "
-                    f"match, and no step accepts it"
-                ), None)
+                self.fail(
+                    WorkflowRuntimeError(
+                        f"a {event_type.__name__} arrived that no waiting step's requirements "
+                        f"match, and no step accepts it"
+                    ),
+                    None,
+                )
             for deliver in normal:
                 deliver(item)
 
@@ -410,7 +416,8 @@ class Run:
                 if waiter.result is None:
                     raise WaitForEventTimeoutError(
                         f"step {actor.spec.name!r} waited {timeout:g}s for a "
-                        f"{event_type.__name__}" + (f" with {dict(requirements)}" if requirements else "")
+                        f"{event_type.__name__}"
+                        + (f" with {dict(requirements)}" if requirements else "")
                         + " and none came"
                     )
             return waiter.result
@@ -563,11 +570,17 @@ class Run:
     def _timeout_error(self) -> WorkflowTimeoutError:
         busy = [
             a.spec.name
-            + (f" ({a.running - a.waiting} of {a.spec.num_workers} workers)" if a.spec.num_workers > 1 else "")
+            + (
+                f" ({a.running - a.waiting} of {a.spec.num_workers} workers)"
+                if a.spec.num_workers > 1
+                else ""
+            )
             for a in self.actors
             if a.running > a.waiting
         ]
-        waiting = [f"{w.actor.spec.name} (waiting for {t.__name__})" for t, ws in self.waiters.items() for w in ws]
+        waiting = [
+            f"{w.actor.spec.name} (waiting for {t.__name__})" for t, ws in self.waiters.items() for w in ws
+        ]
         if busy or waiting:
             state = f"still running: {', '.join(busy + waiting)}"
         else:
@@ -584,7 +597,13 @@ class Run:
 
     def statistics(self) -> RunStatistics:
         """A snapshot of the run's counters."""
-        state = self.outcome.kind if self.done.is_set() and self.outcome else "running" if self.started else "queued"
+        state = (
+            self.outcome.kind
+            if self.done.is_set() and self.outcome
+            else "running"
+            if self.started
+            else "queued"
+        )
         return RunStatistics(
             run_id=self.id,
             workflow=self.spec.name,

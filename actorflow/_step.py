@@ -180,9 +180,7 @@ def _check_options(
             f"step {name!r}: timeout must be a positive number of seconds or None, got {timeout!r}"
         )
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
-        raise WorkflowDefinitionError(
-            f"step {name!r}: num_workers must be an int >= 1, got {num_workers!r}"
-        )
+        raise WorkflowDefinitionError(f"step {name!r}: num_workers must be an int >= 1, got {num_workers!r}")
     if not isinstance(inbox, int) or isinstance(inbox, bool) or inbox < 0:
         raise WorkflowDefinitionError(f"step {name!r}: inbox must be an int >= 0, got {inbox!r}")
 
@@ -203,9 +201,7 @@ def _check_function(func: Any) -> None:
     sig = inspect.signature(func)
     params = list(sig.parameters.values())
     if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
-        raise WorkflowDefinitionError(
-            f"step {name!r} must be a method: its first parameter is 'self'"
-        )
+        raise WorkflowDefinitionError(f"step {name!r} must be a method: its first parameter is 'self'")
     rest = params[1:]
     bad = [p.name for p in rest if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if bad or not 1 <= len(rest) <= 2:
@@ -287,7 +283,7 @@ def _evaluate(annotation: Any, func: Callable[..., Any], localns: dict[str, Any]
         return annotation
     try:
         # The innermost function's module: a decorator from elsewhere must not change it.
-        return eval(annotation, inspect.unwrap(func).__globals__, localns)  # noqa: S307
+        return eval(annotation, inspect.unwrap(func).__globals__, localns)
     except Exception as exc:  # NameError mostly; a SyntaxError in a string hint too
         raise UnresolvedHint(annotation, exc) from None
 
@@ -300,9 +296,7 @@ def _hint_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else repr(hint)
 
 
-def _event_types(
-    hint: Any, qual: str, where: str, allow_none: bool
-) -> tuple[type[Event], ...]:
+def _event_types(hint: Any, qual: str, where: str, allow_none: bool) -> tuple[type[Event], ...]:
     """Split a hint (``A``, ``A | B``, ``Optional[A]``, ``None``) into event types."""
     if hint is None or hint is types.NoneType:
         if allow_none:

@@ -24,7 +24,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
@@ -206,7 +206,7 @@ def _error_fields(error: BaseException | None) -> dict[str, Any]:
 
 def _now() -> str:
     # Wall-clock time for the reader; durations come from trio's clock (autojump-friendly).
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _version() -> str:
@@ -334,9 +334,7 @@ class Tracer(Observer):
     ) -> None:
         if self._closed:
             return
-        self._emit(
-            "step.started", _step_fields(step, worker, event_id, attempt)
-        )
+        self._emit("step.started", _step_fields(step, worker, event_id, attempt))
 
     @_guarded
     def step_finished(
@@ -403,9 +401,7 @@ class Tracer(Observer):
         )
 
     @_guarded
-    def event_taken(
-        self, run: Run, step: str, worker: int, event_id: int, by_event_id: int | None
-    ) -> None:
+    def event_taken(self, run: Run, step: str, worker: int, event_id: int, by_event_id: int | None) -> None:
         if self._closed:
             return
         self._emit(

@@ -74,8 +74,7 @@ def build_spec(
     for s in steps:
         if reserved and s.name in reserved:
             found.append(
-                f"step {s.name!r} has the name of {reserved[s.name]}, which it would hide; "
-                f"rename the step"
+                f"step {s.name!r} has the name of {reserved[s.name]}, which it would hide; rename the step"
             )
     if not steps:
         found.append("it defines no steps; decorate 'async def' methods with @step")

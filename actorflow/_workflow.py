@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from types import FrameType
 from contextlib import AbstractAsyncContextManager
+from types import FrameType
 from typing import Any, ClassVar
 
 import attrs
@@ -87,9 +87,7 @@ class Workflow:
             or max_concurrent_runs < 1
         ):
             raise ValueError(f"max_concurrent_runs must be an int >= 1 or None, got {max_concurrent_runs!r}")
-        self._actorflow_limiter = (
-            None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
-        )
+        self._actorflow_limiter = None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
         spec(type(self))  # the class is checked by now at the latest
 
     @property
@@ -223,11 +221,7 @@ def _collect(cls: type[Workflow]) -> dict[str, tuple[StepSpec | _StepDraft, Any]
     return steps
 
 
-_RESERVED = {
-    name: f"Workflow.{name}"
-    for name in dir(Workflow)
-    if not name.startswith("_")
-}
+_RESERVED = {name: f"Workflow.{name}" for name in dir(Workflow) if not name.startswith("_")}
 
 
 def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
@@ -301,4 +295,3 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error.get("type") != "missing" and "input" in error:
         text += f" (got {error['input']!r:.60})"
     return text
-

@@ -73,7 +73,7 @@ def paired_ratio(a: Samples, b: Samples) -> float:
     caller), falls back to the ratio of medians.
     """
     if len(a.seconds) == len(b.seconds):
-        return statistics.median(x / y for x, y in zip(a.seconds, b.seconds))
+        return statistics.median(x / y for x, y in zip(a.seconds, b.seconds, strict=False))
     return a.median / b.median
 
 

@@ -252,7 +252,7 @@ def retained(hops: int, sample: Callable[[], int]) -> tuple[int, int]:
     half = hops // 2
 
     def probe(n: int) -> None:
-        if n == half or n == hops:
+        if n in (half, hops):
             marks[n] = sample()
 
     _timed(_new(ring(2, probe=True), hops=hops, probe=probe))

@@ -104,6 +104,7 @@ def live_runs_in_subprocess(system: str, runs: int, timeout: float = 300) -> dic
 
 def retained_per_event(retained: Callable[[int, Callable[[], int]], tuple[int, int]], hops: int) -> float:
     """Bytes held per routed event between hop ``hops // 2`` and hop ``hops`` of one run."""
+
     def sample() -> int:
         gc.collect()  # garbage in reference cycles is not held; count only what is
         return tracemalloc.get_traced_memory()[0]

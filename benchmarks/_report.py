@@ -47,13 +47,25 @@ def targets(report: Report) -> list[Target]:
     quick = report.config.quick
 
     r = report.ratio("chain", "1 event in flight", LLAMA, AF)
-    out.append(Target("chain vs llama-index-workflows", "llama µs/hop ÷ actorflow µs/hop ≥ 20",
-                      _x(r), "SKIP" if r is None else _check(r >= 20)))
+    out.append(
+        Target(
+            "chain vs llama-index-workflows",
+            "llama µs/hop ÷ actorflow µs/hop ≥ 20",
+            _x(r),
+            "SKIP" if r is None else _check(r >= 20),
+        )
+    )
     rs = report.ratio("chain", "1 event in flight", AF, SIMPLE)
     rb = report.ratio("chain", "1 event in flight", AF, BATCHED)
     worst = max(rs or 0, rb or 0)
-    out.append(Target("chain vs bare trio", "actorflow time ÷ faster bare-trio time ≤ 1.2",
-                      f"{_x(worst)} (÷ simple {_x(rs)}, ÷ batched {_x(rb)})", _check(worst <= 1.2)))
+    out.append(
+        Target(
+            "chain vs bare trio",
+            "actorflow time ÷ faster bare-trio time ≤ 1.2",
+            f"{_x(worst)} (÷ simple {_x(rs)}, ÷ batched {_x(rb)})",
+            _check(worst <= 1.2),
+        )
+    )
 
     sizes = report.config.fan_sizes
     n = 10_000 if 10_000 in sizes else max(sizes)
@@ -66,39 +78,66 @@ def targets(report: Report) -> list[Target]:
         else:
             r = llama.cost / af.cost
             same = report.ratio("fan-out", llama_case, LLAMA, AF)
-            out.append(Target(
-                f"fan-out W={w} vs llama",
-                f"actorflow events/s at N={n:,} ÷ llama's at N={report.config.llama_fan_size:,} ≥ 300",
-                f"{_x(r)} (same N={report.config.llama_fan_size:,}: {_x(same)})",
-                _check(r >= 300),
-            ))
+            out.append(
+                Target(
+                    f"fan-out W={w} vs llama",
+                    f"actorflow events/s at N={n:,} ÷ llama's at N={report.config.llama_fan_size:,} ≥ 300",
+                    f"{_x(r)} (same N={report.config.llama_fan_size:,}: {_x(same)})",
+                    _check(r >= 300),
+                )
+            )
         rb = report.ratio("fan-out", f"N={n:,} W={w}", AF, BATCHED)
-        out.append(Target(f"fan-out W={w} vs bare trio", f"actorflow time ÷ batched time at N={n:,} ≤ 1.5",
-                          _x(rb), "SKIP" if rb is None else _check(rb <= 1.5)))
+        out.append(
+            Target(
+                f"fan-out W={w} vs bare trio",
+                f"actorflow time ÷ batched time at N={n:,} ≤ 1.5",
+                _x(rb),
+                "SKIP" if rb is None else _check(rb <= 1.5),
+            )
+        )
 
     c = report.config
     for case in (f"sequential R={c.runs_sequential:,}", f"concurrent R={c.llama_runs_concurrent:,}"):
         r = report.ratio("runs", case, LLAMA, AF)
-        out.append(Target(f"trivial runs, {case}", "actorflow runs/s ÷ llama runs/s ≥ 4",
-                          _x(r), "SKIP" if r is None else _check(r >= 4)))
+        out.append(
+            Target(
+                f"trivial runs, {case}",
+                "actorflow runs/s ÷ llama runs/s ≥ 4",
+                _x(r),
+                "SKIP" if r is None else _check(r >= 4),
+            )
+        )
 
     for label, prefix in (("step types", "types="), ("events", "N=")):
-        costs = [t for t in report.timings if t.scenario == "scaling" and t.system == AF and t.case.startswith(prefix)]
+        costs = [
+            t
+            for t in report.timings
+            if t.scenario == "scaling" and t.system == AF and t.case.startswith(prefix)
+        ]
         if len(costs) < 2:
             out.append(Target(f"flat cost per event vs {label}", "max ÷ min ≤ 1.5", "–", "SKIP"))
             continue
         values = [t.cost for t in costs]
         r = max(values) / min(values)
         span = f"{costs[0].case} … {costs[-1].case}"
-        out.append(Target(f"flat cost per event vs {label}", f"max ÷ min µs/hop ≤ 1.5 ({span})",
-                          _x(r), _check(r <= 1.5)))
+        out.append(
+            Target(
+                f"flat cost per event vs {label}", f"max ÷ min µs/hop ≤ 1.5 ({span})", _x(r), _check(r <= 1.5)
+            )
+        )
 
     held = report.figure("scaling", "memory held per routed event", AF, "retained_per_event")
     llama_held = report.figure("scaling", "memory held per routed event", LLAMA, "retained_per_event")
     if held is not None:
         extra = f" (llama: {llama_held.value:,.0f} B)" if llama_held is not None else ""
-        out.append(Target("memory held per handled event", "none (< 16 bytes per event)",
-                          f"{held.value:,.1f} B{extra}", _check(held.value < 16)))
+        out.append(
+            Target(
+                "memory held per handled event",
+                "none (< 16 bytes per event)",
+                f"{held.value:,.1f} B{extra}",
+                _check(held.value < 16),
+            )
+        )
 
     conc = report.timing("runs", f"concurrent R={c.runs_concurrent:,}", AF)
     rss = report.figure("runs", "memory per live run", AF, "rss_per_run")
@@ -108,14 +147,26 @@ def targets(report: Report) -> list[Target]:
         done = not conc.capped
         mem = f", {rss.value / 1024:,.1f} KiB RSS per live run" if rss is not None else ""
         status = "SKIP" if conc.count < 10_000 else _check(done)
-        out.append(Target("10,000 concurrent runs", "complete in one process; memory per run reported",
-                          f"{conc.count:,} completed{mem}" + (" (quick run)" if quick else ""), status))
+        out.append(
+            Target(
+                "10,000 concurrent runs",
+                "complete in one process; memory per run reported",
+                f"{conc.count:,} completed{mem}" + (" (quick run)" if quick else ""),
+                status,
+            )
+        )
 
     for case in [t.case for t in report.timings if t.scenario == "tracing" and t.system == "off"]:
         r = report.ratio("tracing", case, "JSONL file", "off")
         d = report.ratio("tracing", case, "records dropped", "off")
-        out.append(Target(f"tracing overhead, {case}", "reported (no target)",
-                          f"JSONL {_x(r)}, records built and dropped {_x(d)}", "INFO"))
+        out.append(
+            Target(
+                f"tracing overhead, {case}",
+                "reported (no target)",
+                f"JSONL {_x(r)}, records built and dropped {_x(d)}",
+                "INFO",
+            )
+        )
     return out
 
 
@@ -128,8 +179,11 @@ _COLUMNS: dict[str, tuple[str, Sequence[str], Sequence[tuple[str, str]]]] = {
     "pipeline": ("hops/s", (AF, SIMPLE, BATCHED, LLAMA), ((AF, SIMPLE), (AF, BATCHED), (LLAMA, AF))),
     "runs": ("runs/s", (AF, SIMPLE, BATCHED, LLAMA), ((AF, SIMPLE), (AF, BATCHED), (LLAMA, AF))),
     "scaling": ("µs per hop", (AF, BATCHED), ((AF, BATCHED),)),
-    "tracing": ("µs per unit", ("off", "records dropped", "JSONL file"),
-                (("records dropped", "off"), ("JSONL file", "off"))),
+    "tracing": (
+        "µs per unit",
+        ("off", "records dropped", "JSONL file"),
+        (("records dropped", "off"), ("JSONL file", "off")),
+    ),
 }
 
 _TITLES = {
@@ -203,7 +257,7 @@ def _figures(report: Report, scenario: str) -> list[str]:
         else:
             value = f"{f.value:,.0f} {f.unit}"
         lines.append(f"| {f.case}: {f.name.replace('_', ' ')} | {_label(f.system)} | {value} | {f.note} |")
-    return lines + [""]
+    return [*lines, ""]
 
 
 def as_json(report: Report, meta: dict[str, Any]) -> dict[str, Any]:

@@ -200,7 +200,7 @@ class Report:
             return None
         if len(a.samples.seconds) != len(b.samples.seconds) or a.capped or b.capped:
             return a.cost / b.cost
-        return statistics.median(x / y for x, y in zip(a.costs(), b.costs()))
+        return statistics.median(x / y for x, y in zip(a.costs(), b.costs(), strict=False))
 
     def measure(
         self,
@@ -240,14 +240,19 @@ def chain(report: Report) -> None:
     """1. One event bounced around a loop of two steps: seconds per hop."""
     c = report.config
     n, ln, cap = c.chain_hops, c.llama_chain_hops, c.cap
-    report.measure("chain", "1 event in flight", "hop", _with_llama(
-        {
-            AF: (lambda: _actorflow.chain(n, cap=cap), n),
-            SIMPLE: (lambda: _trio.chain("simple", n, cap=cap), n),
-            BATCHED: (lambda: _trio.chain("batched", n, cap=cap), n),
-        },
-        lambda: (lambda: _llama.chain(ln, cap=cap), ln),
-    ))
+    report.measure(
+        "chain",
+        "1 event in flight",
+        "hop",
+        _with_llama(
+            {
+                AF: (lambda: _actorflow.chain(n, cap=cap), n),
+                SIMPLE: (lambda: _trio.chain("simple", n, cap=cap), n),
+                BATCHED: (lambda: _trio.chain("batched", n, cap=cap), n),
+            },
+            lambda: (lambda: _llama.chain(ln, cap=cap), ln),
+        ),
+    )
 
 
 def fan_out(report: Report) -> None:
@@ -270,62 +275,99 @@ def fan_out(report: Report) -> None:
         ln = c.llama_fan_size
         for w in c.fan_workers:
             _llama.fan_out(10, w)  # warm-up at a tiny size: the full size takes seconds
-            report.measure("fan-out", f"N={ln:,} W={w} (llama size)", "event", {
-                AF: (lambda w=w: _actorflow.fan_out(ln, w, cap=cap), ln),
-                LLAMA: (lambda w=w: _llama.fan_out(ln, w, cap=cap), ln),
-            }, heavy=True)
+            report.measure(
+                "fan-out",
+                f"N={ln:,} W={w} (llama size)",
+                "event",
+                {
+                    AF: (lambda w=w: _actorflow.fan_out(ln, w, cap=cap), ln),
+                    LLAMA: (lambda w=w: _llama.fan_out(ln, w, cap=cap), ln),
+                },
+                heavy=True,
+            )
 
 
 def pipeline(report: Report) -> None:
     """3. K step types in a line, M events in flight: seconds per hop (M x (K + 1) hops)."""
     c = report.config
     k, m, lm, cap = c.pipeline_stages, c.pipeline_events, c.llama_pipeline_events, c.cap
-    report.measure("pipeline", f"K={k} M={m:,}", "hop", _with_llama(
-        {
-            AF: (lambda: _actorflow.pipeline_run(k, m, cap=cap), m * (k + 1)),
-            SIMPLE: (lambda: _trio.pipeline_run("simple", k, m, cap=cap), m * (k + 1)),
-            BATCHED: (lambda: _trio.pipeline_run("batched", k, m, cap=cap), m * (k + 1)),
-        },
-        lambda: (lambda: _llama.pipeline_run(k, lm, cap=cap), lm * (k + 1)),
-    ))
+    report.measure(
+        "pipeline",
+        f"K={k} M={m:,}",
+        "hop",
+        _with_llama(
+            {
+                AF: (lambda: _actorflow.pipeline_run(k, m, cap=cap), m * (k + 1)),
+                SIMPLE: (lambda: _trio.pipeline_run("simple", k, m, cap=cap), m * (k + 1)),
+                BATCHED: (lambda: _trio.pipeline_run("batched", k, m, cap=cap), m * (k + 1)),
+            },
+            lambda: (lambda: _llama.pipeline_run(k, lm, cap=cap), lm * (k + 1)),
+        ),
+    )
 
 
 def runs(report: Report) -> None:
     """4. A one-step workflow run R times one after another, and R times at once."""
     c = report.config
     r, lr = c.runs_sequential, c.llama_runs_sequential
-    report.measure("runs", f"sequential R={r:,}", "run", _with_llama(
-        {
-            AF: (lambda: _actorflow.runs_sequential(r), r),
-            SIMPLE: (lambda: _trio.runs_sequential("simple", r), r),
-            BATCHED: (lambda: _trio.runs_sequential("batched", r), r),
-        },
-        lambda: (lambda: _llama.runs_sequential(lr), lr),
-    ))
+    report.measure(
+        "runs",
+        f"sequential R={r:,}",
+        "run",
+        _with_llama(
+            {
+                AF: (lambda: _actorflow.runs_sequential(r), r),
+                SIMPLE: (lambda: _trio.runs_sequential("simple", r), r),
+                BATCHED: (lambda: _trio.runs_sequential("batched", r), r),
+            },
+            lambda: (lambda: _llama.runs_sequential(lr), lr),
+        ),
+    )
     lr = c.llama_runs_concurrent
-    report.measure("runs", f"concurrent R={lr:,}", "run", _with_llama(
-        {
-            AF: (lambda: _actorflow.runs_concurrent(lr), lr),
-            SIMPLE: (lambda: _trio.runs_concurrent("simple", lr), lr),
-            BATCHED: (lambda: _trio.runs_concurrent("batched", lr), lr),
-        },
-        lambda: (lambda: _llama.runs_concurrent(lr), lr),
-    ))
+    report.measure(
+        "runs",
+        f"concurrent R={lr:,}",
+        "run",
+        _with_llama(
+            {
+                AF: (lambda: _actorflow.runs_concurrent(lr), lr),
+                SIMPLE: (lambda: _trio.runs_concurrent("simple", lr), lr),
+                BATCHED: (lambda: _trio.runs_concurrent("batched", lr), lr),
+            },
+            lambda: (lambda: _llama.runs_concurrent(lr), lr),
+        ),
+    )
     r = c.runs_concurrent
-    report.measure("runs", f"concurrent R={r:,}", "run", {
-        AF: (lambda: _actorflow.runs_concurrent(r), r),
-        BATCHED: (lambda: _trio.runs_concurrent("batched", r), r),
-    }, heavy=True)
+    report.measure(
+        "runs",
+        f"concurrent R={r:,}",
+        "run",
+        {
+            AF: (lambda: _actorflow.runs_concurrent(r), r),
+            BATCHED: (lambda: _trio.runs_concurrent("batched", r), r),
+        },
+        heavy=True,
+    )
     for system in c.memory_systems:
         if system == LLAMA and _llama is None:
             continue
         runs_ = c.llama_memory_runs if system == LLAMA else c.memory_runs
         got = _memory.live_runs_in_subprocess(system, runs_)
         case = "memory per live run"
-        report.figures.append(Figure("runs", case, system, "rss_per_run", got["rss_per_run"], "bytes",
-                                     f"{runs_:,} runs alive at once, RSS growth / runs"))
-        report.figures.append(Figure("runs", case, system, "gc_objects_per_run",
-                                     got["gc_objects_per_run"], "objects"))
+        report.figures.append(
+            Figure(
+                "runs",
+                case,
+                system,
+                "rss_per_run",
+                got["rss_per_run"],
+                "bytes",
+                f"{runs_:,} runs alive at once, RSS growth / runs",
+            )
+        )
+        report.figures.append(
+            Figure("runs", case, system, "gc_objects_per_run", got["gc_objects_per_run"], "objects")
+        )
         report.figures.append(Figure("runs", case, system, "peak_rss", got["peak_rss"], "bytes"))
 
 
@@ -335,17 +377,24 @@ def scaling(report: Report) -> None:
     cap = c.cap
     n = c.scaling_types_hops
     for types in c.scaling_types:
-        report.measure("scaling", f"types={types} (N={n:,})", "hop", {
-            AF: (lambda types=types: _actorflow.chain(n, types=types, cap=cap), n),
-            BATCHED: (lambda types=types: _trio.chain("batched", n, types=types, cap=cap), n),
-        })
+        report.measure(
+            "scaling",
+            f"types={types} (N={n:,})",
+            "hop",
+            {
+                AF: (lambda types=types: _actorflow.chain(n, types=types, cap=cap), n),
+                BATCHED: (lambda types=types: _trio.chain("batched", n, types=types, cap=cap), n),
+            },
+        )
     for hops in c.scaling_hops:
         variants = {AF: (lambda hops=hops: _actorflow.chain(hops, cap=math.inf), hops)}
         if hops < 1_000_000:  # flatness is actorflow's property; spare the baseline 15 s runs
             variants[BATCHED] = (lambda hops=hops: _trio.chain("batched", hops, cap=math.inf), hops)
         # N=1e6 is 15 s a run: two rounds, whose median is their mean.
         rounds = max(1, c.heavy_rounds - 1) if hops >= 1_000_000 else None
-        report.measure("scaling", f"N={hops:,} (types=2)", "hop", variants, heavy=hops >= 100_000, rounds=rounds)
+        report.measure(
+            "scaling", f"N={hops:,} (types=2)", "hop", variants, heavy=hops >= 100_000, rounds=rounds
+        )
     case = "memory held per routed event"
     for system, retained, hops in (
         (AF, _actorflow.retained, c.retained_hops),
@@ -353,8 +402,17 @@ def scaling(report: Report) -> None:
         *([(LLAMA, _llama.retained, c.llama_retained_hops)] if _llama is not None else []),
     ):
         value = _memory.retained_per_event(retained, hops)
-        report.figures.append(Figure("scaling", case, system, "retained_per_event", value, "bytes",
-                                     f"tracemalloc, hop {hops // 2:,} to hop {hops:,} of one run"))
+        report.figures.append(
+            Figure(
+                "scaling",
+                case,
+                system,
+                "retained_per_event",
+                value,
+                "bytes",
+                f"tracemalloc, hop {hops // 2:,} to hop {hops:,} of one run",
+            )
+        )
 
 
 def tracing(report: Report) -> None:
@@ -373,21 +431,36 @@ def tracing(report: Report) -> None:
     sinks = Sinks(audit)
     chain_case, fan_case = f"chain N={n:,}", f"fan-out N={fan_n:,} W=4"
     try:
-        report.measure("tracing", chain_case, "hop", {
-            "off": (lambda: _actorflow.chain(n, cap=cap), n),
-            "records dropped": (lambda: sinks.dropped(lambda: _actorflow.chain(n, trace=True, cap=cap)), n),
-            "JSONL file": (lambda: sinks.jsonl(lambda: _actorflow.chain(n, trace=True, cap=cap)), n),
-        })
+        report.measure(
+            "tracing",
+            chain_case,
+            "hop",
+            {
+                "off": (lambda: _actorflow.chain(n, cap=cap), n),
+                "records dropped": (
+                    lambda: sinks.dropped(lambda: _actorflow.chain(n, trace=True, cap=cap)),
+                    n,
+                ),
+                "JSONL file": (lambda: sinks.jsonl(lambda: _actorflow.chain(n, trace=True, cap=cap)), n),
+            },
+        )
         report.figures.append(Figure("tracing", chain_case, "JSONL file", "records", sinks.records, "lines"))
-        report.measure("tracing", fan_case, "event", {
-            "off": (lambda: _actorflow.fan_out(fan_n, 4, cap=cap), fan_n),
-            "records dropped": (
-                lambda: sinks.dropped(lambda: _actorflow.fan_out(fan_n, 4, trace=True, cap=cap)), fan_n
-            ),
-            "JSONL file": (
-                lambda: sinks.jsonl(lambda: _actorflow.fan_out(fan_n, 4, trace=True, cap=cap)), fan_n
-            ),
-        })
+        report.measure(
+            "tracing",
+            fan_case,
+            "event",
+            {
+                "off": (lambda: _actorflow.fan_out(fan_n, 4, cap=cap), fan_n),
+                "records dropped": (
+                    lambda: sinks.dropped(lambda: _actorflow.fan_out(fan_n, 4, trace=True, cap=cap)),
+                    fan_n,
+                ),
+                "JSONL file": (
+                    lambda: sinks.jsonl(lambda: _actorflow.fan_out(fan_n, 4, trace=True, cap=cap)),
+                    fan_n,
+                ),
+            },
+        )
         report.figures.append(Figure("tracing", fan_case, "JSONL file", "records", sinks.records, "lines"))
     finally:
         sinks.close()
@@ -402,8 +475,11 @@ def event_cost(report: Report) -> None:
     number = 2_000 if report.config.quick else 50_000
     for system, cls in models:
         best = min(timeit.repeat(lambda cls=cls: cls(n=1), number=number, repeat=5)) / number
-        report.figures.append(Figure("context", "construct one event", system, "event_cost", best * 1e6, "µs",
-                                     "timeit, best of 5"))
+        report.figures.append(
+            Figure(
+                "context", "construct one event", system, "event_cost", best * 1e6, "µs", "timeit, best of 5"
+            )
+        )
 
 
 SCENARIOS: dict[str, Callable[[Report], None]] = {

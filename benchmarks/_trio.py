@@ -347,7 +347,7 @@ def retained(runner: str, hops: int, sample: Callable[[], int]) -> tuple[int, in
     half = hops // 2
 
     def probe(n: int) -> None:
-        if n == half or n == hops:
+        if n in (half, hops):
             marks[n] = sample()
 
     _timed(runner, ring_steps(2, hops, probe))

@@ -48,8 +48,11 @@ def profile_text(top: int = 15) -> str:
 def _trim(text: str) -> str:
     # Drop pstats' preamble up to the column header; keep the totals line. Paths are shown
     # from the package down (trio/_core/_run.py and actorflow/_run.py are different files).
-    for prefix in {str(Path(trio.__file__).parent.parent), str(Path(_actorflow.__file__).parent.parent),
-                   str(Path(contextlib.__file__).parent)}:
+    for prefix in {
+        str(Path(trio.__file__).parent.parent),
+        str(Path(_actorflow.__file__).parent.parent),
+        str(Path(contextlib.__file__).parent),
+    }:
         text = text.replace(prefix + "/", "")
     lines = text.splitlines()
     total = next((ln.strip() for ln in lines if "function calls" in ln), "")

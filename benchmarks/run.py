@@ -32,10 +32,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios, print the tables and targets, write the result files."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a seconds-long smoke run (small sizes, one round)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write the results (default benchmarks/results, or results/quick with --quick)")
-    parser.add_argument("--only", action="append", choices=list(_scenarios.SCENARIOS), metavar="SCENARIO",
-                        help="run only this scenario (repeatable): " + ", ".join(_scenarios.SCENARIOS))
+    parser.add_argument(
+        "--quick", action="store_true", help="a seconds-long smoke run (small sizes, one round)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the results (default benchmarks/results, or results/quick with --quick)",
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(_scenarios.SCENARIOS),
+        metavar="SCENARIO",
+        help="run only this scenario (repeatable): " + ", ".join(_scenarios.SCENARIOS),
+    )
     parser.add_argument("--rounds", type=int, default=None, help="measured rounds per case")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile pass of a full run")
     args = parser.parse_args(argv)
@@ -138,10 +150,16 @@ def _load() -> str:
 def _commit() -> str:
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "actorflow"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "actorflow"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "no git"
     return head + (", core modified" if dirty else "")

@@ -52,7 +52,11 @@ class FanOutFlow(Workflow):
         started = trio.current_time()
         await trio.sleep(TASK_SECONDS)  # an LLM call, an HTTP request...
         return ResultEvent(
-            task=ev.task, result=process(ev.task), worker=ctx.worker, started=started, finished=trio.current_time()
+            task=ev.task,
+            result=process(ev.task),
+            worker=ctx.worker,
+            started=started,
+            finished=trio.current_time(),
         )
 
     @step
@@ -77,7 +81,9 @@ async def main() -> None:
     elapsed = trio.current_time() - t0
 
     for r in results:
-        print(f"task {r.task} on worker {r.worker}: {r.started - t0:.2f}s -> {r.finished - t0:.2f}s  {r.result}")
+        print(
+            f"task {r.task} on worker {r.worker}: {r.started - t0:.2f}s -> {r.finished - t0:.2f}s  {r.result}"
+        )
     print(f"peak concurrency: {peak_concurrency(results)} (num_workers=4)")
     print(
         f"{NUM_TASKS} tasks of {TASK_SECONDS:.2f}s took {elapsed:.2f}s in all "

@@ -10,7 +10,16 @@ returns nothing of them is left running. It all takes about 0.6 s.
 
 import trio
 
-from actorflow import Context, Event, StartEvent, StopEvent, Workflow, WorkflowCancelledError, WorkflowTimeoutError, step
+from actorflow import (
+    Context,
+    Event,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    WorkflowCancelledError,
+    WorkflowTimeoutError,
+    step,
+)
 from actorflow.testing import leftover_tasks
 
 CHUNK_SECONDS = 0.1

@@ -84,7 +84,9 @@ class TfidfRetriever:
         scores = linear_kernel(index.vectorizer.transform([query]), index.vectors)[0]
         best = sorted(range(len(scores)), key=lambda i: -scores[i])[: self.similarity_top_k]
         return [
-            NodeWithScore(text=index.documents[i].text, metadata=index.documents[i].metadata, score=float(scores[i]))
+            NodeWithScore(
+                text=index.documents[i].text, metadata=index.documents[i].metadata, score=float(scores[i])
+            )
             for i in best
             if scores[i] > 0  # a document sharing no word with the query is no source
         ]
@@ -158,11 +160,13 @@ Answer:"""
 
         response = await self.llm.acomplete(prompt)
 
-        return StopEvent(result={
-            "answer": str(response),
-            "sources": [node.metadata.get("file_name", "unknown") for node in ev.nodes],
-            "num_sources": len(ev.nodes)
-        })
+        return StopEvent(
+            result={
+                "answer": str(response),
+                "sources": [node.metadata.get("file_name", "unknown") for node in ev.nodes],
+                "num_sources": len(ev.nodes),
+            }
+        )
 
 
 async def main(query: str = "Which planet has the largest volcano?") -> None:
@@ -186,6 +190,8 @@ async def main(query: str = "Which planet has the largest volcano?") -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--query", default="Which planet has the largest volcano?", help="the question to answer")
+    parser.add_argument(
+        "--query", default="Which planet has the largest volcano?", help="the question to answer"
+    )
     args = parser.parse_args()
     trio.run(main, args.query)

@@ -86,7 +86,9 @@ async def main() -> None:
     print(f"  confidence: {result.confidence}")
 
     # A ready-made start event works too, and is validated when it is built.
-    result = await workflow.run(start_event=MyStartEvent(query="How long is the timeout?", include_sources=False))
+    result = await workflow.run(
+        start_event=MyStartEvent(query="How long is the timeout?", include_sources=False)
+    )
     print(f"{type(result).__name__}(answer={result.answer!r}, sources={result.sources})")
 
     print("Bad arguments fail before any step runs:")

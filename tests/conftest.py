@@ -12,7 +12,6 @@ import pytest
 import structlog
 
 import actorflow.audit
-
 from actorflow.testing import leftover_tasks
 
 

@@ -66,7 +66,9 @@ def chat_completion(text: str, *, model: str = MODEL, finish_reason: str = "stop
         "object": "chat.completion",
         "created": 0,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}
+        ],
     }
     if usage is not None:
         body["usage"] = usage
@@ -121,7 +123,10 @@ class LLMServer:
         self._replies.extend(replies)
 
     async def serve(
-        self, *, sock: socket.socket | None = None, task_status: trio.TaskStatus[LLMServer] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        sock: socket.socket | None = None,
+        task_status: trio.TaskStatus[LLMServer] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve until cancelled, on a fresh port or on ``sock`` (a bound, listening socket)."""
         if sock is None:
@@ -190,7 +195,9 @@ class LLMServer:
                     json=parsed,
                 )
 
-    async def _answer(self, conn: h11.Connection, stream: trio.SocketStream, request: Request, reply: Reply) -> bool:
+    async def _answer(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: Request, reply: Reply
+    ) -> bool:
         """Send the reply while watching for a hang-up; False when the connection must end."""
         finished = False
 
@@ -219,7 +226,9 @@ class LLMServer:
             nursery.cancel_scope.cancel()
         return finished
 
-    async def _send(self, conn: h11.Connection, stream: trio.SocketStream, request: Request, reply: Reply) -> bool:
+    async def _send(
+        self, conn: h11.Connection, stream: trio.SocketStream, request: Request, reply: Reply
+    ) -> bool:
         async def send(event: Any) -> None:
             data = conn.send(event)
             if data:
@@ -232,7 +241,11 @@ class LLMServer:
         asked = request.json if isinstance(request.json, dict) else {}
         reason = http.HTTPStatus(reply.status).phrase.encode()
         if reply.status == 200 and reply.json is None and reply.body is None and asked.get("stream"):
-            headers = [("content-type", "text/event-stream"), ("transfer-encoding", "chunked"), *reply.headers]
+            headers = [
+                ("content-type", "text/event-stream"),
+                ("transfer-encoding", "chunked"),
+                *reply.headers,
+            ]
             await send(h11.Response(status_code=200, headers=headers, reason=reason))
             events = reply.events if reply.events is not None else self._chunks(request, reply)
             for i, data in enumerate(events):
@@ -269,21 +282,30 @@ class LLMServer:
     def _echo_completion(self, request: Request) -> Any:
         text = "echo: " + self._prompt(request)
         if request.path.endswith("/chat/completions"):
-            return chat_completion(text, usage={"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8})
+            return chat_completion(
+                text, usage={"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+            )
         return text_completion(text)
 
     def _chunks(self, request: Request, reply: Reply) -> list[str]:
-        pieces = reply.pieces if reply.pieces is not None else tuple(f"echo: {self._prompt(request)}".split(" "))
+        pieces = (
+            reply.pieces if reply.pieces is not None else tuple(f"echo: {self._prompt(request)}".split(" "))
+        )
         if reply.pieces is None:
             pieces = tuple(p + " " for p in pieces[:-1]) + pieces[-1:]
         if request.path.endswith("/chat/completions"):
-            first = {"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}], "model": MODEL}
+            first = {
+                "choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}],
+                "model": MODEL,
+            }
             middle = [
                 {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}], "model": MODEL}
                 for p in pieces
             ]
             last = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "model": MODEL}
             return [json.dumps(c) for c in (first, *middle, last)]
-        middle = [{"choices": [{"index": 0, "text": p, "finish_reason": None}], "model": MODEL} for p in pieces]
+        middle = [
+            {"choices": [{"index": 0, "text": p, "finish_reason": None}], "model": MODEL} for p in pieces
+        ]
         last = {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}], "model": MODEL}
         return [json.dumps(c) for c in (*middle, last)]

@@ -117,11 +117,11 @@ async def test_show_command_prints_the_tree(trail: Path, autojump_clock: trio.ab
     assert tree == [
         "#1 StartEvent (from outside)",
         "└─ split[0] finished 0 µs",
-        "   ├─ #2 Item {\"n\": 1}",
+        '   ├─ #2 Item {"n": 1}',
         "   │  └─ work[0] finished 1.00 s",
-        "   └─ #3 Item {\"n\": 2}",
+        '   └─ #3 Item {"n": 2}',
         "      └─ work[1] finished 2.00 s",
-        "         └─ #4 StopEvent {\"result\": \"both done\"}  → ends the run",
+        '         └─ #4 StopEvent {"result": "both done"}  → ends the run',
     ]
     assert ending == 'run.finished: result "both done"'
 

@@ -14,13 +14,11 @@ from typing import Any
 import pytest
 import structlog
 import trio
+from audit_flows import One, Squares
 from structlog.testing import capture_logs
 
 from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
-from audit_flows import One, Squares
-
 from actorflow.audit._canon import GENESIS, canonical, digest
-
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -59,7 +57,7 @@ def _shape(node: audit.EventNode) -> tuple[Any, ...]:
 async def test_tree_from_jsonl_equals_the_flow(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
     """load_run() on the written file gives the same causal tree as the live records, and the real flow."""
     path = tmp_path / "audit.jsonl"
-    with audit.JSONLinesSink(path, passthrough=True) as sink:
+    with audit.JSONLinesSink(path, passthrough=True) as sink:  # noqa: SIM117
         with capture_logs(processors=[audit.HashChain(), sink]) as logs:
             async with Squares(trace=True).open_run(count=3) as handle:
                 assert await handle.result() == 5
@@ -69,17 +67,28 @@ async def test_tree_from_jsonl_equals_the_flow(tmp_path: Path, autojump_clock: t
     assert [dict(r) for r in from_file.records] == logs
     assert from_file == audit.RunTrace.from_records(logs)
     (root,) = from_file.roots
+
     def squared(n: int) -> tuple[Any, ...]:
         return ("Squared", "square", json.dumps({"n": n, "sq": n * n}), (("total", "finished"),))
 
     stop = ("StopEvent", "total", json.dumps({"result": 5}), (), ())
     expected = (
-        "StartEvent", None, json.dumps({"count": 3}), (("split", "finished"),),
-        tuple(sorted(
-            ("Item", "split", json.dumps({"n": n}), (("square", "finished"),),
-             ((*squared(n), (stop,) if n == 0 else ()),))
-            for n in range(3)
-        )),
+        "StartEvent",
+        None,
+        json.dumps({"count": 3}),
+        (("split", "finished"),),
+        tuple(
+            sorted(
+                (
+                    "Item",
+                    "split",
+                    json.dumps({"n": n}),
+                    (("square", "finished"),),
+                    ((*squared(n), (stop,) if n == 0 else ()),),
+                )
+                for n in range(3)
+            )
+        ),
     )
     assert _shape(root) == expected
     assert audit.verify(path).ok
@@ -127,8 +136,7 @@ def test_processes_writing_one_file_keep_one_chain(tmp_path: Path) -> None:
     """Three processes appending to one file interleave whole lines and keep one valid file chain."""
     path = tmp_path / "shared.jsonl"
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stderr=subprocess.PIPE)
-        for _ in range(3)
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], stderr=subprocess.PIPE) for _ in range(3)
     ]
     for p in procs:
         _, err = p.communicate(timeout=60)
@@ -194,7 +202,7 @@ async def test_verify_catches_every_deleted_line(
     """Deleting any one line (the first, a middle one, the last) is detected."""
     n = len(two_runs.splitlines())
     for k in range(n):
-        assert _problems(trail, two_runs, lambda ls: ls[:k] + ls[k + 1 :]) is not None, k
+        assert _problems(trail, two_runs, lambda ls: ls[:k] + ls[k + 1 :]) is not None, k  # noqa: B023
 
 
 async def test_verify_catches_swapped_lines(
@@ -225,16 +233,15 @@ async def test_verify_catches_inserted_lines(
     """A duplicated line, a line from another trail, or a forged record is detected."""
     lines = two_runs.splitlines(keepends=True)
     other = tmp_path / "other.jsonl"
-    with audit.JSONLinesSink(other) as sink:
-        with capture_logs(processors=[audit.HashChain(), sink]):
-            await Squares(trace=True).run(count=3)
+    with audit.JSONLinesSink(other) as sink, capture_logs(processors=[audit.HashChain(), sink]):
+        await Squares(trace=True).run(count=3)
     foreign = other.read_bytes().splitlines(keepends=True)
     forged = json.loads(lines[5])
     forged["seq"] += 100
     forged_line = (canonical(forged) + "\n").encode()
     for k in (0, 5, len(lines) - 1, len(lines)):
         for extra in (lines[3], foreign[0], foreign[-1], forged_line):
-            assert _problems(trail, two_runs, lambda ls: [*ls[:k], extra, *ls[k:]]) is not None, k
+            assert _problems(trail, two_runs, lambda ls: [*ls[:k], extra, *ls[k:]]) is not None, k  # noqa: B023
 
 
 async def test_verify_catches_truncation(
@@ -341,7 +348,12 @@ async def test_sink_writes_only_audit_records(tmp_path: Path) -> None:
             await One(trace=True).run()
         records = [json.loads(line) for line in _lines(path)]
         assert [r["event"] for r in records] == [
-            "run.started", "event.emitted", "step.started", "event.emitted", "step.finished", "run.finished",
+            "run.started",
+            "event.emitted",
+            "step.started",
+            "event.emitted",
+            "step.finished",
+            "run.finished",
         ]
         assert seen[0] == {"event": "hello", "run_id": "x", "seq": 1, "n": 1}
         assert len(seen) == (1 + len(records) if passthrough else 1)

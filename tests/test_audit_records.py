@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+from audit_flows import Item, Squares
 from structlog.testing import capture_logs
 
 import actorflow
@@ -24,7 +25,6 @@ from actorflow import (
     step,
 )
 from actorflow._tracing import CLOSING, FORMAT, Tracer
-from audit_flows import Item, Squares
 
 
 class Boom(Exception):
@@ -83,7 +83,10 @@ async def test_fan_out_run_records_are_complete_and_ordered(autojump_clock: trio
     assert started["format"] == FORMAT
     assert [s["name"] for s in started["steps"]] == ["split", "square", "total"]
     assert started["steps"][1] == {
-        "name": "square", "accepts": ["Item"], "emits": ["Squared"], "num_workers": 3,
+        "name": "square",
+        "accepts": ["Item"],
+        "emits": ["Squared"],
+        "num_workers": 3,
     }
     assert logs[1]["event"] == "event.emitted" and logs[1]["event_type"] == "StartEvent"
     assert logs[1]["cause_id"] is None and logs[1]["step"] is None
@@ -219,9 +222,12 @@ async def test_retried_step_records_each_attempt(autojump_clock: trio.abc.Clock)
     _check_envelope(logs, "Flaky")
     steps = [(r["event"], r["attempt"]) for r in logs if r["event"].startswith("step.")]
     assert steps == [
-        ("step.started", 1), ("step.failed", 1),
-        ("step.started", 2), ("step.failed", 2),
-        ("step.started", 3), ("step.finished", 3),
+        ("step.started", 1),
+        ("step.failed", 1),
+        ("step.started", 2),
+        ("step.failed", 2),
+        ("step.started", 3),
+        ("step.finished", 3),
     ]
     assert [r["retrying"] for r in _by(logs, "step.failed")] == [True, True]
     (inv1, inv2, inv3) = audit.RunTrace.from_records(logs).roots[0].handled_by
@@ -297,10 +303,17 @@ async def test_llm_calls_are_recorded_from_the_hook() -> None:
         async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
             run = ctx._run
             run.observer.llm_called(
-                run, "ask", ctx._cause,
-                {"model": "m-1", "prompt_sha256": "ab" * 32, "latency_s": 0.25,
-                 "usage": {"prompt_tokens": 3, "completion_tokens": 5}, "error": None,
-                 "seq": 999},  # the call cannot overwrite the record's own fields
+                run,
+                "ask",
+                ctx._cause,
+                {
+                    "model": "m-1",
+                    "prompt_sha256": "ab" * 32,
+                    "latency_s": 0.25,
+                    "usage": {"prompt_tokens": 3, "completion_tokens": 5},
+                    "error": None,
+                    "seq": 999,
+                },  # the call cannot overwrite the record's own fields
             )
             return StopEvent(result="done")
 
@@ -328,7 +341,12 @@ async def test_real_llm_client_calls_are_recorded() -> None:
     with capture_logs() as logs:
         assert await Asks(trace=True).run(prompt="hi") == "HI"
     (call,) = _by(logs, "llm.called")
-    assert (call["step"], call["cause_id"], call["model"], call["error"]) == ("ask", 1, "scripted-upper", None)
+    assert (call["step"], call["cause_id"], call["model"], call["error"]) == (
+        "ask",
+        1,
+        "scripted-upper",
+        None,
+    )
     assert len(call["prompt_sha256"]) == 64
 
 
@@ -402,7 +420,7 @@ def test_tracer_drops_hooks_after_the_closing_record() -> None:
         id = "r1"
         timeout = None
 
-        class spec:  # noqa: N801 - mimics Run.spec
+        class spec:
             name = "Fake"
             steps = ()
 
@@ -425,9 +443,22 @@ async def _drive(tracer: Tracer, run: Any, outcome: Any) -> None:
 def test_audit_exports_are_pinned() -> None:
     """actorflow.audit exports exactly its documented names, each under that module's name."""
     assert sorted(audit.__all__) == [
-        "EventNode", "HashChain", "Invocation", "JSONLinesSink", "Problem", "REDACTED",
-        "Redactor", "RunTrace", "VerifyResult", "disable", "enable", "is_enabled",
-        "load_run", "load_runs", "processors", "verify",
+        "EventNode",
+        "HashChain",
+        "Invocation",
+        "JSONLinesSink",
+        "Problem",
+        "REDACTED",
+        "Redactor",
+        "RunTrace",
+        "VerifyResult",
+        "disable",
+        "enable",
+        "is_enabled",
+        "load_run",
+        "load_runs",
+        "processors",
+        "verify",
     ]
     for name in audit.__all__:
         obj = getattr(audit, name)

@@ -82,9 +82,19 @@ def test_every_target_is_checked(quick_run: dict[str, Any]) -> None:
     """The report states PASS, MISS, SKIP or INFO for each target of the issue."""
     targets = quick_run["json"]["targets"]
     names = " / ".join(t["name"] for t in targets)
-    for needle in ("chain vs llama", "chain vs bare trio", "fan-out W=4 vs llama", "fan-out W=4 vs bare trio",
-                   "trivial runs, sequential", "trivial runs, concurrent", "vs step types", "vs events",
-                   "memory held", "10,000 concurrent runs", "tracing overhead"):
+    for needle in (
+        "chain vs llama",
+        "chain vs bare trio",
+        "fan-out W=4 vs llama",
+        "fan-out W=4 vs bare trio",
+        "trivial runs, sequential",
+        "trivial runs, concurrent",
+        "vs step types",
+        "vs events",
+        "memory held",
+        "10,000 concurrent runs",
+        "tracing overhead",
+    ):
         assert needle in names
     assert {t["status"] for t in targets} <= {"PASS", "MISS", "SKIP", "INFO"}
 

@@ -53,7 +53,9 @@ class Recorder(Workflow):
         raise AssertionError("unreachable")
 
 
-async def test_step_error_reaches_the_caller_as_the_original_exception(autojump_clock: trio.abc.Clock) -> None:
+async def test_step_error_reaches_the_caller_as_the_original_exception(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """The step's own exception object comes out of run(), with the step named in a note."""
     wf = Recorder(fail_on=1)
     with pytest.raises(StepFailed) as info:
@@ -138,7 +140,9 @@ async def test_host_cancellation_propagates_as_bare_cancelled(autojump_clock: tr
     assert leftover_tasks() == []
 
 
-async def test_host_deadline_shorter_than_run_timeout_is_not_a_timeout_error(autojump_clock: trio.abc.Clock) -> None:
+async def test_host_deadline_shorter_than_run_timeout_is_not_a_timeout_error(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """Even when both deadlines pass together, the host's cancellation wins."""
     with trio.move_on_after(5) as scope:
         await Recorder(timeout=5).run()

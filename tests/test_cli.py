@@ -229,8 +229,7 @@ def run_on_a_terminal(args: Sequence[str], cwd: Path) -> tuple[int, bytes]:
     deadline = time.monotonic() + 30
     try:
         while (
-            time.monotonic() < deadline
-            and select.select([primary], [], [], deadline - time.monotonic())[0]
+            time.monotonic() < deadline and select.select([primary], [], [], deadline - time.monotonic())[0]
         ):
             try:
                 chunk = os.read(primary, 1 << 16)
@@ -272,9 +271,7 @@ def test_draw_writes_the_page_or_mermaid(project: Path, tmp_path: Path) -> None:
     assert "    step_work --> ev_Done\n" in done.stdout
     assert 'step_work["work<br/>2 workers"]:::step' in done.stdout
 
-    done = actorflow_cli(
-        "draw", "flows:Busy", "--mermaid", "-o", str(tmp_path / "busy.mmd"), cwd=project
-    )
+    done = actorflow_cli("draw", "flows:Busy", "--mermaid", "-o", str(tmp_path / "busy.mmd"), cwd=project)
     assert done.returncode == 0
     assert (tmp_path / "busy.mmd").read_text().startswith("flowchart TD\n")
 
@@ -337,9 +334,7 @@ def test_the_console_script_is_installed() -> None:
         found = shutil.which("actorflow")
         assert found, "no actorflow console script: reinstall the package (pip install -e .)"
         script = Path(found)
-    done = subprocess.run(
-        [str(script), "--version"], capture_output=True, text=True, check=False, timeout=30
-    )
+    done = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False, timeout=30)
     assert (done.returncode, done.stdout) == (0, f"actorflow {actorflow.__version__}\n")
 
 
@@ -416,9 +411,7 @@ def bad_input_results(project: Path) -> dict[str, tuple[int, str, str]]:
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_gets_one_clear_line(
-    case: str, bad_input_results: dict[str, tuple[int, str, str]]
-) -> None:
+def test_bad_input_gets_one_clear_line(case: str, bad_input_results: dict[str, tuple[int, str, str]]) -> None:
     """Bad input ends in exit status 2 and one line on stderr that says what is wrong."""
     status, out, err = bad_input_results[case]
     assert (status, out) == (2, ""), err

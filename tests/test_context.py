@@ -92,14 +92,20 @@ async def test_send_event_checks_the_return_hint() -> None:
         async def finish(self, ev: ResultEvent) -> StopEvent:
             return StopEvent()
 
-    with pytest.raises(WorkflowRuntimeError, match=r"step 'start' sent a ResultEvent, but its return hint allows only TaskEvent"):
+    with pytest.raises(
+        WorkflowRuntimeError,
+        match=r"step 'start' sent a ResultEvent, but its return hint allows only TaskEvent",
+    ):
         await Flow().run()
 
 
 @pytest.mark.parametrize(
     ("target", "message"),
     [
-        ("nope", r"sent a TaskEvent to step 'nope', but Flow has no such step \(its steps: start, work, other\)"),
+        (
+            "nope",
+            r"sent a TaskEvent to step 'nope', but Flow has no such step \(its steps: start, work, other\)",
+        ),
         ("other", r"sent a TaskEvent to step 'other', which accepts only ResultEvent"),
     ],
 )

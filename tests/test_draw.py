@@ -338,9 +338,7 @@ def joke_run(run_id: str = "run-1") -> list[dict[str, Any]]:
             step="generate_joke",
             payload={"joke": "j1", "rating": 0.5},
         ),
-        record(
-            4, "step.finished", step="generate_joke", worker=0, event_id=0, attempt=1, duration_s=0.25
-        ),
+        record(4, "step.finished", step="generate_joke", worker=0, event_id=0, attempt=1, duration_s=0.25),
         record(5, "step.started", step="critique_joke", worker=0, event_id=1, attempt=1),
         record(
             6,
@@ -363,9 +361,7 @@ def joke_run(run_id: str = "run-1") -> list[dict[str, Any]]:
             step="critique_joke",
             payload={"critique": "ok"},
         ),
-        record(
-            9, "step.finished", step="critique_joke", worker=1, event_id=1, attempt=2, duration_s=1.5
-        ),
+        record(9, "step.finished", step="critique_joke", worker=1, event_id=1, attempt=2, duration_s=1.5),
         record(10, "step.started", step="finish", worker=0, event_id=2, attempt=1),
         record(
             11,
@@ -434,9 +430,7 @@ def test_execution_counts_fan_out() -> None:
     """An event type emitted many times shows the count on its node and edges."""
     records = [
         record(0, "run.started"),
-        record(
-            1, "event.emitted", event_id=0, event_type="StartEvent", cause_id=None, step=None, payload={}
-        ),
+        record(1, "event.emitted", event_id=0, event_type="StartEvent", cause_id=None, step=None, payload={}),
         record(2, "step.started", step="split", worker=0, event_id=0, attempt=1),
         *[
             record(

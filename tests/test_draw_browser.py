@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_draw import JokeFlow, joke_run
 
 from actorflow import (
     Event,
@@ -37,8 +38,6 @@ from actorflow import (
     draw_execution,
     step,
 )
-
-from test_draw import JokeFlow, joke_run
 
 pytestmark = pytest.mark.browser
 
@@ -210,9 +209,7 @@ class Tab:
         self.mouse("mouseReleased", x, y, button="left", buttons=0, clickCount=1)
 
     def screenshot(self, path: Path) -> Path:
-        path.write_bytes(
-            base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"])
-        )
+        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"})["data"]))
         return path
 
     def _mine(self, *methods: str) -> list[dict[str, Any]]:
@@ -254,9 +251,7 @@ class Tab:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
     executable = (
-        os.environ.get("ACTORFLOW_CHROMIUM")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
+        os.environ.get("ACTORFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     )
     if executable is None:
         message = "headless Chromium is needed for the browser tests: apt install chromium"

@@ -103,7 +103,9 @@ class Question(Workflow):
 
 
 @pytest.mark.parametrize("concurrently", [False, True])
-async def test_a_second_answer_to_one_question_is_refused(autojump_clock: trio.abc.Clock, concurrently: bool) -> None:
+async def test_a_second_answer_to_one_question_is_refused(
+    autojump_clock: trio.abc.Clock, concurrently: bool
+) -> None:
     """The waiter takes the first answer at once; the second send_event raises, the run goes on."""
     async with Question().open_run() as handle:
         while handle.statistics().steps["ask"].waiting == 0:
@@ -148,7 +150,9 @@ async def test_open_run_fed_from_outside_does_not_stall(autojump_clock: trio.abc
         assert await handle.result() == 42
 
 
-async def test_asend_event_does_not_wait_on_a_step_waiting_for_the_sender(autojump_clock: trio.abc.Clock) -> None:
+async def test_asend_event_does_not_wait_on_a_step_waiting_for_the_sender(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A producer does not block on a consumer whose workers all wait for the producer's event."""
 
     class Handshake(Workflow):
@@ -285,7 +289,9 @@ async def test_no_step_starts_after_the_stop_event() -> None:
     assert charged == []
 
 
-async def test_input_request_returned_while_the_stream_is_closed_fails_nothing(autojump_clock: trio.abc.Clock) -> None:
+async def test_input_request_returned_while_the_stream_is_closed_fails_nothing(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A returned InputRequiredEvent with nobody reading the stream is dropped from it."""
 
     class Asks(Workflow):

@@ -41,7 +41,9 @@ INVOCATIONS: dict[str, list[str]] = {
     "embed_in_trio": ["embed_in_trio.py"],
 }
 
-OFFLINE_NOTE = re.compile(r"^\[offline model '[\w-]+': set OPENAI_BASE_URL to use a real LLM, see docs/llm\.md\]$")
+OFFLINE_NOTE = re.compile(
+    r"^\[offline model '[\w-]+': set OPENAI_BASE_URL to use a real LLM, see docs/llm\.md\]$"
+)
 
 
 import llm_server  # tests/llm_server.py, registered by conftest.py  # noqa: E402
@@ -54,7 +56,9 @@ def example_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def run_example(argv: list[str], cwd: pathlib.Path, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+async def run_example(
+    argv: list[str], cwd: pathlib.Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[bytes]:
     return await trio.run_process(
         [sys.executable, "-W", "error", str(EXAMPLES / argv[0]), *argv[1:]],
         cwd=cwd,
@@ -104,7 +108,9 @@ def test_every_example_is_run() -> None:
     assert len(DATA_FILES) >= 6
 
 
-def test_joke_critiques_a_joke_about_the_topic(outputs: dict[str, subprocess.CompletedProcess[bytes]]) -> None:
+def test_joke_critiques_a_joke_about_the_topic(
+    outputs: dict[str, subprocess.CompletedProcess[bytes]],
+) -> None:
     """joke.py prints a critique of a joke about the topic, pirates unless --topic says otherwise."""
     for name, topic in (("joke", "pirates"), ("joke --topic", "octopuses")):
         out = output_of(outputs, name, uses_llm=True)
@@ -139,11 +145,16 @@ def test_rag_answers_from_the_most_relevant_document(
     assert answer in (EXAMPLES / "data" / "saturn.txt").read_text()
 
 
-def test_summarizer_summarizes_the_extracted_points(outputs: dict[str, subprocess.CompletedProcess[bytes]]) -> None:
+def test_summarizer_summarizes_the_extracted_points(
+    outputs: dict[str, subprocess.CompletedProcess[bytes]],
+) -> None:
     """summarizer.py extracts the text's sentences as key points and summarizes those."""
     out = output_of(outputs, "summarizer", uses_llm=True)
     assert out.startswith("Summary: The text makes 5 points: (1) Artificial intelligence has transformed")
-    for point in ("Machine learning enables computers to learn from data", "(5) AI applications include chatbots"):
+    for point in (
+        "Machine learning enables computers to learn from data",
+        "(5) AI applications include chatbots",
+    ):
         assert point in out
 
     out = output_of(outputs, "summarizer --text", uses_llm=True)
@@ -168,10 +179,14 @@ def test_typed_events_returns_fields_and_rejects_bad_input(
     assert "field 'query': Field required" in errors[2]
 
 
-def test_concurrency_runs_four_tasks_at_a_time(outputs: dict[str, subprocess.CompletedProcess[bytes]]) -> None:
+def test_concurrency_runs_four_tasks_at_a_time(
+    outputs: dict[str, subprocess.CompletedProcess[bytes]],
+) -> None:
     """concurrency.py's timeline shows four workers in parallel: 8 tasks of 0.1 s in about 0.2 s."""
     out = output_of(outputs, "concurrency", uses_llm=False)
-    tasks = re.findall(r"^task (\d) on worker (\d): (\d\.\d\d)s -> (\d\.\d\d)s  task \1 squared is (\d+)$", out, re.M)
+    tasks = re.findall(
+        r"^task (\d) on worker (\d): (\d\.\d\d)s -> (\d\.\d\d)s  task \1 squared is (\d+)$", out, re.M
+    )
     assert [int(t[0]) for t in tasks] == list(range(8))
     assert {int(t[1]) for t in tasks} == {0, 1, 2, 3}
     assert [int(t[4]) for t in tasks] == [n * n for n in range(8)]
@@ -195,7 +210,9 @@ def test_embed_in_trio_streams_cancels_and_times_out(
     ):
         assert expected in lines, out
     cancelled = [line for line in out.splitlines() if "cancelled  WorkflowCancelledError: run " in line]
-    timed_out = [line for line in out.splitlines() if "timed out  WorkflowTimeoutError: ReportFlow run " in line]
+    timed_out = [
+        line for line in out.splitlines() if "timed out  WorkflowTimeoutError: ReportFlow run " in line
+    ]
     assert len(cancelled) == 1 and cancelled[0].endswith(" of ReportFlow was cancelled")
     assert len(timed_out) == 1 and "timed out after 0.5s; still running: work" in timed_out[0]
     assert float(timed_out[0][:4]) >= 0.5
@@ -211,7 +228,9 @@ async def test_joke_uses_the_server_named_by_openai_base_url(
         llm_server.Reply(json=llm_server.chat_completion("Why do octopuses never lose a fight? Eight arms.")),
         llm_server.Reply(json=llm_server.chat_completion("A critique, from the loopback server.")),
     )
-    env = example_env(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-test", ACTORFLOW_LLM_MODEL=llm_server.MODEL)
+    env = example_env(
+        OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY="sk-test", ACTORFLOW_LLM_MODEL=llm_server.MODEL
+    )
     with trio.fail_after(30):
         process = await run_example(["joke.py", "--topic", "octopuses"], tmp_path, env)
     assert (process.returncode, process.stderr.decode()) == (0, "")

@@ -142,7 +142,9 @@ async def test_outside_event_nobody_takes_is_rejected() -> None:
         pass
 
     async with Greeter().open_run() as handle:
-        with pytest.raises(WorkflowRuntimeError, match="no step of Greeter accepts Unrelated and no step is waiting"):
+        with pytest.raises(
+            WorkflowRuntimeError, match="no step of Greeter accepts Unrelated and no step is waiting"
+        ):
             await handle.send_event(Unrelated())
         handle.cancel()
 
@@ -162,7 +164,7 @@ class Approval(Workflow):
 async def test_returned_input_required_event_goes_to_the_stream() -> None:
     """A step returning InputRequiredEvent writes it to the stream; the answer is routed."""
     async with Approval().open_run() as handle:
-        async for ev in handle.stream_events():
+        async for _ev in handle.stream_events():
             await handle.send_event(HumanResponseEvent(response="yes"))
         assert await handle.result() is True
 
@@ -187,7 +189,9 @@ async def test_open_run_waiting_for_input_is_not_a_stall(autojump_clock: trio.ab
             await handle.result()
 
 
-async def test_input_request_written_to_the_stream_waits_for_an_answer(autojump_clock: trio.abc.Clock) -> None:
+async def test_input_request_written_to_the_stream_waits_for_an_answer(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """An InputRequiredEvent written with write_event_to_stream keeps an open run waiting."""
 
     class Asker(Workflow):

@@ -12,14 +12,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
 import socket
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
+import llm_server  # tests/llm_server.py, registered by conftest.py
 import pytest
 import trio
 
@@ -29,11 +31,8 @@ from actorflow._exceptions import (
     LLMStatusError,
     LLMTimeoutError,
 )
-from actorflow.llm import ChatMessage, OpenAICompatible, Usage
-from actorflow.llm import _client
+from actorflow.llm import ChatMessage, OpenAICompatible, Usage, _client
 
-
-import llm_server  # tests/llm_server.py, registered by conftest.py  # noqa: E402
 Reply = llm_server.Reply
 MODEL = llm_server.MODEL
 
@@ -133,7 +132,9 @@ async def test_astream_complete_yields_the_pieces_in_order(server: Any, llm: Ope
     assert request.headers["accept"] == "text/event-stream"
 
 
-async def test_astream_chat_streams_the_answer_to_the_conversation(server: Any, llm: OpenAICompatible) -> None:
+async def test_astream_chat_streams_the_answer_to_the_conversation(
+    server: Any, llm: OpenAICompatible
+) -> None:
     """astream_chat streams the answer to the last message."""
     text = "".join([str(d) async for d in llm.astream_chat([{"role": "user", "content": "hi there"}])])
 
@@ -243,7 +244,7 @@ async def test_a_body_that_is_not_json_raises_llm_response_error(server: Any, ll
     """A 200 whose body is not JSON raises LLMResponseError quoting the body, without a retry."""
     server.reply(Reply(body=b"<html>Welcome to nginx!</html>"))
 
-    with pytest.raises(LLMResponseError, match="not JSON.*Welcome to nginx"):
+    with pytest.raises(LLMResponseError, match="not JSON.*Welcome to nginx"):  # noqa: RUF043
         await llm.acomplete("x")
 
     assert len(server.requests) == 1
@@ -294,7 +295,10 @@ async def test_a_dropped_stream_raises_without_a_retry(server: Any, llm: OpenAIC
 @pytest.mark.parametrize(
     ("events", "expected"),
     [
-        ((json.dumps({"choices": [{"index": 0, "delta": {"content": "cut"}}]}),), "ended before 'data: \\[DONE\\]'"),
+        (
+            (json.dumps({"choices": [{"index": 0, "delta": {"content": "cut"}}]}),),
+            "ended before 'data: \\[DONE\\]'",
+        ),
         (("this is not json",), "this is not json"),
         ((json.dumps(llm_server.error_body("context length exceeded")),), "context length exceeded"),
     ],
@@ -341,7 +345,7 @@ async def test_stopping_a_stream_early_closes_its_connection(server: Any, llm: O
     server.reply(Reply(pieces=tuple(f"w{i} " for i in range(200)), piece_delay=0.01))
 
     async with contextlib.aclosing(llm.astream_complete("long story")) as stream:
-        async for delta in stream:
+        async for delta in stream:  # noqa: B007
             break
 
     assert str(delta) == "w0 "
@@ -451,14 +455,16 @@ def _mock(
             raise answer
         return answer
 
-    return OpenAICompatible(MODEL, base_url="http://llm.test/v1", transport=httpx.MockTransport(handler), **kwargs)
+    return OpenAICompatible(
+        MODEL, base_url="http://llm.test/v1", transport=httpx.MockTransport(handler), **kwargs
+    )
 
 
 def _ok(text: str = "ok") -> httpx.Response:
     return httpx.Response(200, json=llm_server.chat_completion(text))
 
 
-_NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
+_NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -467,8 +473,13 @@ _NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
         ({"retry-after": "7"}, 7.0),
         ({"retry-after-ms": "1500"}, 1.5),
         ({"retry-after": "3600"}, 60.0),
-        ({"retry-after": format_datetime(_NOW + timedelta(seconds=30), usegmt=True),
-          "date": format_datetime(_NOW, usegmt=True)}, 30.0),
+        (
+            {
+                "retry-after": format_datetime(_NOW + timedelta(seconds=30), usegmt=True),
+                "date": format_datetime(_NOW, usegmt=True),
+            },
+            30.0,
+        ),
     ],
 )
 async def test_retry_after_is_honoured_and_capped(
@@ -491,7 +502,7 @@ async def test_backoff_doubles_with_jitter_up_to_its_cap(autojump_clock: trio.te
     with pytest.raises(LLMStatusError, match="after 5 attempts"):
         await llm.acomplete("x")
 
-    waits = [b - a for a, b in zip(seen, seen[1:])]
+    waits = [b - a for a, b in itertools.pairwise(seen)]
     for wait, full in zip(waits, [3.0, 6.0, 8.0, 8.0], strict=True):
         assert full / 2 <= wait <= full
 
@@ -501,7 +512,7 @@ async def test_timeouts_are_retried_then_raised(autojump_clock: trio.testing.Moc
     timeouts: list[httpx.Response | Exception] = [httpx.ReadTimeout("timed out") for _ in range(3)]
     llm = _mock(timeouts, max_retries=2)
 
-    with pytest.raises(LLMTimeoutError, match="ReadTimeout.*after 3 attempts"):
+    with pytest.raises(LLMTimeoutError, match="ReadTimeout.*after 3 attempts"):  # noqa: RUF043
         await llm.acomplete("x")
 
     assert not timeouts
@@ -514,7 +525,9 @@ async def test_a_connection_error_is_retried(autojump_clock: trio.testing.MockCl
     assert str(await llm.acomplete("x")) == "second time"
 
 
-async def test_cancellation_during_backoff_is_not_an_llm_error(autojump_clock: trio.testing.MockClock) -> None:
+async def test_cancellation_during_backoff_is_not_an_llm_error(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Cancelling while the client sleeps before a retry propagates trio.Cancelled."""
     llm = _mock([httpx.Response(503)] * 3, retry_delay=10.0)
 
@@ -524,13 +537,17 @@ async def test_cancellation_during_backoff_is_not_an_llm_error(autojump_clock: t
     assert scope.cancelled_caught
 
 
-async def test_a_stream_keeps_line_separators_and_reports_usage(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_stream_keeps_line_separators_and_reports_usage(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Unescaped U+2028 in a streamed piece stays inside it, and a usage-only final chunk is reported."""
     chunks = [
         {"choices": [{"index": 0, "delta": {"content": "a\u2028b\x85c"}, "finish_reason": "stop"}]},
         {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}},
     ]
-    body = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\r\n\r\n" for c in chunks) + "data: [DONE]\r\n\r\n"
+    body = (
+        "".join(f"data: {json.dumps(c, ensure_ascii=False)}\r\n\r\n" for c in chunks) + "data: [DONE]\r\n\r\n"
+    )
     stream = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
     llm = _mock([stream])
 
@@ -670,7 +687,7 @@ def test_from_env_reads_the_model_with_a_fallback(env: dict[str, str], model: st
 
 def test_from_env_without_a_model_says_how_to_set_one() -> None:
     """from_env() with no model anywhere raises ValueError naming the variables."""
-    with pytest.raises(ValueError, match="ACTORFLOW_LLM_MODEL.*OPENAI_MODEL"):
+    with pytest.raises(ValueError, match="ACTORFLOW_LLM_MODEL.*OPENAI_MODEL"):  # noqa: RUF043
         OpenAICompatible.from_env(environ={"OPENAI_BASE_URL": "http://x/v1"})
 
 

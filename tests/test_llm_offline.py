@@ -18,9 +18,9 @@ from actorflow.llm import (
     EchoLLM,
     OpenAICompatible,
     ScriptedLLM,
+    _client,
     llm_from_env,
 )
-from actorflow.llm import _client
 
 
 @pytest.fixture
@@ -50,7 +50,9 @@ async def test_scripted_llm_says_clearly_when_the_script_runs_out() -> None:
     llm = ScriptedLLM(["only"])
     await llm.acomplete("one")
 
-    with pytest.raises(RuntimeError, match=r"ran out of responses: its script has 1, and this is call 2 .*'two'"):
+    with pytest.raises(
+        RuntimeError, match=r"ran out of responses: its script has 1, and this is call 2 .*'two'"
+    ):
         await llm.acomplete("two")
 
 
@@ -78,7 +80,9 @@ async def test_scripted_achat_answers_the_last_message() -> None:
     """achat takes messages as models or dicts and records the last one's content as the prompt."""
     llm = ScriptedLLM(["hello"])
 
-    response = await llm.achat([ChatMessage(role="system", content="Be kind."), {"role": "user", "content": "hi"}])
+    response = await llm.achat(
+        [ChatMessage(role="system", content="Be kind."), {"role": "user", "content": "hi"}]
+    )
 
     assert str(response) == "hello"
     assert response.message == ChatMessage(role="assistant", content="hello")
@@ -87,9 +91,15 @@ async def test_scripted_achat_answers_the_last_message() -> None:
 
 @pytest.mark.parametrize(
     ("messages", "error", "match"),
-    [("hi", TypeError, "acomplete"), ([], ValueError, "at least one"), ([{"content": "no role"}], ValueError, "role")],
+    [
+        ("hi", TypeError, "acomplete"),
+        ([], ValueError, "at least one"),
+        ([{"content": "no role"}], ValueError, "role"),
+    ],
 )
-async def test_malformed_messages_are_refused_before_any_answer(messages: Any, error: type, match: str) -> None:
+async def test_malformed_messages_are_refused_before_any_answer(
+    messages: Any, error: type, match: str
+) -> None:
     """achat refuses a bare string, an empty list or a message without a role, and uses up nothing."""
     llm = ScriptedLLM(["unused"])
 

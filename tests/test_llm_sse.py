@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from actorflow.llm._sse import ServerSentEvent, SSEDecoder
 
@@ -73,7 +76,7 @@ def test_any_chunking_gives_the_same_events(events: list[list[str]], newline: by
         b"".join(b"data:" + line.encode() + newline for line in lines) + newline for lines in events
     )
     bounds = sorted({0, len(stream), *(c % (len(stream) + 1) for c in cuts)})
-    chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [stream[a:b] for a, b in itertools.pairwise(bounds)]
 
     expected = [ServerSentEvent("\n".join(line.removeprefix(" ") for line in lines)) for lines in events]
     assert _decode(*chunks) == expected

@@ -89,7 +89,9 @@ async def test_failing_run_cancels_the_busy_body_and_raises_at_exit(autojump_clo
     assert trio.current_time() == pytest.approx(1)
 
 
-async def test_failing_run_is_raised_at_exit_even_if_the_body_finished(autojump_clock: trio.abc.Clock) -> None:
+async def test_failing_run_is_raised_at_exit_even_if_the_body_finished(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     """A run that fails after the body is done and before exit still reports its error."""
     with pytest.raises(WorkflowTimeoutError):
         async with Conversation(timeout=1).open_run() as handle:

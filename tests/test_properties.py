@@ -114,7 +114,9 @@ def build_workflow(stages: list[tuple[Any, ...]], fail_at: int | None) -> type[W
         if kind == "map":
             workers, delay = args
 
-            async def body(self: Any, ctx: Context, ev: Any, i: int = i, out: Any = out, delay: float = delay) -> Any:
+            async def body(
+                self: Any, ctx: Context, ev: Any, i: int = i, out: Any = out, delay: float = delay
+            ) -> Any:
                 await trio.sleep(delay)
                 maybe_fail(i)
                 return out(v=ev.v + 1)
@@ -129,12 +131,16 @@ def build_workflow(stages: list[tuple[Any, ...]], fail_at: int | None) -> type[W
                     ctx.send_event(part(v=ev.v))
                 return None
 
-            async def work(self: Any, ctx: Context, ev: Any, i: int = i, done: Any = done, delay: float = delay) -> Any:
+            async def work(
+                self: Any, ctx: Context, ev: Any, i: int = i, done: Any = done, delay: float = delay
+            ) -> Any:
                 await trio.sleep(delay * rng.random())
                 maybe_fail(i)
                 return done(v=ev.v + 1)
 
-            async def gather(self: Any, ctx: Context, ev: Any, k: int = k, done: Any = done, out: Any = out) -> Any:
+            async def gather(
+                self: Any, ctx: Context, ev: Any, k: int = k, done: Any = done, out: Any = out
+            ) -> Any:
                 got = ctx.collect_events(ev, [done] * k)
                 return None if got is None else out(v=sum(e.v for e in got))
 
@@ -145,7 +151,9 @@ def build_workflow(stages: list[tuple[Any, ...]], fail_at: int | None) -> type[W
             (n,) = args
             again = make_event(f"Again{i}")
 
-            async def spin(self: Any, ctx: Context, ev: Any, i: int = i, n: int = n, again: Any = again, out: Any = out) -> Any:
+            async def spin(
+                self: Any, ctx: Context, ev: Any, i: int = i, n: int = n, again: Any = again, out: Any = out
+            ) -> Any:
                 laps = await ctx.store.get(f"laps{i}", default=0)
                 if laps == n:
                     maybe_fail(i)
@@ -164,7 +172,9 @@ def build_workflow(stages: list[tuple[Any, ...]], fail_at: int | None) -> type[W
             async def on_odd(self: Any, ctx: Context, ev: Any, out: Any = out) -> Any:
                 return out(v=ev.v + 1)
 
-            async def on_even(self: Any, ctx: Context, ev: Any, i: int = i, out: Any = out, delay: float = delay) -> Any:
+            async def on_even(
+                self: Any, ctx: Context, ev: Any, i: int = i, out: Any = out, delay: float = delay
+            ) -> Any:
                 await trio.sleep(delay)
                 maybe_fail(i)
                 return out(v=ev.v + 2)
@@ -301,7 +311,9 @@ class Searcher(Workflow):
         return StopEvent(result=(ev.query, ev.limit))
 
 
-json_values = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3))
+json_values = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3)
+)
 
 
 @SETTINGS
@@ -357,10 +369,20 @@ class Returner(Workflow):
 
 
 @SETTINGS
-@given(value=st.one_of(st.integers(), st.text(), st.lists(st.integers()), st.dictionaries(st.text(), st.integers()), st.just(object())))
+@given(
+    value=st.one_of(
+        st.integers(),
+        st.text(),
+        st.lists(st.integers()),
+        st.dictionaries(st.text(), st.integers()),
+        st.just(object()),
+    )
+)
 def test_steps_returning_non_events_fail_clearly(value: Any) -> None:
     """Whatever non-event a step returns, the run fails with a WorkflowRuntimeError naming it."""
-    with pytest.raises(WorkflowRuntimeError, match=rf"step 'start' returned {type(value).__name__} .*which is not an Event"):
+    with pytest.raises(
+        WorkflowRuntimeError, match=rf"step 'start' returned {type(value).__name__} .*which is not an Event"
+    ):
         Returner().run_sync(value=value)
 
 

@@ -107,7 +107,9 @@ async def test_subclass_nobody_accepts_is_a_runtime_error() -> None:
             return StopEvent()
 
     with trio.fail_after(5):
-        with pytest.raises(WorkflowRuntimeError, match=r"step 'start' returned a SpecialMiddle, which no step accepts"):
+        with pytest.raises(
+            WorkflowRuntimeError, match=r"step 'start' returned a SpecialMiddle, which no step accepts"
+        ):
             await Flow().run()
 
 
@@ -119,7 +121,9 @@ async def test_returning_a_non_event_is_a_runtime_error() -> None:
         async def start(self, ev: StartEvent) -> StopEvent:
             return "done"  # type: ignore[return-value]
 
-    with pytest.raises(WorkflowRuntimeError, match=r"step 'start' returned str 'done', which is not an Event"):
+    with pytest.raises(
+        WorkflowRuntimeError, match=r"step 'start' returned str 'done', which is not an Event"
+    ):
         await Flow().run()
 
 
@@ -139,7 +143,9 @@ async def test_returning_an_undeclared_type_is_a_runtime_error() -> None:
         async def finish(self, ev: LeftEvent) -> StopEvent:
             return StopEvent()
 
-    with pytest.raises(WorkflowRuntimeError, match=r"returned a LeftEvent, but its return hint allows only MiddleEvent"):
+    with pytest.raises(
+        WorkflowRuntimeError, match=r"returned a LeftEvent, but its return hint allows only MiddleEvent"
+    ):
         await Flow().run()
 
 

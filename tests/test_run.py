@@ -84,7 +84,9 @@ async def test_start_event_can_be_passed_built() -> None:
         ({"query": "q", "max_result": 5}, "unknown field 'max_result' (its fields are: query, max_results"),
     ],
 )
-async def test_bad_start_arguments_fail_before_any_step_runs(kwargs: dict[str, object], fragment: str) -> None:
+async def test_bad_start_arguments_fail_before_any_step_runs(
+    kwargs: dict[str, object], fragment: str
+) -> None:
     """A typed StartEvent validates run()'s keywords; the error names the field."""
     ran: list[str] = []
 

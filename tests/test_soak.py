@@ -14,7 +14,11 @@ def test_quick_soak_runs_and_reports_memory(tmp_path: Path) -> None:
     """python -m benchmarks.soak --quick runs both parts and writes RSS samples."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.soak", "--quick", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     result = json.loads((tmp_path / "soak.json").read_text())
     assert result["events"]["events"] == 10_000 and result["runs"]["runs"] == 1_000

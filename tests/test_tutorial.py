@@ -45,8 +45,7 @@ async def test_your_first_workflow() -> None:
     workflow = JokeFlow(timeout=60, verbose=False)
     result = await workflow.run(topic="pirates")
     assert result == (
-        "[answer to: Give a brief analysis of this joke: "
-        "[answer to: Write your best joke about pirates.]]"
+        "[answer to: Give a brief analysis of this joke: [answer to: Write your best joke about pirates.]]"
     )
 
 
@@ -277,11 +276,13 @@ Answer:"""
 
 async def test_rag_workflow_with_instance_attributes(capsys: pytest.CaptureFixture[str]) -> None:
     """RAGWorkflow keeps its index, llm and cache on the instance and returns answer and sources."""
-    index = Index([
-        Node("trio is a structured concurrency library", "trio.txt"),
-        Node("pydantic validates data", "pydantic.txt"),
-        Node("structured concurrency means nurseries", "nurseries.txt"),
-    ])
+    index = Index(
+        [
+            Node("trio is a structured concurrency library", "trio.txt"),
+            Node("pydantic validates data", "pydantic.txt"),
+            Node("structured concurrency means nurseries", "nurseries.txt"),
+        ]
+    )
     workflow = RAGWorkflow(index=index, timeout=60, verbose=True)
     result = await workflow.run(query="What is structured concurrency?")
     assert result["sources"] == ["trio.txt", "nurseries.txt"]

@@ -19,9 +19,7 @@ __all__ = ["GENESIS", "canonical", "digest", "is_closing", "is_record"]
 #: ``prev_hash`` of a run's first record and ``file_prev`` of a file's first line.
 GENESIS = "0" * 64
 
-_dumps = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-).encode
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 
 def canonical(record: Mapping[str, Any]) -> str:

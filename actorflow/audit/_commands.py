@@ -82,4 +82,3 @@ def _listing(run_ids: list[str]) -> str:
         return " (it has no runs)"
     shown = ", ".join(_clean(r) for r in run_ids[:10])
     return f"; its runs: {shown}" + (f" and {len(run_ids) - 10} more" if len(run_ids) > 10 else "")
-

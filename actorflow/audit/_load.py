@@ -110,7 +110,7 @@ class RunTrace:
     def invocations(self) -> list[Invocation]:
         """Every step attempt of the run, in the order they started."""
         found = [inv for n in self.events.values() for inv in n.handled_by]
-        return sorted(found, key=lambda inv: (inv.started_seq or inv.ended_seq or 0))
+        return sorted(found, key=lambda inv: inv.started_seq or inv.ended_seq or 0)
 
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> RunTrace:
@@ -190,6 +190,7 @@ def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
             a["llm_calls"].append(r)
 
     handled: dict[int, list[Invocation]] = {}
+
     def first_seq(a: dict[str, Any]) -> int:
         return a["started_seq"] if a["started_seq"] is not None else a["ended_seq"]
 

@@ -111,7 +111,7 @@ def verify(path: str | os.PathLike[str], *, key: bytes | None = None) -> VerifyR
         seq: int | None = None
 
         def fail(message: str) -> VerifyResult:
-            return result(Problem(number, run_id, seq, message))
+            return result(Problem(number, run_id, seq, message))  # noqa: B023
 
         if torn and number == len(lines):
             return fail(

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from ._client import OpenAICompatible as OpenAICompatible
 from ._env import llm_from_env as llm_from_env
-from ._scripted import EchoLLM as EchoLLM, ScriptedLLM as ScriptedLLM
-from ._types import (
-    LLM as LLM,
-    ChatMessage as ChatMessage,
-    CompletionDelta as CompletionDelta,
-    CompletionResponse as CompletionResponse,
-    MessagesLike as MessagesLike,
-    Usage as Usage,
-)
+from ._scripted import EchoLLM as EchoLLM
+from ._scripted import ScriptedLLM as ScriptedLLM
+from ._types import LLM as LLM
+from ._types import ChatMessage as ChatMessage
+from ._types import CompletionDelta as CompletionDelta
+from ._types import CompletionResponse as CompletionResponse
+from ._types import MessagesLike as MessagesLike
+from ._types import Usage as Usage
 
 __all__ = [
     "ChatMessage",

@@ -191,7 +191,9 @@ class _AttemptFailed(Exception):
         self.retry_after = retry_after
         self.hint = hint
 
-    def to_error(self, call: _Call, attempt: int, max_attempts: int, *, streamed: int | None = None) -> LLMError:
+    def to_error(
+        self, call: _Call, attempt: int, max_attempts: int, *, streamed: int | None = None
+    ) -> LLMError:
         """The error the caller sees: what failed, how, what the server said, how often we tried."""
         message = f"{call}: {self.reason}"
         if self.server_message:
@@ -363,7 +365,12 @@ class _StreamReader:
             self.usage = usage or self.usage
             deltas.append(
                 CompletionDelta(
-                    delta=piece, text=self.text, model=model, finish_reason=finish_reason, usage=usage, raw=data
+                    delta=piece,
+                    text=self.text,
+                    model=model,
+                    finish_reason=finish_reason,
+                    usage=usage,
+                    raw=data,
                 )
             )
         return deltas
@@ -422,11 +429,15 @@ class OpenAICompatible:
     ) -> None:
         problems = []
         if not isinstance(model, str) or not model:
-            problems.append(f"model must be a non-empty string like 'gpt-4o-mini' or 'llama3.2', not {model!r}")
+            problems.append(
+                f"model must be a non-empty string like 'gpt-4o-mini' or 'llama3.2', not {model!r}"
+            )
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             problems.append(f"base_url must start with http:// or https://, not {base_url!r}")
         if timeout is not None and not timeout > 0:
-            problems.append(f"timeout must be a positive number of seconds, or None for none, not {timeout!r}")
+            problems.append(
+                f"timeout must be a positive number of seconds, or None for none, not {timeout!r}"
+            )
         if not isinstance(max_retries, int) or max_retries < 0:
             problems.append(f"max_retries must be an int >= 0, not {max_retries!r}")
         if not retry_delay >= 0:
@@ -434,9 +445,13 @@ class OpenAICompatible:
         if complete_via not in ("chat", "completions"):
             problems.append(f"complete_via must be 'chat' or 'completions', not {complete_via!r}")
         if default_params is not None and "stream" in default_params:
-            problems.append("default_params must not set 'stream': use astream_complete()/astream_chat() to stream")
+            problems.append(
+                "default_params must not set 'stream': use astream_complete()/astream_chat() to stream"
+            )
         if client is not None and transport is not None:
-            problems.append("pass client= or transport=, not both: a transport goes into the client created here")
+            problems.append(
+                "pass client= or transport=, not both: a transport goes into the client created here"
+            )
         if problems:
             raise ValueError("OpenAICompatible: " + "; ".join(problems))
 
@@ -548,11 +563,15 @@ class OpenAICompatible:
 
     # --- Internals ---
 
-    def _prompt_body(self, prompt: str, params: dict[str, Any], *, stream: bool) -> tuple[Endpoint, dict[str, Any]]:
+    def _prompt_body(
+        self, prompt: str, params: dict[str, Any], *, stream: bool
+    ) -> tuple[Endpoint, dict[str, Any]]:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, not {type(prompt).__name__}; for messages use achat()")
         if self._complete_via == "chat":
-            return "chat", self._body({"messages": [{"role": "user", "content": prompt}]}, params, stream=stream)
+            return "chat", self._body(
+                {"messages": [{"role": "user", "content": prompt}]}, params, stream=stream
+            )
         return "completions", self._body({"prompt": prompt}, params, stream=stream)
 
     def _body(self, payload: dict[str, Any], params: dict[str, Any], *, stream: bool) -> dict[str, Any]:

@@ -41,7 +41,9 @@ class ScriptedLLM:
         latency: float = 0.0,
     ) -> None:
         if isinstance(responses, (str, bytes)):
-            raise TypeError(f"responses must be a list of str (or a callable), not one string: [{responses!r}]")
+            raise TypeError(
+                f"responses must be a list of str (or a callable), not one string: [{responses!r}]"
+            )
         if callable(responses):
             self._respond: Callable[[str], str] | None = responses
             self._script: list[str | BaseException] = []

@@ -77,7 +77,12 @@ def parse_completion(endpoint: Endpoint, data: Any) -> CompletionResponse:
     if endpoint == "chat":
         chat = _ChatCompletion.model_validate(data)
         choice = chat.choices[0]
-        text, finish, model, usage = choice.message.content or "", choice.finish_reason, chat.model, chat.usage
+        text, finish, model, usage = (
+            choice.message.content or "",
+            choice.finish_reason,
+            chat.model,
+            chat.usage,
+        )
     else:
         legacy = _TextCompletion.model_validate(data)
         first = legacy.choices[0]
