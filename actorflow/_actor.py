@@ -199,7 +199,7 @@ class StepActor:
                             run,
                             spec.name,
                             ctx.worker,
-                            ctx._cause,
+                            ctx._cause,  # type: ignore[arg-type]
                             event,
                             attempt,
                             trio.current_time() - started,
@@ -209,7 +209,7 @@ class StepActor:
                     await trio.sleep(policy.wait_before(attempt))
                     attempt += 1
                     if observer is not None:
-                        observer.step_started(run, spec.name, ctx.worker, ctx._cause, event, attempt)
+                        observer.step_started(run, spec.name, ctx.worker, ctx._cause, event, attempt)  # type: ignore[arg-type]
 
         return guarded
 
@@ -220,7 +220,7 @@ class StepActor:
             self.run,
             self.spec.name,
             ctx.worker,
-            ctx._cause,
+            ctx._cause,  # type: ignore[arg-type]
             event,
             ctx.attempt,
             trio.current_time() - ctx._attempt_started,
@@ -344,7 +344,7 @@ class StepActor:
             event, event_id, _ = item
             self.last = event
             ctx._cause = event_id
-            ctx._emitted = emitted = []
+            ctx._emitted = emitted = []  # type: ignore[var-annotated]
             ctx.attempt = 1
             ctx._attempt_started = trio.current_time()
             observer.step_started(run, name, worker, event_id, event, 1)

@@ -340,13 +340,14 @@ async def _execute(workflow: Any, params: dict[str, Any], live: _LiveDisplay | N
 def format_result(result: Any) -> str:
     """A string as it is; a pydantic model, or anything else JSON can hold, as JSON; else repr."""
     import pydantic
+    import pydantic_core
 
     if isinstance(result, str):
         return result
     if isinstance(result, pydantic.BaseModel):
         try:
             return result.model_dump_json(indent=2)
-        except pydantic.PydanticSerializationError:
+        except pydantic_core.PydanticSerializationError:
             return repr(result)
     try:
         return json.dumps(result, indent=2, ensure_ascii=False)
@@ -555,12 +556,16 @@ def _audit_commands() -> Any:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     path = _existing(args.file)
-    return _audit_commands().verify_command(path, out=sys.stdout)
+    status: int = _audit_commands().verify_command(path, out=sys.stdout)
+    return status
 
 
 def _cmd_trace_show(args: argparse.Namespace) -> int:
     path = _existing(args.file)
-    return _audit_commands().show_command(path, args.run, out=sys.stdout, color=_wants_color(sys.stdout))
+    status: int = _audit_commands().show_command(
+        path, args.run, out=sys.stdout, color=_wants_color(sys.stdout)
+    )
+    return status
 
 
 # -- bench ------------------------------------------------------------------------------------

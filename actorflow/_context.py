@@ -192,7 +192,8 @@ class Context:
         must have. Raises :class:`WaitForEventTimeoutError` after ``timeout`` seconds. Time
         spent here does not count against the step's own ``timeout=``.
         """
-        return await self._run.wait_for_event(self, event_type, timeout, requirements)
+        event: EventT = await self._run.wait_for_event(self, event_type, timeout, requirements)
+        return event
 
     def collect_events(self, event: Event, expected: Sequence[type[Event]]) -> list[Event] | None:
         """Set ``event`` aside until one of each type in ``expected`` has arrived.

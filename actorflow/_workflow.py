@@ -177,7 +177,7 @@ class Workflow:
 
 def spec(cls: type[Workflow]) -> WorkflowSpec:
     """The checked spec of a workflow class, checking it now if that was put off."""
-    found = cls.__dict__.get(_SPEC)
+    found: WorkflowSpec | None = cls.__dict__.get(_SPEC)
     if found is not None:
         return found
     if cls is Workflow:

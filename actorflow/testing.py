@@ -20,7 +20,8 @@ def leftover_tasks() -> list[str]:
     Call it from inside trio after a run has ended: the list must be empty.
     """
     found: list[str] = []
-    pending = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    pending = [root] if root is not None else []
     while pending:
         task = pending.pop()
         for nursery in task.child_nurseries:

@@ -181,18 +181,19 @@ def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
         return best
 
     for event_id, r in emitted.items():
-        a = owner(r.get("step"), r.get("cause_id"), r["seq"])
-        if a is not None:
-            a["emitted"].append(event_id)
+        found = owner(r.get("step"), r.get("cause_id"), r["seq"])
+        if found is not None:
+            found["emitted"].append(event_id)
     for r in llm:
-        a = owner(r.get("step"), r.get("cause_id"), r["seq"])
-        if a is not None:
-            a["llm_calls"].append(r)
+        found = owner(r.get("step"), r.get("cause_id"), r["seq"])
+        if found is not None:
+            found["llm_calls"].append(r)
 
     handled: dict[int, list[Invocation]] = {}
 
     def first_seq(a: dict[str, Any]) -> int:
-        return a["started_seq"] if a["started_seq"] is not None else a["ended_seq"]
+        seq: int = a["started_seq"] if a["started_seq"] is not None else a["ended_seq"]
+        return seq
 
     for a in sorted(attempts, key=first_seq):
         inv = Invocation(

@@ -623,10 +623,10 @@ class OpenAICompatible:
 
     def _retry_wait(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return min(retry_after, _MAX_RETRY_AFTER)
+            return min(float(retry_after), _MAX_RETRY_AFTER)
         backoff = min(self._retry_delay * 2 ** (attempt - 1), max(_MAX_BACKOFF, self._retry_delay))
         # Jitter spreads out the clients that failed together, so they do not retry together.
-        return backoff * random.uniform(0.5, 1.0)
+        return float(backoff * random.uniform(0.5, 1.0))
 
     async def _complete(self, endpoint: Endpoint, body: dict[str, Any], digest: str) -> CompletionResponse:
         call = self._call(endpoint, body)

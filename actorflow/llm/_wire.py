@@ -115,12 +115,14 @@ def error_message(data: Any) -> str | None:
         return None
     error = data.get("error")
     if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
+        message: str = error["message"]
+        return message
     if isinstance(error, str):
         return error
     for key in ("detail", "message"):
-        if isinstance(data.get(key), str):
-            return data[key]
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
     return None
 
 
