@@ -8,9 +8,6 @@ cancellation and timeouts.
 """
 
 from ._context import Context as Context
-from ._draw import draw_all_possible_flows as draw_all_possible_flows
-from ._draw import draw_execution as draw_execution
-from ._draw import to_mermaid as to_mermaid
 from ._events import Event as Event
 from ._events import HumanResponseEvent as HumanResponseEvent
 from ._events import InputRequiredEvent as InputRequiredEvent
@@ -36,6 +33,9 @@ from ._statistics import RunStatistics as RunStatistics
 from ._statistics import StepStatistics as StepStatistics
 from ._step import step as step
 from ._workflow import Workflow as Workflow
+from .draw import draw_all_possible_flows as draw_all_possible_flows
+from .draw import draw_execution as draw_execution
+from .draw import to_mermaid as to_mermaid
 
 __version__ = "0.1.0.dev0"
 

@@ -1,5 +1,5 @@
-"""``python -m actorflow``: the command line (see ``actorflow._cli``)."""
+"""``python -m actorflow``: the command line (see ``actorflow.cli``)."""
 
-from ._cli import main
+from .cli import main
 
 raise SystemExit(main())

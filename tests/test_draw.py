@@ -22,16 +22,13 @@ from actorflow import (
     StopEvent,
     Workflow,
     audit,
-    step,
-)
-from actorflow._draw import (
-    _execution_graph,
-    _flow_graph,
-    _spec_of,
     draw_all_possible_flows,
     draw_execution,
+    step,
     to_mermaid,
 )
+from actorflow.draw._execution import execution_graph, runs_of, select_run
+from actorflow.draw._flows import flow_graph, spec_of
 
 
 class JokeEvent(Event):
@@ -76,7 +73,11 @@ class JokeFlow(Workflow):
 
 
 def graph_of(wf: Any) -> Any:
-    return _flow_graph(*_spec_of(wf))
+    return flow_graph(*spec_of(wf))
+
+
+def graph_of_run(trace: Any, run_id: str | None = None) -> Any:
+    return execution_graph(select_run(runs_of(trace), run_id))
 
 
 def edges_by_label(graph: Any) -> set[tuple[str, str, str]]:
@@ -382,7 +383,7 @@ def joke_run(run_id: str = "run-1") -> list[dict[str, Any]]:
 
 def test_execution_graph_counts_what_happened() -> None:
     """A recorded run draws the path taken, with counts, durations and the failure."""
-    graph = _execution_graph(joke_run(), None)
+    graph = graph_of_run(joke_run(), None)
     assert graph.kind == "execution"
     nodes = {n.label: n for n in graph.nodes}
     assert {label: n.kind for label, n in nodes.items()} == {
@@ -455,7 +456,7 @@ def test_execution_counts_fan_out() -> None:
         ],
         record(19, "run.failed", error_type="RuntimeError", error="boom"),
     ]
-    graph = _execution_graph(records, "run-1")
+    graph = graph_of_run(records, "run-1")
     nodes = {n.label: n for n in graph.nodes}
     assert nodes["Chunk"].sub == "event · ×5"
     assert nodes["work"].classes == ("cancelled",)
@@ -487,19 +488,28 @@ def test_execution_reads_records_or_a_file(tmp_path: Path) -> None:
     assert a == b
 
 
-def test_a_broken_trace_line_is_named(tmp_path: Path) -> None:
-    """A line that is not JSON is reported with its file and line number."""
+def test_unreadable_trace_lines_are_skipped_as_the_audit_loader_does(tmp_path: Path) -> None:
+    """A trace file is read by actorflow.audit's loader: lines that are no records are skipped."""
     trace = tmp_path / "trace.jsonl"
-    trace.write_text(json.dumps(joke_run()[0]) + "\n{not json\n")
-    with pytest.raises(ValueError, match=r"trace.jsonl:2: not a JSON line"):
-        draw_execution(trace, filename=tmp_path / "x.html")
+    records = joke_run()
+    trace.write_text(
+        "".join(json.dumps(r) + "\n" for r in records[:5])
+        + "{not json\n\x00\x01\n"
+        + "".join(json.dumps(r) + "\n" for r in records[5:])
+    )
+    a = draw_execution(trace, filename=tmp_path / "a.html").read_text(encoding="utf-8")
+    b = draw_execution(records, filename=tmp_path / "b.html").read_text(encoding="utf-8")
+    assert a == b
+    (tmp_path / "junk.jsonl").write_bytes(b"{not json\n\xff\xfe\n")
+    with pytest.raises(ValueError, match="the trace holds no run"):
+        draw_execution(tmp_path / "junk.jsonl", filename=tmp_path / "x.html")
 
 
 async def test_execution_of_a_real_traced_run(tmp_path: Path) -> None:
     """The records of a traced run, as structlog sees them, draw the path the run took."""
     with structlog.testing.capture_logs() as records:
         assert await JokeFlow(trace=True).run(topic="cats") == "ok"
-    graph = _execution_graph(records, None)
+    graph = graph_of_run(records, None)
     nodes = {n.label: n for n in graph.nodes}
     assert {label: n.kind for label, n in nodes.items()} == {
         "StartEvent": "start",

@@ -1,0 +1,26 @@
+"""The ``actorflow`` command line (``python -m actorflow``, or the ``actorflow`` script).
+
+::
+
+    actorflow run MODULE:CLASS [KEY=VALUE ...] [--timeout S] [--verbose] [--trace FILE]
+    actorflow draw MODULE:CLASS [-o FILE] [--mermaid]
+    actorflow audit verify FILE
+    actorflow trace show FILE [--run RUN_ID]
+    actorflow trace draw FILE [--run RUN_ID] [-o FILE]
+    actorflow bench [--quick]
+
+Unlike the library, this is an application: it may configure structlog (for ``--trace``) and
+it owns the terminal. Bad input of any kind ends in one line on stderr, ``actorflow: error:
+...``, and exit status 2; nothing the user typed ever produces a traceback.
+
+- ``_main``: the parser and :func:`main`; ``_base``: exit statuses, ``CLIError``, the
+  command registry; ``_target``: ``MODULE:CLASS`` and ``KEY=VALUE``; ``_live``: the live
+  display of a run;
+- one module per command group, each with ``register(commands)``: ``_run``, ``_draw``,
+  ``_trace`` (``audit verify``, ``trace show``, ``trace draw``), ``_bench``. A new group is a
+  new module and one entry in ``_main.COMMAND_MODULES``.
+"""
+
+from ._main import main as main
+
+__all__ = ["main"]

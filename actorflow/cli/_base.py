@@ -1,0 +1,93 @@
+"""What every command shares: exit statuses, the bad-input error, the parser class, the registry.
+
+A command module adds its commands through :class:`Commands` (``register(commands)``), so a
+new command group is one module and one line in ``_main.COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "CLIError",
+    "Commands",
+    "Handler",
+    "Parser",
+    "existing",
+    "one_line",
+    "write_file",
+]
+
+#: Exit statuses: the run's result was printed; the run failed; bad input (as argparse);
+#: the run timed out (as coreutils' ``timeout``); interrupted with Ctrl-C.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT, EXIT_INTERRUPTED = 0, 1, 2, 124, 130
+
+#: What a command runs: it gets the parsed arguments and returns the exit status.
+Handler = Callable[[argparse.Namespace], int]
+
+
+class CLIError(Exception):
+    """Bad input: the message is printed as one line and the command exits with status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line like every other bad input."""
+
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage block: the usage is one --help away.
+        self.exit(EXIT_USAGE, f"actorflow: error: {message} (see '{self.prog} --help')\n")
+
+
+class Commands:
+    """Where command modules add their commands: one command, or a group of subcommands."""
+
+    def __init__(self, action: Any) -> None:
+        self._action = action
+        self._groups: dict[str, Commands] = {}
+
+    def add(self, name: str, handler: Handler, *, help: str, description: str | None = None) -> Parser:
+        """Add the command ``name``; return its parser, for its arguments."""
+        parser: Parser = self._action.add_parser(name, help=help, description=description)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def group(self, name: str, *, help: str) -> Commands:
+        """The group ``name`` (``actorflow NAME COMMAND ...``), made on first use, so that
+        several modules can add commands to one group."""
+        if name not in self._groups:
+            parser = self._action.add_parser(name, help=help)
+            self._groups[name] = Commands(
+                parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
+            )
+        return self._groups[name]
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line."""
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip().replace("\n", " ")
+
+
+def existing(path: str) -> str:
+    """``path``, once it is known to be a file that exists."""
+    if not Path(path).is_file():
+        raise CLIError(f"no such file: {path}")
+    return path
+
+
+def write_file(path: Path, write: Callable[[Path], object]) -> None:
+    """Write ``path`` with ``write(path)`` and say so; an unwritable path is bad input."""
+    try:
+        write(path)
+    except OSError as exc:
+        raise CLIError(f"cannot write {path}: {exc.strerror or exc}") from None
+    print(f"wrote {path} ({path.stat().st_size / 1000:.0f} kB)", file=sys.stdout)

@@ -1,0 +1,87 @@
+"""``actorflow audit verify`` and ``actorflow trace show|draw``: reading audit trace files.
+
+``actorflow.audit`` does the reading and checking; ``actorflow.draw`` the drawing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._base import EXIT_OK, CLIError, Commands, existing, write_file
+from ._live import wants_color
+
+__all__ = ["register"]
+
+
+def register(commands: Commands) -> None:
+    """Add ``audit verify``, ``trace show`` and ``trace draw``."""
+    audit = commands.group("audit", help="check audit trace files")
+    verify = audit.add(
+        "verify",
+        _cmd_audit_verify,
+        help="check the hash chains of an audit trace file",
+        description="Check the hash chains of an audit trace file: print OK, or the first broken record.",
+    )
+    verify.add_argument("file", metavar="FILE")
+
+    trace = commands.group("trace", help="look at the runs recorded in a trace file")
+    show = trace.add(
+        "show",
+        _cmd_trace_show,
+        help="print the causal tree of recorded runs",
+        description="Print the causal tree of one recorded run, or of every run in the file.",
+    )
+    show.add_argument("file", metavar="FILE")
+    show.add_argument("--run", metavar="RUN_ID", help="only this run (an id or a unique prefix of one)")
+    draw = trace.add(
+        "draw",
+        _cmd_trace_draw,
+        help="draw one recorded run as an interactive HTML page",
+        description="Draw the path one recorded run took, with counts and durations per step.",
+    )
+    draw.add_argument("file", metavar="FILE")
+    draw.add_argument("--run", metavar="RUN_ID", help="the run (needed when the file holds several)")
+    draw.add_argument("-o", "--output", metavar="FILE", help="where to write (default: run-ID.html)")
+
+
+def _audit_commands() -> Any:
+    try:
+        from ..audit import _commands
+    except ImportError as exc:
+        raise CLIError(f"actorflow.audit is not available in this installation ({exc})") from None
+    return _commands
+
+
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    path = existing(args.file)
+    status: int = _audit_commands().verify_command(path, out=sys.stdout)
+    return status
+
+
+def _cmd_trace_show(args: argparse.Namespace) -> int:
+    path = existing(args.file)
+    status: int = _audit_commands().show_command(
+        path, args.run, out=sys.stdout, color=wants_color(sys.stdout)
+    )
+    return status
+
+
+def _cmd_trace_draw(args: argparse.Namespace) -> int:
+    from ..draw import draw_execution
+    from ..draw._execution import runs_of, select_run
+
+    path = existing(args.file)
+    try:
+        runs = runs_of(path)
+        if args.run is None and len(runs) > 1:
+            ids = ", ".join(r.run_id for r in runs)
+            raise CLIError(f"{path} holds {len(runs)} runs; pick one with --run: {ids}")
+        trace = select_run(runs, args.run)
+    except (OSError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    output = Path(args.output or f"run-{trace.run_id[:8]}.html")
+    write_file(output, lambda p: draw_execution(trace, filename=p))
+    return EXIT_OK
