@@ -28,6 +28,21 @@ from ._exceptions import WorkflowStalledError as WorkflowStalledError
 from ._exceptions import WorkflowTimeoutError as WorkflowTimeoutError
 from ._exceptions import WorkflowValidationError as WorkflowValidationError
 from ._handle import RunHandle as RunHandle
+from ._observe import EventEmitted as EventEmitted
+from ._observe import EventTaken as EventTaken
+from ._observe import LLMCalled as LLMCalled
+from ._observe import Observer as Observer
+from ._observe import RunEnded as RunEnded
+from ._observe import RunInfo as RunInfo
+from ._observe import RunStarted as RunStarted
+from ._observe import StepCancelled as StepCancelled
+from ._observe import StepFailed as StepFailed
+from ._observe import StepFinished as StepFinished
+from ._observe import StepInfo as StepInfo
+from ._observe import StepStarted as StepStarted
+from ._observe import add_observer as add_observer
+from ._observe import remove_observer as remove_observer
+from ._observe import report_llm_call as report_llm_call
 from ._retry import RetryPolicy as RetryPolicy
 from ._statistics import RunStatistics as RunStatistics
 from ._statistics import StepStatistics as StepStatistics
@@ -43,17 +58,29 @@ __all__ = [
     "ActorflowError",
     "Context",
     "Event",
+    "EventEmitted",
+    "EventTaken",
     "HumanResponseEvent",
     "InputRequiredEvent",
+    "LLMCalled",
     "LLMConnectionError",
     "LLMError",
     "LLMResponseError",
     "LLMStatusError",
     "LLMTimeoutError",
+    "Observer",
     "RetryPolicy",
+    "RunEnded",
     "RunHandle",
+    "RunInfo",
+    "RunStarted",
     "RunStatistics",
     "StartEvent",
+    "StepCancelled",
+    "StepFailed",
+    "StepFinished",
+    "StepInfo",
+    "StepStarted",
     "StepStatistics",
     "StepTimeoutError",
     "StopEvent",
@@ -65,8 +92,11 @@ __all__ = [
     "WorkflowStalledError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
+    "add_observer",
     "draw_all_possible_flows",
     "draw_execution",
+    "remove_observer",
+    "report_llm_call",
     "step",
     "to_mermaid",
 ]

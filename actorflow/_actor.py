@@ -20,6 +20,7 @@ import trio
 from ._context import Context, current_context
 from ._events import Event
 from ._exceptions import StepTimeoutError, WorkflowRuntimeError
+from ._observe import StepCancelled, StepFailed, StepFinished, StepStarted
 from ._router import BATCH
 
 if TYPE_CHECKING:
@@ -194,39 +195,50 @@ class StepActor:
                     ):
                         raise
                     self.retried += 1
-                    if observer is not None:
+                    if observer is not None and observer.step_failed is not None:
+                        assert run.info is not None and ctx._cause is not None
                         observer.step_failed(
-                            run,
-                            spec.name,
-                            ctx.worker,
-                            ctx._cause,  # type: ignore[arg-type]
-                            event,
-                            attempt,
-                            trio.current_time() - started,
-                            exc,
-                            True,
+                            StepFailed(
+                                run.info,
+                                spec.name,
+                                ctx.worker,
+                                ctx._cause,
+                                event,
+                                attempt,
+                                trio.current_time() - started,
+                                exc,
+                                True,
+                            )
                         )
                     await trio.sleep(policy.wait_before(attempt))
                     attempt += 1
-                    if observer is not None:
-                        observer.step_started(run, spec.name, ctx.worker, ctx._cause, event, attempt)  # type: ignore[arg-type]
+                    if observer is not None and observer.step_started is not None:
+                        assert run.info is not None and ctx._cause is not None
+                        observer.step_started(
+                            StepStarted(run.info, spec.name, ctx.worker, ctx._cause, event, attempt)
+                        )
 
         return guarded
 
     def _failed_observed(self, ctx: Context, event: Any, error: BaseException, step: str | None) -> None:
         """Report a failed invocation of an instrumented run, then end the run with it."""
         self.failed += 1
-        self.run.observer.step_failed(  # type: ignore[union-attr]
-            self.run,
-            self.spec.name,
-            ctx.worker,
-            ctx._cause,  # type: ignore[arg-type]
-            event,
-            ctx.attempt,
-            trio.current_time() - ctx._attempt_started,
-            error,
-            False,
-        )
+        observer, info = self.run.observer, self.run.info
+        if observer is not None and observer.step_failed is not None:
+            assert info is not None and ctx._cause is not None
+            observer.step_failed(
+                StepFailed(
+                    info,
+                    self.spec.name,
+                    ctx.worker,
+                    ctx._cause,
+                    event,
+                    ctx.attempt,
+                    trio.current_time() - ctx._attempt_started,
+                    error,
+                    False,
+                )
+            )
         self.run.fail(error, step)
 
     def close_inbox(self) -> None:
@@ -320,6 +332,10 @@ class StepActor:
         receive = self._receive.receive
         backlog = self.backlog
         name = self.spec.name
+        info = run.info
+        assert info is not None
+        started_hook, finished_hook = observer.step_started, observer.step_finished
+        cancelled_hook = observer.step_cancelled
         budget = BATCH
         while True:
             try:
@@ -344,24 +360,30 @@ class StepActor:
             event, event_id, _ = item
             self.last = event
             ctx._cause = event_id
-            ctx._emitted = emitted = []  # type: ignore[var-annotated]
+            emitted: list[Event] = []
+            emitted_ids: list[int] = []
+            ctx._emitted, ctx._emitted_ids = emitted, emitted_ids
             ctx.attempt = 1
             ctx._attempt_started = trio.current_time()
-            observer.step_started(run, name, worker, event_id, event, 1)
+            if started_hook is not None:
+                started_hook(StepStarted(info, name, worker, event_id, event, 1))
             self.running += 1
             try:
                 result = await call(event)
             except BaseException as exc:
                 if is_cancellation(exc):
-                    observer.step_cancelled(
-                        run,
-                        name,
-                        worker,
-                        event_id,
-                        event,
-                        ctx.attempt,
-                        trio.current_time() - ctx._attempt_started,
-                    )
+                    if cancelled_hook is not None:
+                        cancelled_hook(
+                            StepCancelled(
+                                info,
+                                name,
+                                worker,
+                                event_id,
+                                event,
+                                ctx.attempt,
+                                trio.current_time() - ctx._attempt_started,
+                            )
+                        )
                     raise
                 self._failed_observed(ctx, event, exc, name)
                 return
@@ -375,17 +397,21 @@ class StepActor:
             self.processed += 1
             if result is not None:
                 ctx._emit(result)
-            observer.step_finished(
-                run,
-                name,
-                worker,
-                event_id,
-                event,
-                ctx.attempt,
-                trio.current_time() - ctx._attempt_started,
-                emitted,
-            )
-            ctx._cause = ctx._emitted = None
+            if finished_hook is not None:
+                finished_hook(
+                    StepFinished(
+                        info,
+                        name,
+                        worker,
+                        event_id,
+                        event,
+                        ctx.attempt,
+                        trio.current_time() - ctx._attempt_started,
+                        tuple(emitted),
+                        tuple(emitted_ids),
+                    )
+                )
+            ctx._cause = ctx._emitted = ctx._emitted_ids = None
             if result is None and not self.running and not self.queued:
                 run.check_stall()
             event = result = item = None

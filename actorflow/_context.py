@@ -17,6 +17,7 @@ import trio
 
 from ._events import Event, InputRequiredEvent
 from ._exceptions import WorkflowRuntimeError
+from ._observe import LLMCalled
 
 if TYPE_CHECKING:
     from ._actor import StepActor
@@ -117,6 +118,7 @@ class Context:
         "_collecting",
         "_emit",
         "_emitted",
+        "_emitted_ids",
         "_run",
         "_step_scope",
         "attempt",
@@ -133,6 +135,7 @@ class Context:
         self._emit = run.emit_observed_from(self) if run.observer is not None else run.router.emit
         self._cause: int | None = None
         self._emitted: list[Event] | None = None
+        self._emitted_ids: list[int] | None = None
         self._step_scope: trio.CancelScope | None = None
         self._collecting: tuple[Sequence[type[Event]], CollectBuffer] | None = None
         self._attempt_started = 0.0
@@ -148,6 +151,15 @@ class Context:
     def store(self) -> Store:
         """The run's key-value store (``await ctx.store.set(k, v)``, ``await ctx.store.get(k)``)."""
         return self._run.store
+
+    def _report_llm_call(self, call: Mapping[str, Any]) -> bool:
+        """An LLM call made by this invocation ended: hand it to the run's observers."""
+        run = self._run
+        observer = run.observer
+        if observer is None or observer.llm_called is None or run.info is None:
+            return False
+        observer.llm_called(LLMCalled(run.info, self._actor.spec.name, self.worker, self._cause, call))
+        return True
 
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Emit ``event`` now, besides what the step returns; never blocks.

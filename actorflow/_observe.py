@@ -1,159 +1,416 @@
-"""Instrumentation: the hooks an instrumented run calls, and the verbose printer.
+"""The instrumentation API: :class:`Observer`, the frozen record each hook receives, and the
+dispatcher that calls the observers of one run.
 
-A run is instrumented when something watches it (``verbose=True``, audit tracing). That is
-decided once per run: an uninstrumented run uses worker and router loops that contain no hook
-calls at all (trio's ``_instrumentation.py`` does the same: hooks nobody asked for cost nothing).
-Instrumented runs wrap each event as ``(event, event_id, target)`` so that observers can tie
-every invocation to the event that caused it.
+Like trio's ``Instrument``, an observer subclasses :class:`Observer` and overrides only the
+hooks it wants; the runtime calls only the hooks somebody overrode, and a run that nobody
+observes takes worker and router loops with no hook calls in them at all (so observing costs
+nothing unless asked for). Each hook gets one frozen record, so adding a field later breaks
+no observer. Hooks run synchronously inside the run's tasks: they must be quick. An
+observer's own exception never breaks a run: the dispatcher reports it once per run and
+observer on the stdlib logger ``actorflow.observe`` and goes on.
+
+Observers come from three places, called in this order: the audit tracer
+(``Workflow(trace=True)``), the process-wide ones (:func:`add_observer`), the workflow's own
+(``Workflow(observers=[...])``); ``verbose=True`` adds the :class:`VerbosePrinter` last.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal, TextIO
+
+import attrs
 
 from ._events import Event
 
-if TYPE_CHECKING:
-    from ._run import Outcome, Run
+__all__ = [
+    "EventEmitted",
+    "EventTaken",
+    "HOOKS",
+    "LLMCalled",
+    "Observer",
+    "ObserverDispatch",
+    "RunEnded",
+    "RunInfo",
+    "RunStarted",
+    "StepCancelled",
+    "StepFailed",
+    "StepFinished",
+    "StepInfo",
+    "StepStarted",
+    "VerbosePrinter",
+    "add_observer",
+    "observers",
+    "remove_observer",
+    "report_llm_call",
+]
 
-__all__ = ["Observer", "ObserverGroup", "VerbosePrinter"]
+_log = logging.getLogger("actorflow.observe")
+
+# -- the records -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class StepInfo:
+    """One step of a workflow, as observers see it."""
+
+    name: str
+    """The step's name."""
+    accepts: tuple[type[Event], ...]
+    """The event types it receives."""
+    emits: tuple[type[Event], ...]
+    """The event types its return hint allows."""
+    num_workers: int
+    """Its concurrent invocations per run."""
+
+
+@attrs.frozen
+class RunInfo:
+    """The run a record is about; one object per run, shared by all its records."""
+
+    run_id: str
+    """The run's unique id (as in ``RunHandle.run_id`` and the audit trail)."""
+    workflow: str
+    """The workflow's name."""
+    timeout: float | None
+    """The run's time limit in seconds, or None."""
+    steps: tuple[StepInfo, ...]
+    """The workflow's steps, in definition order."""
+
+
+@attrs.frozen
+class RunStarted:
+    """A run began (after ``max_concurrent_runs`` let it), before its StartEvent is routed."""
+
+    run: RunInfo
+    start_event: Event
+    """The event the run begins with."""
+
+
+@attrs.frozen
+class EventEmitted:
+    """An event entered the run: emitted by a step, or sent in from outside."""
+
+    run: RunInfo
+    event_id: int
+    """The run-local number the runtime gave the event (1, 2, 3... in emission order)."""
+    event: Event
+    """The event itself."""
+    cause_id: int | None
+    """The input event of the invocation that emitted it; None when it came from outside."""
+    step: str | None
+    """The emitting step; None for the StartEvent and events from ``RunHandle.send_event``."""
+    worker: int | None
+    """The emitting worker of that step (None from outside)."""
+    target: str | None = None
+    """The one step it was sent to with ``ctx.send_event(ev, step=...)``, else None."""
+
+
+@attrs.frozen
+class StepStarted:
+    """A step invocation (or one retry attempt of it) began."""
+
+    run: RunInfo
+    step: str
+    """The step's name."""
+    worker: int
+    """Which of the step's workers runs it (0 .. num_workers-1)."""
+    event_id: int
+    """The input event's id."""
+    event: Event
+    """The input event."""
+    attempt: int
+    """1 for the first attempt, then 2, 3... under a retry policy."""
+
+
+@attrs.frozen
+class StepFinished:
+    """A step invocation returned."""
+
+    run: RunInfo
+    step: str
+    worker: int
+    event_id: int
+    event: Event
+    attempt: int
+    duration: float
+    """Seconds the attempt took, on trio's clock."""
+    emitted: tuple[Event, ...]
+    """What it emitted, returned value last (``ctx.send_event`` calls first, in order)."""
+    emitted_ids: tuple[int, ...]
+    """The ids of ``emitted``, in the same order."""
+
+
+@attrs.frozen
+class StepFailed:
+    """A step invocation raised."""
+
+    run: RunInfo
+    step: str
+    worker: int
+    event_id: int
+    event: Event
+    attempt: int
+    duration: float
+    error: BaseException
+    """What it raised (or the runtime's verdict on what it returned)."""
+    retrying: bool
+    """Whether the step's retry policy runs it again; False means the run fails with it."""
+
+
+@attrs.frozen
+class StepCancelled:
+    """A step invocation was cancelled (the run ended while it ran, or its timeout passed)."""
+
+    run: RunInfo
+    step: str
+    worker: int
+    event_id: int
+    event: Event
+    attempt: int
+    duration: float
+
+
+@attrs.frozen
+class EventTaken:
+    """A step invocation waiting in ``ctx.wait_for_event`` took an event (it is routed nowhere)."""
+
+    run: RunInfo
+    step: str
+    worker: int
+    event_id: int
+    """The event taken."""
+    by_event_id: int | None
+    """The input event of the waiting invocation."""
+
+
+@attrs.frozen
+class LLMCalled:
+    """An LLM call made inside a step of the run ended (successfully or not).
+
+    ``call`` holds what the client reported: ``model``, ``prompt_sha256``, ``latency_s``,
+    ``usage``, ``error`` and, where known, the answer (see ``docs/llm.md``).
+    """
+
+    run: RunInfo
+    step: str | None
+    worker: int | None
+    cause_id: int | None
+    """The input event of the invocation that made the call."""
+    call: Mapping[str, Any]
+
+
+@attrs.frozen
+class RunEnded:
+    """The run ended; always the last record of a run."""
+
+    run: RunInfo
+    outcome: Literal["finished", "failed", "timed_out", "cancelled"]
+    """``finished`` (a StopEvent came), ``failed``, ``timed_out`` or ``cancelled``."""
+    result: Any
+    """What ``run()`` returns when ``finished`` (the StopEvent's result, or the StopEvent)."""
+    stop_event: Event | None
+    """The StopEvent that ended a finished run."""
+    error: BaseException | None
+    """What ``run()`` raises otherwise (None for cancellation from an enclosing scope)."""
+    duration: float
+    """Seconds from ``RunStarted`` to now, on trio's clock."""
+
+
+# -- observers ---------------------------------------------------------------------------------
+
+#: The hook names, in the order a run calls them first.
+HOOKS = (
+    "run_started",
+    "event_emitted",
+    "step_started",
+    "step_finished",
+    "step_failed",
+    "step_cancelled",
+    "event_taken",
+    "llm_called",
+    "run_ended",
+)
 
 
 class Observer:
-    """Base class of run observers; every hook does nothing.
+    """Base class of run observers: override the hooks you need; the others are never called.
 
-    Hooks run synchronously inside the run's tasks, so they must be quick and must not raise.
-    ``event_id`` is the run-local number the runtime gave the event when it was emitted.
-    ``step`` is None for events that came from outside the run (the StartEvent, events sent
-    through ``RunHandle.send_event``).
+    Each hook receives one frozen record. Hooks run synchronously inside the run's tasks,
+    so they must be quick; one that raises is reported (once per run) and the run goes on.
+    One observer instance may watch many runs at once: tell them apart by ``record.run``.
     """
 
-    __slots__ = ()
+    def run_started(self, record: RunStarted) -> None:
+        """A run began."""
 
-    def run_started(self, run: Run) -> None: ...
+    def event_emitted(self, record: EventEmitted) -> None:
+        """An event entered the run."""
 
-    def event_emitted(
-        self, run: Run, event_id: int, event: Event, cause_id: int | None, step: str | None
-    ) -> None: ...
+    def step_started(self, record: StepStarted) -> None:
+        """A step invocation (or retry attempt) began."""
 
-    def step_started(
-        self, run: Run, step: str, worker: int, event_id: int, event: Event, attempt: int
-    ) -> None: ...
+    def step_finished(self, record: StepFinished) -> None:
+        """A step invocation returned."""
 
-    def step_finished(
-        self,
-        run: Run,
-        step: str,
-        worker: int,
-        event_id: int,
-        event: Event,
-        attempt: int,
-        duration: float,
-        emitted: Sequence[Event],
-    ) -> None: ...
+    def step_failed(self, record: StepFailed) -> None:
+        """A step invocation raised."""
 
-    def step_failed(
-        self,
-        run: Run,
-        step: str,
-        worker: int,
-        event_id: int,
-        event: Event,
-        attempt: int,
-        duration: float,
-        error: BaseException,
-        retrying: bool,
-    ) -> None:
-        """``retrying`` tells whether the step's retry policy will run it again."""
+    def step_cancelled(self, record: StepCancelled) -> None:
+        """A step invocation was cancelled."""
 
-    def step_cancelled(
-        self, run: Run, step: str, worker: int, event_id: int, event: Event, attempt: int, duration: float
-    ) -> None: ...
+    def event_taken(self, record: EventTaken) -> None:
+        """A waiting step took an event."""
 
-    def llm_called(self, run: Run, step: str | None, cause_id: int | None, call: Mapping[str, Any]) -> None:
-        """An ``actorflow.llm`` client finished a call inside a step of this run."""
+    def llm_called(self, record: LLMCalled) -> None:
+        """An LLM call inside a step ended."""
 
-    def event_taken(self, run: Run, step: str, worker: int, event_id: int, by_event_id: int | None) -> None:
-        """A step invocation waiting in ``ctx.wait_for_event`` took event ``event_id``.
-
-        ``by_event_id`` is the input event of the waiting invocation. The event is not
-        routed to any step.
-        """
-
-    def run_ended(self, run: Run, outcome: Outcome) -> None: ...
+    def run_ended(self, record: RunEnded) -> None:
+        """The run ended."""
 
 
-class ObserverGroup(Observer):
-    """Several observers of one run, called in order (the audit tracer first)."""
+_global: tuple[Observer, ...] = ()
 
-    __slots__ = ("observers",)
 
-    def __init__(self, observers: Sequence[Observer]) -> None:
+def add_observer(observer: Observer) -> None:
+    """Observe every run of every workflow started from now on, in this process."""
+    global _global
+    if not isinstance(observer, Observer):
+        raise TypeError(f"add_observer() needs an actorflow.Observer instance, got {type(observer).__name__}")
+    if observer not in _global:
+        _global = (*_global, observer)
+
+
+def remove_observer(observer: Observer) -> None:
+    """Stop observing runs started from now on with ``observer`` (runs going on keep it)."""
+    global _global
+    _global = tuple(o for o in _global if o is not observer)
+
+
+def observers() -> tuple[Observer, ...]:
+    """The process-wide observers, in the order they were added."""
+    return _global
+
+
+def _overrides(observer: Observer, hook: str) -> bool:
+    method = getattr(type(observer), hook, None)
+    return method is not None and method is not getattr(Observer, hook)
+
+
+class ObserverDispatch:
+    """The observers of one run, hook by hook: what the runtime calls.
+
+    Each hook attribute is None when no observer overrides it, so a call site can skip
+    building a record nobody reads (``if d.step_started is not None: d.step_started(rec)``).
+    """
+
+    __slots__ = ("_failed", "observers", *HOOKS)
+
+    run_started: Callable[[RunStarted], None] | None
+    event_emitted: Callable[[EventEmitted], None] | None
+    step_started: Callable[[StepStarted], None] | None
+    step_finished: Callable[[StepFinished], None] | None
+    step_failed: Callable[[StepFailed], None] | None
+    step_cancelled: Callable[[StepCancelled], None] | None
+    event_taken: Callable[[EventTaken], None] | None
+    llm_called: Callable[[LLMCalled], None] | None
+    run_ended: Callable[[RunEnded], None] | None
+
+    def __init__(self, observers: Iterable[Observer]) -> None:
         self.observers = tuple(observers)
+        self._failed: set[int] = set()
+        for hook in HOOKS:
+            bound = tuple(getattr(o, hook) for o in self.observers if _overrides(o, hook))
+            setattr(self, hook, self._caller(hook, bound) if bound else None)
 
-    def run_started(self, run):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.run_started(run)
+    def _caller(self, hook: str, bound: tuple[Callable[[Any], None], ...]) -> Callable[[Any], None]:
+        if len(bound) == 1:
+            (only,) = bound
 
-    def event_emitted(self, run, event_id, event, cause_id, step):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.event_emitted(run, event_id, event, cause_id, step)
+            def call_one(record: Any) -> None:
+                try:
+                    only(record)
+                except Exception as exc:
+                    self._report(only, hook, record, exc)
 
-    def step_started(self, *args):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.step_started(*args)
+            return call_one
 
-    def step_finished(self, *args):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.step_finished(*args)
+        def call_all(record: Any) -> None:
+            for method in bound:
+                try:
+                    method(record)
+                except Exception as exc:
+                    self._report(method, hook, record, exc)
 
-    def step_failed(self, *args):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.step_failed(*args)
+        return call_all
 
-    def step_cancelled(self, *args):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.step_cancelled(*args)
+    def _report(self, method: Callable[[Any], None], hook: str, record: Any, exc: Exception) -> None:
+        observer = getattr(method, "__self__", method)
+        if id(observer) in self._failed:
+            return  # once per run and observer: the run goes on either way
+        self._failed.add(id(observer))
+        run = getattr(record, "run", None)
+        try:
+            _log.error(
+                "actorflow: observer %r raised in %s for %s run %s; the run goes on",
+                observer,
+                hook,
+                getattr(run, "workflow", "?"),
+                getattr(run, "run_id", "?"),
+                exc_info=exc,
+            )
+        except Exception:
+            pass
 
-    def llm_called(self, *args):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.llm_called(*args)
 
-    def event_taken(self, *args):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.event_taken(*args)
+def report_llm_call(call: Mapping[str, Any]) -> bool:
+    """Tell the observers of the current step's run that an LLM call ended.
 
-    def run_ended(self, run, outcome):  # type: ignore[no-untyped-def]
-        for o in self.observers:
-            o.run_ended(run, outcome)
+    The one seam every LLM client reports through (``actorflow.llm`` does, and so can any
+    other client): ``call`` holds ``model``, ``prompt_sha256``, ``latency_s``, ``usage``,
+    ``error`` and, where known, the answer. Called outside a step, or in a run nobody
+    observes, it does nothing. Returns whether an observer received it. Never raises.
+    """
+    from ._context import current_context  # _context imports this module
+
+    ctx = current_context.get()
+    if ctx is None:
+        return False
+    try:
+        return ctx._report_llm_call(call)
+    except Exception:  # a report must never turn a finished call into a failure
+        return False
 
 
 class VerbosePrinter(Observer):
     """``Workflow(verbose=True)``: one line per step invocation: step, input, what it emitted."""
 
-    __slots__ = ("file",)
-
     def __init__(self, file: TextIO | None = None) -> None:
         self.file = file
 
-    def _print(self, run: Run, text: str) -> None:
-        print(f"[{run.spec.name} {run.id[:8]}] {text}", file=self.file or sys.stdout, flush=True)
+    def _print(self, run: RunInfo, text: str) -> None:
+        print(f"[{run.workflow} {run.run_id[:8]}] {text}", file=self.file or sys.stdout, flush=True)
 
-    def run_started(self, run: Run) -> None:
-        self._print(run, "run started")
+    def run_started(self, record: RunStarted) -> None:
+        self._print(record.run, "run started")
 
-    def step_finished(self, run, step, worker, event_id, event, attempt, duration, emitted):  # type: ignore[no-untyped-def]
-        out = ", ".join(type(e).__name__ for e in emitted) or "nothing"
-        self._print(run, f"step {step} got {type(event).__name__} -> {out} ({duration * 1e3:.1f} ms)")
-
-    def step_failed(self, run, step, worker, event_id, event, attempt, duration, error, retrying):  # type: ignore[no-untyped-def]
+    def step_finished(self, record: StepFinished) -> None:
+        out = ", ".join(type(e).__name__ for e in record.emitted) or "nothing"
         self._print(
-            run,
-            f"step {step} got {type(event).__name__} -> raised {type(error).__name__}: {error} "
-            f"({duration * 1e3:.1f} ms)" + (f"; retrying (attempt {attempt + 1})" if retrying else ""),
+            record.run,
+            f"step {record.step} got {type(record.event).__name__} -> {out} ({record.duration * 1e3:.1f} ms)",
         )
 
-    def run_ended(self, run: Run, outcome: Outcome) -> None:
-        self._print(run, f"run {outcome.kind.replace('_', ' ')}")
+    def step_failed(self, record: StepFailed) -> None:
+        error = record.error
+        self._print(
+            record.run,
+            f"step {record.step} got {type(record.event).__name__} -> raised "
+            f"{type(error).__name__}: {error} ({record.duration * 1e3:.1f} ms)"
+            + (f"; retrying (attempt {record.attempt + 1})" if record.retrying else ""),
+        )
+
+    def run_ended(self, record: RunEnded) -> None:
+        self._print(record.run, f"run {record.outcome.replace('_', ' ')}")

@@ -27,11 +27,12 @@ from ._exceptions import (
     WorkflowStalledError,
     WorkflowTimeoutError,
 )
+from ._observe import EventEmitted, EventTaken, RunEnded, RunInfo, RunStarted, StepInfo
 from ._router import Directed, Router
 from ._statistics import RunStatistics, StepStatistics
 
 if TYPE_CHECKING:
-    from ._observe import Observer
+    from ._observe import ObserverDispatch
     from ._validate import WorkflowSpec
     from ._workflow import Workflow
 
@@ -88,7 +89,7 @@ class Run:
         start_event: Event,
         *,
         timeout: float | None,
-        observer: Observer | None,
+        observer: ObserverDispatch | None,
         stream: bool,
         limiter: trio.Semaphore | None = None,
     ) -> None:
@@ -98,9 +99,20 @@ class Run:
         self.start_event = start_event
         self.timeout = timeout
         self.observer = observer
+        self.info: RunInfo | None = None
+        """What observers are told about the run (instrumented runs only)."""
+        if observer is not None:
+            self.info = RunInfo(
+                run_id=self.id,
+                workflow=spec.name,
+                timeout=timeout,
+                steps=tuple(StepInfo(s.name, s.accepts, s.emits, s.num_workers) for s in spec.steps),
+            )
+        self._started_at = 0.0
         self.limiter = limiter
         self.scope = trio.CancelScope()
         self.outcome: Outcome | None = None
+        self._stop_event: StopEvent | None = None
         self.started = False
         self.done = trio.Event()
         self.store = Store()
@@ -148,6 +160,7 @@ class Run:
         """The route of StopEvents (called by the router): record the result, end the run."""
         if self.outcome is not None:
             return
+        self._stop_event = event
         self.outcome = Outcome("finished", event.result if type(event) is StopEvent else event)
         raise _Stopped  # out of Router.serve(), to execute(), which winds the run down
 
@@ -177,12 +190,16 @@ class Run:
         name = ctx._actor.spec.name
         router_emit = self.router.emit
         event_ids = self._event_ids
+        hook = observer.event_emitted
+        info = self.info
 
         def emit(event: Event) -> None:
             event_id = next(event_ids)
-            if ctx._emitted is not None:
+            if ctx._emitted is not None and ctx._emitted_ids is not None:
                 ctx._emitted.append(event)
-            observer.event_emitted(self, event_id, event, ctx._cause, name)
+                ctx._emitted_ids.append(event_id)
+            if hook is not None:
+                hook(EventEmitted(info, event_id, event, ctx._cause, name, ctx.worker))  # type: ignore[arg-type]
             router_emit((event, event_id, None))
 
         return emit
@@ -192,7 +209,7 @@ class Run:
             self.router.emit(event)
         else:
             event_id = next(self._event_ids)
-            self.observer.event_emitted(self, event_id, event, None, None)
+            self._emitted_hook(event_id, event, None, None, None)
             self.router.emit((event, event_id, None))
 
     def _actor_named(self, step: str, sender: str, event: Event) -> StepActor:
@@ -219,10 +236,29 @@ class Run:
             self.router.emit(Directed(event, actor.deliver))
         else:
             event_id = next(self._event_ids)
-            if ctx._emitted is not None:
+            if ctx._emitted is not None and ctx._emitted_ids is not None:
                 ctx._emitted.append(event)
-            self.observer.event_emitted(self, event_id, event, ctx._cause, sender)
+                ctx._emitted_ids.append(event_id)
+            self._emitted_hook(event_id, event, ctx, sender, step)
             self.router.emit((event, event_id, actor.deliver))
+
+    def _emitted_hook(
+        self, event_id: int, event: Event, ctx: Context | None, step: str | None, target: str | None
+    ) -> None:
+        hook = self.observer.event_emitted if self.observer is not None else None
+        if hook is not None:
+            assert self.info is not None
+            hook(
+                EventEmitted(
+                    self.info,
+                    event_id,
+                    event,
+                    None if ctx is None else ctx._cause,
+                    step,
+                    None if ctx is None else ctx.worker,
+                    target,
+                )
+            )
 
     def check_inject(self, event: Event) -> None:
         """Raise unless ``event`` can be sent into the run from outside right now."""
@@ -261,7 +297,7 @@ class Run:
         event_id = None
         if self.observer is not None:
             event_id = next(self._event_ids)
-            self.observer.event_emitted(self, event_id, event, None, None)
+            self._emitted_hook(event_id, event, None, None, None)
         self._hand(waiter, event, event_id)
 
     def publish(self, event: Event) -> None:
@@ -339,8 +375,11 @@ class Run:
 
     def _hand(self, waiter: Waiter, event: Event, event_id: int | None) -> None:
         """Give ``event`` to a step waiting for it; it is routed to no step."""
-        if self.observer is not None and event_id is not None:
-            self.observer.event_taken(self, waiter.actor.spec.name, waiter.worker, event_id, waiter.cause)
+        if self.observer is not None and event_id is not None and self.observer.event_taken is not None:
+            assert self.info is not None
+            self.observer.event_taken(
+                EventTaken(self.info, waiter.actor.spec.name, waiter.worker, event_id, waiter.cause)
+            )
         waiter.result = event
         waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
         self._remove_waiter(waiter)
@@ -496,8 +535,10 @@ class Run:
         ``trio.Cancelled``, never wrapped in an ExceptionGroup).
         """
         observer = self.observer
-        if observer is not None:
-            observer.run_started(self)
+        self._started_at = trio.current_time()
+        if observer is not None and observer.run_started is not None:
+            assert self.info is not None
+            observer.run_started(RunStarted(self.info, self.start_event))
         acquired = False
         try:
             with self.scope:
@@ -563,8 +604,18 @@ class Run:
         for actor in self.actors:
             if actor.room_waiters:  # handle.send_event callers: the run is over
                 actor.room.unpark_all()
-        if self.observer is not None:
-            self.observer.run_ended(self, outcome)
+        if self.observer is not None and self.observer.run_ended is not None:
+            assert self.info is not None
+            self.observer.run_ended(
+                RunEnded(
+                    self.info,
+                    outcome.kind,
+                    outcome.value,
+                    self._stop_event,
+                    outcome.error,
+                    trio.current_time() - self._started_at,
+                )
+            )
         self.done.set()
 
     def _timeout_error(self) -> WorkflowTimeoutError:

@@ -23,19 +23,26 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pydantic
-import structlog
-import trio
 
-from ._events import Event, StopEvent
-from ._observe import Observer
-
-if TYPE_CHECKING:
-    from ._run import Outcome, Run
+from ._events import StopEvent
+from ._observe import (
+    EventEmitted,
+    EventTaken,
+    LLMCalled,
+    Observer,
+    RunEnded,
+    RunInfo,
+    RunStarted,
+    StepCancelled,
+    StepFailed,
+    StepFinished,
+    StepStarted,
+)
 
 __all__ = [
     "CLOSING",
@@ -220,23 +227,28 @@ def _version() -> str:
 _H = TypeVar("_H", bound=Callable[..., None])
 
 
-def _step_fields(step: str, worker: int, event_id: int, attempt: int) -> dict[str, Any]:
+def _step_fields(record: Any) -> dict[str, Any]:
     """What every step record carries: which invocation it is about."""
-    return {"step": step, "worker": worker, "event_id": event_id, "attempt": attempt}
+    return {
+        "step": record.step,
+        "worker": record.worker,
+        "event_id": record.event_id,
+        "attempt": record.attempt,
+    }
 
 
 def _guarded(hook: _H) -> _H:
     """Make ``hook`` never raise; a record it could not deliver leaves a hole in ``seq``."""
 
     @functools.wraps(hook)
-    def guarded(self: Tracer, run: Run, *args: Any) -> None:
+    def guarded(self: Tracer, record: Any) -> None:
         before = self._seq
         try:
-            hook(self, run, *args)
+            hook(self, record)
         except Exception as exc:
             if self._seq == before:  # failed while building the record: still use its number
                 self._seq += 1
-            self._lost(run, hook.__name__, exc)
+            self._lost(record.run, hook.__name__, exc)
 
     return guarded  # type: ignore[return-value]
 
@@ -249,13 +261,12 @@ class Tracer(Observer):
     in the runtime sends any; this keeps the promise that the closing record is the last).
     """
 
-    __slots__ = ("_closed", "_failed_at", "_log", "_seq", "_started", "_stop", "lost")
+    __slots__ = ("_closed", "_failed_at", "_log", "_seq", "_stop", "lost")
 
     def __init__(self) -> None:
         self._log: Any = None
         self._seq = 0
         self._closed = False
-        self._started = 0.0
         self._stop: tuple[int, type[StopEvent], Any] | None = None
         """(event_id, type, payload) of the first StopEvent emitted: the one that ends the run
         (the router is FIFO). run.finished reuses its payload, so the two records agree."""
@@ -268,7 +279,7 @@ class Tracer(Observer):
         self._seq += 1
         self._log.info(name, seq=self._seq, timestamp=_now(), **fields)
 
-    def _lost(self, run: Run, hook: str, exc: Exception) -> None:
+    def _lost(self, run: RunInfo, hook: str, exc: Exception) -> None:
         self.lost += 1
         if self.lost > 1:
             return  # one report per run; the holes themselves are in the trail
@@ -277,8 +288,8 @@ class Tracer(Observer):
                 "actorflow: an audit record of %s run %s (seq %d, from hook %s) could not be "
                 "written; the run goes on and its trail has a hole that "
                 "actorflow.audit.verify() will report",
-                run.spec.name,
-                run.id,
+                run.workflow,
+                run.run_id,
                 self._seq,
                 hook,
                 exc_info=exc,
@@ -287,9 +298,11 @@ class Tracer(Observer):
             pass
 
     @_guarded
-    def run_started(self, run: Run) -> None:
-        self._started = trio.current_time()
-        self._log = structlog.get_logger("actorflow").bind(run_id=run.id, workflow=run.spec.name)
+    def run_started(self, record: RunStarted) -> None:
+        import structlog  # only traced runs need it
+
+        run = record.run
+        self._log = structlog.get_logger("actorflow").bind(run_id=run.run_id, workflow=run.workflow)
         self._emit(
             "run.started",
             {
@@ -303,126 +316,95 @@ class Tracer(Observer):
                         "emits": [t.__name__ for t in s.emits],
                         "num_workers": s.num_workers,
                     }
-                    for s in run.spec.steps
+                    for s in run.steps
                 ],
             },
         )
 
     @_guarded
-    def event_emitted(
-        self, run: Run, event_id: int, event: Event, cause_id: int | None, step: str | None
-    ) -> None:
+    def event_emitted(self, record: EventEmitted) -> None:
         if self._closed:
             return
+        event = record.event
         payload = payload_of(event)
         if self._stop is None and isinstance(event, StopEvent):
-            self._stop = (event_id, type(event), payload)
+            self._stop = (record.event_id, type(event), payload)
         self._emit(
             "event.emitted",
             {
-                "event_id": event_id,
+                "event_id": record.event_id,
                 "event_type": type(event).__name__,
-                "cause_id": cause_id,
-                "step": step,
+                "cause_id": record.cause_id,
+                "step": record.step,
                 "payload": payload,
             },
         )
 
     @_guarded
-    def step_started(
-        self, run: Run, step: str, worker: int, event_id: int, event: Event, attempt: int
-    ) -> None:
+    def step_started(self, record: StepStarted) -> None:
         if self._closed:
             return
-        self._emit("step.started", _step_fields(step, worker, event_id, attempt))
+        self._emit("step.started", _step_fields(record))
 
     @_guarded
-    def step_finished(
-        self,
-        run: Run,
-        step: str,
-        worker: int,
-        event_id: int,
-        event: Event,
-        attempt: int,
-        duration: float,
-        emitted: Sequence[Event],
-    ) -> None:
+    def step_finished(self, record: StepFinished) -> None:
         if self._closed:
             return
         self._emit(
             "step.finished",
-            {
-                **_step_fields(step, worker, event_id, attempt),
-                "duration_s": duration,
-                "emitted": len(emitted),
-            },
+            {**_step_fields(record), "duration_s": record.duration, "emitted": len(record.emitted)},
         )
 
     @_guarded
-    def step_failed(
-        self,
-        run: Run,
-        step: str,
-        worker: int,
-        event_id: int,
-        event: Event,
-        attempt: int,
-        duration: float,
-        error: BaseException,
-        retrying: bool,
-    ) -> None:
+    def step_failed(self, record: StepFailed) -> None:
         if self._closed:
             return
-        if not retrying and self._failed_at is None:
-            self._failed_at = (step, event_id)
+        if not record.retrying and self._failed_at is None:
+            self._failed_at = (record.step, record.event_id)
         self._emit(
             "step.failed",
             {
-                **_step_fields(step, worker, event_id, attempt),
-                "duration_s": duration,
-                **_error_fields(error),
-                "retrying": bool(retrying),
+                **_step_fields(record),
+                "duration_s": record.duration,
+                **_error_fields(record.error),
+                "retrying": bool(record.retrying),
             },
         )
 
     @_guarded
-    def step_cancelled(
-        self, run: Run, step: str, worker: int, event_id: int, event: Event, attempt: int, duration: float
-    ) -> None:
+    def step_cancelled(self, record: StepCancelled) -> None:
         if self._closed:
             return
-        self._emit(
-            "step.cancelled",
-            {
-                **_step_fields(step, worker, event_id, attempt),
-                "duration_s": duration,
-            },
-        )
+        self._emit("step.cancelled", {**_step_fields(record), "duration_s": record.duration})
 
     @_guarded
-    def event_taken(self, run: Run, step: str, worker: int, event_id: int, by_event_id: int | None) -> None:
+    def event_taken(self, record: EventTaken) -> None:
         if self._closed:
             return
         self._emit(
             "event.taken",
-            {"step": step, "worker": worker, "event_id": event_id, "by_event_id": by_event_id},
+            {
+                "step": record.step,
+                "worker": record.worker,
+                "event_id": record.event_id,
+                "by_event_id": record.by_event_id,
+            },
         )
 
     @_guarded
-    def llm_called(self, run: Run, step: str | None, cause_id: int | None, call: Mapping[str, Any]) -> None:
+    def llm_called(self, record: LLMCalled) -> None:
         if self._closed:
             return
         fields: dict[str, Any] = {
-            "step": step,
-            "cause_id": cause_id,
+            "step": record.step,
+            "cause_id": record.cause_id,
             "model": None,
             "prompt_sha256": None,
             "latency_s": None,
             "usage": None,
             "error": None,
         }
-        for key, value in call.items():
+        for key, value in record.call.items():
             key = str(key)
             if key in ("event", "run_id", "workflow", "seq", "timestamp", "step", "cause_id"):
                 continue  # the call cannot overwrite what identifies the record
@@ -433,15 +415,15 @@ class Tracer(Observer):
         self._emit("llm.called", fields)
 
     @_guarded
-    def run_ended(self, run: Run, outcome: Outcome) -> None:
+    def run_ended(self, record: RunEnded) -> None:
         if self._closed:
             return
         self._closed = True
-        kind = outcome.kind
-        fields: dict[str, Any] = {"duration_s": trio.current_time() - self._started}
+        kind = record.outcome
+        fields: dict[str, Any] = {"duration_s": record.duration}
         if kind == "finished":
             # A plain StopEvent's run returns its .result; a subclass's returns the event.
-            value, stop = outcome.value, self._stop
+            value, stop = record.result, self._stop
             if stop is not None:
                 plain = stop[1] is StopEvent
                 result = stop[2].get("result") if plain and isinstance(stop[2], dict) else stop[2]
@@ -452,11 +434,11 @@ class Tracer(Observer):
             fields["result"] = result
             fields["stop_event_id"] = stop[0] if stop is not None else None
         else:
-            fields.update(_error_fields(outcome.error))
+            fields.update(_error_fields(record.error))
             if kind == "failed":
                 step, event_id = self._failed_at or (None, None)
                 fields["step"] = step
                 fields["event_id"] = event_id
             elif kind == "timed_out":
-                fields["timeout"] = run.timeout
+                fields["timeout"] = record.run.timeout
         self._emit(f"run.{kind}", fields)

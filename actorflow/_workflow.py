@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
 from typing import Any, ClassVar
@@ -16,7 +16,8 @@ from . import _tracing
 from ._events import Event, StartEvent
 from ._exceptions import WorkflowDefinitionError, WorkflowRuntimeError, WorkflowValidationError
 from ._handle import RunHandle, open_run
-from ._observe import Observer, ObserverGroup, VerbosePrinter
+from ._observe import Observer, ObserverDispatch, VerbosePrinter
+from ._observe import observers as global_observers
 from ._run import Run
 from ._step import StepSpec, UnresolvedHint, _StepDraft, resolve, step_marker
 from ._validate import WorkflowSpec, build_spec
@@ -39,7 +40,8 @@ class Workflow:
     step invocation. ``trace=True`` records every run as audit records (structlog); None
     (the default) follows ``actorflow.audit.enable()`` / ``disable()``.
     ``max_concurrent_runs=N`` makes further runs of this instance wait until one ends
-    (their timeout starts when they start).
+    (their timeout starts when they start). ``observers=[...]`` are :class:`Observer`
+    instances that watch every run of this instance (``docs/observability.md``).
     """
 
     __actorflow_spec__: ClassVar[WorkflowSpec | None] = None
@@ -73,6 +75,7 @@ class Workflow:
         verbose: bool = False,
         trace: bool | None = None,
         max_concurrent_runs: int | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
@@ -87,6 +90,13 @@ class Workflow:
             or max_concurrent_runs < 1
         ):
             raise ValueError(f"max_concurrent_runs must be an int >= 1 or None, got {max_concurrent_runs!r}")
+        bad: list[object] = [observers] if isinstance(observers, Observer | str) else []
+        bad += [o for o in ([] if bad else observers) if not isinstance(o, Observer)]
+        if bad:
+            raise TypeError(
+                f"observers must be a list of actorflow.Observer instances, got {type(bad[0]).__name__}"
+            )
+        self._actorflow_observers = tuple(observers)
         self._actorflow_limiter = None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
         spec(type(self))  # the class is checked by now at the latest
 
@@ -119,11 +129,11 @@ class Workflow:
         trace = self._actorflow_trace
         if trace or (trace is None and _tracing.is_enabled()):  # decided once per run
             observers.append(_tracing.Tracer())  # first: nothing before it can make it miss a hook
+        observers += global_observers()
+        observers += self._actorflow_observers
         if verbose:
             observers.append(VerbosePrinter())
-        observer = (
-            None if not observers else observers[0] if len(observers) == 1 else ObserverGroup(observers)
-        )
+        observer = ObserverDispatch(observers) if observers else None
         return Run(
             self,
             wf_spec,

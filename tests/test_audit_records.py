@@ -301,11 +301,7 @@ async def test_llm_calls_are_recorded_from_the_hook() -> None:
     class Asks(Workflow):
         @step
         async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
-            run = ctx._run
-            run.observer.llm_called(
-                run,
-                "ask",
-                ctx._cause,
+            actorflow.report_llm_call(
                 {
                     "model": "m-1",
                     "prompt_sha256": "ab" * 32,
@@ -414,30 +410,21 @@ async def test_broken_processor_loses_records_visibly_but_not_the_run(
 
 def test_tracer_drops_hooks_after_the_closing_record() -> None:
     """Nothing is recorded after run.* : the closing record stays the last."""
-    from actorflow._run import Outcome
-
-    class FakeRun:
-        id = "r1"
-        timeout = None
-
-        class spec:
-            name = "Fake"
-            steps = ()
-
     tracer = Tracer()
-    run: Any = FakeRun()
+    run = actorflow.RunInfo(run_id="r1", workflow="Fake", timeout=None, steps=())
     with capture_logs() as logs:
-        trio.run(_drive, tracer, run, Outcome("finished", value=1))
+        trio.run(_drive, tracer, run)
     assert [r["event"] for r in logs] == ["run.started", "run.finished"]
     assert tracer.lost == 0
 
 
-async def _drive(tracer: Tracer, run: Any, outcome: Any) -> None:
-    tracer.run_started(run)
-    tracer.run_ended(run, outcome)
-    tracer.event_emitted(run, 5, Item(n=1), None, None)
-    tracer.step_started(run, "s", 0, 5, Item(n=1), 1)
-    tracer.run_ended(run, outcome)
+async def _drive(tracer: Tracer, run: actorflow.RunInfo) -> None:
+    ended = actorflow.RunEnded(run, "finished", 1, None, None, 0.0)
+    tracer.run_started(actorflow.RunStarted(run, StartEvent()))
+    tracer.run_ended(ended)
+    tracer.event_emitted(actorflow.EventEmitted(run, 5, Item(n=1), None, None, None))
+    tracer.step_started(actorflow.StepStarted(run, "s", 0, 5, Item(n=1), 1))
+    tracer.run_ended(ended)
 
 
 def test_audit_exports_are_pinned() -> None:

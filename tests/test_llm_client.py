@@ -244,7 +244,7 @@ async def test_a_body_that_is_not_json_raises_llm_response_error(server: Any, ll
     """A 200 whose body is not JSON raises LLMResponseError quoting the body, without a retry."""
     server.reply(Reply(body=b"<html>Welcome to nginx!</html>"))
 
-    with pytest.raises(LLMResponseError, match="not JSON.*Welcome to nginx"):  # noqa: RUF043
+    with pytest.raises(LLMResponseError, match="not JSON.*Welcome to nginx"):
         await llm.acomplete("x")
 
     assert len(server.requests) == 1
@@ -512,7 +512,7 @@ async def test_timeouts_are_retried_then_raised(autojump_clock: trio.testing.Moc
     timeouts: list[httpx.Response | Exception] = [httpx.ReadTimeout("timed out") for _ in range(3)]
     llm = _mock(timeouts, max_retries=2)
 
-    with pytest.raises(LLMTimeoutError, match="ReadTimeout.*after 3 attempts"):  # noqa: RUF043
+    with pytest.raises(LLMTimeoutError, match="ReadTimeout.*after 3 attempts"):
         await llm.acomplete("x")
 
     assert not timeouts
@@ -687,7 +687,7 @@ def test_from_env_reads_the_model_with_a_fallback(env: dict[str, str], model: st
 
 def test_from_env_without_a_model_says_how_to_set_one() -> None:
     """from_env() with no model anywhere raises ValueError naming the variables."""
-    with pytest.raises(ValueError, match="ACTORFLOW_LLM_MODEL.*OPENAI_MODEL"):  # noqa: RUF043
+    with pytest.raises(ValueError, match="ACTORFLOW_LLM_MODEL.*OPENAI_MODEL"):
         OpenAICompatible.from_env(environ={"OPENAI_BASE_URL": "http://x/v1"})
 
 

@@ -32,6 +32,7 @@ import trio
 
 from .._context import current_context
 from .._exceptions import LLMConnectionError, LLMError, LLMResponseError, LLMStatusError, LLMTimeoutError
+from .._observe import report_llm_call
 from ._sse import ServerSentEvent, SSEDecoder
 from ._types import ChatMessage, CompletionDelta, CompletionResponse, MessagesLike, Usage, coerce_messages
 from ._wire import Endpoint, error_message, parse_chunk, parse_completion
@@ -89,12 +90,7 @@ def _record_call(
     Inside a step of a traced run it becomes an ``llm.called`` audit record tied to the step
     and to the event the step was handling; anywhere else it does nothing.
     """
-    ctx = current_context.get()
-    if ctx is None:
-        return
-    run = ctx._run
-    observer = run.observer
-    if observer is None:
+    if current_context.get() is None:
         return
     call = {
         "model": model,
@@ -103,10 +99,7 @@ def _record_call(
         "usage": None if usage is None else usage.model_dump(mode="json"),
         "error": None if error is None else f"{type(error).__name__}: {error}",
     }
-    try:
-        observer.llm_called(run, ctx._actor.spec.name, ctx._cause, call)
-    except Exception:  # an audit hook must never turn a finished call into a failure
-        pass
+    report_llm_call(call)
 
 
 @attrs.define
