@@ -64,6 +64,26 @@ def _ring_step(i: int, accepts: type[Event], emits: type[Event], probe: bool) ->
     return hop
 
 
+class BlobChain(Workflow):
+    """The chain with a large text field carried on every event (``self.text``, ``self.hops``)."""
+
+    @step
+    async def start(self, ev: StartEvent) -> _events.Blob0:
+        return _events.Blob0(n=1, text=self.text)
+
+    @step
+    async def hop0(self, ev: _events.Blob0) -> _events.Blob1 | StopEvent:
+        if ev.n >= self.hops:
+            return StopEvent(result=ev.n)
+        return _events.Blob1(n=ev.n + 1, text=ev.text)
+
+    @step
+    async def hop1(self, ev: _events.Blob1) -> _events.Blob0 | StopEvent:
+        if ev.n >= self.hops:
+            return StopEvent(result=ev.n)
+        return _events.Blob0(n=ev.n + 1, text=ev.text)
+
+
 @functools.cache
 def fanout(workers: int) -> type[Workflow]:
     """StartEvent -> n Job events (``ctx.send_event``) -> ``work`` x workers -> ``gather``.
@@ -175,6 +195,11 @@ def chain(hops: int, types: int = 2, trace: bool | None = None, cap: float = mat
     return _timed(_new(ring(types), trace, hops=hops), cap)
 
 
+def blob_chain(hops: int, text: str, trace: bool | None = None, cap: float = math.inf) -> float:
+    """Seconds for ``hops`` hops of the chain whose events carry ``text``."""
+    return _timed(_new(BlobChain, trace, hops=hops, text=text), cap)
+
+
 def fan_out(n: int, workers: int, trace: bool | None = None, cap: float = math.inf) -> float:
     """Seconds to fan ``n`` events out to ``workers`` workers and collect the results."""
     return _timed(_new(fanout(workers), trace, n=n, expected=[_events.Done] * n), cap)
@@ -198,16 +223,18 @@ def runs_sequential(runs: int) -> float:
     return trio.run(main)
 
 
-def runs_concurrent(runs: int) -> float:
+def runs_concurrent(runs: int, cap: float = math.inf) -> float:
     """Seconds for ``runs`` trivial runs started at once (one task each)."""
     wf = OneStep(timeout=None)
 
     async def main() -> float:
         t0 = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for _ in range(runs):
-                nursery.start_soon(wf.run)
-        return time.perf_counter() - t0
+        with trio.move_on_after(cap):
+            async with trio.open_nursery() as nursery:
+                for _ in range(runs):
+                    nursery.start_soon(wf.run)
+            return time.perf_counter() - t0
+        return math.inf
 
     return trio.run(main)
 

@@ -36,6 +36,27 @@ def _stage(base: type, i: int) -> type:
     return type(f"Stage{i}", (base,), {"__annotations__": {"n": int}, "__module__": __name__})
 
 
+class Blob0(Event):
+    """One side of the large-payload chain: a counter and a big text field."""
+
+    n: int
+    text: str
+
+
+class Blob1(Event):
+    """The other side of the large-payload chain."""
+
+    n: int
+    text: str
+
+
+@functools.cache
+def large_text(size: int) -> str:
+    """``size`` characters of prose-like ASCII (quotes and newlines that JSON must escape)."""
+    line = 'The quick brown fox jumps over the lazy dog; "quoted", tab\there.\n'
+    return (line * (size // len(line) + 1))[:size]
+
+
 class Gate:
     """A barrier for ``runs`` runs: the last to arrive calls ``at_gate`` and lets all go on.
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 
 import attrs
 
@@ -44,14 +44,16 @@ def freeze_heap() -> None:
     gc.freeze()
 
 
-def interleave(variants: Mapping[str, Variant], rounds: int, warmup: int = 1) -> dict[str, Samples]:
+def interleave(variants: Mapping[Hashable, Variant], rounds: int, warmup: int = 1) -> dict[Hashable, Samples]:
     """Run each variant ``warmup`` times untimed, then ``rounds`` rounds in rotating order.
 
-    A variant that returns ``inf`` (it hit its time cap) is run no more: its samples end
-    with that ``inf``, and its median is reported as over the cap.
+    Keys are any labels (the report uses ``(case, system)`` pairs, so that several cases of
+    one scenario can be interleaved together). A variant that returns ``inf`` (it hit its
+    time cap) is run no more: its samples end with that ``inf``, and its median is reported
+    as over the cap.
     """
     names = list(variants)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
+    seconds: dict[Hashable, list[float]] = {name: [] for name in names}
     for _ in range(warmup):
         for name in names:
             if variants[name]() == math.inf:
@@ -64,21 +66,3 @@ def interleave(variants: Mapping[str, Variant], rounds: int, warmup: int = 1) ->
             gc.collect()
             seconds[name].append(variants[name]())
     return {name: Samples(tuple(s)) for name, s in seconds.items()}
-
-
-def paired_ratio(a: Samples, b: Samples) -> float:
-    """Median over rounds of ``a``'s time divided by ``b``'s time in the same round.
-
-    When the two ran a different number of rounds (or different sizes, scaled by the
-    caller), falls back to the ratio of medians.
-    """
-    if len(a.seconds) == len(b.seconds):
-        return statistics.median(x / y for x, y in zip(a.seconds, b.seconds, strict=False))
-    return a.median / b.median
-
-
-def spread(values: Sequence[float]) -> float:
-    """Relative spread of ``values``: (max - min) / median (0 for a single value)."""
-    if len(values) < 2:
-        return 0.0
-    return (max(values) - min(values)) / statistics.median(values)

@@ -1,8 +1,9 @@
 """Memory measurements: RSS per live run (in a fresh process) and bytes retained per event.
 
 RSS per run: ``python -m benchmarks._memory SYSTEM RUNS`` starts a fresh interpreter, so
-no earlier scenario has left freed memory in the allocator, warms the system up, then
-starts RUNS one-step runs whose step waits at a barrier until all of them are inside it.
+no earlier scenario has left freed memory in the allocator, warms the system up with a few
+runs, then starts RUNS one-step runs whose step waits at a barrier until all of them are
+inside it.
 It prints one JSON line: the RSS growth from just before the runs to that moment (every
 run alive at once), divided by RUNS, and the peak RSS of the process.
 
@@ -14,6 +15,7 @@ leaves behind, independent of the run's fixed set-up.
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import subprocess
@@ -52,25 +54,29 @@ def peak_rss() -> int:
     return 0
 
 
+_MODULES = {
+    "actorflow": "_actorflow",
+    "direct": "_direct",
+    "routed": "_routed",
+    "llama": "_llama",
+    "pydantic-graph": "_pgraph",
+}
+
+WARMUP_RUNS = 10
+"""Runs of the untimed warm-up. Far fewer than the measured runs: the memory a warm-up frees
+stays resident, and measured runs that fit in it show no RSS growth at all (a warm-up as
+large as the measurement once made the quick run report 0 bytes per run)."""
+
+
 def _live(system: str) -> Callable[[int, Callable[[], None]], None]:
-    if system == "actorflow":
-        from . import _actorflow
-
-        return _actorflow.live_runs
-    if system == "llama":
-        from . import _llama
-
-        return _llama.live_runs
-    from . import _trio
-
-    runner = system.removeprefix("trio-")
-    return lambda runs, at_gate: _trio.live_runs(runner, runs, at_gate)
+    module = importlib.import_module(f"benchmarks.{_MODULES[system]}")
+    return module.live_runs  # type: ignore[no-any-return]
 
 
 def measure_live_runs(system: str, runs: int) -> dict[str, Any]:
     """RSS growth per run while ``runs`` runs of ``system`` are all alive (this process)."""
     live = _live(system)
-    live(min(runs, 100), lambda: None)  # warm-up: classes, schemas, first-run caches
+    live(WARMUP_RUNS, lambda: None)  # warm-up: classes, schemas, first-run caches
     gc.collect()
     at: dict[str, int] = {}
 

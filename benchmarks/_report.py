@@ -1,35 +1,199 @@
-"""Targets, tables and files: what a benchmark run prints and writes.
+"""What a benchmark run measured, and how it is printed and written.
 
-Targets are checked here and reported PASS / MISS (SKIP when the run did not measure what
-the target needs, INFO for figures with no target). They are never assertions: a noisy
-machine can miss one, and the numbers say by how much.
+A scenario adds :class:`Timing` rows (one per system and case, from interleaved rounds) and
+:class:`Figure` rows (memory and other single numbers) to the :class:`Report`. Costs are
+always *seconds per unit* (per hop, event, run, record, import), and ratios are taken round
+by round and summarised by their median, so "actorflow ÷ direct trio = 1.9" means actorflow
+spends 1.9 times as long per unit as the floor in the same round.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from ._scenarios import AF, BATCHED, LLAMA, SIMPLE, Report, Timing
+from . import _harness
+from ._config import Config
+from ._harness import Samples
+
+AF, DIRECT, ROUTED, LLAMA, PGRAPH = "actorflow", "direct", "routed", "llama", "pydantic-graph"
+LABELS = {
+    AF: "actorflow",
+    DIRECT: "direct trio",
+    ROUTED: "trio routed",
+    LLAMA: "llama-index",
+    PGRAPH: "pydantic-graph",
+}
+
+
+def label(system: str) -> str:
+    """The column heading of ``system``."""
+    return LABELS.get(system, system)
 
 
 @attrs.frozen
-class Target:
-    """One target of issue 4 and how this run did against it."""
+class Timing:
+    """The interleaved timings of one system in one case of a scenario."""
+
+    scenario: str
+    case: str
+    system: str
+    unit: str
+    """What ``count`` counts: hop, event, run, record, import."""
+    count: int
+    """Units of work in one measured sample."""
+    samples: Samples
+
+    @property
+    def capped(self) -> bool:
+        """Whether a run hit the time cap (then only a lower bound on the cost is known)."""
+        return math.inf in self.samples.seconds
+
+    @property
+    def cost(self) -> float:
+        """Median seconds per unit."""
+        return self.samples.median / self.count
+
+    def costs(self) -> list[float]:
+        """Seconds per unit, round by round."""
+        return [s / self.count for s in self.samples.seconds]
+
+
+@attrs.frozen
+class Figure:
+    """A single measured number that is not a timing (memory, mostly)."""
+
+    scenario: str
+    case: str
+    system: str
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+
+@attrs.frozen
+class Scenario:
+    """A named scenario: how to run it and how its table looks."""
 
     name: str
-    requirement: str
-    measured: str
-    status: str
-    """PASS, MISS, SKIP (not measured in this run) or INFO (no target, just the figure)."""
+    """What ``--only`` takes."""
+    title: str
+    run: Callable[[Report], None]
+    systems: tuple[str, ...]
+    """Table columns, in order (only those measured are shown)."""
+    ratios: tuple[tuple[str, str], ...] = ()
+    """Ratio columns: (numerator, denominator) of cost per unit."""
 
 
-def _x(r: float | None) -> str:
+Variants = dict[str, tuple[Callable[[], float], int]]
+"""system -> (one measured sample, returning seconds; units of work in it)."""
+
+
+@attrs.define
+class Report:
+    """Everything one benchmark run measured."""
+
+    config: Config
+    timings: list[Timing] = attrs.Factory(list)
+    figures: list[Figure] = attrs.Factory(list)
+    notes: list[str] = attrs.Factory(list)
+    """Printed and recorded: skipped systems or scenarios and why."""
+    crashed: list[str] = attrs.Factory(list)
+    """Scenarios that raised; the run exits 2."""
+
+    def timing(self, scenario: str, case: str, system: str) -> Timing | None:
+        """The timing of ``system`` in that case, if it was measured."""
+        for t in self.timings:
+            if (t.scenario, t.case, t.system) == (scenario, case, system):
+                return t
+        return None
+
+    def figure(self, scenario: str, case: str, system: str, name: str) -> Figure | None:
+        """The figure called ``name``, if it was measured."""
+        for f in self.figures:
+            if (f.scenario, f.case, f.system, f.name) == (scenario, case, system, name):
+                return f
+        return None
+
+    def ratio(self, scenario: str, case: str, num: str, den: str) -> float | None:
+        """Median paired ratio of ``num``'s cost per unit to ``den``'s, in that case."""
+        a, b = self.timing(scenario, case, num), self.timing(scenario, case, den)
+        if a is None or b is None:
+            return None
+        if len(a.samples.seconds) != len(b.samples.seconds) or a.capped or b.capped:
+            return a.cost / b.cost
+        return statistics.median(x / y for x, y in zip(a.costs(), b.costs(), strict=True))
+
+    def flatness(self, scenario: str, cases: Sequence[str], system: str) -> float | None:
+        """Median over rounds of (highest ÷ lowest cost per unit among ``cases`` in that round).
+
+        The cases must have been measured in one interleaved group (:meth:`measure_cases`), so
+        that each round's costs were taken side by side and load cannot fake a trend.
+        """
+        rows = [self.timing(scenario, case, system) for case in cases]
+        if len(rows) < 2 or any(t is None or t.capped for t in rows):
+            return None
+        per_round = list(zip(*(t.costs() for t in rows if t is not None), strict=False))
+        if not per_round:
+            return None
+        return statistics.median(max(r) / min(r) for r in per_round)
+
+    def measure(
+        self,
+        scenario: str,
+        case: str,
+        unit: str,
+        variants: Variants,
+        *,
+        heavy: bool = False,
+        rounds: int | None = None,
+        warmup: int | None = None,
+    ) -> None:
+        """Interleave ``variants`` and record one :class:`Timing` per system.
+
+        ``heavy`` rows (seconds per sample) get ``config.heavy_rounds`` rounds and no warm-up
+        run: a smaller case of the same shape has warmed the systems up already. ``rounds``
+        and ``warmup`` override either.
+        """
+        self.measure_cases(scenario, unit, {case: variants}, heavy=heavy, rounds=rounds, warmup=warmup)
+
+    def measure_cases(
+        self,
+        scenario: str,
+        unit: str,
+        cases: dict[str, Variants],
+        *,
+        heavy: bool = False,
+        rounds: int | None = None,
+        warmup: int | None = None,
+    ) -> None:
+        """Like :meth:`measure` for several cases interleaved together, round by round."""
+        c = self.config
+        flat: dict[Hashable, Callable[[], float]] = {
+            (case, system): fn for case, variants in cases.items() for system, (fn, _) in variants.items()
+        }
+        samples = _harness.interleave(
+            flat,
+            rounds if rounds is not None else c.heavy_rounds if heavy else c.rounds,
+            warmup=warmup if warmup is not None else 0 if heavy else 1,
+        )
+        for case, variants in cases.items():
+            for system, (_, count) in variants.items():
+                self.timings.append(Timing(scenario, case, system, unit, count, samples[case, system]))
+
+
+# -- Markdown -------------------------------------------------------------------------------
+
+
+def x(r: float | None) -> str:
+    """A ratio as printed: ``1.93×``, ``731×``, ``–`` when not measured."""
     if r is None:
         return "–"
     if math.isinf(r):
@@ -37,215 +201,62 @@ def _x(r: float | None) -> str:
     return f"{r:.2f}×" if r < 10 else f"{r:,.0f}×"
 
 
-def _check(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
+def us(seconds: float) -> str:
+    """Seconds as microseconds, three significant figures or so."""
+    v = seconds * 1e6
+    if v < 10:
+        return f"{v:.2f}"
+    if v < 100:
+        return f"{v:.1f}"
+    return f"{v:,.0f}"
 
 
-def targets(report: Report) -> list[Target]:
-    """Check every target of the issue against what ``report`` measured."""
-    out: list[Target] = []
-    quick = report.config.quick
-
-    r = report.ratio("chain", "1 event in flight", LLAMA, AF)
-    out.append(
-        Target(
-            "chain vs llama-index-workflows",
-            "llama µs/hop ÷ actorflow µs/hop ≥ 20",
-            _x(r),
-            "SKIP" if r is None else _check(r >= 20),
-        )
-    )
-    rs = report.ratio("chain", "1 event in flight", AF, SIMPLE)
-    rb = report.ratio("chain", "1 event in flight", AF, BATCHED)
-    worst = max(rs or 0, rb or 0)
-    out.append(
-        Target(
-            "chain vs bare trio",
-            "actorflow time ÷ faster bare-trio time ≤ 1.2",
-            f"{_x(worst)} (÷ simple {_x(rs)}, ÷ batched {_x(rb)})",
-            _check(worst <= 1.2),
-        )
-    )
-
-    sizes = report.config.fan_sizes
-    n = 10_000 if 10_000 in sizes else max(sizes)
-    for w in report.config.fan_workers:
-        af = report.timing("fan-out", f"N={n:,} W={w}", AF)
-        llama_case = f"N={report.config.llama_fan_size:,} W={w} (llama size)"
-        llama = report.timing("fan-out", llama_case, LLAMA)
-        if af is None or llama is None:
-            out.append(Target(f"fan-out W={w} vs llama", "≥ 300×", "–", "SKIP"))
-        else:
-            r = llama.cost / af.cost
-            same = report.ratio("fan-out", llama_case, LLAMA, AF)
-            out.append(
-                Target(
-                    f"fan-out W={w} vs llama",
-                    f"actorflow events/s at N={n:,} ÷ llama's at N={report.config.llama_fan_size:,} ≥ 300",
-                    f"{_x(r)} (same N={report.config.llama_fan_size:,}: {_x(same)})",
-                    _check(r >= 300),
-                )
-            )
-        rb = report.ratio("fan-out", f"N={n:,} W={w}", AF, BATCHED)
-        out.append(
-            Target(
-                f"fan-out W={w} vs bare trio",
-                f"actorflow time ÷ batched time at N={n:,} ≤ 1.5",
-                _x(rb),
-                "SKIP" if rb is None else _check(rb <= 1.5),
-            )
-        )
-
-    c = report.config
-    for case in (f"sequential R={c.runs_sequential:,}", f"concurrent R={c.llama_runs_concurrent:,}"):
-        r = report.ratio("runs", case, LLAMA, AF)
-        out.append(
-            Target(
-                f"trivial runs, {case}",
-                "actorflow runs/s ÷ llama runs/s ≥ 4",
-                _x(r),
-                "SKIP" if r is None else _check(r >= 4),
-            )
-        )
-
-    for label, prefix in (("step types", "types="), ("events", "N=")):
-        costs = [
-            t
-            for t in report.timings
-            if t.scenario == "scaling" and t.system == AF and t.case.startswith(prefix)
-        ]
-        if len(costs) < 2:
-            out.append(Target(f"flat cost per event vs {label}", "max ÷ min ≤ 1.5", "–", "SKIP"))
-            continue
-        values = [t.cost for t in costs]
-        r = max(values) / min(values)
-        span = f"{costs[0].case} … {costs[-1].case}"
-        out.append(
-            Target(
-                f"flat cost per event vs {label}", f"max ÷ min µs/hop ≤ 1.5 ({span})", _x(r), _check(r <= 1.5)
-            )
-        )
-
-    held = report.figure("scaling", "memory held per routed event", AF, "retained_per_event")
-    llama_held = report.figure("scaling", "memory held per routed event", LLAMA, "retained_per_event")
-    if held is not None:
-        extra = f" (llama: {llama_held.value:,.0f} B)" if llama_held is not None else ""
-        out.append(
-            Target(
-                "memory held per handled event",
-                "none (< 16 bytes per event)",
-                f"{held.value:,.1f} B{extra}",
-                _check(held.value < 16),
-            )
-        )
-
-    conc = report.timing("runs", f"concurrent R={c.runs_concurrent:,}", AF)
-    rss = report.figure("runs", "memory per live run", AF, "rss_per_run")
-    if conc is None:
-        out.append(Target("10,000 concurrent runs", "complete in one process", "–", "SKIP"))
-    else:
-        done = not conc.capped
-        mem = f", {rss.value / 1024:,.1f} KiB RSS per live run" if rss is not None else ""
-        status = "SKIP" if conc.count < 10_000 else _check(done)
-        out.append(
-            Target(
-                "10,000 concurrent runs",
-                "complete in one process; memory per run reported",
-                f"{conc.count:,} completed{mem}" + (" (quick run)" if quick else ""),
-                status,
-            )
-        )
-
-    for case in [t.case for t in report.timings if t.scenario == "tracing" and t.system == "off"]:
-        r = report.ratio("tracing", case, "JSONL file", "off")
-        d = report.ratio("tracing", case, "records dropped", "off")
-        out.append(
-            Target(
-                f"tracing overhead, {case}",
-                "reported (no target)",
-                f"JSONL {_x(r)}, records built and dropped {_x(d)}",
-                "INFO",
-            )
-        )
-    return out
-
-
-# -- tables ------------------------------------------------------------------------------------
-
-_COLUMNS: dict[str, tuple[str, Sequence[str], Sequence[tuple[str, str]]]] = {
-    # scenario: (metric, systems, ratio columns (numerator, denominator) of cost per unit)
-    "chain": ("µs per hop", (AF, SIMPLE, BATCHED, LLAMA), ((AF, SIMPLE), (AF, BATCHED), (LLAMA, AF))),
-    "fan-out": ("events/s", (AF, SIMPLE, BATCHED, LLAMA), ((AF, SIMPLE), (AF, BATCHED), (LLAMA, AF))),
-    "pipeline": ("hops/s", (AF, SIMPLE, BATCHED, LLAMA), ((AF, SIMPLE), (AF, BATCHED), (LLAMA, AF))),
-    "runs": ("runs/s", (AF, SIMPLE, BATCHED, LLAMA), ((AF, SIMPLE), (AF, BATCHED), (LLAMA, AF))),
-    "scaling": ("µs per hop", (AF, BATCHED), ((AF, BATCHED),)),
-    "tracing": (
-        "µs per unit",
-        ("off", "records dropped", "JSONL file"),
-        (("records dropped", "off"), ("JSONL file", "off")),
-    ),
-}
-
-_TITLES = {
-    "chain": "1. chain: one event bounced around a loop of two steps",
-    "fan-out": "2. fan-out / fan-in: N events via ctx.send_event, W workers, collect_events",
-    "pipeline": "3. pipeline: K step types in a line, M events in flight",
-    "runs": "4. run overhead: a one-step workflow",
-    "scaling": "5. scaling: cost per hop against step types and events",
-    "tracing": "6. tracing on: actorflow alone, audit records dropped or written as JSONL",
-}
-
-
-def _value(t: Timing | None, metric: str, cap: float) -> str:
+def _value(t: Timing | None, cap: float) -> str:
     if t is None:
         return "–"
     if t.capped:
-        return f"> {cap:g} s cap"
-    if metric.startswith("µs"):
-        us = t.cost * 1e6
-        return f"{us:,.1f}" if us < 100 else f"{us:,.0f}"
-    return f"{1 / t.cost:,.0f}"
+        return "> cap"
+    return us(t.cost)
 
 
-def _label(system: str) -> str:
-    return {AF: "actorflow", SIMPLE: "trio simple", BATCHED: "trio batched", LLAMA: "llama-index"}.get(
-        system, system
-    )
-
-
-def markdown(report: Report) -> str:
-    """The results as Markdown: one table per scenario, then the targets."""
+def tables(report: Report, scenarios: Sequence[Scenario]) -> str:
+    """One table per scenario (µs per unit, ratio columns), then its figures."""
     lines: list[str] = []
-    cap = report.config.cap
-    for scenario, (metric, systems, ratios) in _COLUMNS.items():
-        cases = list(dict.fromkeys(t.case for t in report.timings if t.scenario == scenario))
-        if not cases:
-            continue
-        present = [s for s in systems if any(report.timing(scenario, c, s) for c in cases)]
-        shown = [(a, b) for a, b in ratios if a in present and b in present]
-        lines += [f"### {_TITLES[scenario]}", ""]
-        head = [f"case ({metric})", *map(_label, present), *(f"{_label(a)} ÷ {_label(b)}" for a, b in shown)]
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
-        for case in cases:
-            cells = [case]
-            cells += [_value(report.timing(scenario, case, s), metric, cap) for s in present]
-            cells += [_x(report.ratio(scenario, case, a, b)) for a, b in shown]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-        lines += _figures(report, scenario)
-    lines += _figures(report, "context")
-    lines += ["### Targets", "", "| target | requirement | measured | |", "|---|---|---|---|"]
-    for t in targets(report):
-        lines.append(f"| {t.name} | {t.requirement} | {t.measured} | {t.status} |")
-    lines.append("")
-    if report.notes:
-        lines += ["Notes:", ""] + [f"- {n}" for n in report.notes] + [""]
+    for number, s in enumerate((s for s in scenarios if _measured(report, s.name)), 1):
+        lines += [f"### {number}. {s.title}", ""]
+        cases = list(dict.fromkeys(t.case for t in report.timings if t.scenario == s.name))
+        if cases:
+            listed = [*s.systems, *(t.system for t in report.timings if t.scenario == s.name)]
+            present = [
+                system
+                for system in dict.fromkeys(listed)
+                if any(report.timing(s.name, c, system) for c in cases)
+            ]
+            shown = [(a, b) for a, b in s.ratios if a in present and b in present]
+            head = ["case", "µs per", *map(label, present), *(f"{label(a)} ÷ {label(b)}" for a, b in shown)]
+            lines.append("| " + " | ".join(head) + " |")
+            lines.append("|" + "|".join(["---", "---"] + ["---:"] * (len(head) - 2)) + "|")
+            for case in cases:
+                unit = next(t.unit for t in report.timings if (t.scenario, t.case) == (s.name, case))
+                cells = [case, unit]
+                cells += [
+                    _value(report.timing(s.name, case, system), report.config.cap) for system in present
+                ]
+                cells += [x(report.ratio(s.name, case, a, b)) for a, b in shown]
+                lines.append("| " + " | ".join(cells) + " |")
+            lines.append("")
+        lines += _figures(report, s.name)
     return "\n".join(lines)
 
 
+def _measured(report: Report, scenario: str) -> bool:
+    return any(t.scenario == scenario for t in report.timings) or any(
+        f.scenario == scenario for f in report.figures
+    )
+
+
 def _figures(report: Report, scenario: str) -> list[str]:
-    figures = [f for f in report.figures if f.scenario == scenario and f.name != "records"]
+    figures = [f for f in report.figures if f.scenario == scenario]
     if not figures:
         return []
     lines = ["| measure | system | value | how |", "|---|---|---:|---|"]
@@ -256,11 +267,14 @@ def _figures(report: Report, scenario: str) -> list[str]:
             value = f"{f.value:.2f} µs"
         else:
             value = f"{f.value:,.0f} {f.unit}"
-        lines.append(f"| {f.case}: {f.name.replace('_', ' ')} | {_label(f.system)} | {value} | {f.note} |")
+        lines.append(f"| {f.case}: {f.name.replace('_', ' ')} | {label(f.system)} | {value} | {f.note} |")
     return [*lines, ""]
 
 
-def as_json(report: Report, meta: dict[str, Any]) -> dict[str, Any]:
+# -- JSON and files -----------------------------------------------------------------------
+
+
+def as_json(report: Report, meta: dict[str, Any], targets: Sequence[Any]) -> dict[str, Any]:
     """Everything measured, raw samples included, as a JSON-ready dict."""
 
     def seconds(values: Sequence[float]) -> list[float | None]:
@@ -284,31 +298,39 @@ def as_json(report: Report, meta: dict[str, Any]) -> dict[str, Any]:
             for t in report.timings
         ],
         "figures": [attrs.asdict(f) for f in report.figures],
-        "targets": [attrs.asdict(t) for t in targets(report)],
+        "targets": [attrs.asdict(t) for t in targets],
         "notes": report.notes,
+        "crashed": report.crashed,
     }
 
 
-def write(report: Report, meta: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    """Write ``latest.json`` and ``latest.md`` into ``out``; return their paths."""
+def write(out: Path, name: str, text: str) -> Path:
+    """Write ``text`` to ``out / name`` (creating ``out``); return the path."""
     out.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = out / "latest.json", out / "latest.md"
-    json_path.write_text(json.dumps(as_json(report, meta), indent=1, ensure_ascii=False) + "\n")
-    md_path.write_text(_header(meta) + markdown(report))
-    return json_path, md_path
+    path = out / name
+    path.write_text(text)
+    return path
 
 
-def _header(meta: dict[str, Any]) -> str:
+def write_json(out: Path, data: dict[str, Any]) -> Path:
+    """``latest.json``."""
+    return write(out, "latest.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+
+
+def header(meta: dict[str, Any]) -> str:
+    """The top of ``latest.md``: command, date, machine, versions, method."""
     v = meta["versions"]
+    kind = "quick smoke run: no target judged" if meta["quick"] else "full run"
     return (
-        f"# actorflow benchmarks ({'quick' if meta['quick'] else 'full'} run)\n\n"
+        f"# actorflow benchmarks ({kind})\n\n"
         f"- command: `{meta['command']}`\n"
         f"- date: {meta['date']}, {meta['duration_s']:.0f} s\n"
         f"- machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
         f"{meta['machine']['platform']}; load average {meta['machine']['load_before']} before, "
         f"{meta['machine']['load_after']} after\n"
         f"- versions: Python {v['python']}, actorflow {v['actorflow']}, trio {v['trio']}, "
-        f"pydantic {v['pydantic']}, llama-index-workflows {v['llama-index-workflows']}\n"
-        f"- medians of {meta['rounds']} interleaved rounds after a warm-up run; ratios are medians of "
-        f"per-round ratios of cost per unit (× > 1: the first is slower)\n\n"
+        f"pydantic {v['pydantic']}, structlog {v['structlog']}, llama-index-workflows "
+        f"{v['llama-index-workflows']}, pydantic-graph {v['pydantic-graph']}\n"
+        f"- medians of {meta['rounds']} interleaved rounds after a warm-up run (3 for multi-second "
+        "cases); ratios are medians of per-round ratios of cost per unit (× > 1: the first is slower)\n\n"
     )

@@ -1,477 +1,294 @@
-"""The six scenarios of issue 4, their sizes, and the targets they are checked against.
+"""The scenarios: which shapes run on which systems, at which sizes, interleaved how.
 
-Each scenario adds :class:`Timing` rows (one per system and case, from interleaved rounds)
-or :class:`Figure` rows (memory and other single numbers) to a :class:`Report`. Ratios are
-always ratios of *cost per unit* (seconds per hop, per event or per run) taken round by
-round and summarised by their median, so "llama / actorflow = 25" means llama spends 25
-times as long per event.
+Every system is a module with the same shape functions (``chain``, ``fan_out``,
+``pipeline_run``, ``runs_sequential``, ``runs_concurrent``, ``live_runs``, ``retained``),
+each starting its own event loop and returning the seconds measured inside it. A system
+that cannot express a shape simply lacks the function, and its column stays empty.
+
+To add a scenario: write ``def my_scenario(report: Report) -> None`` that calls
+``report.measure(...)`` (or ``measure_cases`` to interleave several cases) and appends
+``Figure``s, add its sizes to ``_config.Config``, list it in :data:`SCENARIOS`, and add its
+targets to ``_targets.py``. ``python -m benchmarks --only NAME --rounds 3`` then runs it
+alone; ``--quick`` runs it at its quick sizes in the test suite.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-import math
-import statistics
 import timeit
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
-import attrs
-
-from . import _actorflow, _harness, _memory, _trio
-from ._harness import Samples
-
-try:
-    from . import _llama
-except ImportError:  # the optional bench extra is not installed: no llama columns
-    _llama = None  # type: ignore[assignment]
-
-AF, SIMPLE, BATCHED, LLAMA = "actorflow", "trio-simple", "trio-batched", "llama"
-SYSTEMS = (AF, SIMPLE, BATCHED, LLAMA)
+from . import _actorflow, _audit, _direct, _events, _imports, _memory, _routed
+from ._report import AF, DIRECT, LLAMA, PGRAPH, ROUTED, Figure, Report, Scenario, Variants
 
 
-@attrs.frozen
-class Config:
-    """Sizes and repeats of one benchmark run."""
+@functools.cache
+def systems() -> dict[str, ModuleType]:
+    """Every system this process can run: the peers only when they are installed.
 
-    quick: bool
-    rounds: int
-    """Measured rounds per case (after one warm-up run of each system)."""
-    heavy_rounds: int
-    """Measured rounds of the cases that take seconds per run (no warm-up run)."""
-    cap: float
-    """Seconds after which one measured run is abandoned and reported as over the cap."""
-    chain_hops: int
-    llama_chain_hops: int
-    fan_sizes: tuple[int, ...]
-    fan_workers: tuple[int, ...]
-    llama_fan_size: int
-    pipeline_stages: int
-    pipeline_events: int
-    llama_pipeline_events: int
-    runs_sequential: int
-    llama_runs_sequential: int
-    runs_concurrent: int
-    llama_runs_concurrent: int
-    memory_runs: int
-    llama_memory_runs: int
-    retained_hops: int
-    llama_retained_hops: int
-    scaling_types: tuple[int, ...]
-    scaling_types_hops: int
-    scaling_hops: tuple[int, ...]
-    tracing_hops: int
-    tracing_fan: int
-    memory_systems: tuple[str, ...]
-    """Systems whose RSS per live run is measured (one fresh process each)."""
+    Imported on first use, not with this module: the tests judge made-up reports without
+    importing the peers (and the warning filter ``_llama`` installs for its own chatter).
+    """
+    found: dict[str, ModuleType] = {AF: _actorflow, DIRECT: _direct, ROUTED: _routed}
+    for name, module in ((LLAMA, "_llama"), (PGRAPH, "_pgraph")):
+        try:
+            found[name] = importlib.import_module(f"benchmarks.{module}")
+        except ImportError:  # the optional bench extra is not installed: no such columns
+            pass
+    return found
 
 
-FULL = Config(
-    quick=False,
-    rounds=5,
-    heavy_rounds=3,
-    cap=10.0,
-    chain_hops=20_000,
-    llama_chain_hops=2_000,
-    fan_sizes=(1_000, 10_000, 100_000),
-    fan_workers=(1, 4, 16),
-    llama_fan_size=1_000,
-    pipeline_stages=10,
-    pipeline_events=1_000,
-    llama_pipeline_events=200,
-    runs_sequential=1_000,
-    llama_runs_sequential=1_000,
-    runs_concurrent=10_000,
-    llama_runs_concurrent=2_000,
-    memory_runs=10_000,
-    llama_memory_runs=2_000,
-    retained_hops=20_000,
-    llama_retained_hops=2_000,
-    scaling_types=(1, 10, 100),
-    scaling_types_hops=20_000,
-    scaling_hops=(1_000, 10_000, 100_000, 1_000_000),
-    tracing_hops=10_000,
-    tracing_fan=10_000,
-    memory_systems=SYSTEMS,
-)
-
-QUICK = Config(
-    quick=True,
-    rounds=1,
-    heavy_rounds=1,
-    cap=10.0,
-    chain_hops=2_000,
-    llama_chain_hops=200,
-    fan_sizes=(1_000,),
-    fan_workers=(4,),
-    llama_fan_size=100,
-    pipeline_stages=10,
-    pipeline_events=100,
-    llama_pipeline_events=20,
-    runs_sequential=200,
-    llama_runs_sequential=200,
-    runs_concurrent=1_000,
-    llama_runs_concurrent=200,
-    memory_runs=300,
-    llama_memory_runs=100,
-    retained_hops=2_000,
-    llama_retained_hops=200,
-    scaling_types=(1, 10, 100),
-    scaling_types_hops=1_000,
-    scaling_hops=(1_000, 10_000),
-    tracing_hops=500,
-    tracing_fan=300,
-    memory_systems=(AF, LLAMA),
-)
+PEERS = (LLAMA, PGRAPH)
+"""Other libraries: they run smaller sizes where they cost 20-300x more per unit."""
 
 
-# -- the report ------------------------------------------------------------------------------
+def _shape(system: str, shape: str) -> Callable[..., float] | None:
+    module = systems().get(system)
+    return None if module is None else getattr(module, shape, None)
 
 
-@attrs.frozen
-class Timing:
-    """The interleaved timings of one system in one case of a scenario."""
-
-    scenario: str
-    case: str
-    system: str
-    unit: str
-    """What ``count`` counts: hop, event or run."""
-    count: int
-    """Units of work in one measured run."""
-    samples: Samples
-
-    @property
-    def capped(self) -> bool:
-        """Whether a run hit the time cap (then only a lower bound on the cost is known)."""
-        return math.inf in self.samples.seconds
-
-    @property
-    def cost(self) -> float:
-        """Median seconds per unit."""
-        return self.samples.median / self.count
-
-    def costs(self) -> list[float]:
-        """Seconds per unit, round by round."""
-        return [s / self.count for s in self.samples.seconds]
+Make = Callable[[str, Callable[..., float]], tuple[Callable[[], float], int]]
+"""``make(system, shape_fn)`` -> (one measured sample, units of work in it)."""
 
 
-@attrs.frozen
-class Figure:
-    """A single measured number that is not a timing (memory, mostly)."""
-
-    scenario: str
-    case: str
-    system: str
-    name: str
-    value: float
-    unit: str
-    note: str = ""
+def variants(shape: str, systems: tuple[str, ...], make: Make) -> Variants:
+    """``{system: (sample, units)}`` for each of ``systems`` that has the function ``shape``."""
+    out: Variants = {}
+    for system in systems:
+        fn = _shape(system, shape)
+        if fn is not None:
+            out[system] = make(system, fn)
+    return out
 
 
-@attrs.define
-class Report:
-    """Everything one benchmark run measured."""
+ALL = (AF, DIRECT, ROUTED, LLAMA, PGRAPH)
+OURS = (AF, DIRECT, ROUTED)
 
-    config: Config
-    timings: list[Timing] = attrs.Factory(list)
-    figures: list[Figure] = attrs.Factory(list)
-    notes: list[str] = attrs.Factory(list)
-    """Printed and recorded: skipped scenarios and why."""
+# -- case names (the targets look rows up by them) -----------------------------------------
 
-    def timing(self, scenario: str, case: str, system: str) -> Timing | None:
-        """The timing of ``system`` in that case, if it was measured."""
-        for t in self.timings:
-            if (t.scenario, t.case, t.system) == (scenario, case, system):
-                return t
-        return None
-
-    def figure(self, scenario: str, case: str, system: str, name: str) -> Figure | None:
-        """The figure called ``name``, if it was measured."""
-        for f in self.figures:
-            if (f.scenario, f.case, f.system, f.name) == (scenario, case, system, name):
-                return f
-        return None
-
-    def ratio(self, scenario: str, case: str, num: str, den: str) -> float | None:
-        """Median paired ratio of ``num``'s cost per unit to ``den``'s, in that case."""
-        a, b = self.timing(scenario, case, num), self.timing(scenario, case, den)
-        if a is None or b is None:
-            return None
-        if len(a.samples.seconds) != len(b.samples.seconds) or a.capped or b.capped:
-            return a.cost / b.cost
-        return statistics.median(x / y for x, y in zip(a.costs(), b.costs(), strict=False))
-
-    def measure(
-        self,
-        scenario: str,
-        case: str,
-        unit: str,
-        variants: dict[str, tuple[Callable[[], float], int]],
-        *,
-        heavy: bool = False,
-        rounds: int | None = None,
-    ) -> None:
-        """Interleave ``variants`` (system -> (run it, units per run)) and record them.
-
-        ``heavy`` rows (seconds per run) get ``config.heavy_rounds`` rounds and no warm-up
-        run: a smaller case of the same shape has warmed the systems up already.
-        """
-        c = self.config
-        samples = _harness.interleave(
-            {name: fn for name, (fn, _) in variants.items()},
-            rounds if rounds is not None else c.heavy_rounds if heavy else c.rounds,
-            warmup=0 if heavy else 1,
-        )
-        for name, (_, count) in variants.items():
-            self.timings.append(Timing(scenario, case, name, unit, count, samples[name]))
+ONE_IN_FLIGHT = "1 event in flight"
 
 
-def _with_llama(variants: dict[str, Any], make: Callable[[], Any]) -> dict[str, Any]:
-    if _llama is not None:
-        variants[LLAMA] = make()
-    return variants
+def fan_case(n: int, w: int) -> str:
+    return f"N={n:,} W={w}"
 
 
-# -- the scenarios ---------------------------------------------------------------------------
+def peer_fan_case(n: int) -> str:
+    return f"N={n:,} W=4 (peer size; pydantic-graph: a task per item)"
+
+
+def sequential_case(r: int) -> str:
+    return f"sequential R={r:,}"
+
+
+def concurrent_case(r: int) -> str:
+    return f"concurrent R={r:,}"
+
+
+def types_case(types: int, hops: int) -> str:
+    return f"types={types} (N={hops:,})"
+
+
+def hops_case(hops: int) -> str:
+    return f"N={hops:,} (types=2)"
+
+
+# -- dispatch scenarios ----------------------------------------------------------------------
 
 
 def chain(report: Report) -> None:
-    """1. One event bounced around a loop of two steps: seconds per hop."""
+    """One event bounced around a loop of two steps: seconds per hop."""
     c = report.config
-    n, ln, cap = c.chain_hops, c.llama_chain_hops, c.cap
+
+    def hops(system: str) -> int:
+        return c.peer_chain_hops if system in PEERS else c.chain_hops
+
     report.measure(
         "chain",
-        "1 event in flight",
+        ONE_IN_FLIGHT,
         "hop",
-        _with_llama(
-            {
-                AF: (lambda: _actorflow.chain(n, cap=cap), n),
-                SIMPLE: (lambda: _trio.chain("simple", n, cap=cap), n),
-                BATCHED: (lambda: _trio.chain("batched", n, cap=cap), n),
-            },
-            lambda: (lambda: _llama.chain(ln, cap=cap), ln),
-        ),
+        variants("chain", ALL, lambda s, fn: (lambda: fn(hops(s), cap=c.cap), hops(s))),
+    )
+
+
+def self_loop(report: Report) -> None:
+    """A step that emits its own input type: the chain around a ring of one step."""
+    c = report.config
+
+    def hops(system: str) -> int:
+        return c.peer_chain_hops if system in PEERS else c.chain_hops
+
+    report.measure(
+        "self-loop",
+        ONE_IN_FLIGHT,
+        "hop",
+        variants("chain", ALL, lambda s, fn: (lambda: fn(hops(s), types=1, cap=c.cap), hops(s))),
     )
 
 
 def fan_out(report: Report) -> None:
-    """2. One step sends N events, W workers handle them, a collector gathers N results."""
+    """One step sends N events, W workers handle them, a collector gathers N results."""
     c = report.config
-    cap = c.cap
-    for n in c.fan_sizes:
-        heavy = n >= 100_000
-        for w in c.fan_workers:
-            variants: dict[str, tuple[Callable[[], float], int]] = {
-                AF: (lambda n=n, w=w: _actorflow.fan_out(n, w, cap=cap), n),
-                BATCHED: (lambda n=n, w=w: _trio.fan_out("batched", n, w, cap=cap), n),
-            }
-            if not heavy:  # the simple baseline is context, not a target: spare it the big N
-                variants[SIMPLE] = (lambda n=n, w=w: _trio.fan_out("simple", n, w, cap=cap), n)
-            report.measure("fan-out", f"N={n:,} W={w}", "event", variants, heavy=heavy)
-    # llama's fan-in is quadratic in N (see README), so it runs at one N, interleaved with
-    # actorflow at that N; the ratio targets compare against this row.
-    if _llama is not None:
-        ln = c.llama_fan_size
-        for w in c.fan_workers:
-            _llama.fan_out(10, w)  # warm-up at a tiny size: the full size takes seconds
-            report.measure(
-                "fan-out",
-                f"N={ln:,} W={w} (llama size)",
-                "event",
-                {
-                    AF: (lambda w=w: _actorflow.fan_out(ln, w, cap=cap), ln),
-                    LLAMA: (lambda w=w: _llama.fan_out(ln, w, cap=cap), ln),
-                },
-                heavy=True,
-            )
+    for w in c.fan_workers:
+        report.measure(
+            "fan-out",
+            fan_case(c.fan_size, w),
+            "event",
+            variants("fan_out", OURS, lambda s, fn, w=w: (lambda: fn(c.fan_size, w, cap=c.cap), c.fan_size)),
+        )
+    if c.big_fan_size:
+        report.measure(
+            "fan-out",
+            fan_case(c.big_fan_size, 4),
+            "event",
+            variants(
+                "fan_out", OURS, lambda s, fn: (lambda: fn(c.big_fan_size, 4, cap=c.cap), c.big_fan_size)
+            ),
+            heavy=True,
+        )
+    # llama's fan-in is quadratic in N (its collect_events counts the whole buffer on every
+    # call) and pydantic-graph's map grows too, so the peers run a smaller N, next to
+    # actorflow and the floor at that N.
+    for peer in PEERS:
+        warm = _shape(peer, "fan_out")
+        if warm is not None:
+            warm(10, 4)  # warm-up at a tiny size
+    report.measure(
+        "fan-out",
+        peer_fan_case(c.peer_fan_size),
+        "event",
+        variants(
+            "fan_out",
+            (AF, DIRECT, LLAMA, PGRAPH),
+            lambda s, fn: (lambda: fn(c.peer_fan_size, 4, cap=c.cap), c.peer_fan_size),
+        ),
+        heavy=True,
+    )
 
 
 def pipeline(report: Report) -> None:
-    """3. K step types in a line, M events in flight: seconds per hop (M x (K + 1) hops)."""
+    """K step types in a line, M events in flight: seconds per hop (M x (K + 1) hops)."""
     c = report.config
-    k, m, lm, cap = c.pipeline_stages, c.pipeline_events, c.llama_pipeline_events, c.cap
-    report.measure(
-        "pipeline",
-        f"K={k} M={m:,}",
-        "hop",
-        _with_llama(
-            {
-                AF: (lambda: _actorflow.pipeline_run(k, m, cap=cap), m * (k + 1)),
-                SIMPLE: (lambda: _trio.pipeline_run("simple", k, m, cap=cap), m * (k + 1)),
-                BATCHED: (lambda: _trio.pipeline_run("batched", k, m, cap=cap), m * (k + 1)),
-            },
-            lambda: (lambda: _llama.pipeline_run(k, lm, cap=cap), lm * (k + 1)),
-        ),
-    )
+    k = c.pipeline_stages
+
+    def make(system: str, fn: Callable[..., float]) -> tuple[Callable[[], float], int]:
+        m = c.peer_pipeline_events if system in PEERS else c.pipeline_events
+        return (lambda: fn(k, m, cap=c.cap)), m * (k + 1)
+
+    report.measure("pipeline", f"K={k} M={c.pipeline_events:,}", "hop", variants("pipeline_run", ALL, make))
 
 
 def runs(report: Report) -> None:
-    """4. A one-step workflow run R times one after another, and R times at once."""
+    """A one-step workflow run R times one after another, and R times at once."""
     c = report.config
-    r, lr = c.runs_sequential, c.llama_runs_sequential
+
+    def seq(system: str) -> int:
+        return c.peer_runs if system in PEERS else c.runs_sequential
+
     report.measure(
         "runs",
-        f"sequential R={r:,}",
+        sequential_case(c.runs_sequential),
         "run",
-        _with_llama(
-            {
-                AF: (lambda: _actorflow.runs_sequential(r), r),
-                SIMPLE: (lambda: _trio.runs_sequential("simple", r), r),
-                BATCHED: (lambda: _trio.runs_sequential("batched", r), r),
-            },
-            lambda: (lambda: _llama.runs_sequential(lr), lr),
+        variants("runs_sequential", ALL, lambda s, fn: (lambda: fn(seq(s)), seq(s))),
+    )
+    report.measure(
+        "runs",
+        concurrent_case(c.runs_concurrent),
+        "run",
+        variants(
+            "runs_concurrent",
+            ALL,
+            lambda s, fn: (lambda: fn(c.runs_concurrent, cap=c.cap), c.runs_concurrent),
         ),
     )
-    lr = c.llama_runs_concurrent
-    report.measure(
-        "runs",
-        f"concurrent R={lr:,}",
-        "run",
-        _with_llama(
-            {
-                AF: (lambda: _actorflow.runs_concurrent(lr), lr),
-                SIMPLE: (lambda: _trio.runs_concurrent("simple", lr), lr),
-                BATCHED: (lambda: _trio.runs_concurrent("batched", lr), lr),
-            },
-            lambda: (lambda: _llama.runs_concurrent(lr), lr),
-        ),
-    )
-    r = c.runs_concurrent
-    report.measure(
-        "runs",
-        f"concurrent R={r:,}",
-        "run",
-        {
-            AF: (lambda: _actorflow.runs_concurrent(r), r),
-            BATCHED: (lambda: _trio.runs_concurrent("batched", r), r),
-        },
-        heavy=True,
-    )
-    for system in c.memory_systems:
-        if system == LLAMA and _llama is None:
-            continue
-        runs_ = c.llama_memory_runs if system == LLAMA else c.memory_runs
-        got = _memory.live_runs_in_subprocess(system, runs_)
-        case = "memory per live run"
-        report.figures.append(
-            Figure(
-                "runs",
-                case,
-                system,
-                "rss_per_run",
-                got["rss_per_run"],
-                "bytes",
-                f"{runs_:,} runs alive at once, RSS growth / runs",
-            )
+    if c.many_runs:
+        # A full run only: about 20 s a sample for the floor, minutes for a slow runtime.
+        report.measure(
+            "runs",
+            concurrent_case(c.many_runs),
+            "run",
+            variants(
+                "runs_concurrent",
+                (AF, DIRECT),
+                lambda s, fn: (lambda: fn(c.many_runs, cap=c.many_runs_cap), c.many_runs),
+            ),
+            heavy=True,
         )
-        report.figures.append(
-            Figure("runs", case, system, "gc_objects_per_run", got["gc_objects_per_run"], "objects")
-        )
-        report.figures.append(Figure("runs", case, system, "peak_rss", got["peak_rss"], "bytes"))
 
 
 def scaling(report: Report) -> None:
-    """5. Cost per event against the number of step types and the number of events."""
+    """Cost per hop against the number of step types and the number of events.
+
+    Each group of cases is interleaved as one (every round runs every case of every system),
+    so the flatness figure (highest ÷ lowest cost in a round, median over rounds) compares
+    costs taken side by side. Small N repeat within one sample up to ``scaling_min_hops``
+    hops, so every sample is long enough to time.
+    """
     c = report.config
-    cap = c.cap
     n = c.scaling_types_hops
-    for types in c.scaling_types:
-        report.measure(
-            "scaling",
-            f"types={types} (N={n:,})",
-            "hop",
-            {
-                AF: (lambda types=types: _actorflow.chain(n, types=types, cap=cap), n),
-                BATCHED: (lambda types=types: _trio.chain("batched", n, types=types, cap=cap), n),
-            },
-        )
-    for hops in c.scaling_hops:
-        variants = {AF: (lambda hops=hops: _actorflow.chain(hops, cap=math.inf), hops)}
-        if hops < 1_000_000:  # flatness is actorflow's property; spare the baseline 15 s runs
-            variants[BATCHED] = (lambda hops=hops: _trio.chain("batched", hops, cap=math.inf), hops)
-        # N=1e6 is 15 s a run: two rounds, whose median is their mean.
-        rounds = max(1, c.heavy_rounds - 1) if hops >= 1_000_000 else None
-        report.measure(
-            "scaling", f"N={hops:,} (types=2)", "hop", variants, heavy=hops >= 100_000, rounds=rounds
-        )
-    case = "memory held per routed event"
-    for system, retained, hops in (
-        (AF, _actorflow.retained, c.retained_hops),
-        (BATCHED, lambda h, s: _trio.retained("batched", h, s), c.retained_hops),
-        *([(LLAMA, _llama.retained, c.llama_retained_hops)] if _llama is not None else []),
-    ):
-        value = _memory.retained_per_event(retained, hops)
-        report.figures.append(
-            Figure(
-                "scaling",
-                case,
-                system,
-                "retained_per_event",
-                value,
-                "bytes",
-                f"tracemalloc, hop {hops // 2:,} to hop {hops:,} of one run",
+    report.measure_cases(
+        "scaling",
+        "hop",
+        {
+            types_case(t, n): variants(
+                "chain", (AF, DIRECT), lambda s, fn, t=t: (lambda: fn(n, types=t, cap=c.cap), n)
             )
+            for t in c.scaling_types
+        },
+    )
+    cases: dict[str, Variants] = {}
+    for hops in c.scaling_hops:
+        repeat = max(1, c.scaling_min_hops // hops)
+        cases[hops_case(hops)] = variants(
+            "chain",
+            (AF, DIRECT),
+            lambda s, fn, hops=hops, repeat=repeat: (
+                lambda: sum(fn(hops) for _ in range(repeat)),
+                hops * repeat,
+            ),
         )
+    # No warm-up run (the chain scenario and the start-up warm-up did it): N=1e6 takes
+    # 10-20 s a sample.
+    report.measure_cases("scaling", "hop", cases, heavy=max(c.scaling_hops) >= 100_000)
 
 
-def tracing(report: Report) -> None:
-    """6. Scenarios 1 and 2 with the audit trail on: the overhead ratio."""
+def memory(report: Report) -> None:
+    """RSS per live run (a fresh process per system) and bytes held per routed event."""
     c = report.config
-    cap = c.cap
-    n, fan_n = c.tracing_hops, c.tracing_fan
-    try:
-        audit = importlib.import_module("actorflow.audit")
-        audit.JSONLinesSink  # noqa: B018
-    except (ImportError, AttributeError):
-        report.notes.append("tracing: skipped, actorflow.audit has no JSONLinesSink in this checkout")
-        return
-    from ._audit import Sinks
-
-    sinks = Sinks(audit)
-    chain_case, fan_case = f"chain N={n:,}", f"fan-out N={fan_n:,} W=4"
-    try:
-        report.measure(
-            "tracing",
-            chain_case,
-            "hop",
-            {
-                "off": (lambda: _actorflow.chain(n, cap=cap), n),
-                "records dropped": (
-                    lambda: sinks.dropped(lambda: _actorflow.chain(n, trace=True, cap=cap)),
-                    n,
-                ),
-                "JSONL file": (lambda: sinks.jsonl(lambda: _actorflow.chain(n, trace=True, cap=cap)), n),
-            },
-        )
-        report.figures.append(Figure("tracing", chain_case, "JSONL file", "records", sinks.records, "lines"))
-        report.measure(
-            "tracing",
-            fan_case,
-            "event",
-            {
-                "off": (lambda: _actorflow.fan_out(fan_n, 4, cap=cap), fan_n),
-                "records dropped": (
-                    lambda: sinks.dropped(lambda: _actorflow.fan_out(fan_n, 4, trace=True, cap=cap)),
-                    fan_n,
-                ),
-                "JSONL file": (
-                    lambda: sinks.jsonl(lambda: _actorflow.fan_out(fan_n, 4, trace=True, cap=cap)),
-                    fan_n,
-                ),
-            },
-        )
-        report.figures.append(Figure("tracing", fan_case, "JSONL file", "records", sinks.records, "lines"))
-    finally:
-        sinks.close()
+    for system in c.memory_systems:
+        if system not in systems():
+            continue
+        runs_ = c.peer_memory_runs if system in PEERS else c.memory_runs
+        if not runs_:
+            continue
+        got = _memory.live_runs_in_subprocess(system, runs_)
+        case = "memory per live run"
+        note = f"{runs_:,} runs alive at once, RSS growth / runs"
+        report.figures += [
+            Figure("memory", case, system, "rss_per_run", got["rss_per_run"], "bytes", note),
+            Figure("memory", case, system, "gc_objects_per_run", got["gc_objects_per_run"], "objects"),
+        ]
+    case = "memory held per routed event"
+    for system in (AF, DIRECT, ROUTED, LLAMA, PGRAPH):
+        fn = _shape(system, "retained")
+        if fn is None:
+            continue
+        hops = c.peer_retained_hops if system in PEERS else c.retained_hops
+        value = _memory.retained_per_event(fn, hops)
+        note = f"tracemalloc, hop {hops // 2:,} to hop {hops:,} of one run"
+        report.figures.append(Figure("memory", case, system, "retained_per_event", value, "bytes", note))
 
 
 def event_cost(report: Report) -> None:
     """Context: what constructing one event costs in each event model (µs)."""
-    from . import _events
-
     stage = _events.stages(1)[0]
-    models = [(AF, stage)] + ([(LLAMA, _llama.stages(1)[0])] if _llama is not None else [])
+    llama = systems().get(LLAMA)
+    models: list[tuple[str, Any]] = [(AF, stage)]
+    if llama is not None:
+        models.append((LLAMA, llama.stages(1)[0]))
     number = 2_000 if report.config.quick else 50_000
     for system, cls in models:
         best = min(timeit.repeat(lambda cls=cls: cls(n=1), number=number, repeat=5)) / number
@@ -482,12 +299,38 @@ def event_cost(report: Report) -> None:
         )
 
 
-SCENARIOS: dict[str, Callable[[Report], None]] = {
-    "chain": chain,
-    "fan-out": fan_out,
-    "pipeline": pipeline,
-    "runs": runs,
-    "scaling": scaling,
-    "tracing": tracing,
-    "context": event_cost,
+_DISPATCH = (AF, DIRECT, ROUTED, LLAMA, PGRAPH)
+_VS = ((AF, DIRECT), (AF, ROUTED), (LLAMA, AF), (PGRAPH, AF))
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("chain", "chain: one event bounced between two steps", chain, _DISPATCH, _VS),
+        Scenario("self-loop", "self-loop: a step that emits its own input type", self_loop, _DISPATCH, _VS),
+        Scenario(
+            "fan-out",
+            "fan-out / fan-in: N events via ctx.send_event, W workers, collect_events",
+            fan_out,
+            _DISPATCH,
+            _VS,
+        ),
+        Scenario(
+            "pipeline", "pipeline: K step types in a line, M events in flight", pipeline, _DISPATCH, _VS
+        ),
+        Scenario(
+            "runs", "run overhead: a one-step workflow, run after run and all at once", runs, _DISPATCH, _VS
+        ),
+        Scenario(
+            "scaling",
+            "flatness: cost per hop against step types and events (each group interleaved as one)",
+            scaling,
+            (AF, DIRECT),
+            ((AF, DIRECT),),
+        ),
+        Scenario("memory", "memory: RSS per live run, bytes held per routed event", memory, _DISPATCH),
+        *_audit.SCENARIOS,
+        *_imports.SCENARIOS,
+        Scenario("context", "context: constructing one event", event_cost, (AF, LLAMA)),
+    )
 }
+"""Every scenario, in the order a run executes them (``--only`` takes these names)."""

@@ -1,7 +1,7 @@
 """cProfile of actorflow's hot path: ``python -m benchmarks.hotpath``.
 
-Profiles three shapes, each after a warm-up run: the chain (one event in flight: the
-scheduler trip per hop dominates), the fan-out (many events in flight: the batched paths
+Profiles four shapes, each after a warm-up run: the chain (one event in flight: the
+scheduler trip per hop dominates), the self-loop (a step emitting its own input type), the fan-out (many events in flight: the batched paths
 and ``collect_events``), and sequential trivial runs (per-run set-up and teardown). Prints
 the top functions by own time for each. cProfile's per-call overhead inflates cheap Python
 functions relative to C code, so read the ranking, not the absolute times.
@@ -26,6 +26,7 @@ from benchmarks import _actorflow
 
 SHAPES: dict[str, Callable[[], object]] = {
     "chain, 20,000 hops": lambda: _actorflow.chain(20_000),
+    "self-loop, 20,000 hops": lambda: _actorflow.chain(20_000, types=1),
     "fan-out, N=10,000, W=4": lambda: _actorflow.fan_out(10_000, 4),
     "trivial runs, 2,000 sequential": lambda: _actorflow.runs_sequential(2_000),
 }

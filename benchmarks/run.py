@@ -1,10 +1,13 @@
-"""Run the benchmarks: ``python -m benchmarks [--quick] [--out DIR]`` from the repository root.
+"""Run the benchmarks: ``python -m benchmarks [--quick] [--only NAME] [--rounds K] [--out DIR]``.
 
-Also runnable as ``python benchmarks/run.py``. The full run takes a few minutes on two cores
-and writes ``benchmarks/results/latest.json`` (every raw sample), ``latest.md`` (the tables
-and the PASS/MISS of every target) and ``profile.txt`` (cProfile of the hot path). ``--quick``
-is the seconds-long smoke run the test suite executes; it writes to ``benchmarks/results/quick/``
-(git-ignored) unless ``--out`` says otherwise, so it never overwrites a full run's results.
+Also runnable as ``python benchmarks/run.py``. A full run takes about 15 minutes on two cores
+and writes ``benchmarks/results/latest.json`` (every raw sample), ``latest.md`` (the tables and
+the PASS/MISS of every target), ``latest.svg`` (the chart) and ``profile.txt`` (cProfile of the
+hot path); it exits 1 when a target is missed. ``--quick`` is the seconds-long smoke run the
+test suite executes: it judges no target, exits 0 unless something crashed, and writes to
+``benchmarks/results/quick/``; ``--only`` runs write to ``results/partial/``, so neither ever
+overwrites a full run's results unless ``--out`` says so. A scenario that raises is reported
+and the others still run; the exit status is then 2.
 """
 
 from __future__ import annotations
@@ -21,10 +24,13 @@ import os
 import platform
 import subprocess
 import time
+import traceback
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from benchmarks import _harness, _report, _scenarios
+import attrs
+
+from benchmarks import _chart, _config, _harness, _report, _scenarios, _targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,72 +39,99 @@ def main(argv: list[str] | None = None) -> int:
     """Run the scenarios, print the tables and targets, write the result files."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="a seconds-long smoke run (small sizes, one round)"
+        "--quick",
+        action="store_true",
+        help="a seconds-long smoke run: tiny sizes, one round, no target judged",
     )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
-        help="where to write the results (default benchmarks/results, or results/quick with --quick)",
+        help="where to write the results (default benchmarks/results; results/quick with --quick, "
+        "results/partial with --only)",
     )
     parser.add_argument(
         "--only",
         action="append",
         choices=list(_scenarios.SCENARIOS),
-        metavar="SCENARIO",
+        metavar="NAME",
         help="run only this scenario (repeatable): " + ", ".join(_scenarios.SCENARIOS),
     )
-    parser.add_argument("--rounds", type=int, default=None, help="measured rounds per case")
+    parser.add_argument("--rounds", type=int, default=None, help="measured rounds of every case")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile pass of a full run")
     args = parser.parse_args(argv)
 
-    config = _scenarios.QUICK if args.quick else _scenarios.FULL
+    config = _config.QUICK if args.quick else _config.FULL
     if args.rounds is not None:
-        config = _scenarios.attrs.evolve(config, rounds=args.rounds)
-    out = args.out if args.out is not None else RESULTS / "quick" if args.quick else RESULTS
-    report = _scenarios.Report(config)
-    meta = _meta(args, config)
+        if args.rounds < 1:
+            parser.error("--rounds must be at least 1")
+        config = attrs.evolve(config, rounds=args.rounds, heavy_rounds=args.rounds, import_rounds=args.rounds)
+    out = args.out or (RESULTS / "quick" if args.quick else RESULTS / "partial" if args.only else RESULTS)
+    report = _report.Report(config)
+    meta = _meta(config)
     started = time.perf_counter()
+    if args.quick:
+        print("[bench] quick smoke run: tiny sizes, no target judged", file=sys.stderr, flush=True)
 
     _warm_up()
     _harness.freeze_heap()
-    for name, scenario in _scenarios.SCENARIOS.items():
-        if args.only and name not in args.only:
-            continue
+    scenarios = [s for s in _scenarios.SCENARIOS.values() if not args.only or s.name in args.only]
+    for scenario in scenarios:
         t0 = time.perf_counter()
-        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
-        scenario(report)
-        print(f"[bench] {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        print(f"[bench] {scenario.name} ...", file=sys.stderr, flush=True)
+        try:
+            scenario.run(report)
+        except Exception:
+            traceback.print_exc()
+            report.crashed.append(scenario.name)
+            report.notes.append(f"{scenario.name}: crashed (traceback on stderr); its rows are incomplete")
+        print(f"[bench] {scenario.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
-    if not args.quick and not args.no_profile and not args.only:
+    if config.profile and not args.no_profile and not args.only:
         from benchmarks import hotpath
 
         print("[bench] profile ...", file=sys.stderr, flush=True)
-        (out / "profile.txt").parent.mkdir(parents=True, exist_ok=True)
-        (out / "profile.txt").write_text(hotpath.profile_text())
+        _report.write(out, "profile.txt", hotpath.profile_text())
 
+    targets = _targets.targets(report)
+    svg = _chart.write_svg(report, out / "latest.svg")
     meta["duration_s"] = time.perf_counter() - started
     meta["machine"]["load_after"] = _load()
-    json_path, md_path = _report.write(report, meta, out)
-    print(_report.markdown(report))
-    for note in report.notes:
-        print(f"note: {note}")
-    print(f"wrote {json_path} and {md_path} in {meta['duration_s']:.0f} s")
-    return 0
+    body = _report.tables(report, scenarios) + "\n" + _targets.markdown(targets, config.quick)
+    if report.notes:
+        body += "\nNotes:\n\n" + "".join(f"- {n}\n" for n in report.notes)
+    json_path = _report.write_json(out, _report.as_json(report, meta, targets))
+    md_path = _report.write(out, "latest.md", _report.header(meta) + body)
+    print(body)
+    written = ", ".join(str(p) for p in (json_path, md_path, svg) if p is not None)
+    print(f"wrote {written} in {meta['duration_s']:.0f} s")
+
+    status, verdict = exit_status(report, targets)
+    print(verdict, file=sys.stderr if status == 2 else sys.stdout)
+    return status
+
+
+def exit_status(report: _report.Report, targets: list[_targets.Target]) -> tuple[int, str]:
+    """2 when a scenario crashed; for a full run 1 when a target was missed; else 0."""
+    if report.crashed:
+        return 2, f"CRASHED: {', '.join(report.crashed)}"
+    if report.config.quick:
+        return 0, "smoke run (--quick): no target judged"
+    missed = _targets.failed(targets)
+    if missed:
+        return 1, f"MISSED {len(missed)} target(s): " + "; ".join(t.name for t in missed)
+    judged = sum(t.status == _targets.PASS for t in targets)
+    return 0, f"all {judged} targets judged in this run passed"
 
 
 def _warm_up() -> None:
-    """Import and run every system once, so first-use costs land before the heap is frozen."""
-    from benchmarks import _actorflow, _trio
-
-    _actorflow.chain(10)
-    _trio.chain("simple", 10)
-    _trio.chain("batched", 10)
-    if _scenarios._llama is not None:
-        _scenarios._llama.chain(10)
+    """Run every system once, so first-use costs land before the heap is frozen."""
+    for module in _scenarios.systems().values():
+        module.chain(10)
+        module.chain(10, types=1)
 
 
-def _meta(args: argparse.Namespace, config: _scenarios.Config) -> dict[str, Any]:
+def _meta(config: _config.Config) -> dict[str, Any]:
     def v(dist: str) -> str:
         try:
             return version(dist)
@@ -121,10 +154,17 @@ def _meta(args: argparse.Namespace, config: _scenarios.Config) -> dict[str, Any]
         "versions": {
             "python": platform.python_version(),
             "actorflow": f"{actorflow.__version__} ({_commit()})",
-            "trio": v("trio"),
-            "pydantic": v("pydantic"),
-            "structlog": v("structlog"),
-            "llama-index-workflows": v("llama-index-workflows"),
+            **{
+                dist: v(dist)
+                for dist in (
+                    "trio",
+                    "pydantic",
+                    "structlog",
+                    "llama-index-workflows",
+                    "pydantic-graph",
+                    "matplotlib",
+                )
+            },
         },
     }
 

@@ -4,9 +4,11 @@
 
 Reports the process's resident memory (VmRSS) at the start, in the middle and at the end of
 each part, and the growth between the middle and the end (the first half warms up caches and
-allocator pools; a leak shows as growth in the second half). Writes ``soak.json`` and
-``soak.md`` to ``--out`` (default ``benchmarks/results``). Not a unit test: it takes about a
-minute in full; ``--quick`` runs a hundredth of it.
+allocator pools; a leak shows as growth in the second half). The target: that growth divided
+by the events (runs) of the second half is under ``LEAK_LIMIT`` bytes each, PASS or MISS; a
+full soak exits 1 on a MISS. Writes ``soak.json`` and ``soak.md`` to ``--out`` (default
+``benchmarks/results``). Not a unit test: it takes about a minute in full; ``--quick`` runs a
+hundredth of it, as a smoke run that judges nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import trio
 
 import actorflow
 from actorflow import Context, Event, StartEvent, StopEvent, Workflow, step
+
+LEAK_LIMIT = 16
+"""Bytes of RSS growth allowed per event (per run) in the second half of each part."""
 
 
 def rss_kib() -> int:
@@ -148,8 +153,33 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "RSS samples (after `gc.collect()`), at each quarter: "
         f"events {[kib for _, kib in ev['samples']]} KiB; runs {[kib for _, kib in runs['samples']]} KiB.",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        *(
+            f"| {t['name']}: < {LEAK_LIMIT} B per {t['unit']} in the second half | "
+            f"{t['bytes_per_unit']:,.2f} B | {t['status']} |"
+            for t in result["targets"]
+        ),
     ]
+    if result["quick"]:
+        lines += ["", "Smoke run (`--quick`): no target is judged."]
     return "\n".join(lines) + "\n"
+
+
+def judge(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The leak targets of both parts: second-half growth per event and per run."""
+    out = []
+    for part, unit, total in (
+        ("events", "event", result["events"]["events"]),
+        ("runs", "run", result["runs"]["runs"]),
+    ):
+        per_unit = result[part]["growth_second_half_kib"] * 1024 / (total / 2)
+        status = "not judged (smoke run)" if result["quick"] else "PASS" if per_unit < LEAK_LIMIT else "MISS"
+        out.append(
+            {"name": f"memory flat over {part}", "unit": unit, "bytes_per_unit": per_unit, "status": status}
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,12 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         "events": trio.run(events_part, 1_000_000 // scale),
         "runs": trio.run(runs_part, 100_000 // scale),
     }
+    result["targets"] = judge(result)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
     (args.out / "soak.md").write_text(text)
     sys.stdout.write(text)
-    return 0
+    return 1 if any(t["status"] == "MISS" for t in result["targets"]) else 0
 
 
 if __name__ == "__main__":

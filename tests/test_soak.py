@@ -1,4 +1,4 @@
-"""The soak benchmark stays runnable (its figures are reported, never asserted on)."""
+"""The soak benchmark stays runnable (its figures are reported and judged, never asserted on)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_quick_soak_runs_and_reports_memory(tmp_path: Path) -> None:
-    """python -m benchmarks.soak --quick runs both parts and writes RSS samples."""
+    """python -m benchmarks.soak --quick runs both parts, writes RSS samples and judges nothing."""
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.soak", "--quick", "--out", str(tmp_path)],
         cwd=ROOT,
@@ -26,4 +26,7 @@ def test_quick_soak_runs_and_reports_memory(tmp_path: Path) -> None:
         assert len(result[part]["samples"]) == 4
         assert all(kib > 0 for kib in result[part]["rss_kib"].values())
     assert "| sequential runs of a 3-step workflow | 1,000 runs" in done.stdout
+    assert [t["status"] for t in result["targets"]] == ["not judged (smoke run)"] * 2
+    assert all(t["bytes_per_unit"] == t["bytes_per_unit"] for t in result["targets"])  # not NaN
+    assert "no target is judged" in done.stdout
     assert (tmp_path / "soak.md").read_text() == done.stdout

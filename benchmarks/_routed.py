@@ -1,18 +1,16 @@
-"""The bare-trio baselines: actorflow's shape written directly on trio memory channels.
+"""Context, not a target: actorflow's own design (a router hop per event) in bare trio.
 
-Both baselines have the same hops per event as actorflow (a step emits into the router's
-inbox; the router looks the event's type up in a dict and hands it to each target step's
-inbox; a worker of that step takes it and awaits the step function), the same buffers (the
-router's inbox unbounded, each step's inbox ``actorflow._step.DEFAULT_INBOX``), the router
-in the caller's task, one cancel scope per run, and the same pydantic events.
+The same hops per event as actorflow today: a step emits into the router's inbox; the router
+looks the event's type up in a dict and hands it to each target step's inbox; a worker of that
+step takes it and awaits the step function. The same buffers (the router's inbox unbounded,
+each step's inbox ``INBOX``), the router in the caller's task, one cancel scope per run, and
+the same pydantic events. Receives drain with ``receive_nowait``, forwards use ``send_nowait``
+(a full step inbox overflows into a deque, so the router never blocks), and every loop yields
+every ``BATCH`` events. Steps emit extra events with ``emit``, the router inbox's
+``send_nowait``.
 
-``simple`` is trio as most people write it: ``async for`` on every receive channel and
-``await send(...)`` to forward, a scheduler trip per receive and per send. ``batched`` is
-the floor for this design: receive with ``receive_nowait`` until the channel is empty, forward
-with ``send_nowait`` (a full step inbox overflows into a deque, so the router never blocks),
-yield every ``BATCH`` events. Steps emit extra events with ``emit``, which is the router
-inbox's ``send_nowait`` in both (the inbox is unbounded, so it never blocks): it is what
-``ctx.send_event`` must be in any trio runtime.
+It shows what the router design costs over the floor (``_direct``): each hop is two task
+switches (worker, router, worker) instead of one.
 """
 
 from __future__ import annotations
@@ -27,13 +25,16 @@ import attrs
 import trio
 
 from actorflow import Event, StartEvent, StopEvent
-from actorflow._router import BATCH
-from actorflow._step import DEFAULT_INBOX
 
 from . import _events
 
 Emit = Callable[[Any], None]
 StepFn = Callable[[Any, Emit], Awaitable[Any]]
+
+BATCH = 100
+"""Events a loop takes without yielding (actorflow's router's figure when this was written)."""
+INBOX = 64
+"""A step's inbox size (actorflow's default when this was written)."""
 
 _STOP: Any = object()
 """The route of StopEvent: the router ends the run."""
@@ -51,10 +52,10 @@ class BareStep:
     """Worker tasks sharing the step's inbox."""
 
 
-# -- simple: one scheduler trip per send and per receive --------------------------------------
+# -- the runner: drain with receive_nowait, forward with send_nowait ---------------------------
 
 
-async def run_simple(steps: Sequence[BareStep], start: Event) -> Any:
+async def run(steps: Sequence[BareStep], start: Event) -> Any:
     """Run ``steps`` from ``start`` until a StopEvent; return it."""
     router_send, router_receive = trio.open_memory_channel[Any](math.inf)
     emit = router_send.send_nowait
@@ -63,45 +64,7 @@ async def run_simple(steps: Sequence[BareStep], start: Event) -> Any:
     with trio.CancelScope() as scope:
         async with trio.open_nursery() as nursery:
             for s in steps:
-                send, receive = trio.open_memory_channel[Any](DEFAULT_INBOX)
-                for t in s.accepts:
-                    routes[t] = (*routes.get(t, ()), send.send)
-                for _ in range(s.workers):
-                    nursery.start_soon(_worker_simple, s.fn, receive, router_send.send, emit)
-            emit(start)
-            async for event in router_receive:
-                targets = routes[type(event)]
-                if targets is _STOP:
-                    stopped.append(event)
-                    scope.cancel()
-                    break
-                for send_one in targets:
-                    await send_one(event)
-    return stopped[0]
-
-
-async def _worker_simple(
-    fn: StepFn, receive: trio.MemoryReceiveChannel[Any], send: Callable[[Any], Awaitable[None]], emit: Emit
-) -> None:
-    async for event in receive:
-        result = await fn(event, emit)
-        if result is not None:
-            await send(result)
-
-
-# -- batched: drain with receive_nowait, forward with send_nowait --------------------------------
-
-
-async def run_batched(steps: Sequence[BareStep], start: Event) -> Any:
-    """Run ``steps`` from ``start`` until a StopEvent; return it."""
-    router_send, router_receive = trio.open_memory_channel[Any](math.inf)
-    emit = router_send.send_nowait
-    routes: dict[type, Any] = {StopEvent: _STOP}
-    stopped: list[Any] = []
-    with trio.CancelScope() as scope:
-        async with trio.open_nursery() as nursery:
-            for s in steps:
-                send, receive = trio.open_memory_channel[Any](DEFAULT_INBOX)
+                send, receive = trio.open_memory_channel[Any](INBOX)
                 backlog: deque[Any] = deque()
                 deliver = _deliverer(send.send_nowait, backlog)
                 for t in s.accepts:
@@ -167,9 +130,6 @@ async def _worker_batched(
         if not budget:
             budget = BATCH
             await trio.lowlevel.checkpoint()
-
-
-RUNNERS = {"simple": run_simple, "batched": run_batched}
 
 
 # -- the shapes ------------------------------------------------------------------------------
@@ -267,9 +227,7 @@ async def _only(ev: Any, emit: Emit) -> Any:
 ONE_STEP = [BareStep(_only, (StartEvent,))]
 
 
-def _timed(runner: str, steps: Sequence[BareStep], cap: float = math.inf) -> float:
-    run = RUNNERS[runner]
-
+def _timed(steps: Sequence[BareStep], cap: float = math.inf) -> float:
     async def main() -> float:
         t0 = time.perf_counter()
         with trio.move_on_after(cap):
@@ -280,24 +238,23 @@ def _timed(runner: str, steps: Sequence[BareStep], cap: float = math.inf) -> flo
     return trio.run(main)
 
 
-def chain(runner: str, hops: int, types: int = 2, cap: float = math.inf) -> float:
+def chain(hops: int, types: int = 2, cap: float = math.inf) -> float:
     """Seconds for one event bounced ``hops`` times around a ring of ``types`` steps."""
-    return _timed(runner, ring_steps(types, hops), cap)
+    return _timed(ring_steps(types, hops), cap)
 
 
-def fan_out(runner: str, n: int, workers: int, cap: float = math.inf) -> float:
+def fan_out(n: int, workers: int, cap: float = math.inf) -> float:
     """Seconds to fan ``n`` events out to ``workers`` workers and collect the results."""
-    return _timed(runner, fanout_steps(n, workers), cap)
+    return _timed(fanout_steps(n, workers), cap)
 
 
-def pipeline_run(runner: str, stages: int, m: int, cap: float = math.inf) -> float:
+def pipeline_run(stages: int, m: int, cap: float = math.inf) -> float:
     """Seconds to push ``m`` events through ``stages`` steps in a line."""
-    return _timed(runner, pipeline_steps(stages, m), cap)
+    return _timed(pipeline_steps(stages, m), cap)
 
 
-def runs_sequential(runner: str, runs: int) -> float:
+def runs_sequential(runs: int) -> float:
     """Seconds for ``runs`` trivial runs one after the other."""
-    run = RUNNERS[runner]
 
     async def main() -> float:
         t0 = time.perf_counter()
@@ -308,21 +265,22 @@ def runs_sequential(runner: str, runs: int) -> float:
     return trio.run(main)
 
 
-def runs_concurrent(runner: str, runs: int) -> float:
+def runs_concurrent(runs: int, cap: float = math.inf) -> float:
     """Seconds for ``runs`` trivial runs started at once (one task each)."""
-    run = RUNNERS[runner]
 
     async def main() -> float:
         t0 = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            for _ in range(runs):
-                nursery.start_soon(run, ONE_STEP, StartEvent())
-        return time.perf_counter() - t0
+        with trio.move_on_after(cap):
+            async with trio.open_nursery() as nursery:
+                for _ in range(runs):
+                    nursery.start_soon(run, ONE_STEP, StartEvent())
+            return time.perf_counter() - t0
+        return math.inf
 
     return trio.run(main)
 
 
-def live_runs(runner: str, runs: int, at_gate: Callable[[], None]) -> None:
+def live_runs(runs: int, at_gate: Callable[[], None]) -> None:
     """Start ``runs`` runs whose step waits until all are in it; call ``at_gate`` then."""
     gate = _events.Gate(runs, at_gate)
 
@@ -331,7 +289,6 @@ def live_runs(runner: str, runs: int, at_gate: Callable[[], None]) -> None:
         return StopEvent(result=1)
 
     steps = [BareStep(gated, (StartEvent,))]
-    run = RUNNERS[runner]
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -341,7 +298,7 @@ def live_runs(runner: str, runs: int, at_gate: Callable[[], None]) -> None:
     trio.run(main)
 
 
-def retained(runner: str, hops: int, sample: Callable[[], int]) -> tuple[int, int]:
+def retained(hops: int, sample: Callable[[], int]) -> tuple[int, int]:
     """Memory ``sample()`` at hop ``hops // 2`` and at the last hop of one chain run."""
     marks: dict[int, int] = {}
     half = hops // 2
@@ -350,5 +307,5 @@ def retained(runner: str, hops: int, sample: Callable[[], int]) -> tuple[int, in
         if n in (half, hops):
             marks[n] = sample()
 
-    _timed(runner, ring_steps(2, hops, probe))
+    _timed(ring_steps(2, hops, probe))
     return marks[half], marks[hops]
