@@ -11,20 +11,37 @@ from ._context import Context as Context
 from ._events import Event as Event
 from ._events import HumanResponseEvent as HumanResponseEvent
 from ._events import InputRequiredEvent as InputRequiredEvent
+from ._events import InternalDispatchEvent as InternalDispatchEvent
 from ._events import StartEvent as StartEvent
+from ._events import StepFailedEvent as StepFailedEvent
+from ._events import StepState as StepState
+from ._events import StepStateChanged as StepStateChanged
 from ._events import StopEvent as StopEvent
+from ._events import UnhandledEvent as UnhandledEvent
+from ._events import WorkflowCancelledEvent as WorkflowCancelledEvent
+from ._events import WorkflowFailedEvent as WorkflowFailedEvent
+from ._events import WorkflowIdleEvent as WorkflowIdleEvent
+from ._events import WorkflowTimedOutEvent as WorkflowTimedOutEvent
 from ._exceptions import ActorflowError as ActorflowError
+from ._exceptions import ContextSerdeError as ContextSerdeError
+from ._exceptions import ContextStateError as ContextStateError
 from ._exceptions import LLMConnectionError as LLMConnectionError
 from ._exceptions import LLMError as LLMError
 from ._exceptions import LLMResponseError as LLMResponseError
 from ._exceptions import LLMStatusError as LLMStatusError
 from ._exceptions import LLMTimeoutError as LLMTimeoutError
+from ._exceptions import ResourceCycleError as ResourceCycleError
+from ._exceptions import ResourceError as ResourceError
+from ._exceptions import RunArgumentsError as RunArgumentsError
 from ._exceptions import StepTimeoutError as StepTimeoutError
 from ._exceptions import WaitForEventTimeoutError as WaitForEventTimeoutError
+from ._exceptions import WorkflowCancelledByUser as WorkflowCancelledByUser
 from ._exceptions import WorkflowCancelledError as WorkflowCancelledError
+from ._exceptions import WorkflowConfigurationError as WorkflowConfigurationError
 from ._exceptions import WorkflowDefinitionError as WorkflowDefinitionError
 from ._exceptions import WorkflowRuntimeError as WorkflowRuntimeError
 from ._exceptions import WorkflowStalledError as WorkflowStalledError
+from ._exceptions import WorkflowStepDoesNotExistError as WorkflowStepDoesNotExistError
 from ._exceptions import WorkflowTimeoutError as WorkflowTimeoutError
 from ._exceptions import WorkflowValidationError as WorkflowValidationError
 from ._handle import RunHandle as RunHandle
@@ -57,12 +74,15 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "ActorflowError",
     "Context",
+    "ContextSerdeError",
+    "ContextStateError",
     "Event",
     "EventEmitted",
     "EventTaken",
     "HumanResponseEvent",
     "InputRequiredEvent",
     "LLMCalled",
+    "InternalDispatchEvent",
     "LLMConnectionError",
     "LLMError",
     "LLMResponseError",
@@ -71,6 +91,9 @@ __all__ = [
     "Observer",
     "RetryPolicy",
     "RunEnded",
+    "ResourceCycleError",
+    "ResourceError",
+    "RunArgumentsError",
     "RunHandle",
     "RunInfo",
     "RunStarted",
@@ -81,15 +104,26 @@ __all__ = [
     "StepFinished",
     "StepInfo",
     "StepStarted",
+    "StepFailedEvent",
+    "StepState",
+    "StepStateChanged",
     "StepStatistics",
     "StepTimeoutError",
     "StopEvent",
+    "UnhandledEvent",
     "WaitForEventTimeoutError",
     "Workflow",
+    "WorkflowCancelledByUser",
     "WorkflowCancelledError",
+    "WorkflowCancelledEvent",
+    "WorkflowConfigurationError",
     "WorkflowDefinitionError",
+    "WorkflowFailedEvent",
+    "WorkflowIdleEvent",
     "WorkflowRuntimeError",
     "WorkflowStalledError",
+    "WorkflowStepDoesNotExistError",
+    "WorkflowTimedOutEvent",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "add_observer",

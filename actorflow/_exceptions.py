@@ -3,19 +3,31 @@
 The tree::
 
     ActorflowError                      base of everything actorflow raises itself
-    ├── WorkflowDefinitionError         a workflow class or @step is malformed (definition time)
-    ├── WorkflowValidationError         run() arguments do not build a valid StartEvent (run start)
+    ├── WorkflowValidationError         a workflow or step is malformed (LlamaIndex's name)
+    │   └── WorkflowDefinitionError     ...found when the class is defined; lists every problem
+    ├── WorkflowConfigurationError      a workflow lacks what any run needs (LlamaIndex's name)
+    │   └── WorkflowDefinitionError     (the same class: it is both)
     ├── WorkflowRuntimeError            the runtime met a broken rule while a run was going
-    │   └── WorkflowStalledError        nothing can happen any more and no StopEvent came
+    │   ├── WorkflowStalledError        nothing can happen any more and no StopEvent came
+    │   ├── RunArgumentsError           run() arguments do not build a valid StartEvent
+    │   └── WorkflowStepDoesNotExistError  an event was addressed to a step that does not exist
     ├── WorkflowTimeoutError            the run's deadline passed
     │   ├── StepTimeoutError            one step invocation overran its own timeout=
     │   └── WaitForEventTimeoutError    ctx.wait_for_event() waited longer than its timeout=
-    ├── WorkflowCancelledError          the run was cancelled through its RunHandle
+    ├── WorkflowCancelledByUser         the run was cancelled by its caller (LlamaIndex's name)
+    │   └── WorkflowCancelledError      ...through its RunHandle or by leaving open_run early
+    ├── ContextSerdeError               a Context could not be serialised or restored
+    ├── ContextStateError               a Context method was called in the wrong phase of a run
+    ├── ResourceError                   a step's resource could not be built
+    │   └── ResourceCycleError          resource factories depend on each other in a cycle
     └── LLMError                        a call through actorflow.llm failed
         ├── LLMConnectionError          the server could not be reached
         ├── LLMTimeoutError             the server did not answer in time
         ├── LLMStatusError              the server answered with an HTTP error status
         └── LLMResponseError            the server's answer could not be understood
+
+The names LlamaIndex Workflows uses mean what they mean there, so ported ``except`` clauses
+keep working; actorflow's finer classes are subclasses of them.
 
 Errors raised *by steps* are not wrapped: a run re-raises the step's own exception object
 (with a note naming the step), so ``except MyError:`` around ``await wf.run()`` works.
@@ -27,17 +39,25 @@ from __future__ import annotations
 
 __all__ = [
     "ActorflowError",
+    "ContextSerdeError",
+    "ContextStateError",
     "LLMConnectionError",
     "LLMError",
     "LLMResponseError",
     "LLMStatusError",
     "LLMTimeoutError",
+    "ResourceCycleError",
+    "ResourceError",
+    "RunArgumentsError",
     "StepTimeoutError",
     "WaitForEventTimeoutError",
+    "WorkflowCancelledByUser",
     "WorkflowCancelledError",
+    "WorkflowConfigurationError",
     "WorkflowDefinitionError",
     "WorkflowRuntimeError",
     "WorkflowStalledError",
+    "WorkflowStepDoesNotExistError",
     "WorkflowTimeoutError",
     "WorkflowValidationError",
 ]
@@ -47,20 +67,30 @@ class ActorflowError(Exception):
     """Base class of every exception actorflow raises itself (never of a step's own errors)."""
 
 
-class WorkflowDefinitionError(ActorflowError):
+class WorkflowValidationError(ActorflowError):
+    """A workflow or one of its steps is malformed, as LlamaIndex Workflows uses the name.
+
+    actorflow finds these problems when the class is defined and raises the subclass
+    :class:`WorkflowDefinitionError`. (Bad ``run()`` arguments are a :class:`RunArgumentsError`.)
+    """
+
+
+class WorkflowConfigurationError(ActorflowError):
+    """A workflow lacks what every run needs (no step takes a StartEvent, none returns a StopEvent).
+
+    LlamaIndex raises it when such a workflow is instantiated; actorflow raises the subclass
+    :class:`WorkflowDefinitionError` when the class is defined.
+    """
+
+
+class WorkflowDefinitionError(WorkflowValidationError, WorkflowConfigurationError):
     """A workflow class or one of its steps is malformed.
 
     Raised by ``@step`` when it decorates the function, or when the ``Workflow`` subclass is
     defined (at the latest when it is first instantiated). One error lists every problem found
-    in the class, each with the fix.
-    """
-
-
-class WorkflowValidationError(ActorflowError):
-    """The keyword arguments of ``run()`` do not make a valid StartEvent.
-
-    Raised at run start, before any step runs. The message names each bad or missing field;
-    the pydantic ``ValidationError`` is chained as ``__cause__``.
+    in the class, each with the fix. It is both a :class:`WorkflowValidationError` and a
+    :class:`WorkflowConfigurationError`, the two classes LlamaIndex splits these problems into,
+    so ported code catching either keeps working.
     """
 
 
@@ -80,6 +110,19 @@ class WorkflowStalledError(WorkflowRuntimeError):
     Raised at once when the run goes quiet, instead of waiting for the timeout. The message
     reports the last events and what each ``collect_events`` buffer holds and still lacks.
     """
+
+
+class RunArgumentsError(WorkflowRuntimeError):
+    """The arguments of ``run()`` do not make a valid StartEvent.
+
+    Raised at run start, before any step runs. The message names each bad or missing field;
+    the pydantic ``ValidationError`` is chained as ``__cause__``. It is a
+    :class:`WorkflowRuntimeError`, which LlamaIndex raises for start-event arguments it cannot use.
+    """
+
+
+class WorkflowStepDoesNotExistError(WorkflowRuntimeError):
+    """An event was addressed to a step (``send_event(ev, step=...)``) the workflow does not have."""
 
 
 class WorkflowTimeoutError(ActorflowError):
@@ -107,12 +150,35 @@ class WaitForEventTimeoutError(WorkflowTimeoutError):
     """
 
 
-class WorkflowCancelledError(ActorflowError):
+class WorkflowCancelledByUser(ActorflowError):
+    """The run was cancelled by its caller, as LlamaIndex Workflows names it.
+
+    actorflow raises the subclass :class:`WorkflowCancelledError`.
+    """
+
+
+class WorkflowCancelledError(WorkflowCancelledByUser):
     """The run was cancelled through ``RunHandle.cancel()`` (or by leaving ``open_run`` early).
 
     ``RunHandle.result()`` raises it for such a run. Cancellation by an enclosing trio cancel
     scope is different: it propagates as ``trio.Cancelled``.
     """
+
+
+class ContextSerdeError(ActorflowError):
+    """A Context (or its state) could not be serialised, or a serialised one restored."""
+
+
+class ContextStateError(ActorflowError):
+    """A Context method was called in a phase of the run where it cannot work."""
+
+
+class ResourceError(ActorflowError):
+    """A resource a step asked for (``Annotated[T, Resource(factory)]``) could not be built."""
+
+
+class ResourceCycleError(ResourceError):
+    """Resource factories depend on each other in a cycle; the message shows the cycle."""
 
 
 class LLMError(ActorflowError):

@@ -14,7 +14,7 @@ import trio
 
 from . import _tracing
 from ._events import Event, StartEvent
-from ._exceptions import WorkflowDefinitionError, WorkflowRuntimeError, WorkflowValidationError
+from ._exceptions import RunArgumentsError, WorkflowDefinitionError, WorkflowRuntimeError
 from ._handle import RunHandle, open_run
 from ._observe import Observer, ObserverDispatch, VerbosePrinter
 from ._observe import observers as global_observers
@@ -262,16 +262,16 @@ def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
 
 
 def _start_event(wf_spec: WorkflowSpec, start_event: Event | None, kwargs: Mapping[str, Any]) -> Event:
-    """Build (or check) the StartEvent of a run; any problem is a WorkflowValidationError."""
+    """Build (or check) the StartEvent of a run; any problem is a RunArgumentsError."""
     start_type = wf_spec.start_type
     if start_event is not None:
         if kwargs:
-            raise WorkflowValidationError(
+            raise RunArgumentsError(
                 f"{wf_spec.name}: pass either start_event= or keyword arguments to run(), not "
                 f"both (got start_event and {', '.join(sorted(kwargs))})"
             )
         if not isinstance(start_event, start_type):
-            raise WorkflowValidationError(
+            raise RunArgumentsError(
                 f"{wf_spec.name}: start_event must be a {start_type.__name__}, got "
                 f"{type(start_event).__name__}"
             )
@@ -289,11 +289,11 @@ def _start_event(wf_spec: WorkflowSpec, start_event: Event | None, kwargs: Mappi
         event = start_type(**{k: v for k, v in kwargs.items() if k in declared or not declared})
     except pydantic.ValidationError as exc:
         problems += [_describe(err) for err in exc.errors()]
-        raise WorkflowValidationError(
+        raise RunArgumentsError(
             f"{wf_spec.name}: invalid arguments for {start_type.__name__}: " + "; ".join(problems)
         ) from exc
     if problems:
-        raise WorkflowValidationError(
+        raise RunArgumentsError(
             f"{wf_spec.name}: invalid arguments for {start_type.__name__}: " + "; ".join(problems)
         )
     return event

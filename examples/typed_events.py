@@ -3,7 +3,7 @@
     python examples/typed_events.py
 
 A typed StartEvent is a schema for run()'s keyword arguments: a wrong type, a missing field
-or a misspelt name fails before any step runs, with a WorkflowValidationError naming the
+or a misspelt name fails before any step runs, with a RunArgumentsError naming the
 field. A typed StopEvent comes back from run() whole, fields and all. No LLM is involved.
 """
 
@@ -11,7 +11,7 @@ import re
 
 import trio
 
-from actorflow import Event, StartEvent, StopEvent, Workflow, WorkflowValidationError, step
+from actorflow import Event, RunArgumentsError, StartEvent, StopEvent, Workflow, step
 
 # A tiny glossary to answer from (rag.py shows real retrieval).
 GLOSSARY = {
@@ -95,7 +95,7 @@ async def main() -> None:
     for bad in ({"query": "q", "max_results": "ten"}, {"query": "q", "max_result": 3}, {"max_results": 3}):
         try:
             await workflow.run(**bad)
-        except WorkflowValidationError as exc:
+        except RunArgumentsError as exc:
             print(f"  run(**{bad}) -> {type(exc).__name__}: {exc}")
 
 

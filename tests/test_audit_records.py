@@ -292,7 +292,7 @@ async def test_typed_stop_event_result_is_its_payload() -> None:
     with capture_logs() as logs:
         await Typed(trace=True).run()
     assert logs[-1]["result_type"] == "Answer"
-    assert logs[-1]["result"] == {"result": None, "text": "42"}
+    assert logs[-1]["result"] == {"text": "42"}
 
 
 async def test_llm_calls_are_recorded_from_the_hook() -> None:

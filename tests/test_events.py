@@ -1,11 +1,22 @@
-"""Events are pydantic models; StartEvent carries run()'s keyword arguments."""
+"""Events are dict-like pydantic models; StartEvent carries run()'s keyword arguments."""
 
 from __future__ import annotations
+
+import pickle
+from typing import Any
 
 import pydantic
 import pytest
 
-from actorflow import Event, StartEvent, StopEvent
+from actorflow import (
+    Event,
+    StartEvent,
+    StepState,
+    StepStateChanged,
+    StopEvent,
+    WorkflowFailedEvent,
+    WorkflowTimedOutEvent,
+)
 
 
 class QueryEvent(Event):
@@ -32,10 +43,67 @@ def test_events_validate_their_fields() -> None:
         QueryEvent()  # type: ignore[call-arg]
 
 
-def test_misspelt_event_field_is_an_error() -> None:
-    """An unknown keyword on an ordinary event is rejected, not silently dropped."""
-    with pytest.raises(pydantic.ValidationError, match="qeury"):
-        QueryEvent(query="x", qeury="y")  # type: ignore[call-arg]
+def test_undeclared_keywords_are_kept_as_data() -> None:
+    """A keyword that is not a field is kept as data, beside the validated fields."""
+    ev = QueryEvent(query="x", qeury="y")  # type: ignore[call-arg]
+    assert ev.query == "x" and ev.qeury == "y" and ev["qeury"] == "y"
+    assert ev._data == {"qeury": "y"}
+    with pytest.raises(pydantic.ValidationError, match="query"):
+        QueryEvent(qeury="y")  # type: ignore[call-arg]  # the declared field is still required
+
+
+def test_events_read_and_write_as_mappings() -> None:
+    """Data is read and written through item access, get, in, keys/values/items, len and iteration."""
+    ev = Event(a=1, b="two")
+    assert ev["a"] == 1 and ev.get("b") == "two" and ev.get("c", 3) == 3
+    assert "a" in ev and "c" not in ev
+    assert ev.keys() == {"a": 1, "b": "two"}.keys()
+    assert list(ev.values()) == [1, "two"] and list(ev.items()) == [("a", 1), ("b", "two")]
+    assert len(ev) == 2 and list(ev) == ["a", "b"]
+    ev["c"] = 3
+    ev.d = 4
+    assert ev.to_dict() == {"a": 1, "b": "two", "c": 3, "d": 4}
+    with pytest.raises(KeyError):
+        ev["missing"]
+    with pytest.raises(AttributeError):
+        ev.missing  # noqa: B018
+
+
+def test_an_event_without_data_is_still_true() -> None:
+    """`if event:` holds for an event with no data, although len() is 0."""
+    ev = QueryEvent(query="q")
+    assert len(ev) == 0 and bool(ev) is True
+
+
+def test_private_attributes_can_be_set_by_keyword() -> None:
+    """Keywords naming private attributes set them (also through a custom __init__), not data."""
+
+    class Private(Event):
+        param: str
+        _one: str = pydantic.PrivateAttr()
+        _two: str = pydantic.PrivateAttr(default_factory=str)
+
+    class Doubling(Event):
+        _kept: int = pydantic.PrivateAttr()
+        _doubled: int = pydantic.PrivateAttr()
+
+        def __init__(self, _doubled: int, **params: Any) -> None:
+            super().__init__(**params)
+            self._doubled = _doubled * 2
+
+    ev = Private(a=1, param="p", _one="x")
+    assert (ev._data, ev._one, ev._two) == ({"a": 1}, "x", "")
+    dbl = Doubling(a=1, _kept=2, _doubled=2)
+    assert (dbl._data, dbl._kept, dbl._doubled) == ({"a": 1}, 2, 4)
+
+
+def test_data_survives_dumps_copies_and_pickles() -> None:
+    """Undeclared data is part of the event's dump, equality, copies and pickles."""
+    ev = QueryEvent(query="q", extra=[1])  # type: ignore[call-arg]
+    assert ev.model_dump() == {"query": "q", "temperature": 0.7, "extra": [1]}
+    assert QueryEvent.model_validate(ev.model_dump()) == ev
+    assert ev != QueryEvent(query="q", extra=[2])  # type: ignore[call-arg]
+    assert pickle.loads(pickle.dumps(ev)) == ev and ev.model_copy() == ev
 
 
 def test_start_event_reads_free_keywords() -> None:
@@ -87,6 +155,44 @@ def test_stop_event_carries_a_result() -> None:
     assert StopEvent().result is None
     stop = MyStopEvent(answer="a", sources=["s.txt"])
     assert stop.answer == "a" and stop.sources == ["s.txt"]
+
+
+def test_stop_event_dumps_and_prints_as_in_llamaindex() -> None:
+    """StopEvent's result is dumped only when set, str() is the result, repr shows data and result."""
+    assert StopEvent(result="foo").model_dump() == {"result": "foo"}
+    assert StopEvent().model_dump() == {}
+    assert str(StopEvent(result=[1])) == "[1]"
+    assert repr(StopEvent(foo="foo", result=42)) == "StopEvent(foo='foo', result=42)"
+    stop = MyStopEvent(answer="a", sources=[])
+    assert stop.model_dump() == {"answer": "a", "sources": []}
+    assert repr(stop) == "MyStopEvent(answer='a', sources=[])"
+    assert StopEvent(result="42") == StopEvent(result="42") != StopEvent(result="43")
+    assert pickle.loads(pickle.dumps(StopEvent(result=3))).result == 3
+
+
+def test_stop_event_subclass_may_compute_its_result() -> None:
+    """A StopEvent subclass overriding _get_result() decides what result is."""
+
+    class Sum(StopEvent):
+        a: int
+        b: int
+
+        def _get_result(self) -> Any:
+            return self.a + self.b
+
+    assert Sum(a=1, b=2).result == 3
+
+
+def test_runtime_events_have_llamaindex_fields() -> None:
+    """The events the runtime publishes have LlamaIndex's names, fields and bases."""
+    timed_out = WorkflowTimedOutEvent(timeout=1.5, active_steps=["slow"])
+    assert isinstance(timed_out, StopEvent) and timed_out.active_steps == ["slow"]
+    failed = WorkflowFailedEvent(step_name="s", exception=ValueError("x"))
+    assert failed.attempts is None and str(failed.exception) == "x"
+    changed = StepStateChanged(name="s", step_state=StepState.RUNNING, worker_id="0", input_event_name="E")
+    assert changed.output_event_name is None and changed.step_state.value == "running"
+    with pytest.raises(pydantic.ValidationError, match="timeout"):
+        WorkflowTimedOutEvent(active_steps=[])  # type: ignore[call-arg]
 
 
 def test_events_may_carry_arbitrary_objects() -> None:

@@ -172,7 +172,7 @@ def test_typed_events_returns_fields_and_rejects_bad_input(
     assert out.startswith("MyStopEvent:\n  answer:     A typed StartEvent validates")
     assert "  sources:    ['start.md', 'stop.md']\n" in out
     assert "sources=[])" in out  # include_sources=False
-    errors = [line for line in out.splitlines() if "-> WorkflowValidationError: " in line]
+    errors = [line for line in out.splitlines() if "-> RunArgumentsError: " in line]
     assert len(errors) == 3
     assert "field 'max_results': Input should be a valid integer" in errors[0]
     assert "unknown field 'max_result'" in errors[1]

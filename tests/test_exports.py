@@ -10,12 +10,15 @@ def test_public_names_are_pinned() -> None:
     assert sorted(actorflow.__all__) == [
         "ActorflowError",
         "Context",
+        "ContextSerdeError",
+        "ContextStateError",
         "Event",
         "EventEmitted",
         "EventTaken",
         "HumanResponseEvent",
         "InputRequiredEvent",
         "LLMCalled",
+        "InternalDispatchEvent",
         "LLMConnectionError",
         "LLMError",
         "LLMResponseError",
@@ -24,6 +27,9 @@ def test_public_names_are_pinned() -> None:
         "Observer",
         "RetryPolicy",
         "RunEnded",
+        "ResourceCycleError",
+        "ResourceError",
+        "RunArgumentsError",
         "RunHandle",
         "RunInfo",
         "RunStarted",
@@ -34,15 +40,26 @@ def test_public_names_are_pinned() -> None:
         "StepFinished",
         "StepInfo",
         "StepStarted",
+        "StepFailedEvent",
+        "StepState",
+        "StepStateChanged",
         "StepStatistics",
         "StepTimeoutError",
         "StopEvent",
+        "UnhandledEvent",
         "WaitForEventTimeoutError",
         "Workflow",
+        "WorkflowCancelledByUser",
         "WorkflowCancelledError",
+        "WorkflowCancelledEvent",
+        "WorkflowConfigurationError",
         "WorkflowDefinitionError",
+        "WorkflowFailedEvent",
+        "WorkflowIdleEvent",
         "WorkflowRuntimeError",
         "WorkflowStalledError",
+        "WorkflowStepDoesNotExistError",
+        "WorkflowTimedOutEvent",
         "WorkflowTimeoutError",
         "WorkflowValidationError",
         "add_observer",
@@ -90,7 +107,26 @@ def test_errors_form_one_tree() -> None:
         actorflow.LLMTimeoutError,
         actorflow.LLMStatusError,
         actorflow.LLMResponseError,
+        actorflow.WorkflowConfigurationError,
+        actorflow.WorkflowCancelledByUser,
+        actorflow.WorkflowStepDoesNotExistError,
+        actorflow.RunArgumentsError,
+        actorflow.ContextSerdeError,
+        actorflow.ContextStateError,
+        actorflow.ResourceError,
+        actorflow.ResourceCycleError,
     ]
     for error in errors:
         assert issubclass(error, actorflow.ActorflowError)
     assert issubclass(actorflow.ActorflowError, Exception)
+
+
+def test_llamaindex_error_names_catch_the_finer_actorflow_errors() -> None:
+    """Each LlamaIndex error name catches the actorflow error raised for the same problem."""
+    assert issubclass(actorflow.WorkflowDefinitionError, actorflow.WorkflowValidationError)
+    assert issubclass(actorflow.WorkflowDefinitionError, actorflow.WorkflowConfigurationError)
+    assert issubclass(actorflow.WorkflowCancelledError, actorflow.WorkflowCancelledByUser)
+    assert issubclass(actorflow.RunArgumentsError, actorflow.WorkflowRuntimeError)
+    assert not issubclass(actorflow.RunArgumentsError, actorflow.WorkflowValidationError)
+    assert issubclass(actorflow.WorkflowStepDoesNotExistError, actorflow.WorkflowRuntimeError)
+    assert issubclass(actorflow.ResourceCycleError, actorflow.ResourceError)

@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from actorflow import (
     Context,
     Event,
+    RunArgumentsError,
     StartEvent,
     StopEvent,
     Workflow,
     WorkflowCancelledError,
     WorkflowRuntimeError,
     WorkflowTimeoutError,
-    WorkflowValidationError,
     step,
 )
 from actorflow.testing import leftover_tasks
@@ -322,7 +322,7 @@ def test_wrong_kwargs_for_a_typed_start_event_get_a_clear_error(kwargs: dict[str
     """Any keyword mix either runs correctly or fails before any step with the field named."""
     try:
         result = Searcher().run_sync(**kwargs)
-    except WorkflowValidationError as exc:
+    except RunArgumentsError as exc:
         message = str(exc)
         bad = [k for k in kwargs if k not in ("query", "limit")]
         assert any(f"'{k}'" in message for k in [*bad, "query", "limit"])

@@ -8,11 +8,11 @@ import trio
 from actorflow import (
     Context,
     Event,
+    RunArgumentsError,
     StartEvent,
     StopEvent,
     Workflow,
     WorkflowRuntimeError,
-    WorkflowValidationError,
     step,
 )
 
@@ -96,7 +96,7 @@ async def test_bad_start_arguments_fail_before_any_step_runs(
             ran.append("start")
             return ProcessEvent(query="")
 
-    with pytest.raises(WorkflowValidationError, match=r"invalid arguments for MyStartEvent") as info:
+    with pytest.raises(RunArgumentsError, match=r"invalid arguments for MyStartEvent") as info:
         await Flow().run(**kwargs)
     assert fragment in str(info.value)
     assert ran == []
@@ -104,9 +104,9 @@ async def test_bad_start_arguments_fail_before_any_step_runs(
 
 async def test_wrong_start_event_type_is_rejected() -> None:
     """start_event= must be the workflow's StartEvent type, and not mixed with keywords."""
-    with pytest.raises(WorkflowValidationError, match="start_event must be a MyStartEvent, got StartEvent"):
+    with pytest.raises(RunArgumentsError, match="start_event must be a MyStartEvent, got StartEvent"):
         await TypedWorkflow().run(start_event=StartEvent(query="q"))
-    with pytest.raises(WorkflowValidationError, match="not both"):
+    with pytest.raises(RunArgumentsError, match="not both"):
         await TypedWorkflow().run(start_event=MyStartEvent(query="q"), query="q")
 
 

@@ -50,7 +50,7 @@ def _seconds(text: str) -> float:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .._exceptions import WorkflowTimeoutError, WorkflowValidationError
+    from .._exceptions import RunArgumentsError, WorkflowTimeoutError
 
     target = load_target(args.target)
     params = parse_params(args.params)
@@ -62,7 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         live = LiveDisplay(out, color=wants_color(out))
     try:
         result = trio.run(_execute, workflow, params, live)
-    except WorkflowValidationError as exc:
+    except RunArgumentsError as exc:
         raise CLIError(str(exc)) from None
     except WorkflowTimeoutError as exc:
         print(f"actorflow: timed out: {exc}", file=sys.stderr)

@@ -240,17 +240,16 @@ def _event_details(
     sections: list[dict[str, Any]] = []
     if rows:
         sections.append({"title": "Fields", "header": ["field", "type", ""], "table": rows})
-    if t.model_config.get("extra") == "allow":
+    if not rows:
+        # Every event keeps undeclared keywords as data; say so only where that is its payload.
         sections.append(
             {
-                "title": "Fields" if not rows else "",
-                "text": "Also takes any other keyword argument"
+                "title": "Fields",
+                "text": "no declared fields; takes any keyword argument"
                 + (" (run(**kwargs) becomes its attributes)." if issubclass(t, StartEvent) else "."),
                 "muted": True,
             }
         )
-    elif not rows:
-        sections.append({"title": "Fields", "text": "no fields", "muted": True})
     sections.append(
         {
             "title": "Routing",
