@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Written into every ``run.started`` record; bumped when a record's meaning changes.
-FORMAT = "actorflow.audit/1"
+FORMAT = "actorflow.audit/2"
 
 #: The records that end a run; exactly one per run, always its last.
 CLOSING = frozenset({"run.finished", "run.failed", "run.timed_out", "run.cancelled"})

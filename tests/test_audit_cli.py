@@ -176,15 +176,33 @@ async def test_show_and_load_handle_deep_causal_chains(trail: Path) -> None:
     assert status == 0 and "#1203 StopEvent" in text
 
 
-async def test_show_command_warns_about_unreadable_lines(trail: Path) -> None:
-    """Lines that are not records are skipped with a warning that points to verify."""
+async def test_show_command_warns_about_lines_that_are_not_records(trail: Path) -> None:
+    """JSON lines that are not audit records are skipped with a warning that points to verify."""
     await Noisy(trace=True).run()
     with open(trail, "ab") as f:
-        f.write(b"garbage\n")
+        f.write(b'{"event": "something else"}\n')
     status, text = _run(show_command, str(trail), None)
     assert status == 0 and text.startswith("warning: 1 line(s)") and "audit verify" in text
     with pytest.raises(LookupError):
         audit.load_run(trail, "nope")
+
+
+async def test_show_command_refuses_malformed_files(trail: Path) -> None:
+    """A malformed line, however hostile, is one line naming file and line, and exit status 2."""
+    await Noisy(trace=True).run()
+    good = trail.read_bytes()
+    for bad in (
+        b"garbage",
+        b"[" * 100_000,
+        b'{"x": "\xff"}',
+        b'{"event":"run.started","run_id":"r","seq":"1"}',
+    ):
+        trail.write_bytes(good + bad + b"\n")
+        status, text = _run(show_command, str(trail), None)
+        assert status == 2, text
+        assert text.startswith(f"error: {trail}, line 7: ") and text.count("\n") == 1, text
+        with pytest.raises(audit.AuditFileError, match="line 7: "):
+            audit.load_runs(trail)
 
 
 def _durations_out(text: str) -> list[str]:
@@ -207,7 +225,8 @@ def test_docs_worked_example_runs_as_shown(tmp_path: Path) -> None:
     status, text = _run(show_command, str(trail), None)
     assert status == 0
     run_id = audit.load_runs(trail)[0].run_id
-    expected = _durations_out(shown_tree.replace("e69cbff3820341239e82b5d6ca1c1606", run_id))
+    (shown_id,) = re.findall(r"^Loan run ([0-9a-f]{32}) ", shown_tree, flags=re.M)
+    expected = _durations_out(shown_tree.replace(shown_id, run_id))
     got = _durations_out(text)
     assert got[1:] == expected[1:]
     assert got[0].split("  (")[0] == expected[0].split("  (")[0]

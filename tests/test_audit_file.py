@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ from audit_flows import One, Squares
 from structlog.testing import capture_logs
 
 from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
-from actorflow.audit._canon import GENESIS, canonical, digest
+from actorflow.audit._canon import GENESIS, canonical, digest, file_link, line_of
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -64,8 +69,11 @@ async def test_tree_from_jsonl_equals_the_flow(tmp_path: Path, autojump_clock: t
     for r in logs:
         r.pop("log_level")
     from_file = audit.load_run(path, handle.run_id)
-    assert [dict(r) for r in from_file.records] == logs
-    assert from_file == audit.RunTrace.from_records(logs)
+    # Records handed on carry no file_prev: it is known only when the tick's batch is written.
+    records = [{k: v for k, v in r.items() if k != "file_prev"} for r in from_file.records]
+    assert records == logs
+    assert all(len(r["file_prev"]) == 64 for r in from_file.records)
+    assert audit.RunTrace.from_records(records) == audit.RunTrace.from_records(logs)
     (root,) = from_file.roots
 
     def squared(n: int) -> tuple[Any, ...]:
@@ -147,6 +155,8 @@ def test_processes_writing_one_file_keep_one_chain(tmp_path: Path) -> None:
 
 
 # -- tampering ----------------------------------------------------------------------------------
+# Each test names the problem verify() must report (line, run, seq and what is wrong), so that
+# switching off any one of its checks makes a test fail instead of another check covering up.
 
 
 @pytest.fixture
@@ -157,29 +167,88 @@ async def two_runs(trail: Path) -> bytes:
     return trail.read_bytes()
 
 
+@pytest.fixture
+async def two_runs_unchained(tmp_path: Path) -> tuple[Path, bytes]:
+    """The same without the file chain: what only the per-run checks must catch."""
+    path = tmp_path / "unchained.jsonl"
+    chain = audit.processors(path, file_chain=False)
+    structlog.configure(processors=chain)
+    await _run_many(2)
+    chain[-1].close()
+    result = audit.verify(path)
+    assert result.ok and not result.file_chain
+    return path, path.read_bytes()
+
+
 def _problems(path: Path, data: bytes, edit: Callable[[list[bytes]], list[bytes]]) -> audit.Problem | None:
     path.write_bytes(b"".join(edit(data.splitlines(keepends=True))))
     return audit.verify(path).problem
 
 
+def _where(line: bytes) -> tuple[str, int]:
+    record = json.loads(line)
+    return record["run_id"], record["seq"]
+
+
+def _expect(problem: audit.Problem | None, line: int, at: bytes | None, fragment: str) -> None:
+    """``problem`` is at 1-based ``line``, on the record ``at`` (or on no record), and says ``fragment``."""
+    assert problem is not None, "no problem reported"
+    run_id, seq = _where(at) if at is not None else (None, None)
+    assert (problem.line, problem.run_id, problem.seq) == (line, run_id, seq), problem
+    assert fragment in problem.message, problem
+
+
+def _link(line: bytes) -> str:
+    """The file chain's link after a line, computed here independently of actorflow."""
+    record = json.loads(line)
+    return hashlib.sha256((record["file_prev"] + record["hash"]).encode()).hexdigest()
+
+
+def _rechain(path: Path, edit: Callable[[dict[str, Any]], None], key: bytes | None = None) -> None:
+    """What an attacker with write access does: edit records, recompute every hash (with ``key``)."""
+    last: dict[str, str] = {}
+    link = GENESIS
+    out = []
+    for line in path.read_bytes().splitlines():
+        record = json.loads(line)
+        edit(record)
+        record.pop("hash")
+        chained = record.pop("file_prev", None) is not None
+        record["prev_hash"] = last.get(record["run_id"], GENESIS)
+        body = canonical(record)
+        record_hash = last[record["run_id"]] = digest(body.encode(), key)
+        out.append(line_of(body, link if chained else None, record_hash).encode() + b"\n")
+        link = file_link(link, record_hash, key)
+    path.write_bytes(b"".join(out))
+
+
 async def test_verify_passes_the_untouched_file(
     trail: Path, two_runs: bytes, autojump_clock: trio.abc.Clock
 ) -> None:
-    """The file as written verifies, with both chains, and reports its head hash."""
+    """The file as written verifies, with both chains, and reports its head: the last line's link."""
     result = audit.verify(trail)
-    assert result.ok and result.runs == 2 and result.file_chain
-    assert result.head == digest(two_runs.splitlines()[-1], None)
+    assert result.ok and result.runs == 2 and result.records == 48 and result.file_chain
+    lines = two_runs.splitlines()
+    assert json.loads(lines[0])["file_prev"] == GENESIS
+    for before, line in itertools.pairwise(lines):
+        assert json.loads(line)["file_prev"] == _link(before)
+    assert result.head == _link(lines[-1])
 
 
 async def test_verify_catches_any_changed_byte(
     trail: Path, two_runs: bytes, autojump_clock: trio.abc.Clock
 ) -> None:
-    """Changing any one byte of the file, anywhere, is detected."""
-    for pos in range(0, len(two_runs), 61):
+    """Changing any one byte of the file, anywhere, is detected at that line or the next."""
+    starts = [0]
+    for line in two_runs.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    for pos in range(0, len(two_runs), 37):
         changed = bytearray(two_runs)
         changed[pos] = ord("x") if changed[pos] != ord("x") else ord("y")
         trail.write_bytes(bytes(changed))
-        assert not audit.verify(trail).ok, pos
+        problem = audit.verify(trail).problem
+        line = next(i for i, start in enumerate(starts) if start > pos)  # 1-based line of pos
+        assert problem is not None and problem.line in (line, line + 1), (pos, problem)
 
 
 async def test_verify_names_the_edited_record(
@@ -188,31 +257,53 @@ async def test_verify_names_the_edited_record(
     """An edited payload value is reported at its line, with its run, seq and what is wrong."""
     lines = two_runs.splitlines(keepends=True)
     k = next(i for i, line in enumerate(lines) if b'"payload":{"n":1}' in line)
-    record = json.loads(lines[k])
     edited = lines[k].replace(b'"n":1', b'"n":7')
     problem = _problems(trail, two_runs, lambda ls: [*ls[:k], edited, *ls[k + 1 :]])
-    assert problem is not None
-    assert (problem.line, problem.run_id, problem.seq) == (k + 1, record["run_id"], record["seq"])
-    assert "hash does not match" in problem.message
+    _expect(problem, k + 1, lines[k], "hash does not match the record's content")
 
 
 async def test_verify_catches_every_deleted_line(
     trail: Path, two_runs: bytes, autojump_clock: trio.abc.Clock
 ) -> None:
-    """Deleting any one line (the first, a middle one, the last) is detected."""
-    n = len(two_runs.splitlines())
-    for k in range(n):
-        assert _problems(trail, two_runs, lambda ls: ls[:k] + ls[k + 1 :]) is not None, k  # noqa: B023
+    """Deleting any one line breaks the file chain at the line after it; the last: no closing record."""
+    lines = two_runs.splitlines(keepends=True)
+    for k in range(len(lines) - 1):
+        problem = _problems(trail, two_runs, lambda ls: ls[:k] + ls[k + 1 :])  # noqa: B023
+        _expect(problem, k + 1, lines[k + 1], "file_prev does not match the link of the line before")
+    run_id, _ = _where(lines[-1])
+    before = max(i for i in range(len(lines) - 1) if _where(lines[i])[0] == run_id)
+    problem = _problems(trail, two_runs, lambda ls: ls[:-1])
+    _expect(problem, before + 1, lines[before], "no closing record")
+
+
+async def test_verify_catches_every_deleted_line_of_an_unchained_file(
+    two_runs_unchained: tuple[Path, bytes], autojump_clock: trio.abc.Clock
+) -> None:
+    """Without the file chain, each run's seq names what is missing: a gap, no start, no end."""
+    path, data = two_runs_unchained
+    lines = data.splitlines(keepends=True)
+    for k, line in enumerate(lines):
+        run_id, seq = _where(line)
+        after = [i for i in range(k + 1, len(lines)) if _where(lines[i])[0] == run_id]
+        problem = _problems(path, data, lambda ls: ls[:k] + ls[k + 1 :])  # noqa: B023
+        if not after:  # the closing record: the run's previous record is its last
+            before = max(i for i in range(k) if _where(lines[i])[0] == run_id)
+            _expect(problem, before + 1, lines[before], "no closing record")
+        elif seq == 1:
+            _expect(problem, after[0], lines[after[0]], "first record in the file has seq 2: records 1..1")
+        else:
+            _expect(
+                problem, after[0], lines[after[0]], f"seq {seq + 1} follows seq {seq - 1}: record(s) {seq}"
+            )
 
 
 async def test_verify_catches_swapped_lines(
     trail: Path, two_runs: bytes, autojump_clock: trio.abc.Clock
 ) -> None:
-    """Swapping two lines is detected, also two lines of different runs."""
-    lines = two_runs.splitlines()
-    runs = [json.loads(line)["run_id"] for line in lines]
-    cross = [(i, i + 1) for i in range(len(lines) - 1) if runs[i] != runs[i + 1]]
-    assert cross, "the two runs should interleave"
+    """Swapping two lines, also two of different runs, breaks the file chain where the first moved."""
+    lines = two_runs.splitlines(keepends=True)
+    runs = [_where(line)[0] for line in lines]
+    assert any(a != b for a, b in itertools.pairwise(runs)), "the two runs should interleave"
     pairs = [(i, i + 1) for i in range(len(lines) - 1)] + [(0, len(lines) - 1), (3, 17)]
 
     def swap(i: int, j: int) -> Callable[[list[bytes]], list[bytes]]:
@@ -224,13 +315,31 @@ async def test_verify_catches_swapped_lines(
         return edit
 
     for i, j in pairs:
-        assert _problems(trail, two_runs, swap(i, j)) is not None, (i, j)
+        _expect(_problems(trail, two_runs, swap(i, j)), i + 1, lines[j], "file_prev does not match")
+
+
+async def test_verify_catches_swapped_lines_of_one_run_without_file_chain(
+    two_runs_unchained: tuple[Path, bytes], autojump_clock: trio.abc.Clock
+) -> None:
+    """Two records of one run trading places: the later one arrives early, and seq says which."""
+    path, data = two_runs_unchained
+    lines = data.splitlines(keepends=True)
+    runs = [_where(line)[0] for line in lines]
+    i = next(i for i in range(1, len(lines) - 1) if runs[i] == runs[i + 1] and _where(lines[i])[1] > 1)
+    _, seq = _where(lines[i])
+
+    def swap(ls: list[bytes]) -> list[bytes]:
+        ls = list(ls)
+        ls[i], ls[i + 1] = ls[i + 1], ls[i]
+        return ls
+
+    _expect(_problems(path, data, swap), i + 1, lines[i + 1], f"seq {seq + 1} follows seq {seq - 1}")
 
 
 async def test_verify_catches_inserted_lines(
     trail: Path, two_runs: bytes, tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    """A duplicated line, a line from another trail, or a forged record is detected."""
+    """A duplicated line, a line from another trail, or a forged record is caught where it stands."""
     lines = two_runs.splitlines(keepends=True)
     other = tmp_path / "other.jsonl"
     with audit.JSONLinesSink(other) as sink, capture_logs(processors=[audit.HashChain(), sink]):
@@ -240,55 +349,91 @@ async def test_verify_catches_inserted_lines(
     forged["seq"] += 100
     forged_line = (canonical(forged) + "\n").encode()
     for k in (0, 5, len(lines) - 1, len(lines)):
-        for extra in (lines[3], foreign[0], foreign[-1], forged_line):
-            assert _problems(trail, two_runs, lambda ls: [*ls[:k], extra, *ls[k:]]) is not None, k  # noqa: B023
+        for extra in (lines[3], foreign[0], foreign[-1]):
+            problem = _problems(trail, two_runs, lambda ls: [*ls[:k], extra, *ls[k:]])  # noqa: B023
+            if extra == foreign[0] and k == 0:  # a whole file's first line: the next line breaks
+                _expect(problem, 2, lines[0], "file_prev does not match")
+            else:
+                _expect(problem, k + 1, extra, "file_prev does not match")
+        problem = _problems(trail, two_runs, lambda ls: [*ls[:k], forged_line, *ls[k:]])  # noqa: B023
+        _expect(problem, k + 1, forged_line, "not in the form the sink writes")
+
+
+async def test_verify_catches_duplicates_and_additions_without_file_chain(
+    two_runs_unchained: tuple[Path, bytes], autojump_clock: trio.abc.Clock
+) -> None:
+    """Per run: a repeated record, a record after the closing one, a second run.started."""
+    path, data = two_runs_unchained
+    lines = data.splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if _where(line)[1] == 5)
+    _expect(
+        _problems(path, data, lambda ls: [*ls[: k + 1], ls[k], *ls[k + 1 :]]),
+        k + 2,
+        lines[k],
+        "seq 5 comes after seq 5: a record was duplicated or moved",
+    )
+    last = len(lines) - 1
+    _expect(
+        _problems(path, data, lambda ls: [*ls, ls[last - 1]]),
+        len(lines) + 1,
+        lines[last - 1],
+        "comes after the run's closing record",
+    )
+    path.write_bytes(data)
+    _rechain(path, lambda r: r.update(event="run.started") if r["seq"] == 3 else None)
+    rechained = path.read_bytes().splitlines(keepends=True)
+    k = next(i for i, line in enumerate(rechained) if _where(line)[1] == 3)
+    _expect(audit.verify(path).problem, k + 1, rechained[k], "a second 'run.started'")
+
+
+async def test_verify_checks_prev_hash_and_the_first_record(
+    two_runs_unchained: tuple[Path, bytes], autojump_clock: trio.abc.Clock
+) -> None:
+    """A record re-hashed after its prev_hash was changed breaks the run's chain; seq 1 must start."""
+    path, data = two_runs_unchained
+    lines = data.splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if _where(line)[1] == 4)
+    record = json.loads(lines[k])
+    record.pop("hash")
+    record["prev_hash"] = "f" * 64
+    body = canonical(record)
+    edited = line_of(body, None, digest(body.encode(), None)).encode() + b"\n"
+    _expect(
+        _problems(path, data, lambda ls: [*ls[:k], edited, *ls[k + 1 :]]),
+        k + 1,
+        edited,
+        "prev_hash does not match the previous record of the run",
+    )
+    path.write_bytes(data)
+    _rechain(path, lambda r: r.update(event="run.begun") if r["seq"] == 1 else None)
+    _expect(audit.verify(path).problem, 1, path.read_bytes().splitlines()[0], "seq 1 is 'run.begun'")
 
 
 async def test_verify_catches_truncation(
     trail: Path, two_runs: bytes, autojump_clock: trio.abc.Clock
 ) -> None:
     """A file cut mid-line, or cut after a whole line, is detected."""
-    cut = len(two_runs) - 25
-    trail.write_bytes(two_runs[:cut])
-    problem = audit.verify(trail).problem
-    assert problem is not None and "cut short" in problem.message
-    assert problem.line == len(two_runs[:cut].splitlines())
-    trail.write_bytes(two_runs[: two_runs.rindex(b"\n", 0, len(two_runs) - 1) + 1])
-    problem = audit.verify(trail).problem
-    assert problem is not None and "no closing record" in problem.message
+    lines = two_runs.splitlines(keepends=True)
+    trail.write_bytes(two_runs[:-25])
+    _expect(audit.verify(trail).problem, len(lines), None, "cut short")
+    trail.write_bytes(b"".join(lines[:-1]))
+    run_id, _ = _where(lines[-1])
+    before = max(i for i in range(len(lines) - 1) if _where(lines[i])[0] == run_id)
+    _expect(audit.verify(trail).problem, before + 1, lines[before], "no closing record")
 
 
-async def test_unchained_file_misses_cross_run_swaps(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+async def test_unchained_file_misses_cross_run_swaps(
+    two_runs_unchained: tuple[Path, bytes], autojump_clock: trio.abc.Clock
+) -> None:
     """Without the file chain, lines of two runs can trade places unnoticed (as documented)."""
-    path = tmp_path / "plain.jsonl"
-    with audit.JSONLinesSink(path, file_chain=False) as sink:
-        structlog.configure(processors=[audit.HashChain(), sink])
-        await _run_many(2)
-    lines = path.read_bytes().splitlines(keepends=True)
-    runs = [json.loads(line)["run_id"] for line in lines]
+    path, data = two_runs_unchained
+    lines = data.splitlines(keepends=True)
+    runs = [_where(line)[0] for line in lines]
     i = next(i for i in range(len(lines) - 1) if runs[i] != runs[i + 1])
     lines[i], lines[i + 1] = lines[i + 1], lines[i]
     path.write_bytes(b"".join(lines))
     result = audit.verify(path)
     assert result.ok and not result.file_chain
-
-
-def _rechain(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    """What an attacker with write access does: edit a record, recompute every unkeyed hash."""
-    last: dict[str, str] = {}
-    prev_line = GENESIS
-    out = []
-    for line in path.read_bytes().splitlines():
-        record = json.loads(line)
-        edit(record)
-        record.pop("hash"), record.pop("file_prev")
-        record["prev_hash"] = last.get(record["run_id"], GENESIS)
-        record["hash"] = last[record["run_id"]] = digest(canonical(record).encode(), None)
-        record["file_prev"] = prev_line
-        text = canonical(record).encode()
-        prev_line = digest(text, None)
-        out.append(text + b"\n")
-    path.write_bytes(b"".join(out))
 
 
 def _bump(record: dict[str, Any]) -> None:
@@ -306,15 +451,128 @@ async def test_rewritten_file_defeats_sha256_but_not_a_key(
         structlog.configure(processors=chain)
         await Squares(trace=True).run(count=3)
         chain[-1].close()
+    first = keyed.read_bytes().splitlines(keepends=True)[0]
     assert audit.verify(keyed, key=b"secret key").ok
-    problem = audit.verify(keyed).problem
-    assert problem is not None and "key" in problem.message
-    assert not audit.verify(keyed, key=b"wrong key").ok
-    assert not audit.verify(plain, key=b"secret key").ok
+    _expect(audit.verify(keyed).problem, 1, first, "chained with a secret key")
+    _expect(audit.verify(keyed, key=b"wrong key").problem, 1, first, "hash does not match")
+    first = plain.read_bytes().splitlines(keepends=True)[0]
+    _expect(audit.verify(plain, key=b"secret key").problem, 1, first, "chained without one")
     _rechain(plain, _bump)
     _rechain(keyed, _bump)
     assert audit.verify(plain).ok  # the documented limit of an unkeyed chain
-    assert not audit.verify(keyed, key=b"secret key").ok
+    problem = audit.verify(keyed, key=b"secret key").problem
+    assert problem is not None and "hash does not match" in problem.message
+    _rechain(keyed, _bump, key=b"secret key")  # only the key holder can do this
+    assert audit.verify(keyed, key=b"secret key").ok
+
+
+async def test_keyed_trail_detects_stripped_file_chain(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """With file_prev stripped from every line, deleting or reordering whole runs is still caught."""
+    path = tmp_path / "keyed.jsonl"
+    key = b"secret key"
+    chain = audit.processors(path, key=key)
+    structlog.configure(processors=chain)
+    for _ in range(3):
+        await One(trace=True).run()
+    chain[-1].close()
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert len(lines) == 18 and audit.verify(path, key=key).ok
+
+    def strip(line: bytes) -> bytes:
+        record = json.loads(line)
+        record.pop("file_prev")
+        record_hash = record.pop("hash")
+        return line_of(canonical(record), None, record_hash).encode() + b"\n"
+
+    stripped = [strip(line) for line in lines]
+    for edit in (stripped, stripped[6:], stripped[6:12] + stripped[:6] + stripped[12:]):
+        path.write_bytes(b"".join(edit))
+        _expect(audit.verify(path, key=key).problem, 1, edit[0], "says the file has a file chain")
+    # A run of a file without the chain cannot be passed off inside one with it, either way.
+    unchained = tmp_path / "unchained.jsonl"
+    chain = audit.processors(unchained, key=key, file_chain=False)
+    structlog.configure(processors=chain)
+    await One(trace=True).run()
+    chain[-1].close()
+    other = unchained.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(other + lines))
+    _expect(audit.verify(path, key=key).problem, 7, lines[0], "says the file has a file chain")
+    path.write_bytes(b"".join(other[:1] + lines[1:]))
+    _expect(audit.verify(path, key=key).problem, 2, lines[1], "has file_prev but the first line has none")
+
+
+async def test_expect_head_detects_runs_cut_from_the_end(trail: Path, autojump_clock: trio.abc.Clock) -> None:
+    """A head noted earlier must still be in the file: cutting whole runs from the end is caught."""
+    await One(trace=True).run()
+    noted = audit.verify(trail).head
+    await One(trace=True).run()
+    assert audit.verify(trail, expect_head=noted).ok  # appended since: fine
+    lines = trail.read_bytes().splitlines(keepends=True)
+    assert audit.verify(trail, expect_head=_link(lines[-1])).ok
+    trail.write_bytes(b"".join(lines[:6]))
+    assert audit.verify(trail, expect_head=noted).ok
+    trail.write_bytes(b"")  # every run gone, and nothing else says so
+    assert audit.verify(trail).ok
+    _expect(audit.verify(trail, expect_head=noted).problem, 0, None, f"expected head {noted}")
+    trail.write_bytes(b"".join(lines[:5]))
+    assert "no closing record" in str(audit.verify(trail, expect_head=noted).problem)
+    _rechain(trail, _bump)
+    trail.write_bytes(b"".join(lines[:6]))
+    _rechain(trail, lambda r: r.update(workflow="Other"))
+    _expect(
+        audit.verify(trail, expect_head=noted).problem, 6, None, "no line of the file has the expected head"
+    )
+    with pytest.raises(ValueError, match="64 lowercase hex"):
+        audit.verify(trail, expect_head="abc")
+
+
+async def test_verify_names_malformed_lines(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    """Any malformed line, however hostile, is a Problem at its line, never an exception."""
+    path = tmp_path / "audit.jsonl"
+    chain = audit.processors(path)
+    structlog.configure(processors=chain)
+    await One(trace=True).run()
+    chain[-1].close()
+    good = path.read_bytes().splitlines(keepends=True)
+    record = json.loads(good[1])
+    spaced = json.dumps(record, sort_keys=True).encode() + b"\n"
+    record["hash"] = "not a hash"
+    not_hex = canonical(record).encode() + b"\n"
+    format_1 = json.loads(good[0])
+    format_1["format"] = "actorflow.audit/1"
+    hostile = {
+        b"[" * 100_000 + b"\n": "not valid JSON",
+        b"[" * 100_000 + b"]" * 100_000 + b"\n": "not valid JSON",
+        b'{"event":"x\xff\xfe"}\n': "not valid JSON",
+        b'{"seq":' + b"9" * 5000 + b"}\n": "not valid JSON",
+        b"\x00\x01\x02\n": "not valid JSON",
+        b"[1, 2]\n": "not a JSON object",
+        b'{"a": 1}\n': "not an actorflow audit record",
+        b'{"event":"run.started","run_id":["x"],"seq":1}\n': "not an actorflow audit record",
+        spaced: "not in the form the sink writes",
+        not_hex: "hash is not a hash",
+        b'{"event":"step.started","run_id":"r","seq":1.5e400}\n': "not an actorflow audit record",
+    }
+    for line, fragment in hostile.items():
+        path.write_bytes(good[0] + line + b"".join(good[1:]))
+        problem = audit.verify(path).problem
+        assert problem is not None and problem.line == 2 and fragment in problem.message, (line[:40], problem)
+    path.write_bytes(b"".join(good))
+    _rechain(path, lambda r: r.update(format="actorflow.audit/1") if r["seq"] == 1 else None)
+    _expect(audit.verify(path).problem, 1, path.read_bytes().splitlines()[0], "format 'actorflow.audit/1'")
+    unhashed = tmp_path / "unhashed.jsonl"
+    with audit.JSONLinesSink(unhashed, file_chain=False) as sink:
+        structlog.configure(processors=[sink])
+        await One(trace=True).run()
+    _expect(
+        audit.verify(unhashed).problem, 1, unhashed.read_bytes().splitlines()[0], "the record has no hash"
+    )
+    inserted = tmp_path / "inserted.jsonl"
+    plain = unhashed.read_bytes().splitlines(keepends=True)
+    inserted.write_bytes(good[0] + plain[1] + b"".join(good[1:]))
+    _expect(audit.verify(inserted).problem, 2, plain[1], "no file_prev, unlike the lines before it")
 
 
 async def test_sink_continues_after_a_torn_last_line(trail: Path, autojump_clock: trio.abc.Clock) -> None:
@@ -325,9 +583,14 @@ async def test_sink_continues_after_a_torn_last_line(trail: Path, autojump_clock
     await _run_many(1)
     lines = _lines(trail)
     torn = next(i for i, line in enumerate(lines) if line == b'{"event":"step.sta\n')
-    problem = audit.verify(trail).problem
-    assert problem is not None and problem.line == torn + 1 and "not valid JSON" in problem.message
-    assert json.loads(lines[torn + 1])["file_prev"] == digest(b'{"event":"step.sta', None)
+    _expect(audit.verify(trail).problem, torn + 1, None, "not valid JSON")
+    assert json.loads(lines[torn + 1])["file_prev"] == hashlib.sha256(b'{"event":"step.sta').hexdigest()
+    with pytest.raises(audit.AuditFileError) as info:
+        audit.load_runs(trail)
+    assert (info.value.path, info.value.line) == (str(trail), torn + 1)
+    lines.pop(torn)  # without the torn line, the chain after it is the only break
+    trail.write_bytes(b"".join(lines))
+    _expect(audit.verify(trail).problem, torn + 1, lines[torn], "file_prev does not match")
     assert len(audit.load_runs(trail)) == 2
 
 
@@ -462,3 +725,105 @@ def test_hash_chain_passes_other_records_and_rejects_bad_keys() -> None:
         audit.HashChain(key="text")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         audit.JSONLinesSink(os.devnull, key="text")  # type: ignore[arg-type]
+
+
+# -- batching and crashes -----------------------------------------------------------------------
+
+
+async def test_records_of_one_tick_go_out_in_one_write(
+    trail: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+) -> None:
+    """What a task records before it yields is one write; the closing record is written at once."""
+    from actorflow.audit import _sink
+
+    writes: list[bytes] = []
+    real = _sink._write_all
+
+    def counting(fd: int, data: bytes) -> None:
+        writes.append(data)
+        real(fd, data)
+
+    monkeypatch.setattr(_sink, "_write_all", counting)
+    records = 0
+    for _ in range(3):
+        async with Squares(trace=True).open_run(count=3) as handle:
+            await handle.result()
+            lines = _lines(trail)
+            records = len(lines)
+            assert json.loads(lines[-1])["event"] == "run.finished"  # in the file when result() returns
+    assert records == 3 * 24 and audit.verify(trail).ok
+    assert len(writes) < records / 2
+    # split: step.started, three event.emitted, step.finished, all without yielding.
+    split = next(w for w in writes if b'"step":"split"' in w and b'"event":"step.started"' in w)
+    assert [json.loads(line)["event"] for line in split.splitlines()][-5:] == [
+        "step.started",
+        "event.emitted",
+        "event.emitted",
+        "event.emitted",
+        "step.finished",
+    ]
+
+
+def test_records_outside_trio_are_written_at_once(tmp_path: Path) -> None:
+    """A record logged outside any trio run (a plain thread) is in the file when the call returns."""
+    path = tmp_path / "audit.jsonl"
+    chain = audit.processors(path)
+    structlog.configure(processors=chain)
+    log = structlog.get_logger("actorflow").bind(run_id="r1", workflow="W")
+    log.info("run.started", seq=1, format="actorflow.audit/2")
+    assert len(_lines(path)) == 1
+    log.info("step.started", seq=2)
+    assert len(_lines(path)) == 2
+    chain[-1].close()
+
+
+async def test_a_batch_that_cannot_be_written_is_logged_and_the_run_goes_on(
+    trail: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full disk costs records (reported on the actorflow.audit logger), never the run."""
+    from actorflow.audit import _sink
+
+    def full(fd: int, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_sink, "_write_all", full)
+    with caplog.at_level(logging.ERROR, "actorflow.audit"):
+        assert await Squares(trace=True).run(count=3) == 5
+        await trio.sleep(0)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("could not be written" in m for m in messages), messages
+    assert _lines(trail) == []
+
+
+_SLEEPER = textwrap.dedent(
+    """
+    import sys, structlog, trio
+    from actorflow import Workflow, StartEvent, StopEvent, step, audit
+
+    class Sleeper(Workflow):
+        @step
+        async def sleep(self, ev: StartEvent) -> StopEvent:
+            await trio.sleep_forever()
+
+    structlog.configure(processors=audit.processors(sys.argv[1]))
+    trio.run(lambda: Sleeper(trace=True, timeout=None).run())
+    """
+)
+
+
+def test_sigkill_leaves_a_trail_that_verify_names(tmp_path: Path) -> None:
+    """A writer killed mid-run leaves whole lines; verify names the run that never closed."""
+    path = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(path)])
+    try:
+        deadline = time.monotonic() + 60
+        while b'"event":"step.started"' not in (path.read_bytes() if path.exists() else b""):
+            assert time.monotonic() < deadline, "the writer never got to its step"
+            assert proc.poll() is None, "the writer died"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    lines = _lines(path)
+    assert [json.loads(line)["event"] for line in lines] == ["run.started", "event.emitted", "step.started"]
+    _expect(audit.verify(path).problem, 3, lines[2], "no closing record")

@@ -430,6 +430,7 @@ async def _drive(tracer: Tracer, run: actorflow.RunInfo) -> None:
 def test_audit_exports_are_pinned() -> None:
     """actorflow.audit exports exactly its documented names, each under that module's name."""
     assert sorted(audit.__all__) == [
+        "AuditFileError",
         "EventNode",
         "HashChain",
         "Invocation",

@@ -20,6 +20,7 @@ from .._tracing import disable as disable
 from .._tracing import enable as enable
 from .._tracing import is_enabled as is_enabled
 from ._chain import HashChain as HashChain
+from ._load import AuditFileError as AuditFileError
 from ._load import EventNode as EventNode
 from ._load import Invocation as Invocation
 from ._load import RunTrace as RunTrace
@@ -34,6 +35,7 @@ from ._verify import VerifyResult as VerifyResult
 from ._verify import verify as verify
 
 __all__ = [
+    "AuditFileError",
     "EventNode",
     "HashChain",
     "Invocation",

@@ -8,19 +8,24 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from ._load import _build, read_file
+from ._load import AuditFileError, _build, read_file
 from ._show import _clean, render
 from ._verify import verify
 
 __all__ = ["show_command", "verify_command"]
 
 
-def verify_command(path: str, *, out: TextIO, key: bytes | None = None) -> int:
+def verify_command(
+    path: str, *, out: TextIO, key: bytes | None = None, expect_head: str | None = None
+) -> int:
     """``audit verify FILE``: print OK and the head hash, or the first broken record."""
     try:
-        result = verify(path, key=key)
+        result = verify(path, key=key, expect_head=expect_head)
     except OSError as exc:
         print(f"error: cannot read {path}: {exc.strerror or exc}", file=out)
+        return 2
+    except ValueError as exc:
+        print(f"error: {exc}", file=out)
         return 2
     if result.problem is not None:
         print(f"BROKEN {path}: {_clean(result.problem)}", file=out)
@@ -49,6 +54,11 @@ def show_command(path: str, run_id: str | None, *, out: TextIO, color: bool = Fa
         runs, unreadable = read_file(path)
     except OSError as exc:
         print(f"error: cannot read {path}: {exc.strerror or exc}", file=out)
+        return 2
+    except AuditFileError as exc:
+        print(
+            f"error: {_clean(exc)}; check the file with 'python -m actorflow audit verify {path}'", file=out
+        )
         return 2
     if unreadable:
         print(

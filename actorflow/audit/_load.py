@@ -3,7 +3,9 @@
 The tree is rebuilt from the records alone: every ``event.emitted`` names the event whose
 handling emitted it (``cause_id``) and the step that emitted it; ``step.*`` records say which
 worker handled which event, how long it took and how it ended. Reading does not verify
-(that is :func:`verify`'s job): lines that cannot be read are skipped.
+(that is :func:`verify`'s job), but it does not trust the file either: a line that is not a
+JSON object, or a record whose fields have the wrong types, is an :class:`AuditFileError`
+naming the file and the line (JSON objects that are not audit records are skipped).
 """
 
 from __future__ import annotations
@@ -15,9 +17,33 @@ from typing import Any
 
 import attrs
 
+from .._exceptions import ActorflowError
 from ._canon import is_closing, is_record
 
-__all__ = ["EventNode", "Invocation", "RunTrace", "load_run", "load_runs"]
+__all__ = ["AuditFileError", "EventNode", "Invocation", "RunTrace", "load_run", "load_runs"]
+
+
+class AuditFileError(ActorflowError, ValueError):
+    """A line of an audit file cannot be read as what it claims to be.
+
+    Raised by :func:`load_run` and :func:`load_runs` (never ``RecursionError``,
+    ``UnicodeDecodeError`` or the like, whatever the file holds): the line is not UTF-8, not
+    JSON, nested too deep, not a JSON object, or an audit record with a field of the wrong
+    type. ``path`` and ``line`` (1-based) say where; ``verify()`` reports the same lines as
+    problems instead of raising.
+    """
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        super().__init__(path, line, reason)
+        self.path = path
+        """The file."""
+        self.line = line
+        """The 1-based line number."""
+        self.reason = reason
+        """What is wrong with the line."""
+
+    def __str__(self) -> str:
+        return f"{self.path}, line {self.line}: {self.reason}"
 
 
 @attrs.frozen
@@ -267,29 +293,77 @@ def _attempt(r: Mapping[str, Any], *, started_seq: int | None) -> dict[str, Any]
     }
 
 
+#: The types a record's fields must have for the tree to be built from them (when present).
+_FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "workflow": ((str, type(None)), "a string or null"),
+    "event_type": ((str, type(None)), "a string or null"),
+    "step": ((str, type(None)), "a string or null"),
+    "worker": ((int, type(None)), "an integer or null"),
+    "attempt": ((int,), "an integer"),
+    "event_id": ((int, type(None)), "an integer or null"),
+    "cause_id": ((int, type(None)), "an integer or null"),
+    "by_event_id": ((int, type(None)), "an integer or null"),
+    "stop_event_id": ((int, type(None)), "an integer or null"),
+    "duration_s": ((int, float, type(None)), "a number or null"),
+    "error_type": ((str, type(None)), "a string or null"),
+    "error": ((str, type(None)), "a string or null"),
+    "retrying": ((bool,), "true or false"),
+}
+
+
+def _type_problem(rec: dict[str, Any]) -> str | None:
+    if not isinstance(rec["run_id"], str):
+        return "the record's run_id is not a string"
+    if type(rec["seq"]) is not int:
+        return "the record's seq is not an integer"
+    for name, (types, what) in _FIELD_TYPES.items():
+        if name in rec:
+            value = rec[name]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                return (
+                    f"field {name!r} of the {rec['event']} record must be {what}, not {type(value).__name__}"
+                )
+    return None
+
+
 def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, list[dict[str, Any]]], int]:
     """The audit records of each run in ``path`` (runs in file order), and how many lines
-    could not be read as records."""
+    were JSON objects other than audit records (skipped).
+
+    Raises :class:`AuditFileError` for a malformed line, ``OSError`` when the file cannot be
+    read.
+    """
+    name = os.fspath(path)
     runs: dict[str, list[dict[str, Any]]] = {}
-    unreadable = 0
+    skipped = 0
     with open(path, "rb") as f:
-        for raw in f:
-            if not raw.strip():
-                continue
+        for number, raw in enumerate(f, 1):
             try:
                 rec = json.loads(raw)
+            except RecursionError:
+                raise AuditFileError(name, number, "the line nests too deep to read") from None
+            except UnicodeDecodeError:
+                raise AuditFileError(name, number, "the line is not UTF-8") from None
             except ValueError:
-                unreadable += 1
+                raise AuditFileError(name, number, "the line is not valid JSON") from None
+            if not isinstance(rec, dict):
+                raise AuditFileError(name, number, f"the line is a JSON {type(rec).__name__}, not an object")
+            if not is_record(rec):
+                skipped += 1
                 continue
-            if not isinstance(rec, dict) or not is_record(rec) or type(rec["seq"]) is not int:
-                unreadable += 1
-                continue
-            runs.setdefault(str(rec["run_id"]), []).append(rec)
-    return runs, unreadable
+            problem = _type_problem(rec)
+            if problem is not None:
+                raise AuditFileError(name, number, problem)
+            runs.setdefault(rec["run_id"], []).append(rec)
+    return runs, skipped
 
 
 def load_runs(path: str | os.PathLike[str]) -> list[RunTrace]:
-    """Every run recorded in the audit file at ``path``, in the order they started."""
+    """Every run recorded in the audit file at ``path``, in the order they started.
+
+    Raises :class:`AuditFileError` for a malformed line (see there), ``OSError`` when the
+    file cannot be read.
+    """
     runs, _ = read_file(path)
     return [_build(sorted(recs, key=lambda r: r["seq"])) for recs in runs.values()]
 
@@ -297,7 +371,8 @@ def load_runs(path: str | os.PathLike[str]) -> list[RunTrace]:
 def load_run(path: str | os.PathLike[str], run_id: str) -> RunTrace:
     """The records and causal tree of run ``run_id`` in the audit file at ``path``.
 
-    Raises ``LookupError`` when the file has no record of that run.
+    Raises ``LookupError`` when the file has no record of that run, :class:`AuditFileError`
+    for a malformed line anywhere in the file, ``OSError`` when it cannot be read.
     """
     runs, _ = read_file(path)
     recs = runs.get(run_id)

@@ -48,6 +48,8 @@ def _preview(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), sort_keys=False)
     except (TypeError, ValueError):
         text = repr(value)
+    except RecursionError:
+        text = "(nested too deep to show)"
     text = _clean(text)
     return text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
 

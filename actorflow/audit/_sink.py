@@ -4,24 +4,33 @@ Why a processor that writes (and not a structlog logger): it can sit in the appl
 own processor chain, take the audit records out of it and let every other log record go on
 to the console or wherever the application sends them.
 
-Writing is blocking file I/O inside the run's trio tasks (structlog processors are sync). It
-is kept to one ``os.write`` of one complete line on an ``O_APPEND`` descriptor: no Python-level
-buffer, so a record is in the OS once the call returns, and concurrent writers (runs, threads,
-processes) never interleave inside a line. A record costs a few microseconds on a local disk;
-``fsync=True`` adds a disk flush per record (milliseconds) for records that must survive a
-power cut. A slow or network file system stalls the run's tasks for as long as a write takes.
+**Batches per scheduler tick.** Inside a trio run, a record is queued and a small system task
+of the sink writes everything queued when the scheduler next runs it: at the end of the
+current tick, when the tasks that are running now have all yielded. A run's closing record
+is written at once (with everything queued before it), so when ``await wf.run()`` returns the
+whole trail is in the file; a batch over 1 MiB is written at once too. Outside trio (plain
+threads, a record logged from a worker thread) every record is written at once. A batch is
+one ``os.write`` of whole lines on an ``O_APPEND`` descriptor: no Python-level buffer between
+the batch and the OS, and concurrent writers never interleave inside a line. A process killed
+mid-batch loses the records of that tick, or leaves a torn last line: ``verify()`` reports
+either (a run without its closing record, a line cut short).
 
-The file chain (``file_chain=True``, the default) adds ``file_prev`` to every line: the hash of
-the line before it in the file (:data:`GENESIS` for the first). Per-run chains cannot see lines
-of different runs trade places, or a whole run vanish; the file chain can. Keeping it correct
-with several writers takes an exclusive ``flock`` around "read the last line's hash, append":
-the sink remembers the file size it left, and only re-reads the tail when another writer has
-appended since.
+**The file chain** (``file_chain=True``, the default) adds ``file_prev`` to every line: the
+link of the line before it (:func:`file_link` over that line's ``file_prev`` and ``hash``;
+:data:`GENESIS` for the first). Per-run chains cannot see lines of different runs trade
+places, or a whole run vanish; the file chain can. Keeping it right with several writers
+(processes, or sinks) takes an exclusive ``flock`` around "find the last line's link, append":
+once per batch, not per record. The sink remembers the file size it left and re-reads the
+tail only when another writer has appended since.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
+import logging
 import os
+import re
 import threading
 import weakref
 from collections.abc import MutableMapping
@@ -29,10 +38,10 @@ from types import TracebackType
 from typing import Any
 
 import structlog
+import trio
 
-from .._tracing import json_safe
-from ._canon import GENESIS, canonical, digest, is_record
-from ._chain import HashChain
+from ._canon import GENESIS, HEX64, digest, encode, file_link, is_closing, is_record, line_of
+from ._chain import HashChain, Hashed
 from ._redact import Redactor
 
 try:
@@ -43,16 +52,36 @@ except ImportError:  # pragma: no cover - Windows: one process per file, then
 __all__ = ["JSONLinesSink", "processors"]
 
 _TAIL_CHUNK = 1 << 16
+#: A batch this large is written at once instead of at the end of the tick.
+_BATCH_BYTES = 1 << 20
+#: The chain fields at the end of a line the sink wrote.
+_SUFFIX = re.compile(rb',"file_prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})"\}\Z')
+_SUFFIX_LEN = len(',"file_prev":"","hash":""}') + 128
+
+_errors = logging.getLogger("actorflow.audit")
+
+
+class _Tick:
+    """The flushing task of one sink in one trio run."""
+
+    __slots__ = ("done", "task", "woken")
+
+    def __init__(self) -> None:
+        self.task: trio.lowlevel.Task | None = None
+        self.woken = True  # the task writes what is queued when it first runs
+        self.done = False
 
 
 class JSONLinesSink:
-    """structlog processor: append each audit record to ``path`` as one line of canonical JSON.
+    """structlog processor: append each audit record to ``path`` as one line of JSON.
 
     Audit records are written and then dropped from the chain (``structlog.DropEvent``), or
-    handed on to the next processor with ``passthrough=True``; other records pass untouched.
-    ``file_chain`` links every line to the one before it (see the module docstring); ``key``
-    makes those links HMAC-SHA256 (use the same key as :class:`HashChain`). ``fsync`` flushes
-    every record to disk. The file is created with mode 0o600 (audit records hold payloads).
+    handed on to the next processor with ``passthrough=True`` (without ``file_prev``, which is
+    known only when the batch is written); other records pass untouched. ``file_chain`` links
+    every line to the one before it (see the module docstring); ``key`` makes those links
+    HMAC-SHA256 (use the same key as :class:`HashChain`). ``fsync`` flushes every batch to
+    the disk before the next one is written. The file is created with mode 0o600 (audit
+    records hold payloads).
 
     Close it with :meth:`close` (or use it as a context manager). One sink may serve any
     number of concurrent runs and threads; several sinks and processes may share one file.
@@ -66,8 +95,11 @@ class JSONLinesSink:
         "_key",
         "_lock",
         "_passthrough",
+        "_pending",
+        "_pending_bytes",
         "_prev",
         "_size",
+        "_tick",
         "path",
     )
 
@@ -88,21 +120,28 @@ class JSONLinesSink:
         self._key = None if key is None else bytes(key)
         self._passthrough = bool(passthrough)
         self._fsync = bool(fsync)
+        self._tick: trio.lowlevel.RunVar[_Tick] = trio.lowlevel.RunVar(f"actorflow.audit sink {id(self)}")
         self._fd = -1
         self._open()
         # A forked child shares the descriptor (and with it the flock) with its parent, so it
         # must open the file again to be a writer of its own.
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (s := ref()) is not None and s._reopen_in_child())
+        atexit.register(_flush_at_exit, ref)
 
     def _open(self) -> None:
         flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
         self._fd = os.open(self.path, flags, 0o600)
         self._lock = threading.Lock()
+        """Held while a batch is taken from the queue and written: batches keep their order."""
+        self._pending: collections.deque[tuple[str, str]] = collections.deque()
+        """(body, hash) of the records queued for the end of the tick."""
+        self._pending_bytes = 0
         self._size = -1  # unknown: read the tail before the first chained write
         self._prev = GENESIS
 
     def _reopen_in_child(self) -> bool:
+        # What the parent had queued is the parent's to write.
         if self._fd >= 0:
             try:
                 os.close(self._fd)
@@ -113,12 +152,22 @@ class JSONLinesSink:
     def __repr__(self) -> str:
         return f"JSONLinesSink({self.path!r}, file_chain={self._file_chain})"
 
-    def close(self) -> None:
-        """Close the file; records that reach the sink afterwards raise (and are lost)."""
+    def flush(self) -> None:
+        """Write every queued record now (the sink does so by itself at the end of each tick)."""
         with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+            self._write_pending()
+
+    def close(self) -> None:
+        """Write what is queued and close the file; records that reach the sink afterwards
+        raise (and are lost)."""
+        with self._lock:
+            try:
+                if self._fd >= 0:
+                    self._write_pending()
+            finally:
+                if self._fd >= 0:
+                    os.close(self._fd)
+                    self._fd = -1
 
     def __enter__(self) -> JSONLinesSink:
         return self
@@ -133,54 +182,135 @@ class JSONLinesSink:
             return event_dict
         if self._fd < 0:
             raise ValueError(f"{self!r} is closed")
-        if self._file_chain:
-            record = self._write_chained(event_dict)
+        h = event_dict.get("hash")
+        if type(h) is Hashed:  # from HashChain: the text it hashed comes along
+            body: str = h.body
+            record_hash = str(h)
+        else:  # not chained, or changed after the chain: encode it here
+            record_hash = h if isinstance(h, str) and HEX64.match(h) else ""
+            drop = ("file_prev", "hash") if record_hash else ("file_prev",)
+            safe, body = encode({k: v for k, v in event_dict.items() if k not in drop})
+            if self._passthrough:
+                event_dict = safe
+                if record_hash:
+                    event_dict["hash"] = record_hash
+        if event_dict["seq"] == 1:
+            claim = event_dict.get("file_chain")
+            if isinstance(claim, bool) and claim is not self._file_chain:
+                raise ValueError(
+                    f"the run's records say file_chain={claim} (HashChain), but {self!r} has "
+                    f"file_chain={self._file_chain}: give both the same file_chain"
+                )
+        self._pending.append((body, record_hash))
+        self._pending_bytes += len(body)
+        if is_closing(event_dict["event"]) or self._pending_bytes > _BATCH_BYTES:
+            self.flush()
         else:
-            record, text = _encode(event_dict)
-            data = (text + "\n").encode("ascii")
-            with self._lock:
-                _write_all(self._fd, data)
-        if self._fsync:
-            os.fsync(self._fd)
+            self._at_end_of_tick()
         if self._passthrough:
-            return record
+            if type(h) is Hashed:
+                event_dict["hash"] = record_hash
+            event_dict.pop("file_prev", None)
+            return event_dict
         raise structlog.DropEvent
 
-    def _write_chained(self, record: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def _at_end_of_tick(self) -> None:
+        try:
+            tick = self._tick.get()
+        except RuntimeError:  # not inside trio: nothing tells when a tick ends
+            self.flush()
+            return
+        except LookupError:
+            tick = _Tick()
+            self._tick.set(tick)
+            try:
+                trio.lowlevel.spawn_system_task(
+                    self._flusher, tick, name=f"actorflow.audit: write {self.path}"
+                )
+            except RuntimeError:  # the trio run is ending: no more system tasks
+                tick.done = True
+                self.flush()
+            return
+        if tick.done:  # the run is shutting down
+            self.flush()
+        elif not tick.woken and tick.task is not None:
+            tick.woken = True
+            trio.lowlevel.reschedule(tick.task)
+
+    async def _flusher(self, tick: _Tick) -> None:
+        # A system task: it sleeps until a record is queued and runs in the scheduler's next
+        # batch, after every task that was runnable with the record's writer. Nothing may
+        # escape it (that would crash the trio run), so a failed write is logged, and the
+        # holes it leaves in the runs' seq are what verify() will report.
+        tick.task = trio.lowlevel.current_task()
+        try:
+            while True:
+                self._flush_logged()
+                tick.woken = False
+                await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
+        finally:
+            tick.done = True
+            tick.task = None
+            self._flush_logged()
+
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception as exc:
+            _errors.error(
+                "actorflow: audit records could not be written to %s; the runs go on and their "
+                "trail has holes that actorflow.audit.verify() will report",
+                self.path,
+                exc_info=exc,
+            )
+
+    def _write_pending(self) -> None:
+        # Called with self._lock held.
+        pending = self._pending
+        count = len(pending)
+        if not count:
+            return
+        items = [pending.popleft() for _ in range(count)]
+        self._pending_bytes = 0
+        if self._fd < 0:
+            raise ValueError(f"{self!r} is closed; {count} record(s) were not written")
         fd = self._fd
-        # The thread lock first: flock is per open file, so it does not exclude this sink's
-        # own other threads.
-        with self._lock:
+        if not self._file_chain:
+            data = "".join([f"{line_of(body, None, h or None)}\n" for body, h in items]).encode("ascii")
+            _write_all(fd, data)
+        else:
+            key = self._key
             if fcntl is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 size = os.fstat(fd).st_size
                 prefix = b""
                 if size != self._size:  # someone else appended (or this is the first write)
-                    prefix, self._prev = _tail(fd, size, self._key)
-                record["file_prev"] = self._prev
-                record, text = _encode(record)
-                line = text.encode("ascii")
-                data = prefix + line + b"\n"
+                    prefix, self._prev = _tail(fd, size, key)
+                prev = self._prev
+                lines = []
+                for body, h in items:
+                    if h:
+                        lines.append(f'{body[:-1]},"file_prev":"{prev}","hash":"{h}"}}\n')
+                        prev = file_link(prev, h, key)
+                    else:  # a record without a hash: verify() reports it, the chain goes on
+                        lines.append(f"{line_of(body, prev, None)}\n")
+                        prev = file_link(prev, digest(body.encode("ascii"), key), key)
+                data = prefix + "".join(lines).encode("ascii")
                 _write_all(fd, data)
                 self._size = size + len(data)
-                self._prev = digest(line, self._key)
+                self._prev = prev
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
-        return record
+        if self._fsync:
+            os.fsync(fd)
 
 
-def _encode(record: MutableMapping[str, Any]) -> tuple[MutableMapping[str, Any], str]:
-    """The record as JSON data and its canonical text."""
-    try:
-        # After HashChain the record is JSON data already: skip the walk. It is needed only
-        # for records that were not chained, and then only when JSON refuses something (NaN,
-        # an object, keys of mixed types).
-        return record, canonical(record)
-    except (TypeError, ValueError):
-        safe = json_safe(record)
-        return safe, canonical(safe)
+def _flush_at_exit(ref: weakref.ref[JSONLinesSink]) -> None:
+    sink = ref()
+    if sink is not None and sink._fd >= 0:
+        sink._flush_logged()
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -192,10 +322,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _tail(fd: int, size: int, key: bytes | None) -> tuple[bytes, str]:
-    """What to write before the next line, and the hash of the file's last line.
+    """What to write before the next line, and the link after the file's last line.
 
     A file that does not end in a newline ends in a torn line (a writer died mid-write): it
     gets its newline, stays there for ``verify()`` to report, and the chain goes on from it.
+    A last line the sink wrote ends in its ``file_prev`` and ``hash``, so reading those 160
+    bytes is enough; any other last line is hashed whole.
     """
     if size == 0:
         return b"", GENESIS
@@ -205,6 +337,11 @@ def _tail(fd: int, size: int, key: bytes | None) -> tuple[bytes, str]:
         end -= 1
     else:
         prefix = b"\n"
+    start = max(0, end - _SUFFIX_LEN - 1)
+    tail = os.pread(fd, end - start, start)
+    found = _SUFFIX.search(tail)
+    if found is not None and b"\n" not in tail[found.start() :]:
+        return prefix, file_link(found[1].decode(), found[2].decode(), key)
     parts: list[bytes] = []
     pos = end
     while pos > 0:
@@ -226,6 +363,7 @@ def processors(
     redact: Redactor | None = None,
     passthrough: bool = False,
     fsync: bool = False,
+    file_chain: bool = True,
 ) -> list[Any]:
     """The ready audit chain: ``[redact,] HashChain(key), JSONLinesSink(path, key=key)``.
 
@@ -234,6 +372,6 @@ def processors(
     other records go on down the list.
     """
     chain: list[Any] = [] if redact is None else [redact]
-    chain.append(HashChain(key=key))
-    chain.append(JSONLinesSink(path, key=key, passthrough=passthrough, fsync=fsync))
+    chain.append(HashChain(key=key, file_chain=file_chain))
+    chain.append(JSONLinesSink(path, key=key, passthrough=passthrough, fsync=fsync, file_chain=file_chain))
     return chain

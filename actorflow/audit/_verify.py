@@ -3,16 +3,24 @@
 What is checked, for every line in file order:
 
 1. it ends with a newline (else the file was cut mid-line), is a JSON object and is exactly
-   the canonical JSON the sink writes (no byte differs from what was hashed);
-2. it is an audit record (``event``, ``run_id``, ``seq``);
+   the form the sink writes: the canonical JSON of the record without ``file_prev`` and
+   ``hash``, with those two appended (no byte differs from what was hashed);
+2. it is an audit record (``event``, ``run_id``, ``seq``); a ``run.started`` record is of the
+   format this version writes;
 3. file chain: when the first line has ``file_prev``, every line must, and it must equal the
-   hash of the line before it (GENESIS for the first line);
+   link of the line before it (GENESIS for the first line); every ``run.started`` says
+   (under its hash, so under the key) whether the file has a file chain, and must agree;
 4. per run: ``seq`` goes 1, 2, 3, ... with no gap or repeat, seq 1 is ``run.started``, no
    record follows the closing ``run.*`` record;
 5. per run: ``prev_hash`` equals the run's previous ``hash``, and ``hash`` equals the hash of
    the record's canonical JSON (without ``hash`` and ``file_prev``);
 
-and at the end of the file, 6. every run has its closing record.
+and at the end of the file, 6. every run has its closing record, and 7. with
+``expect_head``, that head is the link after one of the lines (lines may have been appended
+since it was noted, none removed).
+
+Lines are read one at a time and any line, however malformed (not UTF-8, nested 100,000
+deep, a number too long to parse), is a :class:`Problem` at its line, never an exception.
 """
 
 from __future__ import annotations
@@ -23,7 +31,8 @@ from typing import Any
 
 import attrs
 
-from ._canon import GENESIS, canonical, digest, is_closing, is_record
+from .._tracing import FORMAT
+from ._canon import GENESIS, HEX64, canonical, digest, file_link, is_closing, is_record, line_of
 
 __all__ = ["Problem", "VerifyResult", "verify"]
 
@@ -33,7 +42,7 @@ class Problem:
     """The first thing found wrong in an audit file."""
 
     line: int
-    """1-based line number in the file."""
+    """1-based line number in the file (0 for an empty file)."""
     run_id: str | None
     """The run the line belongs to, when the line could be read."""
     seq: int | None
@@ -64,8 +73,10 @@ class VerifyResult:
     """Whether the file carries the file chain (without it, lines of different runs trading
     places and whole runs deleted go unnoticed)."""
     head: str
-    """Hash of the last line (GENESIS for an empty file): note it somewhere else, and an
-    attacker who rewrites the file must also make it match."""
+    """The link after the last line checked (GENESIS for an empty file): it covers every line
+    before it, so note it somewhere the writer cannot change and pass it back as
+    ``verify(expect_head=...)`` later: a file cut after that line, or rewritten, no longer
+    has it."""
     problem: Problem | None
     """The first problem, or None."""
 
@@ -84,123 +95,161 @@ class _RunState:
     closed: bool = False
 
 
-def verify(path: str | os.PathLike[str], *, key: bytes | None = None) -> VerifyResult:
+def verify(
+    path: str | os.PathLike[str], *, key: bytes | None = None, expect_head: str | None = None
+) -> VerifyResult:
     """Check the audit file at ``path``; the result names the first broken record, if any.
 
     ``key``: the key the records were chained with (:class:`HashChain` and
     :class:`JSONLinesSink`); without it, keyed runs cannot be checked and are reported.
-    Raises ``OSError`` when the file cannot be read.
+    ``expect_head``: a ``head`` noted earlier (``verify(...).head``, or what ``audit verify``
+    printed); the file must still contain the line it was the head of, which detects whole
+    runs deleted from the end. Raises ``OSError`` when the file cannot be read, and
+    ``ValueError`` for a ``key`` or ``expect_head`` that cannot be one.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    lines = data.split(b"\n")
-    torn = lines.pop() != b""  # the text after the last newline: empty unless cut short
-    if torn:
-        lines.append(data[data.rfind(b"\n") + 1 :])
+    if key is not None and (not isinstance(key, bytes | bytearray) or not key):
+        raise ValueError(f"verify() key must be non-empty bytes or None, got {type(key).__name__}")
+    key = None if key is None else bytes(key)
+    if expect_head is not None and (not isinstance(expect_head, str) or not HEX64.match(expect_head)):
+        raise ValueError(
+            f"expect_head must be 64 lowercase hex digits (a head verify printed), got {expect_head!r}"
+        )
     runs: dict[str, _RunState] = {}
-    prev_line = GENESIS
+    link = GENESIS
     file_chain = False
     records = 0
+    number = 0
+    head_seen = expect_head == GENESIS
 
     def result(problem: Problem | None) -> VerifyResult:
-        return VerifyResult(path, records, len(runs), file_chain, prev_line, problem)
+        return VerifyResult(path, records, len(runs), file_chain, link, problem)
 
-    for number, raw in enumerate(lines, 1):
-        run_id: str | None = None
-        seq: int | None = None
+    with open(path, "rb") as f:
+        for raw in f:
+            number += 1
+            run_id: str | None = None
+            seq: int | None = None
 
-        def fail(message: str) -> VerifyResult:
-            return result(Problem(number, run_id, seq, message))  # noqa: B023
+            def fail(message: str) -> VerifyResult:
+                return result(Problem(number, run_id, seq, message))  # noqa: B023
 
-        if torn and number == len(lines):
-            return fail(
-                "the line is cut short (the file does not end with a newline): the file was "
-                "truncated, or a write was interrupted"
-            )
-        try:
-            rec: Any = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return fail("the line is not valid JSON: it was edited or damaged")
-        if not isinstance(rec, dict):
-            return fail("the line is not a JSON object")
-        if isinstance(rec.get("run_id"), str):
-            run_id = rec["run_id"]
-        if type(rec.get("seq")) is int:
-            seq = rec["seq"]
-        if not is_record(rec) or run_id is None or seq is None:
-            return fail("the line is not an actorflow audit record (event, run_id, seq)")
-        try:
-            text = canonical(rec)
-        except ValueError:
-            text = ""
-        if text.encode("ascii", "replace") != raw:
-            return fail(
-                "the line is not in the canonical form the sink writes (keys, spacing or "
-                "escapes differ): it was edited"
-            )
-        name = rec["event"]
-
-        # 3. the file chain
-        file_prev = rec.pop("file_prev", None)
-        if number == 1:
-            file_chain = file_prev is not None
-        if file_chain:
-            if file_prev is None:
-                return fail("the line has no file_prev, unlike the lines before it: it was inserted")
-            if file_prev != prev_line:
+            if not raw.endswith(b"\n"):
                 return fail(
-                    "file_prev does not match the hash of the line before: a line before this "
-                    "one was changed, deleted, inserted or moved"
+                    "the line is cut short (the file does not end with a newline): the file was "
+                    "truncated, or a write was interrupted"
                 )
-        elif file_prev is not None:
-            return fail("the line has file_prev but the first line has none: lines at the start were deleted")
-        prev_line = digest(raw, key)
-
-        # 4. sequence and closing
-        state = runs.get(run_id)
-        if state is None:
-            if seq != 1:
+            raw = raw[:-1]
+            try:
+                rec: Any = json.loads(raw)
+            except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
                 return fail(
-                    f"the run's first record in the file has seq {seq}: records 1..{seq - 1} are missing"
-                    if seq > 1
-                    else f"seq must start at 1, found {seq}"
+                    "the line is not valid JSON (or not UTF-8, or nested too deep to read): it was "
+                    "edited or damaged"
                 )
-            if name != "run.started":
-                return fail(f"seq 1 is {name!r}, not 'run.started'")
-            state = runs[run_id] = _RunState(number, 0, None, rec.get("hash_alg") == "hmac-sha256")
-        else:
-            if state.closed:
-                return fail(f"{name!r} comes after the run's closing record: it was added or moved")
-            if seq <= state.seq:
-                return fail(f"seq {seq} comes after seq {state.seq}: a record was duplicated or moved")
-            if seq != state.seq + 1:
-                missing = f"{state.seq + 1}" if seq == state.seq + 2 else f"{state.seq + 1}..{seq - 1}"
-                return fail(f"seq {seq} follows seq {state.seq}: record(s) {missing} are missing")
-            if name == "run.started":
-                return fail("a second 'run.started' for the same run")
+            if not isinstance(rec, dict):
+                return fail("the line is not a JSON object")
+            if isinstance(rec.get("run_id"), str):
+                run_id = rec["run_id"]
+            if type(rec.get("seq")) is int:
+                seq = rec["seq"]
+            if not is_record(rec) or run_id is None or seq is None:
+                return fail("the line is not an actorflow audit record (event, run_id, seq)")
+            name = rec["event"]
+            file_prev = rec.pop("file_prev", None)
+            stored = rec.pop("hash", None)
+            for field, value in (("file_prev", file_prev), ("hash", stored)):
+                if value is not None and not (isinstance(value, str) and HEX64.match(value)):
+                    return fail(f"{field} is not a hash (64 lowercase hex digits): it was edited")
+            try:
+                body = canonical(rec)
+            except (TypeError, ValueError, RecursionError):
+                body = ""
+            text = line_of(body, file_prev, stored) if body else ""
+            if text.encode("ascii", "replace") != raw:
+                return fail(
+                    "the line is not in the form the sink writes (keys, spacing, escapes or the "
+                    "place of file_prev and hash differ): it was edited"
+                )
+            # 3. the file chain
+            if number == 1:
+                file_chain = file_prev is not None
+            if (
+                name == "run.started"
+                and isinstance(rec.get("file_chain"), bool)
+                and rec["file_chain"] is not file_chain
+            ):
+                return fail(
+                    "the run's run.started (under its hash) says the file has a file chain, but "
+                    "the file has no file_prev: it was stripped, so whole runs may have been "
+                    "deleted or moved"
+                    if rec["file_chain"]
+                    else "the run was written without a file chain into a file that has one: "
+                    "its lines come from another file"
+                )
+            if file_chain:
+                if file_prev is None:
+                    return fail("the line has no file_prev, unlike the lines before it: it was inserted")
+                if file_prev != link:
+                    return fail(
+                        "file_prev does not match the link of the line before: a line before this "
+                        "one was changed, deleted, inserted or moved"
+                    )
+            elif file_prev is not None:
+                return fail(
+                    "the line has file_prev but the first line has none: lines at the start were deleted"
+                )
 
-        # 5. the run's hash chain
-        stored = rec.pop("hash", None)
-        if stored is None:
-            return fail(
-                "the record has no hash: it was written without actorflow.audit.HashChain, so "
-                "nothing proves it unchanged"
-            )
-        if state.keyed and key is None:
-            return fail("the run was chained with a secret key (hash_alg hmac-sha256): verify with key=")
-        if key is not None and not state.keyed:
-            return fail("a key was given, but the run was chained without one (hash_alg sha256)")
-        if rec.get("prev_hash") != (state.hash or GENESIS):
-            return fail(
-                "prev_hash does not match the previous record of the run: a record before it "
-                "was changed, deleted or moved"
-            )
-        if digest(canonical(rec).encode("ascii"), key) != stored:
-            return fail("hash does not match the record's content: the record was changed")
-        state.line, state.seq, state.hash = number, seq, stored
-        state.closed = is_closing(name)
-        records += 1
+            # 4. sequence and closing
+            state = runs.get(run_id)
+            if state is None:
+                if seq != 1:
+                    return fail(
+                        f"the run's first record in the file has seq {seq}: records 1..{seq - 1} are missing"
+                        if seq > 1
+                        else f"seq must start at 1, found {seq}"
+                    )
+                if name != "run.started":
+                    return fail(f"seq 1 is {name!r}, not 'run.started'")
+                if rec.get("format") != FORMAT:
+                    return fail(
+                        f"the run was recorded in format {rec.get('format')!r}; this version of "
+                        f"actorflow checks {FORMAT!r} (verify it with the version that wrote it)"
+                    )
+                state = runs[run_id] = _RunState(number, 0, None, rec.get("hash_alg") == "hmac-sha256")
+            else:
+                if state.closed:
+                    return fail(f"{name!r} comes after the run's closing record: it was added or moved")
+                if seq <= state.seq:
+                    return fail(f"seq {seq} comes after seq {state.seq}: a record was duplicated or moved")
+                if seq != state.seq + 1:
+                    missing = f"{state.seq + 1}" if seq == state.seq + 2 else f"{state.seq + 1}..{seq - 1}"
+                    return fail(f"seq {seq} follows seq {state.seq}: record(s) {missing} are missing")
+                if name == "run.started":
+                    return fail("a second 'run.started' for the same run")
+
+            # 5. the run's hash chain
+            if stored is None:
+                return fail(
+                    "the record has no hash: it was written without actorflow.audit.HashChain, so "
+                    "nothing proves it unchanged"
+                )
+            if state.keyed and key is None:
+                return fail("the run was chained with a secret key (hash_alg hmac-sha256): verify with key=")
+            if key is not None and not state.keyed:
+                return fail("a key was given, but the run was chained without one (hash_alg sha256)")
+            if rec.get("prev_hash") != (state.hash or GENESIS):
+                return fail(
+                    "prev_hash does not match the previous record of the run: a record before it "
+                    "was changed, deleted or moved"
+                )
+            if digest(body.encode("ascii"), key) != stored:
+                return fail("hash does not match the record's content: the record was changed")
+            state.line, state.seq, state.hash = number, seq, stored
+            state.closed = is_closing(name)
+            records += 1
+            link = file_link(link, stored, key)
+            head_seen = head_seen or link == expect_head
 
     for run_id, state in runs.items():
         if not state.closed:
@@ -214,4 +263,15 @@ def verify(path: str | os.PathLike[str], *, key: bytes | None = None) -> VerifyR
                     "process died",
                 )
             )
+    if expect_head is not None and not head_seen:
+        return result(
+            Problem(
+                number,
+                None,
+                None,
+                f"no line of the file has the expected head {expect_head}: lines after it were "
+                "deleted (whole runs cut from the end), or the file was rewritten, or the head "
+                "belongs to another file or key",
+            )
+        )
     return result(None)
