@@ -233,3 +233,60 @@ def test_docs_worked_example_runs_as_shown(tmp_path: Path) -> None:
     status, text = _run(verify_command, str(trail))
     assert status == 0 and "18 records of 1 run" in text
     assert "756.1234" not in trail.read_text()
+
+
+async def test_verify_command_checks_keyed_trails_with_a_key_from_a_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit verify --key-file/--key-env` checks a keyed trail; the key never comes from argv."""
+    from actorflow.cli import main
+
+    path = tmp_path / "keyed.jsonl"
+    chain = audit.processors(path, key=b"s3cret-key")
+    structlog.configure(processors=chain)
+    await Fan(trace=True).run()
+    chain[-1].close()
+    structlog.reset_defaults()
+    (tmp_path / "key").write_bytes(b"s3cret-key\n")
+    (tmp_path / "wrong").write_bytes(b"other-key")
+    (tmp_path / "empty").write_bytes(b"\n")
+    monkeypatch.setenv("AUDIT_KEY", "s3cret-key")
+    monkeypatch.setenv("EMPTY_KEY", "")
+    cases = [
+        ([], 1, "chained with a secret key"),
+        (["--key-file", str(tmp_path / "key")], 0, "OK "),
+        (["--key-env", "AUDIT_KEY"], 0, "OK "),
+        (["--key-file", str(tmp_path / "wrong")], 1, "hash does not match"),
+        (["--key-file", str(tmp_path / "missing")], 2, "error: cannot read the key file"),
+        (["--key-file", str(tmp_path / "empty")], 2, "is empty"),
+        (["--key-env", "NO_SUCH_VARIABLE_HERE"], 2, "NO_SUCH_VARIABLE_HERE is not set"),
+        (["--key-env", "EMPTY_KEY"], 2, "EMPTY_KEY is empty"),
+    ]
+    for args, status, fragment in cases:
+        assert main(["audit", "verify", str(path), *args]) == status, args
+        out, err = capsys.readouterr()
+        assert fragment in out + err, (args, out, err)
+        assert "s3cret-key" not in out + err
+    assert main(["audit", "verify", str(path), "--key-file", "a", "--key-env", "B"]) == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+async def test_verify_command_checks_an_expected_head(
+    trail: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit verify --expect-head` fails once the line it was the head of is gone, exit 1."""
+    from actorflow.cli import main
+
+    await Noisy(trace=True).run()
+    head = audit.verify(trail).head
+    await Noisy(trace=True).run()
+    assert main(["audit", "verify", str(trail), "--expect-head", head]) == 0
+    assert f"expected head {head} found" in capsys.readouterr().out
+    trail.write_bytes(b"".join(trail.read_bytes().splitlines(keepends=True)[:6]))
+    assert main(["audit", "verify", str(trail), "--expect-head", audit.verify(trail).head]) == 0
+    capsys.readouterr()
+    trail.write_bytes(b"")
+    assert main(["audit", "verify", str(trail), "--expect-head", head]) == 1
+    assert "no line of the file has the expected head" in capsys.readouterr().out
+    assert main(["audit", "verify", str(trail), "--expect-head", "nothex"]) == 2
+    assert capsys.readouterr().out.startswith("error: expect_head must be 64 lowercase hex")

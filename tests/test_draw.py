@@ -488,21 +488,27 @@ def test_execution_reads_records_or_a_file(tmp_path: Path) -> None:
     assert a == b
 
 
-def test_unreadable_trace_lines_are_skipped_as_the_audit_loader_does(tmp_path: Path) -> None:
-    """A trace file is read by actorflow.audit's loader: lines that are no records are skipped."""
+def test_trace_lines_are_read_as_the_audit_loader_does(tmp_path: Path) -> None:
+    """A trace file is read by actorflow.audit's loader: other JSON lines are skipped, malformed
+    lines are an AuditFileError naming the line."""
+    from actorflow.audit import AuditFileError
+
     trace = tmp_path / "trace.jsonl"
     records = joke_run()
     trace.write_text(
         "".join(json.dumps(r) + "\n" for r in records[:5])
-        + "{not json\n\x00\x01\n"
+        + '{"event": "another log line"}\n'
         + "".join(json.dumps(r) + "\n" for r in records[5:])
     )
     a = draw_execution(trace, filename=tmp_path / "a.html").read_text(encoding="utf-8")
     b = draw_execution(records, filename=tmp_path / "b.html").read_text(encoding="utf-8")
     assert a == b
-    (tmp_path / "junk.jsonl").write_bytes(b"{not json\n\xff\xfe\n")
-    with pytest.raises(ValueError, match="the trace holds no run"):
+    (tmp_path / "junk.jsonl").write_bytes(b'{"event": "x"}\n{not json\n\xff\xfe\n')
+    with pytest.raises(AuditFileError, match="junk.jsonl, line 2: the line is not valid JSON"):
         draw_execution(tmp_path / "junk.jsonl", filename=tmp_path / "x.html")
+    (tmp_path / "empty.jsonl").write_bytes(b'{"event": "x"}\n')
+    with pytest.raises(ValueError, match="the trace holds no run"):
+        draw_execution(tmp_path / "empty.jsonl", filename=tmp_path / "x.html")
 
 
 async def test_execution_of_a_real_traced_run(tmp_path: Path) -> None:

@@ -6,19 +6,65 @@ status (0 fine, 1 what was asked for is broken or missing, 2 the file cannot be 
 
 from __future__ import annotations
 
+import os
 from typing import TextIO
 
 from ._load import AuditFileError, _build, read_file
 from ._show import _clean, render
 from ._verify import verify
 
-__all__ = ["show_command", "verify_command"]
+__all__ = ["read_key", "show_command", "verify_command"]
+
+
+class _KeyUnreadable(Exception):
+    """The key for ``audit verify`` cannot be read; the message says why (never the key)."""
+
+
+def read_key(key_file: str | None = None, key_env: str | None = None) -> bytes | None:
+    """The HMAC key from a file (its bytes, less one trailing newline) or an environment
+    variable, never from the command line itself (where ``ps`` and shell histories show it).
+    """
+    if key_file is not None and key_env is not None:
+        raise _KeyUnreadable("give the key one way: --key-file or --key-env, not both")
+    if key_file is not None:
+        try:
+            with open(key_file, "rb") as f:
+                key = f.read()
+        except OSError as exc:
+            raise _KeyUnreadable(f"cannot read the key file {key_file}: {exc.strerror or exc}") from None
+        key = key[:-2] if key.endswith(b"\r\n") else key[:-1] if key.endswith(b"\n") else key
+        if not key:
+            raise _KeyUnreadable(f"the key file {key_file} is empty")
+        return key
+    if key_env is not None:
+        value = os.environb.get(key_env.encode()) if os.supports_bytes_environ else None
+        if value is None and key_env in os.environ:  # pragma: no cover - no bytes environ (Windows)
+            value = os.environ[key_env].encode()
+        if value is None:
+            raise _KeyUnreadable(f"the environment variable {key_env} is not set")
+        if not value:
+            raise _KeyUnreadable(f"the environment variable {key_env} is empty")
+        return value
+    return None
 
 
 def verify_command(
-    path: str, *, out: TextIO, key: bytes | None = None, expect_head: str | None = None
+    path: str,
+    *,
+    out: TextIO,
+    key: bytes | None = None,
+    key_file: str | None = None,
+    key_env: str | None = None,
+    expect_head: str | None = None,
 ) -> int:
-    """``audit verify FILE``: print OK and the head hash, or the first broken record."""
+    """``audit verify FILE [--key-file PATH | --key-env NAME] [--expect-head HASH]``: print
+    OK and the head hash, or the first broken record."""
+    try:
+        if key is None:
+            key = read_key(key_file, key_env)
+    except _KeyUnreadable as exc:
+        print(f"error: {exc}", file=out)
+        return 2
     try:
         result = verify(path, key=key, expect_head=expect_head)
     except OSError as exc:
@@ -43,6 +89,8 @@ def verify_command(
             "different runs trading places, and whole runs deleted, would not be detected",
             file=out,
         )
+    if expect_head is not None:
+        print(f"expected head {expect_head} found", file=out)
     print(f"head {result.head}", file=out)
     return 0
 

@@ -338,6 +338,8 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, list[dict[str, An
     skipped = 0
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
+            if not raw.strip():  # an empty line carries nothing to misread
+                continue
             try:
                 rec = json.loads(raw)
             except RecursionError:

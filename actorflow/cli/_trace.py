@@ -26,6 +26,20 @@ def register(commands: Commands) -> None:
         description="Check the hash chains of an audit trace file: print OK, or the first broken record.",
     )
     verify.add_argument("file", metavar="FILE")
+    key = verify.add_mutually_exclusive_group()
+    key.add_argument(
+        "--key-file",
+        metavar="PATH",
+        help="the HMAC key of a keyed trail: the file's bytes, less one trailing newline",
+    )
+    key.add_argument(
+        "--key-env", metavar="NAME", help="the HMAC key of a keyed trail, from this environment variable"
+    )
+    verify.add_argument(
+        "--expect-head",
+        metavar="HASH",
+        help="a head printed earlier: the file must still contain the line it was the head of",
+    )
 
     trace = commands.group("trace", help="look at the runs recorded in a trace file")
     show = trace.add(
@@ -57,7 +71,9 @@ def _audit_commands() -> Any:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     path = existing(args.file)
-    status: int = _audit_commands().verify_command(path, out=sys.stdout)
+    status: int = _audit_commands().verify_command(
+        path, out=sys.stdout, key_file=args.key_file, key_env=args.key_env, expect_head=args.expect_head
+    )
     return status
 
 
