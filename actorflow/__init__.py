@@ -48,6 +48,7 @@ from ._handle import RunHandle as RunHandle
 from ._observe import EventEmitted as EventEmitted
 from ._observe import EventTaken as EventTaken
 from ._observe import LLMCalled as LLMCalled
+from ._observe import LLMStarted as LLMStarted
 from ._observe import Observer as Observer
 from ._observe import RunEnded as RunEnded
 from ._observe import RunInfo as RunInfo
@@ -60,6 +61,7 @@ from ._observe import StepStarted as StepStarted
 from ._observe import add_observer as add_observer
 from ._observe import remove_observer as remove_observer
 from ._observe import report_llm_call as report_llm_call
+from ._observe import report_llm_started as report_llm_started
 from ._retry import RetryPolicy as RetryPolicy
 from ._statistics import RunStatistics as RunStatistics
 from ._statistics import StepStatistics as StepStatistics
@@ -86,6 +88,7 @@ __all__ = [
     "LLMConnectionError",
     "LLMError",
     "LLMResponseError",
+    "LLMStarted",
     "LLMStatusError",
     "LLMTimeoutError",
     "Observer",
@@ -131,6 +134,7 @@ __all__ = [
     "draw_execution",
     "remove_observer",
     "report_llm_call",
+    "report_llm_started",
     "step",
     "to_mermaid",
 ]

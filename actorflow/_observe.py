@@ -16,9 +16,10 @@ Observers come from three places, called in this order: the audit tracer
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, Literal, TextIO
 
 import attrs
@@ -30,6 +31,7 @@ __all__ = [
     "EventTaken",
     "HOOKS",
     "LLMCalled",
+    "LLMStarted",
     "Observer",
     "ObserverDispatch",
     "RunEnded",
@@ -45,6 +47,7 @@ __all__ = [
     "observers",
     "remove_observer",
     "report_llm_call",
+    "report_llm_started",
 ]
 
 _log = logging.getLogger("actorflow.observe")
@@ -123,6 +126,9 @@ class StepStarted:
     """The input event."""
     attempt: int
     """1 for the first attempt, then 2, 3... under a retry policy."""
+    queued: int | None = None
+    """Events still queued for the step (its inbox and backlog) once this invocation took its
+    input; None where the runtime does not say."""
 
 
 @attrs.frozen
@@ -187,6 +193,30 @@ class EventTaken:
 
 
 @attrs.frozen
+class LLMStarted:
+    """An LLM call made inside a step of the run is about to be sent.
+
+    ``request`` holds what the client says of it: ``model``, ``operation`` (``"chat"``,
+    ``"text_completion"``, ``"embeddings"``...), ``streamed`` and, where known,
+    ``server_address``, ``server_port`` and request parameters (``temperature``, ``max_tokens``,
+    ``top_p``...). Never the prompt or credentials.
+    """
+
+    run: RunInfo
+    step: str
+    worker: int
+    cause_id: int | None
+    """The input event of the invocation that makes the call."""
+    call_id: int
+    """The run's number for the call (1, 2, 3...); the call's :class:`LLMCalled` has the same."""
+    request: Mapping[str, Any]
+    headers: MutableMapping[str, str]
+    """The HTTP headers the call will send: the one field an observer may write to (the
+    OpenTelemetry observer adds ``traceparent`` here). Clients without HTTP pass a dict they
+    ignore."""
+
+
+@attrs.frozen
 class LLMCalled:
     """An LLM call made inside a step of the run ended (successfully or not).
 
@@ -200,6 +230,8 @@ class LLMCalled:
     cause_id: int | None
     """The input event of the invocation that made the call."""
     call: Mapping[str, Any]
+    call_id: int | None = None
+    """The call's :class:`LLMStarted` number; None when the client reported no start."""
 
 
 @attrs.frozen
@@ -230,6 +262,7 @@ HOOKS = (
     "step_failed",
     "step_cancelled",
     "event_taken",
+    "llm_started",
     "llm_called",
     "run_ended",
 )
@@ -263,6 +296,9 @@ class Observer:
 
     def event_taken(self, record: EventTaken) -> None:
         """A waiting step took an event."""
+
+    def llm_started(self, record: LLMStarted) -> None:
+        """An LLM call inside a step is about to be sent."""
 
     def llm_called(self, record: LLMCalled) -> None:
         """An LLM call inside a step ended."""
@@ -306,7 +342,7 @@ class ObserverDispatch:
     building a record nobody reads (``if d.step_started is not None: d.step_started(rec)``).
     """
 
-    __slots__ = ("_failed", "observers", *HOOKS)
+    __slots__ = ("_failed", "llm_call_ids", "observers", *HOOKS)
 
     run_started: Callable[[RunStarted], None] | None
     event_emitted: Callable[[EventEmitted], None] | None
@@ -315,12 +351,15 @@ class ObserverDispatch:
     step_failed: Callable[[StepFailed], None] | None
     step_cancelled: Callable[[StepCancelled], None] | None
     event_taken: Callable[[EventTaken], None] | None
+    llm_started: Callable[[LLMStarted], None] | None
     llm_called: Callable[[LLMCalled], None] | None
     run_ended: Callable[[RunEnded], None] | None
 
     def __init__(self, observers: Iterable[Observer]) -> None:
         self.observers = tuple(observers)
         self._failed: set[int] = set()
+        self.llm_call_ids = itertools.count(1)
+        """Numbers the run's LLM calls (``LLMStarted.call_id``)."""
         for hook in HOOKS:
             bound = tuple(getattr(o, hook) for o in self.observers if _overrides(o, hook))
             setattr(self, hook, self._caller(hook, bound) if bound else None)
@@ -365,21 +404,72 @@ class ObserverDispatch:
             pass
 
 
-def report_llm_call(call: Mapping[str, Any]) -> bool:
-    """Tell the observers of the current step's run that an LLM call ended.
+def _invocation() -> tuple[ObserverDispatch, RunInfo, str, int, int | None] | None:
+    """The observed step invocation running in this task: (dispatch, run, step, worker, cause).
 
-    The one seam every LLM client reports through (``actorflow.llm`` does, and so can any
-    other client): ``call`` holds ``model``, ``prompt_sha256``, ``latency_s``, ``usage``,
-    ``error`` and, where known, the answer. Called outside a step, or in a run nobody
-    observes, it does nothing. Returns whether an observer received it. Never raises.
+    None outside a step, or in a run nobody observes. This reads the same fields of the
+    task's ``Context`` as ``Context._report_llm_call`` did, in one place for both LLM seams.
     """
     from ._context import current_context  # _context imports this module
 
     ctx = current_context.get()
     if ctx is None:
-        return False
+        return None
+    run = ctx._run
+    dispatch, info = run.observer, run.info
+    if dispatch is None or info is None:
+        return None
+    return dispatch, info, ctx._actor.spec.name, ctx.worker, ctx._cause
+
+
+def report_llm_started(
+    request: Mapping[str, Any], headers: MutableMapping[str, str] | None = None
+) -> int | None:
+    """Tell the observers of the current step's run that an LLM call is about to be sent.
+
+    The start half of the seam whose end is :func:`report_llm_call`: ``request`` says what
+    is asked (``model``, ``operation``, ``streamed``...; see :class:`LLMStarted`), and
+    ``headers`` are the HTTP headers the call will send, which observers may add to (the
+    OpenTelemetry observer adds ``traceparent``): call it before building the request. Returns
+    the call's id, to pass to ``report_llm_call(call, call_id=...)``; None outside a step or
+    in a run nobody observes (report the end all the same). Never raises.
+    """
     try:
-        return ctx._report_llm_call(call)
+        found = _invocation()
+        if found is None:
+            return None
+        dispatch, info, step, worker, cause = found
+        if dispatch.llm_started is None and dispatch.llm_called is None:
+            return None
+        call_id = next(dispatch.llm_call_ids)
+        if dispatch.llm_started is not None:
+            dispatch.llm_started(
+                LLMStarted(info, step, worker, cause, call_id, request, {} if headers is None else headers)
+            )
+        return call_id
+    except Exception:  # a report must never turn a call into a failure
+        return None
+
+
+def report_llm_call(call: Mapping[str, Any], *, call_id: int | None = None) -> bool:
+    """Tell the observers of the current step's run that an LLM call ended.
+
+    The one seam every LLM client reports through (``actorflow.llm`` does, and so can any
+    other client): ``call`` holds ``model``, ``prompt_sha256``, ``latency_s``, ``usage``,
+    ``error`` and, where known, the answer. ``call_id`` is what :func:`report_llm_started`
+    returned for the call, if the client reported its start. Called outside a step, or in a
+    run nobody observes, it does nothing. Returns whether an observer received it. Never
+    raises.
+    """
+    try:
+        found = _invocation()
+        if found is None:
+            return False
+        dispatch, info, step, worker, cause = found
+        if dispatch.llm_called is None:
+            return False
+        dispatch.llm_called(LLMCalled(info, step, worker, cause, call, call_id))
+        return True
     except Exception:  # a report must never turn a finished call into a failure
         return False
 

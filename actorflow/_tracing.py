@@ -404,9 +404,11 @@ class Tracer(Observer):
             "usage": None,
             "error": None,
         }
+        if record.call_id is not None:  # joins the record to the call's span (actorflow.otel)
+            fields["call_id"] = record.call_id
         for key, value in record.call.items():
             key = str(key)
-            if key in ("event", "run_id", "workflow", "seq", "timestamp", "step", "cause_id"):
+            if key in ("event", "run_id", "workflow", "seq", "timestamp", "step", "cause_id", "call_id"):
                 continue  # the call cannot overwrite what identifies the record
             if key == "error" and isinstance(value, BaseException):
                 err = _error_fields(value)

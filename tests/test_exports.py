@@ -22,6 +22,7 @@ def test_public_names_are_pinned() -> None:
         "LLMConnectionError",
         "LLMError",
         "LLMResponseError",
+        "LLMStarted",
         "LLMStatusError",
         "LLMTimeoutError",
         "Observer",
@@ -67,6 +68,7 @@ def test_public_names_are_pinned() -> None:
         "draw_execution",
         "remove_observer",
         "report_llm_call",
+        "report_llm_started",
         "step",
         "to_mermaid",
     ]

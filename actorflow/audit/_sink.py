@@ -365,13 +365,25 @@ def processors(
     fsync: bool = False,
     file_chain: bool = True,
 ) -> list[Any]:
-    """The ready audit chain: ``[redact,] HashChain(key), JSONLinesSink(path, key=key)``.
+    """The ready audit chain: ``[add_trace_ids,] [redact,] HashChain(key), JSONLinesSink(path, key=key)``.
 
     Put it first in ``structlog.configure(processors=[...])``, so that the file's content does
     not depend on the application's other processors; audit records stop at the sink, all
-    other records go on down the list.
+    other records go on down the list. ``actorflow.otel.add_trace_ids`` comes first when
+    OpenTelemetry is installed: records of runs it traces get ``trace_id`` and ``span_id``.
     """
-    chain: list[Any] = [] if redact is None else [redact]
+    chain: list[Any] = _otel_processors()
+    if redact is not None:
+        chain.append(redact)
     chain.append(HashChain(key=key, file_chain=file_chain))
     chain.append(JSONLinesSink(path, key=key, passthrough=passthrough, fsync=fsync, file_chain=file_chain))
     return chain
+
+
+def _otel_processors() -> list[Any]:
+    """``[actorflow.otel.add_trace_ids]`` where opentelemetry-api is installed, else nothing."""
+    try:
+        from ..otel import add_trace_ids
+    except ImportError:
+        return []
+    return [add_trace_ids]
