@@ -63,6 +63,9 @@ from ._observe import remove_observer as remove_observer
 from ._observe import report_llm_call as report_llm_call
 from ._observe import report_llm_started as report_llm_started
 from ._retry import RetryPolicy as RetryPolicy
+from ._serializers import BaseSerializer as BaseSerializer
+from ._serializers import JsonSerializer as JsonSerializer
+from ._serializers import PickleSerializer as PickleSerializer
 from ._statistics import RunStatistics as RunStatistics
 from ._statistics import StepStatistics as StepStatistics
 from ._step import step as step
@@ -75,6 +78,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ActorflowError",
+    "BaseSerializer",
     "Context",
     "ContextSerdeError",
     "ContextStateError",
@@ -83,6 +87,7 @@ __all__ = [
     "EventTaken",
     "HumanResponseEvent",
     "InputRequiredEvent",
+    "JsonSerializer",
     "LLMCalled",
     "InternalDispatchEvent",
     "LLMConnectionError",
@@ -92,6 +97,7 @@ __all__ = [
     "LLMStatusError",
     "LLMTimeoutError",
     "Observer",
+    "PickleSerializer",
     "RetryPolicy",
     "RunEnded",
     "ResourceCycleError",

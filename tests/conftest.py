@@ -26,7 +26,7 @@ def _register_sibling(name: str) -> None:
     spec.loader.exec_module(module)
 
 
-for _helper in ("llm_server", "audit_flows"):
+for _helper in ("llm_server", "audit_flows", "durable_flows"):
     _register_sibling(_helper)
 
 

@@ -9,6 +9,7 @@ def test_public_names_are_pinned() -> None:
     """actorflow exports exactly the documented names, each importable."""
     assert sorted(actorflow.__all__) == [
         "ActorflowError",
+        "BaseSerializer",
         "Context",
         "ContextSerdeError",
         "ContextStateError",
@@ -18,6 +19,7 @@ def test_public_names_are_pinned() -> None:
         "HumanResponseEvent",
         "InputRequiredEvent",
         "InternalDispatchEvent",
+        "JsonSerializer",
         "LLMCalled",
         "LLMConnectionError",
         "LLMError",
@@ -28,6 +30,7 @@ def test_public_names_are_pinned() -> None:
         "Observer",
         "ResourceCycleError",
         "ResourceError",
+        "PickleSerializer",
         "RetryPolicy",
         "RunArgumentsError",
         "RunEnded",

@@ -1,0 +1,227 @@
+"""The ``RunStore`` protocol (what a database must do for durable runs) and the ``Committer``.
+
+A store's methods block and are called from a worker thread, one call at a time per store
+object, so a store needs no async driver and no thread safety of its own beyond that. What
+each method must guarantee is in its docstring; ``docs/durable.md`` says what a Postgres
+store would need.
+
+The :class:`Committer` is the async side: it gathers the changes of every durable run of a
+trio run and writes them in group commits, one transaction per batch, in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import attrs
+import trio
+
+from ._records import Commit, InboxItem, InvocationRecord, NewRun, RunRecord
+
+__all__ = ["Claim", "Committer", "RunStore"]
+
+T = TypeVar("T")
+
+
+class Claim:
+    """The exclusive right of one process to run one run; lost when its process dies."""
+
+    run_id: str
+
+    @property
+    def held(self) -> bool:
+        """Whether this claim is still held."""
+        raise NotImplementedError
+
+    def release(self, *, ended: bool = False) -> None:
+        """Give the run up (``ended``: it ended for good, the store may forget the claim)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """What durable runs need from a database.
+
+    Every method blocks and may be called from any thread, but never by two threads at once
+    on one store object. Writes are atomic: a method that raises has changed nothing.
+    """
+
+    def create(self, run: NewRun) -> RunRecord:
+        """Insert the run as ``pending`` unless its id exists; return the stored row either way.
+
+        Atomic with respect to other processes: of two racing creators one inserts, and both
+        get that row back.
+        """
+        ...
+
+    def get(self, run_id: str) -> RunRecord | None:
+        """The run's row, snapshot included, or None."""
+        ...
+
+    def runs(self, *, status: str | None = None, limit: int | None = None) -> list[RunRecord]:
+        """Rows of runs (snapshots may be left out), most recently active first."""
+        ...
+
+    def commit(self, commits: Sequence[Commit]) -> None:
+        """Apply ``commits`` (at most one per run) in one transaction, all or nothing.
+
+        For each: the run exists and has not ended, and its ``commits`` count equals
+        ``commit.after`` (else ``RunConflictError``; nothing is written); the row takes the
+        status, snapshot, result and error and its count goes up by one; each invocation is
+        inserted, and one already there for (run, step, event_id) is a ``RunConflictError``;
+        each ``taken`` inbox item of the run that is still waiting is marked taken by this
+        commit (one that is not is a ``RunConflictError``). Durable when it returns, to the
+        degree the store promises (``SQLiteStore``: ``synchronous``).
+        """
+        ...
+
+    def invocations(self, run_id: str) -> list[InvocationRecord]:
+        """The run's committed invocations, in commit order."""
+        ...
+
+    def post(self, run_id: str, event: str, now: float) -> int:
+        """Add a serialised event to the run's inbox and return its id (increasing per store).
+
+        ``StoreError`` if the run does not exist or has ended.
+        """
+        ...
+
+    def inbox(self, run_id: str) -> list[InboxItem]:
+        """The run's inbox items not yet taken, oldest first."""
+        ...
+
+    def changed(self) -> bool:
+        """Whether anything may have been committed by another process since the last call.
+
+        Used to poll cheaply for inbox items; ``True`` is always a correct answer.
+        """
+        ...
+
+    def claim(self, run_id: str) -> Claim | None:
+        """Take the exclusive right to run ``run_id``, or return None at once if someone holds it.
+
+        The right must end when the holding process dies, however it dies.
+        """
+        ...
+
+    def holder(self, run_id: str) -> int | None:
+        """Who holds the claim on ``run_id`` (a pid, 0 when unknown), or None when nobody does."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+@attrs.define(eq=False)
+class _Batch:
+    commits: dict[str, Commit] = attrs.Factory(dict)
+    ticket: int = 0
+
+
+class Committer:
+    """Group commits for the durable runs of one trio run.
+
+    ``add(commit)`` never blocks: the commit joins the batch being gathered (merged with an
+    earlier one of the same run, the later snapshot winning) and gets a ticket.
+    ``await durable(ticket)`` returns once that batch is written. :meth:`serve` (run it in a
+    nursery) writes one batch at a time in a worker thread; while it writes, the next batch
+    gathers, so a busy process writes one transaction per thread round trip, not per event.
+    The first failed write fails every later ``durable()`` with its error.
+    """
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._limiter = trio.CapacityLimiter(1)
+        self._batch = _Batch()
+        self._counts: dict[str, int] = {}
+        self._issued = 0
+        self._written = 0
+        self._error: BaseException | None = None
+        self._wake = trio.lowlevel.ParkingLot()
+        self._written_lot = trio.lowlevel.ParkingLot()
+        self.batches = 0
+        """Transactions written so far."""
+
+    def register(self, record: RunRecord) -> None:
+        """Follow the run of ``record``: its next commit follows ``record.commits``."""
+        self._counts[record.run_id] = record.commits
+
+    def forget(self, run_id: str) -> None:
+        """Stop following a run (after its last commit was written)."""
+        self._counts.pop(run_id, None)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store method in the store's thread (one call at a time, with the commits)."""
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    def add(self, commit: Commit) -> int:
+        """Queue ``commit`` for the next group commit; return its ticket."""
+        if self._error is not None:
+            raise self._error
+        batch = self._batch.commits
+        earlier = batch.get(commit.run_id)
+        batch[commit.run_id] = commit if earlier is None else earlier.then(commit)
+        self._issued += 1
+        self._batch.ticket = self._issued
+        self._wake.unpark_all()
+        return self._issued
+
+    async def durable(self, ticket: int | None = None) -> None:
+        """Wait until the commit with ``ticket`` (default: every commit added so far) is written."""
+        target = self._issued if ticket is None else ticket
+        while self._written < target:
+            if self._error is not None:
+                raise self._error
+            await self._written_lot.park()
+        if self._error is not None and self._written < target:
+            raise self._error
+
+    async def serve(self) -> None:
+        """Write batches until cancelled; a write in progress always completes first."""
+        while True:
+            if not self._batch.commits:
+                await self._wake.park()
+                continue
+            await self._write_batch()
+
+    async def flush(self) -> None:
+        """Write what is gathered now (shielded from cancellation), and everything before it."""
+        with trio.CancelScope(shield=True):
+            while self._written < self._issued and self._error is None:
+                if self._batch.commits:
+                    await self._write_batch()
+                else:
+                    await self._written_lot.park()  # serve() is writing the last batch
+            if self._error is not None:
+                raise self._error
+
+    async def _write_batch(self) -> None:
+        batch, self._batch = self._batch, _Batch()
+        commits = []
+        for run_id, commit in batch.commits.items():
+            after = self._counts.get(run_id)
+            if after is None:
+                raise RuntimeError(f"Committer.add() for run {run_id!r}, which was not registered")
+            commits.append(attrs.evolve(commit, after=after))
+        try:
+            await trio.to_thread.run_sync(self.store.commit, commits, limiter=self._limiter)
+        except BaseException as exc:
+            if self._error is None:
+                self._error = (
+                    exc if isinstance(exc, Exception) else RuntimeError(f"commit interrupted: {exc!r}")
+                )
+            self._written_lot.unpark_all()
+            raise
+        for commit in commits:
+            self._counts[commit.run_id] = commit.after + 1
+        self.batches += 1
+        self._written = batch.ticket
+        self._written_lot.unpark_all()
