@@ -23,8 +23,8 @@ import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import pydantic
@@ -172,21 +172,50 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
         return json_safe(dict(value), _depth)
     if isinstance(value, list | tuple | set | frozenset):
         return [json_safe(v, _depth + 1) for v in value]
+    if isinstance(value, pydantic.BaseModel):
+        # Field by field, never one repr: a repr would hold fields that must be redacted.
+        return _fields_of(value, _depth)
     return marker(value)
 
 
 def payload_of(event: pydantic.BaseModel) -> Any:
-    """An event's fields as JSON data: ``model_dump(mode="json")``, markers where that fails."""
+    """An event's fields as JSON data: ``model_dump(mode="json")``, field by field where that fails.
+
+    What pydantic returns is not walked again here: the one thing JSON can refuse in it, a NaN
+    or infinity in a ``float`` field, becomes a marker where the record is encoded
+    (``actorflow.audit.HashChain``), so a large payload is walked by pydantic and by the
+    encoder, and by nothing else. A model whose serialiser raises is never written as one
+    ``repr`` (which would hold every field, redacted ones too): each field is dumped on its
+    own, and only a field that cannot be becomes a marker.
+    """
     try:
         data = event.model_dump(mode="json", fallback=marker)
     except Exception:
-        # e.g. bytes that are not UTF-8, a custom serializer that raises: fall back to the
-        # Python values, so one bad field costs only itself.
+        return _fields_of(event, 0)
+    if isinstance(event, StopEvent) and "result" in data:
+        # StopEvent's wrap serialiser adds the run's result as the Python value.
+        data["result"] = value_of(data["result"])
+    return data
+
+
+def _fields_of(model: pydantic.BaseModel, depth: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in (*type(model).model_fields, *(model.__pydantic_extra__ or ())):
         try:
-            data = event.model_dump(mode="python")
+            dumped = model.model_dump(mode="json", include={name}, fallback=marker)
+            if name in dumped:
+                out[name] = dumped[name]
+                continue
         except Exception:
-            return marker(event)
-    return json_safe(data)
+            pass
+        try:
+            value = getattr(model, name)
+        except Exception:
+            continue
+        out[name] = json_safe(value, depth + 1)
+    if isinstance(model, StopEvent) and model._result is not None:
+        out["result"] = value_of(model._result)
+    return out
 
 
 _ANY = pydantic.TypeAdapter(Any)
@@ -195,10 +224,9 @@ _ANY = pydantic.TypeAdapter(Any)
 def value_of(value: Any) -> Any:
     """Any value (a run's result) as JSON data, by the same rules as :func:`payload_of`."""
     try:
-        data = _ANY.dump_python(value, mode="json", fallback=marker)
+        return _ANY.dump_python(value, mode="json", fallback=marker)
     except Exception:
-        data = value
-    return json_safe(data)
+        return json_safe(value)
 
 
 def _error_fields(error: BaseException | None) -> dict[str, Any]:
@@ -211,9 +239,21 @@ def _error_fields(error: BaseException | None) -> dict[str, Any]:
     return {"error_type": _type_name(type(error)), "error": message}
 
 
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def _now() -> str:
-    # Wall-clock time for the reader; durations come from trio's clock (autojump-friendly).
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Wall-clock time for the reader, ISO 8601 UTC with microseconds; durations come from
+    trio's clock (autojump-friendly). The date and time of day are formatted once a second:
+    ``datetime.isoformat`` per record was a tenth of a record's cost."""
+    global _second
+    t = time.time()
+    whole = int(t)
+    second, text = _second
+    if whole != second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second = (whole, text)
+    return f"{text}.{int((t - whole) * 1e6):06d}Z"
 
 
 def _version() -> str:
@@ -434,6 +474,9 @@ class Tracer(Observer):
                 result = value_of(value) if plain else payload_of(value)
             fields["result_type"] = "StopEvent" if plain else type(value).__name__
             fields["result"] = result
+            # Which field of the StopEvent's payload `result` is: a subclass may be named
+            # StopEvent too, and a Redactor must know which reading of `result` applies.
+            fields["result_field"] = "result" if plain else None
             fields["stop_event_id"] = stop[0] if stop is not None else None
         else:
             fields.update(_error_fields(record.error))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import structlog
 import trio
@@ -827,3 +828,211 @@ def test_sigkill_leaves_a_trail_that_verify_names(tmp_path: Path) -> None:
     lines = _lines(path)
     assert [json.loads(line)["event"] for line in lines] == ["run.started", "event.emitted", "step.started"]
     _expect(audit.verify(path).problem, 3, lines[2], "no closing record")
+
+
+# -- redaction holds for every payload shape and every record that carries one ------------------
+
+SECRET = "s3cr3t-VALUE-42"
+
+
+class Inner(pydantic.BaseModel):
+    secret: str = SECRET
+    other: int = 1
+
+
+class BadInner(pydantic.BaseModel):
+    secret: str = SECRET
+    other: int = 1
+
+    @pydantic.field_serializer("other")
+    def _boom(self, value: int) -> int:
+        raise RuntimeError("the serialiser raises")
+
+
+class Holder:
+    """Not pydantic: its repr is all a marker can keep, and it holds the secret."""
+
+    def __repr__(self) -> str:
+        return f"Holder(secret={SECRET!r})"
+
+
+class FlatShape(pydantic.BaseModel):
+    secret: str = SECRET
+    note: str = "kept"
+
+
+class NestedShape(pydantic.BaseModel):
+    inner: Inner = Inner()
+    note: str = "kept"
+
+
+class DictShape(pydantic.BaseModel):
+    inner: dict[str, str] = {"secret": SECRET, "other": "x"}
+    note: str = "kept"
+
+
+class ListShape(pydantic.BaseModel):
+    inner: list[Inner] = [Inner(), Inner(other=2)]
+    note: str = "kept"
+
+
+class RaisingShape(pydantic.BaseModel):
+    """model_dump raises (a field serialiser), so the payload is dumped field by field."""
+
+    secret: str = SECRET
+    note: str = "kept"
+
+    @pydantic.field_serializer("note")
+    def _boom(self, value: str) -> str:
+        raise RuntimeError("the serialiser raises")
+
+
+class RaisingNestedShape(pydantic.BaseModel):
+    inner: BadInner = BadInner()
+    note: str = "kept"
+
+
+class ObjectShape(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+    inner: Any = Holder()
+    note: str = "kept"
+
+
+class OddShape(pydantic.BaseModel):
+    """Values JSON cannot hold next to the secret: NaN, bytes that are not UTF-8."""
+
+    secret: str = SECRET
+    ratio: float = float("nan")
+    raw: bytes = b"\xff\xfe"
+
+
+SHAPES: dict[type[pydantic.BaseModel], str] = {
+    FlatShape: "secret",
+    NestedShape: "inner.secret",
+    DictShape: "inner.secret",
+    ListShape: "inner.secret",
+    RaisingShape: "secret",
+    RaisingNestedShape: "inner.secret",
+    ObjectShape: "inner.secret",
+    OddShape: "secret",
+}
+
+
+def _flow(kind: str, shape: type[pydantic.BaseModel]) -> tuple[type[Workflow], dict[str, list[str]]]:
+    """A workflow whose run records the secret of ``shape`` in a record of ``kind``, and the rules."""
+    path = SHAPES[shape]
+    if kind == "event.emitted":
+        cls: type[Event] = type(f"{shape.__name__}Event", (shape, Event), {"__module__": __name__})
+        rules = {cls.__name__: [path]}
+
+        async def make(self: Any, ev: StartEvent) -> Any:
+            return cls()
+
+        async def end(self: Any, ev: Any) -> Any:
+            return StopEvent(result="done")
+
+        make.__annotations__ = {"ev": StartEvent, "return": cls}
+        end.__annotations__ = {"ev": cls, "return": StopEvent}
+        return type("Emits", (Workflow,), {"make": step(make), "end": step(end)}), rules
+    if kind in ("stop subclass", "stop subclass named StopEvent"):
+        name = "StopEvent" if kind.endswith("StopEvent") else f"{shape.__name__}Stop"
+        cls = type(name, (shape, StopEvent), {"__module__": __name__})
+        rules = {name: [path]}
+    else:  # a plain StopEvent whose result is the shape
+        cls = StopEvent
+        rules = {"StopEvent": [f"result.{path}"]}
+
+    async def stop(self: Any, ev: StartEvent) -> Any:
+        return cls() if cls is not StopEvent else StopEvent(result=shape())
+
+    stop.__annotations__ = {"ev": StartEvent, "return": cls}
+    return type("Stops", (Workflow,), {"stop": step(stop)}), rules
+
+
+@pytest.mark.parametrize("shape", list(SHAPES), ids=lambda s: s.__name__)
+@pytest.mark.parametrize(
+    "kind", ["event.emitted", "plain StopEvent result", "stop subclass", "stop subclass named StopEvent"]
+)
+async def test_redaction_holds_for_every_payload_shape_and_record(
+    tmp_path: Path, kind: str, shape: type
+) -> None:
+    """Whatever the payload's shape, a field the Redactor was told about never reaches the file."""
+    flow, rules = _flow(kind, shape)
+    path = tmp_path / "audit.jsonl"
+    chain = audit.processors(path, redact=audit.Redactor(rules))
+    structlog.configure(processors=chain)
+    await flow(trace=True).run()
+    chain[-1].close()
+    text = path.read_text()
+    assert SECRET not in text
+    assert audit.verify(path).ok
+    records = [json.loads(line) for line in text.splitlines()]
+    carriers = [r for r in records if r["event"] in ("event.emitted", "run.finished") and "redacted" in r]
+    expected = 1 if kind == "event.emitted" else 2  # the StopEvent's event.emitted and run.finished
+    assert len(carriers) == expected, [r["event"] for r in carriers]
+    assert any("kept" in line for line in text.splitlines()) or shape is OddShape  # not all of it
+
+
+async def test_redaction_reaches_llm_calls_and_errors(tmp_path: Path) -> None:
+    """llm.called's answer, prompt start and tool calls follow the rules; errors=True hides messages."""
+    from actorflow import report_llm_call
+
+    class Asks(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            report_llm_call(
+                {
+                    "model": "m",
+                    "prompt_sha256": "ab" * 32,
+                    "prompt_preview": f"Patient ssn {SECRET}",
+                    "response": f"The ssn is {SECRET}",
+                    "finish_reason": "stop",
+                    "tool_calls": [{"id": "1", "name": "lookup", "arguments": {"ssn": SECRET}}],
+                    "usage": {"prompt_tokens": 3},
+                    "error": ValueError(f"server said {SECRET}"),
+                }
+            )
+            raise ValueError(f"bad ssn {SECRET}")
+
+    path = tmp_path / "audit.jsonl"
+    redact = audit.Redactor(
+        {"llm.called": ["response", "prompt_preview", "tool_calls.arguments.ssn"]}, errors=True
+    )
+    chain = audit.processors(path, redact=redact)
+    structlog.configure(processors=chain)
+    with pytest.raises(ValueError):
+        await Asks(trace=True).run()
+    chain[-1].close()
+    text = path.read_text()
+    assert SECRET not in text and audit.verify(path).ok
+    records = {r["event"]: r for r in map(json.loads, text.splitlines())}
+    call = records["llm.called"]
+    assert call["redacted"] == ["error", "prompt_preview", "response", "tool_calls.arguments.ssn"]
+    assert call["tool_calls"] == [{"id": "1", "name": "lookup", "arguments": {"ssn": "[REDACTED]"}}]
+    assert (call["model"], call["finish_reason"], call["usage"]) == ("m", "stop", {"prompt_tokens": 3})
+    assert records["step.failed"]["error"] == records["run.failed"]["error"] == "[REDACTED]"
+    # `when` is asked about the call's fields too.
+    seen: list[tuple[str, str]] = []
+
+    def when(event_type: str, field: str, value: Any) -> bool:
+        seen.append((event_type, field))
+        return isinstance(value, str) and SECRET in value
+
+    with capture_logs(processors=[audit.Redactor(when=when)]) as logs, pytest.raises(ValueError):
+        await Asks(trace=True).run()
+    (call,) = [r for r in logs if r["event"] == "llm.called"]
+    assert call["redacted"] == ["error", "prompt_preview", "response"]
+    assert ("llm.called", "response") in seen and ("llm.called", "step") not in seen
+
+
+def test_redactor_reads_a_run_finished_without_result_field_both_ways() -> None:
+    """A run.finished that does not say how its result reads is redacted as either reading."""
+    redact = audit.Redactor({"StopEvent": ["result", "secret"]})
+    base = {"event": "run.finished", "run_id": "r", "seq": 9, "result_type": "StopEvent"}
+    plain = redact(None, "info", {**base, "result": SECRET, "result_field": "result"})
+    assert plain["result"] == "[REDACTED]" and plain["redacted"] == ["result"]
+    sub = redact(None, "info", {**base, "result": {"secret": SECRET, "n": 1}, "result_field": None})
+    assert sub["result"] == {"secret": "[REDACTED]", "n": 1} and sub["redacted"] == ["secret"]
+    for result in (SECRET, {"secret": SECRET, "n": 1}, {"$repr": f"X({SECRET})", "$type": "X"}):
+        record = redact(None, "info", {**base, "result": result})
+        assert SECRET not in json.dumps(record), record
