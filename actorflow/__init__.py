@@ -66,6 +66,8 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._serializers import BaseSerializer as BaseSerializer
 from ._serializers import JsonSerializer as JsonSerializer
 from ._serializers import PickleSerializer as PickleSerializer
+from ._state import DictState as DictState
+from ._state import InMemoryStateStore as InMemoryStateStore
 from ._statistics import RunStatistics as RunStatistics
 from ._statistics import StepStatistics as StepStatistics
 from ._step import step as step
@@ -82,14 +84,16 @@ __all__ = [
     "Context",
     "ContextSerdeError",
     "ContextStateError",
+    "DictState",
     "Event",
     "EventEmitted",
     "EventTaken",
     "HumanResponseEvent",
+    "InMemoryStateStore",
     "InputRequiredEvent",
+    "InternalDispatchEvent",
     "JsonSerializer",
     "LLMCalled",
-    "InternalDispatchEvent",
     "LLMConnectionError",
     "LLMError",
     "LLMResponseError",
@@ -98,11 +102,11 @@ __all__ = [
     "LLMTimeoutError",
     "Observer",
     "PickleSerializer",
-    "RetryPolicy",
-    "RunEnded",
     "ResourceCycleError",
     "ResourceError",
+    "RetryPolicy",
     "RunArgumentsError",
+    "RunEnded",
     "RunHandle",
     "RunInfo",
     "RunStarted",
@@ -110,10 +114,10 @@ __all__ = [
     "StartEvent",
     "StepCancelled",
     "StepFailed",
+    "StepFailedEvent",
     "StepFinished",
     "StepInfo",
     "StepStarted",
-    "StepFailedEvent",
     "StepState",
     "StepStateChanged",
     "StepStatistics",

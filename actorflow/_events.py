@@ -8,7 +8,7 @@ and any other keyword is kept as it is (``Event(msg="hi").msg``, ``ev["msg"]``, 
 ``in``, ``keys()``...). Undeclared keywords live in pydantic's own extras store
 (``extra="allow"``), so building an event is pydantic-core's native path with no Python
 ``__init__`` of ours in between; only classes that declare private attributes (which
-keywords may set, as in LlamaIndex) go through :meth:`Event.__init__`.
+keywords may set, as in LlamaIndex) go through :meth:`DictLikeModel.__init__`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 __all__ = [
+    "DictLikeModel",
     "Event",
     "HumanResponseEvent",
     "InputRequiredEvent",
@@ -40,14 +41,10 @@ __all__ = [
 _MISSING: Any = object()
 
 
-class Event(BaseModel):
-    """Base class of every event: a pydantic model whose type decides which steps get it.
+class DictLikeModel(BaseModel):
+    """A pydantic model whose undeclared keywords are kept as data, readable as a mapping.
 
-    Declared fields are validated as on any pydantic model. Other keyword arguments are kept
-    as the event's *data*: read them as attributes (``ev.msg``) or as a mapping (``ev["msg"]``,
-    ``ev.get("msg", default)``, ``"msg" in ev``, ``keys()/values()/items()``, ``len(ev)``,
-    iteration, ``to_dict()``), as in LlamaIndex. Arbitrary Python objects are allowed as
-    values (documents, clients, ...). An event is always true, even with no data.
+    The base of :class:`Event` and of the default run state ``DictState``.
     """
 
     model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
@@ -71,8 +68,16 @@ class Event(BaseModel):
         # built by pydantic's own __init__ (one validator call, nothing of ours per event).
         if "__init__" not in cls.__dict__ and cls.__init__ in _PLAIN_INITS:
             cls.__init__ = (  # type: ignore[method-assign]
-                Event.__init__ if cls.__private_attributes__ else BaseModel.__init__
+                DictLikeModel.__init__ if cls.__private_attributes__ else BaseModel.__init__
             )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Declared fields and private attributes as pydantic sets them; any other name is
+        # data, even one a method has (``ev.items = 3`` sets the data ``"items"``).
+        if name in type(self).model_fields or name.startswith("_"):
+            super().__setattr__(name, value)
+        else:
+            self._data[name] = value
 
     @property
     def _data(self) -> dict[str, Any]:
@@ -130,7 +135,26 @@ class Event(BaseModel):
 
 
 #: The ``__init__`` methods a subclass may swap for each other (StopEvent's is not one of them).
-_PLAIN_INITS = (Event.__init__, BaseModel.__init__)
+_PLAIN_INITS: list[Any] = [DictLikeModel.__init__, BaseModel.__init__]
+
+
+class Event(DictLikeModel):
+    """Base class of every event: a pydantic model whose type decides which steps get it.
+
+    Declared fields are validated as on any pydantic model. Other keyword arguments are kept
+    as the event's *data*: read them as attributes (``ev.msg``) or as a mapping (``ev["msg"]``,
+    ``ev.get("msg", default)``, ``"msg" in ev``, ``keys()/values()/items()``, ``len(ev)``,
+    iteration, ``to_dict()``), as in LlamaIndex. Arbitrary Python objects are allowed as
+    values (documents, clients, ...). An event is always true, even with no data.
+    """
+
+    def __init__(self, /, **params: Any) -> None:
+        # Event keeps the keyword-routing __init__, so that a subclass's own __init__ calling
+        # super().__init__(**params) can set private attributes by keyword.
+        DictLikeModel.__init__(self, **params)
+
+
+_PLAIN_INITS.append(Event.__init__)
 
 
 class StartEvent(Event):
@@ -173,7 +197,7 @@ class StopEvent(Event):
 
     def __init__(self, result: Any = None, **params: Any) -> None:
         if params and not params.keys().isdisjoint(type(self).__private_attributes__):
-            Event.__init__(self, **params)
+            DictLikeModel.__init__(self, **params)
         else:
             BaseModel.__init__(self, **params)
         if result is not None:
