@@ -6,14 +6,14 @@ import re
 import sys
 from collections.abc import Sequence
 
-from . import _bench, _draw, _run, _trace
+from . import _bench, _draw, _run, _runs, _trace
 from ._base import EXIT_INTERRUPTED, EXIT_USAGE, CLIError, Commands, Parser
 
 __all__ = ["main"]
 
 #: The command modules, in the order ``--help`` lists their commands. Each has a
 #: ``register(commands)`` that adds its commands (or subcommands of a group).
-COMMAND_MODULES = (_run, _draw, _trace, _bench)
+COMMAND_MODULES = (_run, _draw, _trace, _runs, _bench)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -97,7 +97,8 @@ class SQLiteStore:
     ``synchronous``: ``"NORMAL"`` (default; survives any process crash) or ``"FULL"``
     (survives power loss too; an fsync per group commit). ``busy_timeout``: seconds a write
     waits for another process's transaction. Methods block: call them from a worker thread
-    in async code (``Committer`` does).
+    in async code (``Committer`` does). ``create=False`` opens only an existing run store
+    (a missing file, or a database without the run tables, is a ``StoreError``).
     """
 
     def __init__(
@@ -106,6 +107,7 @@ class SQLiteStore:
         *,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
         busy_timeout: float = 10.0,
+        create: bool = True,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
@@ -118,6 +120,9 @@ class SQLiteStore:
                 "must find the same runs"
             )
         self.synchronous = synchronous
+        self.create_tables = create
+        if not create and not self.path.is_file():
+            raise StoreError(f"no run store at {self.path}")
         self.claims_dir = self.path.with_name(self.path.name + ".claims")
         self._lock = threading.Lock()
         try:
@@ -144,17 +149,19 @@ class SQLiteStore:
 
     def _setup(self) -> None:
         db = self._db
-        mode = self._pragma("journal_mode=WAL")
-        if str(mode).lower() != "wal":
-            raise StoreError(f"{self.path}: SQLite would not switch to WAL mode (it reports {mode!r})")
-        db.execute(f"PRAGMA synchronous={self.synchronous}")
-        db.execute("PRAGMA foreign_keys=ON")
-        version = self._pragma("user_version")
+        version = self._pragma("user_version")  # first: nothing is changed in a foreign file
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has run store schema {version}; this actorflow knows up to "
                 f"{SCHEMA_VERSION} (a newer actorflow wrote it)"
             )
+        if version < SCHEMA_VERSION and not self.create_tables:
+            raise StoreError(f"{self.path} is not a run store (it has no run tables)")
+        mode = self._pragma("journal_mode=WAL")
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{self.path}: SQLite would not switch to WAL mode (it reports {mode!r})")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        db.execute("PRAGMA foreign_keys=ON")
         if version < SCHEMA_VERSION:
             with self._write():
                 if self._pragma("user_version") < SCHEMA_VERSION:
