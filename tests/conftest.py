@@ -26,7 +26,7 @@ def _register_sibling(name: str) -> None:
     spec.loader.exec_module(module)
 
 
-for _helper in ("llm_server", "audit_flows", "durable_flows"):
+for _helper in ("llm_server", "audit_flows", "durable_flows", "durable_crash"):
     _register_sibling(_helper)
 
 
@@ -45,7 +45,19 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
     assert leftover_tasks() == []
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+#: Markers of slow suites that run only when ``-m`` names them (``.ci/run`` does).
+SLOW_SUITES = ("crash",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The slow suites stay out of the default run unless -m asks for them.
+    wanted = config.getoption("markexpr") or ""
+    slow = [m for m in SLOW_SUITES if m not in wanted]
+    if slow:
+        keep = [item for item in items if not any(item.get_closest_marker(m) for m in slow)]
+        if len(keep) != len(items):
+            config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+            items[:] = keep
     # Every trio test gets the check; sync tests have no trio run to inspect.
     for item in items:
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
