@@ -369,30 +369,50 @@ class Tracer(Observer):
         payload = payload_of(event)
         if self._stop is None and isinstance(event, StopEvent):
             self._stop = (record.event_id, type(event), payload)
-        self._emit(
+        self._seq += 1
+        self._log.info(
             "event.emitted",
-            {
-                "event_id": record.event_id,
-                "event_type": type(event).__name__,
-                "cause_id": record.cause_id,
-                "step": record.step,
-                "payload": payload,
-            },
+            seq=self._seq,
+            timestamp=_now(),
+            event_id=record.event_id,
+            event_type=type(event).__name__,
+            cause_id=record.cause_id,
+            step=record.step,
+            payload=payload,
         )
 
     @_guarded
     def step_started(self, record: StepStarted) -> None:
         if self._closed:
             return
-        self._emit("step.started", _step_fields(record))
+        # The hot hooks call the logger themselves: no intermediate dicts (about 0.5 µs of a
+        # record's cost, three records a hop).
+        self._seq += 1
+        self._log.info(
+            "step.started",
+            seq=self._seq,
+            timestamp=_now(),
+            step=record.step,
+            worker=record.worker,
+            event_id=record.event_id,
+            attempt=record.attempt,
+        )
 
     @_guarded
     def step_finished(self, record: StepFinished) -> None:
         if self._closed:
             return
-        self._emit(
+        self._seq += 1
+        self._log.info(
             "step.finished",
-            {**_step_fields(record), "duration_s": record.duration, "emitted": len(record.emitted)},
+            seq=self._seq,
+            timestamp=_now(),
+            step=record.step,
+            worker=record.worker,
+            event_id=record.event_id,
+            attempt=record.attempt,
+            duration_s=record.duration,
+            emitted=len(record.emitted),
         )
 
     @_guarded

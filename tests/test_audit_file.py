@@ -731,10 +731,10 @@ def test_hash_chain_passes_other_records_and_rejects_bad_keys() -> None:
 # -- batching and crashes -----------------------------------------------------------------------
 
 
-async def test_records_of_one_tick_go_out_in_one_write(
+async def test_records_are_written_in_batches_and_the_closing_record_at_once(
     trail: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
 ) -> None:
-    """What a task records before it yields is one write; the closing record is written at once."""
+    """Records share writes; a run's trail is complete in the file when its result is in."""
     from actorflow.audit import _sink
 
     writes: list[bytes] = []
@@ -752,30 +752,29 @@ async def test_records_of_one_tick_go_out_in_one_write(
             lines = _lines(trail)
             records = len(lines)
             assert json.loads(lines[-1])["event"] == "run.finished"  # in the file when result() returns
+            assert b"".join(writes) == trail.read_bytes()
     assert records == 3 * 24 and audit.verify(trail).ok
-    assert len(writes) < records / 2
-    # split: step.started, three event.emitted, step.finished, all without yielding.
-    split = next(w for w in writes if b'"step":"split"' in w and b'"event":"step.started"' in w)
-    assert [json.loads(line)["event"] for line in split.splitlines()][-5:] == [
-        "step.started",
-        "event.emitted",
-        "event.emitted",
-        "event.emitted",
-        "step.finished",
-    ]
+    assert len(writes) <= records / 4
+    assert all(w.endswith(b"\n") for w in writes)
 
 
-def test_records_outside_trio_are_written_at_once(tmp_path: Path) -> None:
-    """A record logged outside any trio run (a plain thread) is in the file when the call returns."""
+def test_records_outside_trio_are_written_by_the_writer_thread(tmp_path: Path) -> None:
+    """Outside trio a record is written within milliseconds, a closing record at once."""
     path = tmp_path / "audit.jsonl"
     chain = audit.processors(path)
     structlog.configure(processors=chain)
     log = structlog.get_logger("actorflow").bind(run_id="r1", workflow="W")
     log.info("run.started", seq=1, format="actorflow.audit/2")
+    deadline = time.monotonic() + 30
+    while not path.read_bytes():
+        assert time.monotonic() < deadline, "the writer thread never wrote"
+        time.sleep(0.001)
     assert len(_lines(path)) == 1
     log.info("step.started", seq=2)
-    assert len(_lines(path)) == 2
+    log.info("run.finished", seq=3)
+    assert [json.loads(line)["seq"] for line in _lines(path)] == [1, 2, 3]
     chain[-1].close()
+    assert audit.verify(path).ok
 
 
 async def test_a_batch_that_cannot_be_written_is_logged_and_the_run_goes_on(

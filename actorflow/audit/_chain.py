@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from ._canon import GENESIS, digest, encode, is_closing, is_record
+from ._canon import GENESIS, digest, encode, is_record
 
 __all__ = ["HashChain", "Hashed"]
 
@@ -71,7 +71,9 @@ class HashChain:
             return event_dict
         event_dict.pop("hash", None)
         event_dict.pop("file_prev", None)
-        run_id = str(event_dict["run_id"])
+        run_id = event_dict["run_id"]
+        if type(run_id) is not str:
+            run_id = str(run_id)
         if event_dict["seq"] == 1:
             event_dict["hash_alg"] = self._alg
             event_dict["file_chain"] = self._file_chain
@@ -85,7 +87,8 @@ class HashChain:
         value = digest(body.encode("ascii"), self._key)
         h = record["hash"] = Hashed(value)
         h.body = body
-        if is_closing(record["event"]):
+        name = record["event"]
+        if name[:4] == "run." and name != "run.started":  # is_closing(), inlined: once a record
             self._last.pop(run_id, None)
         else:
             self._last[run_id] = value
