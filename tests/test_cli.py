@@ -7,17 +7,21 @@ a user would from their project directory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import pydantic_core
 import pytest
 
 import actorflow
@@ -98,6 +102,18 @@ FLOWS = textwrap.dedent(
             return None if done is None else StopEvent(result=sorted(d.i for d in done))
 
 
+    class Exits(Workflow):
+        @step
+        async def leave(self, ev: StartEvent) -> StopEvent:
+            raise SystemExit(0)
+
+
+    class NotANumber(Workflow):
+        @step
+        async def measure(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result={"mean": float("nan"), "max": [float("inf")]})
+
+
     instance = Greeting(timeout=5)
     not_a_workflow = 42
     '''
@@ -131,7 +147,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "    @step\n    async def a(self, ev: StartEvent) -> Orphan: ...\n"
         "    @step\n    async def b(self, ev: Orphan) -> None: ...\n"
     )
+    (root / "exits.py").write_text("import sys\nsys.exit(0)\n")
     (root / "trace.jsonl").write_text("")
+    # Hostile trace files: absurdly nested JSON, binary junk, a directory.
+    (root / "nested.jsonl").write_text("[" * 100_000 + "\n")
+    (root / "junk.jsonl").write_bytes(bytes(range(256)) * 16)
+    (root / "adir").mkdir()
     return root
 
 
@@ -189,6 +210,62 @@ def test_a_failing_run_exits_1_with_the_error(project: Path) -> None:
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr.startswith("actorflow: run failed: ValueError: boom")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_a_step_calling_sys_exit_fails_the_run(project: Path) -> None:
+    """SystemExit(0) raised by a step is a failed run (exit 1, the error named), not a clean exit."""
+    done = actorflow_cli("run", "flows:Exits", cwd=project)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "actorflow: run failed: SystemExit: 0 (raised by step 'leave' of workflow Exits)\n"
+
+
+def test_a_result_json_cannot_hold_is_printed_as_a_repr(project: Path) -> None:
+    """NaN and infinity are not JSON: such a result is printed as its repr, never as invalid JSON."""
+    done = actorflow_cli("run", "flows:NotANumber", cwd=project)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "{'mean': nan, 'max': [inf]}\n", "")
+
+
+def strict_json(text: str) -> Any:
+    """json.loads without Python's NaN / Infinity extension."""
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_format_result_prints_only_valid_json() -> None:
+    """format_result writes JSON only when it is valid JSON; pydantic writes NaN as null."""
+    from actorflow import StopEvent
+    from actorflow.cli._run import format_result
+
+    class Measured(StopEvent):
+        mean: float
+
+    assert format_result(math.nan) == "nan"
+    assert format_result([1, math.inf]) == "[1, inf]"
+    assert strict_json(format_result({"n": 1.5})) == {"n": 1.5}
+    assert strict_json(format_result(Measured(mean=math.nan))) == {"result": None, "mean": None}
+
+
+def test_format_result_falls_back_to_repr_when_pydantic_cannot_serialise() -> None:
+    """A model pydantic cannot write as JSON is printed as its repr (PydanticSerializationError)."""
+    import pydantic
+
+    from actorflow.cli._run import format_result
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<opaque>"
+
+    class Holder(pydantic.BaseModel):
+        model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+        thing: Opaque
+
+    model = Holder(thing=Opaque())
+    with pytest.raises(pydantic_core.PydanticSerializationError):
+        model.model_dump_json()
+    assert format_result(model) == "Holder(thing=<opaque>)"
 
 
 def test_verbose_prints_each_step_and_the_traceback(project: Path) -> None:
@@ -318,6 +395,60 @@ def test_bench_runs_the_nearest_suite(tmp_path: Path) -> None:
     assert (done.returncode, done.stdout) == (3, "bench ['--quick']\n")
 
 
+def test_bench_reports_a_suite_killed_by_a_signal_as_a_shell_would(tmp_path: Path) -> None:
+    """A suite ended by signal N makes bench exit 128+N, not a negative status."""
+    suite = tmp_path / "benchmarks"
+    suite.mkdir()
+    (suite / "__init__.py").write_text("")
+    (suite / "__main__.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\n")
+    done = actorflow_cli("bench", cwd=tmp_path)
+    assert done.returncode == 128 + signal.SIGTERM
+
+
+def test_trace_show_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`trace show FILE | head -1`: no BrokenPipeError traceback, the status of a SIGPIPE'd tool."""
+    trace = tmp_path / "many.jsonl"
+    with trace.open("w") as f:  # far more output than a pipe buffers, so the writer must notice
+        for i in range(3000):
+            records = [
+                {"event": "run.started"},
+                {
+                    "event": "event.emitted",
+                    "event_id": 1,
+                    "event_type": "StartEvent",
+                    "cause_id": None,
+                    "step": None,
+                    "payload": {"i": i},
+                },
+                {"event": "run.finished", "duration_s": 0.01},
+            ]
+            for seq, r in enumerate(records, 1):
+                f.write(json.dumps(r | {"run_id": f"run-{i:05d}", "seq": seq, "workflow": "W"}) + "\n")
+    with subprocess.Popen(
+        [sys.executable, "-m", "actorflow", "trace", "show", str(trace)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline().startswith(b"W run run-00000")
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert (proc.wait(30), err) == (128 + signal.SIGPIPE, b"")
+
+
+@pytest.mark.parametrize("name", ["nested.jsonl", "junk.jsonl"])
+def test_audit_verify_of_a_hostile_file_says_so_in_one_line(project: Path, name: str) -> None:
+    """audit verify of absurdly nested JSON or binary junk: one line naming the file, no traceback."""
+    done = actorflow_cli("audit", "verify", name, cwd=project)
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and output.count("\n") == 1, output
+    # Either the file is named as broken (1, verify found the bad line) or unreadable (2).
+    assert (done.returncode, output.startswith(f"BROKEN {name}: line 1: ")) in ((1, True), (2, False))
+    if done.returncode == 2:
+        assert done.stderr.startswith(f"actorflow: error: cannot read {name}: ")
+
+
 def test_version_and_help(tmp_path: Path) -> None:
     """--version names the version; help exits 0; no command at all shows help and exits 2."""
     done = actorflow_cli("--version", cwd=tmp_path)
@@ -344,7 +475,7 @@ BAD_INPUT = {
     "unknown module": (["run", "nosuch:Flow"], "no module named 'nosuch'"),
     "unknown class": (
         ["run", "flows:Nope"],
-        "flows has no 'Nope'; its workflows: Boom, Busy, Echo, Greeting, Sleepy, Strict",
+        "flows has no 'Nope'; its workflows: Boom, Busy, Echo, Exits, Greeting, NotANumber, Sleepy, Strict",
     ),
     "not a workflow class": (
         ["run", "flows:Item"],
@@ -387,6 +518,20 @@ BAD_INPUT = {
     "trace show: missing file": (["trace", "show", "missing.jsonl"], "no such file: missing.jsonl"),
     "trace draw: empty file": (["trace", "draw", "trace.jsonl"], "the trace holds no run"),
     "bench: no suite here": (["bench"], "cannot find the benchmark suite"),
+    "self as a run keyword": (["run", "flows:Echo", "self=1"], "'self' cannot be a run keyword"),
+    "module exits when imported": (["run", "exits:Flow"], "importing exits failed: it called sys.exit(0)"),
+    "file exits when imported": (
+        ["draw", "exits.py:Flow"],
+        "importing exits.py failed: it called sys.exit(0)",
+    ),
+    "trace draw: missing file": (["trace", "draw", "missing.jsonl"], "no such file: missing.jsonl"),
+    "audit verify: a directory": (["audit", "verify", "adir"], "adir is a directory, not a file"),
+    "trace show: a directory": (["trace", "show", "adir"], "adir is a directory, not a file"),
+    "trace draw: a directory": (["trace", "draw", "adir"], "adir is a directory, not a file"),
+    "trace show: nested JSON": (["trace", "show", "nested.jsonl"], "nested.jsonl"),
+    "trace draw: nested JSON": (["trace", "draw", "nested.jsonl"], "nested.jsonl"),
+    "trace show: binary junk": (["trace", "show", "junk.jsonl"], "junk.jsonl holds no audit records"),
+    "trace draw: binary junk": (["trace", "draw", "junk.jsonl"], "junk.jsonl: the trace holds no run"),
 }
 
 

@@ -7,9 +7,10 @@ new command group is one module and one line in ``_main.COMMAND_MODULES``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,6 +26,7 @@ __all__ = [
     "Parser",
     "existing",
     "one_line",
+    "reading",
     "write_file",
 ]
 
@@ -79,9 +81,31 @@ def one_line(exc: BaseException) -> str:
 
 def existing(path: str) -> str:
     """``path``, once it is known to be a file that exists."""
-    if not Path(path).is_file():
+    file = Path(path)
+    if file.is_dir():
+        raise CLIError(f"{path} is a directory, not a file")
+    if not file.is_file():
         raise CLIError(f"no such file: {path}")
     return path
+
+
+@contextlib.contextmanager
+def reading(path: str) -> Iterator[None]:
+    """Turn whatever reading the file ``path`` raises into one line of bad input.
+
+    The file is the whole input of the commands that read one, and it may be anything
+    (damaged, hostile, binary): whatever the library raises for it (``OSError``,
+    ``ValueError``, ``RecursionError`` for absurdly nested JSON, ...), the command says which
+    file and what, in one line, instead of showing a traceback.
+    """
+    try:
+        yield
+    except (CLIError, BrokenPipeError):  # stdout's reader left: main() ends quietly
+        raise
+    except OSError as exc:
+        raise CLIError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except Exception as exc:
+        raise CLIError(f"cannot read {path}: {one_line(exc)}") from None
 
 
 def write_file(path: Path, write: Callable[[Path], object]) -> None:

@@ -42,4 +42,5 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
     command = [sys.executable, "-m", "benchmarks", *(["--quick"] if args.quick else [])]
     # The suite's exit status is the command's: a missed target fails a CI job that runs this.
-    return subprocess.run(command, cwd=root, check=False).returncode
+    status = subprocess.run(command, cwd=root, check=False).returncode
+    return status if status >= 0 else 128 - status  # killed by signal N: 128+N, as a shell says

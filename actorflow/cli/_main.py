@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -14,6 +16,10 @@ __all__ = ["main"]
 #: The command modules, in the order ``--help`` lists their commands. Each has a
 #: ``register(commands)`` that adds its commands (or subcommands of a group).
 COMMAND_MODULES = (_run, _draw, _trace, _runs, _bench)
+
+#: The exit status of a command whose reader went away (``actorflow trace show F | head``):
+#: the shell's status of a Unix tool that SIGPIPE ended.
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,7 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return int(args.handler(args))
+        status = int(args.handler(args))
+        sys.stdout.flush()  # here, where a closed pipe can still be handled, not at exit
+        return status
+    except BrokenPipeError:
+        _drop_stdout()
+        return EXIT_BROKEN_PIPE
     except CLIError as exc:
         # One line, even for the multi-line messages of definition and validation errors.
         message = re.sub(r"\s*\n\s*", " ", str(exc).strip())
@@ -42,6 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("actorflow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered for the closed pipe does not fail (and print a traceback) too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file (an in-process caller's StringIO)
+        pass
 
 
 def _parser() -> Parser:

@@ -55,6 +55,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     target = load_target(args.target)
     params = parse_params(args.params)
     workflow = _instantiate(target, args)
+    _check_run_keywords(workflow, params)
     sink = _open_trace(args.trace) if args.trace else None
     out = sys.stdout
     live = None
@@ -67,7 +68,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except WorkflowTimeoutError as exc:
         print(f"actorflow: timed out: {exc}", file=sys.stderr)
         return EXIT_TIMEOUT
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        # SystemExit too: a step that calls sys.exit() made the run fail, whatever the code;
+        # it must not become this command's own exit (status 0 and nothing printed).
         if args.verbose:
             traceback.print_exception(exc, file=sys.stderr)
         print(f"actorflow: run failed: {one_line(exc)}", file=sys.stderr)
@@ -99,6 +104,24 @@ def _instantiate(target: Any, args: argparse.Namespace) -> Any:
         raise CLIError(f"cannot create {target.__name__}({given}): {one_line(exc)}") from None
 
 
+def _check_run_keywords(workflow: Any, params: dict[str, Any]) -> None:
+    """Refuse keywords that name a parameter ``open_run`` binds positionally (``self``): they
+    cannot reach the StartEvent, and Python's own complaint would read like a crash."""
+    import inspect
+
+    taken = [
+        p.name
+        for p in inspect.signature(type(workflow).open_run).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    for key in params:
+        if key in taken:
+            raise CLIError(
+                f"{key}={params[key]!r}: {key!r} cannot be a run keyword (it is a parameter of "
+                f"{type(workflow).__name__}.open_run() itself, not a StartEvent field)"
+            )
+
+
 async def _execute(workflow: Any, params: dict[str, Any], live: LiveDisplay | None) -> Any:
     async with workflow.open_run(**params) as handle:
         if live is not None:
@@ -107,7 +130,11 @@ async def _execute(workflow: Any, params: dict[str, Any], live: LiveDisplay | No
 
 
 def format_result(result: Any) -> str:
-    """A string as it is; a pydantic model, or anything else JSON can hold, as JSON; else repr."""
+    """A string as it is; a pydantic model, or anything else JSON can hold, as JSON; else repr.
+
+    Only valid JSON is printed as JSON: NaN and infinities, which ``json.dumps`` would write
+    as the non-JSON ``NaN`` / ``Infinity``, make it a repr (pydantic writes them as null).
+    """
     import json
 
     import pydantic
@@ -121,8 +148,8 @@ def format_result(result: Any) -> str:
         except pydantic_core.PydanticSerializationError:
             return repr(result)
     try:
-        return json.dumps(result, indent=2, ensure_ascii=False)
-    except (TypeError, ValueError):
+        return json.dumps(result, indent=2, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
         return repr(result)
 
 

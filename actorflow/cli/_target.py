@@ -72,8 +72,17 @@ def _import_module(name: str) -> Any:
         raise CLIError(f"importing {name} failed: {one_line(exc)}") from None
     except CLIError:
         raise
+    except SystemExit as exc:
+        raise CLIError(_exited(name, exc)) from None
     except Exception as exc:
         raise CLIError(f"importing {name} failed: {one_line(exc)}") from None
+
+
+def _exited(name: str, exc: SystemExit) -> str:
+    return (
+        f"importing {name} failed: it called sys.exit({exc.code!r}) while being imported "
+        f"(a module to run must define workflows, not run itself when imported)"
+    )
 
 
 def _import_file(path: str) -> Any:
@@ -91,6 +100,9 @@ def _import_file(path: str) -> Any:
     sys.path.insert(0, str(file.resolve().parent))
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:
+        del sys.modules[name]
+        raise CLIError(_exited(path, exc)) from None
     except Exception as exc:
         del sys.modules[name]
         raise CLIError(f"importing {path} failed: {one_line(exc)}") from None

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._base import EXIT_OK, CLIError, Commands, existing, write_file
+from ._base import EXIT_OK, CLIError, Commands, existing, reading, write_file
 from ._live import wants_color
 
 __all__ = ["register"]
@@ -71,17 +71,25 @@ def _audit_commands() -> Any:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     path = existing(args.file)
-    status: int = _audit_commands().verify_command(
-        path, out=sys.stdout, key_file=args.key_file, key_env=args.key_env, expect_head=args.expect_head
-    )
+    commands = _audit_commands()
+    with reading(path):
+        status: int = commands.verify_command(
+            path, out=sys.stdout, key_file=args.key_file, key_env=args.key_env, expect_head=args.expect_head
+        )
     return status
 
 
 def _cmd_trace_show(args: argparse.Namespace) -> int:
+    from ..audit import load_runs
+
     path = existing(args.file)
-    status: int = _audit_commands().show_command(
-        path, args.run, out=sys.stdout, color=wants_color(sys.stdout)
-    )
+    commands = _audit_commands()
+    with reading(path):
+        if not load_runs(path) and Path(path).stat().st_size:
+            raise CLIError(
+                f"{path} holds no audit records; check it with 'actorflow audit verify {path}'"
+            )
+        status: int = commands.show_command(path, args.run, out=sys.stdout, color=wants_color(sys.stdout))
     return status
 
 
@@ -90,14 +98,16 @@ def _cmd_trace_draw(args: argparse.Namespace) -> int:
     from ..draw._execution import runs_of, select_run
 
     path = existing(args.file)
-    try:
+    with reading(path):
         runs = runs_of(path)
-        if args.run is None and len(runs) > 1:
-            ids = ", ".join(r.run_id for r in runs)
-            raise CLIError(f"{path} holds {len(runs)} runs; pick one with --run: {ids}")
+    if args.run is None and len(runs) > 1:
+        ids = ", ".join(r.run_id for r in runs)
+        raise CLIError(f"{path} holds {len(runs)} runs; pick one with --run: {ids}")
+    try:
         trace = select_run(runs, args.run)
-    except (OSError, ValueError) as exc:
-        raise CLIError(str(exc)) from None
+    except ValueError as exc:
+        raise CLIError(f"{path}: {exc}") from None
     output = Path(args.output or f"run-{trace.run_id[:8]}.html")
-    write_file(output, lambda p: draw_execution(trace, filename=p))
+    with reading(path):  # the records' contents may be hostile too
+        write_file(output, lambda p: draw_execution(trace, filename=p))
     return EXIT_OK
