@@ -86,9 +86,7 @@ def _cmd_trace_show(args: argparse.Namespace) -> int:
     commands = _audit_commands()
     with reading(path):
         if not load_runs(path) and Path(path).stat().st_size:
-            raise CLIError(
-                f"{path} holds no audit records; check it with 'actorflow audit verify {path}'"
-            )
+            raise CLIError(f"{path} holds no audit records; check it with 'actorflow audit verify {path}'")
         status: int = commands.show_command(path, args.run, out=sys.stdout, color=wants_color(sys.stdout))
     return status
 
