@@ -229,6 +229,47 @@ def test_mermaid_text() -> None:
     )
 
 
+HOSTILE = 'Evil"]\nclick ev_StartEvent href "javascript:alert(1)"\n%% <b>&amp;</b> `md` #quot; \\ \r\t\u2028'
+
+
+def mermaid_label_text(label: str) -> str:
+    """What Mermaid shows for the inside of a quoted label: its entity codes decoded."""
+    return re.sub(r"#(\d+);", lambda m: chr(int(m[1])), label.replace("#quot;", '"'))
+
+
+def test_mermaid_labels_cannot_break_out_of_their_node() -> None:
+    """Quotes, line breaks, markup, entities and backticks in names are escaped per Mermaid's rules."""
+    Hostile = type(HOSTILE, (Event,), {"__doc__": 'doc\nclick x href "javascript:alert(2)"'})
+
+    async def go(self: Workflow, ev: StartEvent) -> Hostile:  # type: ignore[valid-type]
+        return Hostile()
+
+    async def done(self: Workflow, ev: Hostile) -> StopEvent:  # type: ignore[valid-type]
+        return StopEvent()
+
+    flow = type("HostileFlow", (Workflow,), {"go": step(go), f"done{HOSTILE}": step(done)})
+    text = to_mermaid(flow)
+    lines = text.splitlines()
+    node = re.compile(r'    (\w+)(?:\["([^"]*)"\]|\(\["([^"]*)"\]\)):::(\w+)')
+    edge = re.compile(r"    \w+ -(?:->|\.->) \w+")
+    style = re.compile(r"    classDef \w+ [\w:#,.-]+")
+    assert lines[0] == "flowchart TD"
+    labels = []
+    for line in lines[1:]:
+        found = node.fullmatch(line)
+        assert found or edge.fullmatch(line) or style.fullmatch(line), line
+        if found:
+            label = found[2] if found[2] is not None else found[3]
+            # Nothing in a label that Mermaid would read as markup, Markdown or its own syntax.
+            assert not re.search(r"[<>&`\\\s]", label.replace(" ", "")), label
+            assert not re.search(r"#(?!quot;|\d+;)", label), label
+            labels.append(mermaid_label_text(label))
+    # Each label still shows exactly the name it stands for.
+    assert HOSTILE in labels and f"done{HOSTILE}" in labels
+    assert "javascript:alert(2)" not in text  # docstrings are not part of the Mermaid text
+    assert sum(line.lstrip().startswith("click") for line in lines) == 0
+
+
 def test_page_is_one_self_contained_file(tmp_path: Path) -> None:
     """The page inlines everything, loads nothing by URL, and says so in its CSP."""
     path = draw_all_possible_flows(JokeFlow, filename=tmp_path / "flow.html")

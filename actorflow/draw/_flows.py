@@ -50,19 +50,19 @@ def to_mermaid(workflow: type[Workflow] | Workflow) -> str:
     graph = flow_graph(*spec_of(workflow))
     ids: dict[str, str] = {}
     for n in graph.nodes:
-        # Readable ids (people edit this text), unique even if two labels clean up alike.
-        base = ("step_" if n.kind == "step" else "ev_" if n.kind != "external" else "") + re.sub(
-            r"\W", "_", n.label
-        )
-        ids[n.id] = base if base not in ids.values() else f"{base}_{len(ids)}"
+        # Readable ids (people edit this text), ASCII word characters only, unique even if
+        # two labels clean up alike.
+        prefix = "step_" if n.kind == "step" else "ev_" if n.kind != "external" else ""
+        base = candidate = prefix + re.sub(r"\W", "_", n.label, flags=re.ASCII)
+        while candidate in ids.values():
+            candidate = f"{base}_{len(ids)}"
+        ids[n.id] = candidate
     lines = ["flowchart TD"]
     for n in graph.nodes:
-        text = (
-            n.label
-            if n.kind != "step" or n.sub == "step"
-            else f"{n.label}<br/>{n.sub.removeprefix('step · ')}"
-        )
-        label = '"' + text.replace('"', "#quot;") + '"'
+        text = _mermaid_text(n.label)
+        if n.kind == "step" and n.sub != "step":
+            text += f"<br/>{_mermaid_text(n.sub.removeprefix('step · '))}"
+        label = f'"{text}"'
         shape = {"step": f"[{label}]", "external": f"{{{{{label}}}}}"}.get(n.kind, f"([{label}])")
         lines.append(f"    {ids[n.id]}{shape}:::{n.kind}")
     for e in graph.edges:
@@ -71,6 +71,24 @@ def to_mermaid(workflow: type[Workflow] | Workflow) -> str:
     used = {n.kind for n in graph.nodes}
     lines += [f"    classDef {kind} {style}" for kind, style in _MERMAID_STYLES.items() if kind in used]
     return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    """``text`` as the inside of a quoted Mermaid label, showing exactly ``text``.
+
+    Mermaid ends a quoted label at ``"``, reads ``#name;`` / ``#123;`` as entity codes, renders
+    ``<``, ``>`` and ``&`` as HTML, treats a label in backticks as Markdown, and ends the
+    statement at a line break (after which a name could add its own ``click ... href`` line).
+    Each of those characters, and anything unprintable, becomes its entity code.
+    """
+    return "".join(
+        "#quot;"
+        if ch == '"'
+        else f"#{ord(ch)};"
+        if ch in "#&<>`\\" or not ch.isprintable() or (ch.isspace() and ch != " ")
+        else ch
+        for ch in text
+    )
 
 
 _MERMAID_STYLES = {
