@@ -7,6 +7,8 @@ router actor forwards every event, and one cancel scope per run implements stop,
 cancellation and timeouts.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._context import Context as Context
 from ._events import Event as Event
 from ._events import HumanResponseEvent as HumanResponseEvent
@@ -72,9 +74,14 @@ from ._statistics import RunStatistics as RunStatistics
 from ._statistics import StepStatistics as StepStatistics
 from ._step import step as step
 from ._workflow import Workflow as Workflow
-from .draw import draw_all_possible_flows as draw_all_possible_flows
-from .draw import draw_execution as draw_execution
-from .draw import to_mermaid as to_mermaid
+
+if TYPE_CHECKING:  # loaded on first use, by __getattr__ below
+    from . import audit as audit
+    from . import llm as llm
+    from . import testing as testing
+    from .draw import draw_all_possible_flows as draw_all_possible_flows
+    from .draw import draw_execution as draw_execution
+    from .draw import to_mermaid as to_mermaid
 
 __version__ = "0.1.0.dev0"
 
@@ -151,5 +158,31 @@ __all__ = [
 
 from ._public import fixup_module_metadata as _fixup
 
-_fixup(__name__, globals(), __all__)
+_fixup(__name__, globals(), [name for name in __all__ if name in globals()])
 del _fixup
+
+#: What ``import actorflow`` leaves unloaded until it is first used (PEP 562), so that the
+#: import stays as fast as the runtime needs: the public subpackages (``actorflow.audit``,
+#: ``actorflow.llm``, ``actorflow.testing``: reachable after a plain ``import actorflow``)
+#: and the drawing functions (the page assets, and actorflow.audit to read recorded runs).
+_LAZY_SUBPACKAGES = ("audit", "llm", "testing")
+_LAZY_NAMES = {"draw_all_possible_flows": "draw", "draw_execution": "draw", "to_mermaid": "draw"}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY_SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")  # the import binds it here too
+    if name in _LAZY_NAMES:
+        from ._public import fixup_module_metadata
+
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+        fixup_module_metadata(__name__, {name: value}, [name])
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY_SUBPACKAGES, *_LAZY_NAMES})

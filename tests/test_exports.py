@@ -137,3 +137,54 @@ def test_llamaindex_error_names_catch_the_finer_actorflow_errors() -> None:
     assert not issubclass(actorflow.RunArgumentsError, actorflow.WorkflowValidationError)
     assert issubclass(actorflow.WorkflowStepDoesNotExistError, actorflow.WorkflowRuntimeError)
     assert issubclass(actorflow.ResourceCycleError, actorflow.ResourceError)
+
+
+def test_subpackages_and_drawing_load_on_first_use() -> None:
+    """After a bare `import actorflow`, audit, llm, testing and the drawing functions are reachable,
+    listed by dir(), and loaded only when first used."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import actorflow
+
+        lazy = ["actorflow.audit", "actorflow.llm", "actorflow.testing", "actorflow.draw"]
+        loaded_at_import = [m for m in lazy if m in sys.modules]
+        listed = sorted({"audit", "llm", "testing", "draw_execution", "to_mermaid"} & set(dir(actorflow)))
+        actorflow.audit.enable()
+        enabled = actorflow.audit.is_enabled()
+        actorflow.audit.disable()
+        from actorflow import to_mermaid
+        try:
+            actorflow.no_such_name
+        except AttributeError as exc:
+            missing = str(exc)
+        print(json.dumps({
+            "loaded_at_import": loaded_at_import,
+            "listed": listed,
+            "enabled": enabled,
+            "llm": actorflow.llm.EchoLLM.__name__,
+            "testing": callable(actorflow.testing.leftover_tasks),
+            "draw_module": [actorflow.draw_execution.__module__, to_mermaid.__module__],
+            "loaded_after": [m for m in lazy if m in sys.modules],
+            "missing": missing,
+        }))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(done.stdout) == {
+        "loaded_at_import": [],
+        "listed": ["audit", "draw_execution", "llm", "testing", "to_mermaid"],
+        "enabled": True,
+        "llm": "EchoLLM",
+        "testing": True,
+        "draw_module": ["actorflow", "actorflow"],
+        "loaded_after": ["actorflow.audit", "actorflow.llm", "actorflow.testing", "actorflow.draw"],
+        "missing": "module 'actorflow' has no attribute 'no_such_name'",
+    }
