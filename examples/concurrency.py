@@ -7,6 +7,8 @@ task sleeping 0.1 s (standing in for an LLM or HTTP call); ``collect`` waits for
 ResultEvents. The timeline shows four tasks at a time: 0.2 s in all instead of 0.8 s.
 """
 
+import argparse
+
 import trio
 
 from actorflow import Context, Event, StartEvent, StopEvent, Workflow, step
@@ -92,4 +94,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help
     trio.run(main)

@@ -8,6 +8,8 @@ its timeout. Each run is a child of the app like any other trio task, so when ``
 returns nothing of them is left running. It all takes about 0.6 s.
 """
 
+import argparse
+
 import trio
 
 from actorflow import (
@@ -104,4 +106,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help
     trio.run(main)

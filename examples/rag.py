@@ -3,21 +3,32 @@
     python examples/rag.py --query "Which planet has the largest volcano?"
 
 The corpus is examples/data/: one short article per planet (and Pluto). It is indexed with
-TF-IDF from scikit-learn (``pip install actorflow[examples]``) where the tutorial uses
-embeddings. Offline by default: a stand-in model answers with the sentence of the retrieved
-context that best matches the question. Set OPENAI_BASE_URL (and ACTORFLOW_LLM_MODEL) to
+TF-IDF from scikit-learn (actorflow's ``examples`` extra: ``pip install -e '.[examples]'`` in a
+checkout) where the tutorial uses embeddings. Offline by default: a stand-in model answers with
+the sentence of the retrieved context that best matches the question. Set OPENAI_BASE_URL (and ACTORFLOW_LLM_MODEL) to
 have a real LLM synthesize the answer; see docs/llm.md.
 """
 
 import argparse
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics.pairwise import linear_kernel
+
+try:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.metrics.pairwise import linear_kernel
+except ImportError:  # scikit-learn comes with actorflow's "examples" extra, not with actorflow
+    print(
+        "examples/rag.py needs scikit-learn for its TF-IDF index; install it with:\n"
+        f"    {shlex.quote(sys.executable)} -m pip install 'scikit-learn>=1.3'\n"
+        "(in an actorflow checkout, README's first command installs it: pip install -e '.[examples]')",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 from actorflow import Event, StartEvent, StopEvent, Workflow, step
 from actorflow.llm import ScriptedLLM, llm_from_env

@@ -7,6 +7,7 @@ or a misspelt name fails before any step runs, with a RunArgumentsError naming t
 field. A typed StopEvent comes back from run() whole, fields and all. No LLM is involved.
 """
 
+import argparse
 import re
 
 import trio
@@ -100,4 +101,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help
     trio.run(main)

@@ -14,6 +14,7 @@ import ast
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 
@@ -88,6 +89,28 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Co
     return done
 
 
+@pytest.fixture(scope="module")
+def help_outputs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, subprocess.CompletedProcess[bytes]]:
+    """`--help` of every example, run at once (apart from the runs above, whose timings they
+    would disturb); their completed processes by script name."""
+    cwd = tmp_path_factory.mktemp("cwd")
+    done: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    async def run_all() -> None:
+        async def one(script: str) -> None:
+            done[script] = await run_example([script, "--help"], cwd, example_env())
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for path in EXAMPLES.glob("*.py"):
+                    nursery.start_soon(one, path.name)
+
+    trio.run(run_all)
+    return done
+
+
 def output_of(outputs: dict[str, subprocess.CompletedProcess[bytes]], name: str, *, uses_llm: bool) -> str:
     """The stdout of a run, after checking that it exited 0 and wrote nothing else to stderr."""
     process = outputs[name]
@@ -106,6 +129,38 @@ def test_every_example_is_run() -> None:
     scripts = {path.name for path in EXAMPLES.glob("*.py")}
     assert scripts == {argv[0] for argv in INVOCATIONS.values()}
     assert len(DATA_FILES) >= 6
+
+
+@pytest.mark.parametrize("script", sorted(path.name for path in EXAMPLES.glob("*.py")))
+def test_every_example_takes_help(
+    script: str, help_outputs: dict[str, subprocess.CompletedProcess[bytes]]
+) -> None:
+    """`python examples/NAME.py --help` prints a usage and the example's one-line summary, exits 0."""
+    out = output_of(help_outputs, script, uses_llm=False)
+    first_line = ast.get_docstring(ast.parse((EXAMPLES / script).read_text())).splitlines()[0]  # type: ignore[union-attr]
+    assert out.startswith(f"usage: {script} [-h]")
+    assert " ".join(first_line.split()) in " ".join(out.split())
+
+
+def test_rag_without_scikit_learn_prints_the_install_command(tmp_path: pathlib.Path) -> None:
+    """rag.py in a Python without scikit-learn says how to install it and exits 2 (no traceback)."""
+    hide_sklearn = (
+        "import runpy, sys; sys.modules['sklearn'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", hide_sklearn, str(EXAMPLES / "rag.py")],
+        cwd=tmp_path,
+        env=example_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (2, "")
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("examples/rag.py needs scikit-learn")
+    assert f"    {shlex.quote(sys.executable)} -m pip install 'scikit-learn>=1.3'\n" in done.stderr
 
 
 def test_joke_critiques_a_joke_about_the_topic(
