@@ -152,6 +152,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Hostile trace files: absurdly nested JSON, binary junk, a directory.
     (root / "nested.jsonl").write_text("[" * 100_000 + "\n")
     (root / "junk.jsonl").write_bytes(bytes(range(256)) * 16)
+    (root / "other.jsonl").write_text('{"event": "an application log line"}\n')
     (root / "adir").mkdir()
     return root
 
@@ -245,7 +246,7 @@ def test_format_result_prints_only_valid_json() -> None:
     assert format_result(math.nan) == "nan"
     assert format_result([1, math.inf]) == "[1, inf]"
     assert strict_json(format_result({"n": 1.5})) == {"n": 1.5}
-    assert strict_json(format_result(Measured(mean=math.nan))) == {"result": None, "mean": None}
+    assert strict_json(format_result(Measured(mean=math.nan)))["mean"] is None
 
 
 def test_format_result_falls_back_to_repr_when_pydantic_cannot_serialise() -> None:
@@ -528,10 +529,11 @@ BAD_INPUT = {
     "audit verify: a directory": (["audit", "verify", "adir"], "adir is a directory, not a file"),
     "trace show: a directory": (["trace", "show", "adir"], "adir is a directory, not a file"),
     "trace draw: a directory": (["trace", "draw", "adir"], "adir is a directory, not a file"),
-    "trace show: nested JSON": (["trace", "show", "nested.jsonl"], "nested.jsonl"),
-    "trace draw: nested JSON": (["trace", "draw", "nested.jsonl"], "nested.jsonl"),
-    "trace show: binary junk": (["trace", "show", "junk.jsonl"], "junk.jsonl holds no audit records"),
-    "trace draw: binary junk": (["trace", "draw", "junk.jsonl"], "junk.jsonl: the trace holds no run"),
+    "trace show: nested JSON": (["trace", "show", "nested.jsonl"], "nested.jsonl, line 1: "),
+    "trace draw: nested JSON": (["trace", "draw", "nested.jsonl"], "nested.jsonl, line 1: "),
+    "trace show: binary junk": (["trace", "show", "junk.jsonl"], "junk.jsonl, line 1: "),
+    "trace draw: binary junk": (["trace", "draw", "junk.jsonl"], "junk.jsonl, line 1: "),
+    "trace show: no audit records": (["trace", "show", "other.jsonl"], "other.jsonl holds no audit records"),
 }
 
 

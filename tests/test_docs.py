@@ -103,7 +103,9 @@ def params(blocks: list[Block]) -> list[object]:
         pytest.param(
             b,
             id=b.name,
-            marks=[pytest.mark.xfail(reason=KNOWN_BROKEN[b.name], strict=True)] if b.name in KNOWN_BROKEN else [],
+            marks=[pytest.mark.xfail(reason=KNOWN_BROKEN[b.name], strict=True)]
+            if b.name in KNOWN_BROKEN
+            else [],
         )
         for b in blocks
     ]

@@ -80,26 +80,36 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_trace_show(args: argparse.Namespace) -> int:
-    from ..audit import load_runs
-
     path = existing(args.file)
     commands = _audit_commands()
+    if not _load_runs(path) and Path(path).stat().st_size:
+        raise CLIError(f"{path} holds no audit records; check it with 'actorflow audit verify {path}'")
     with reading(path):
-        if not load_runs(path) and Path(path).stat().st_size:
-            raise CLIError(f"{path} holds no audit records; check it with 'actorflow audit verify {path}'")
         status: int = commands.show_command(path, args.run, out=sys.stdout, color=wants_color(sys.stdout))
     return status
 
 
+def _load_runs(path: str) -> list[Any]:
+    """The runs recorded in ``path`` (``actorflow.audit.load_runs``); any failure is one line."""
+    from ..audit import AuditFileError, load_runs
+
+    with reading(path):
+        try:
+            return load_runs(path)
+        except AuditFileError as exc:  # it names the file and the line
+            raise CLIError(f"{exc}; check it with 'actorflow audit verify {path}'") from None
+
+
 def _cmd_trace_draw(args: argparse.Namespace) -> int:
     from ..draw import draw_execution
-    from ..draw._execution import runs_of, select_run
+    from ..draw._execution import select_run
 
     path = existing(args.file)
-    with reading(path):
-        runs = runs_of(path)
+    runs = _load_runs(path)
     if args.run is None and len(runs) > 1:
-        ids = ", ".join(r.run_id for r in runs)
+        ids = ", ".join(r.run_id for r in runs[:10]) + (
+            f" and {len(runs) - 10} more" if len(runs) > 10 else ""
+        )
         raise CLIError(f"{path} holds {len(runs)} runs; pick one with --run: {ids}")
     try:
         trace = select_run(runs, args.run)
