@@ -2,7 +2,7 @@
 
 Each block is a whole program: it runs in a fresh interpreter (``python -W error``), from an
 empty scratch directory, offline (``OPENAI_BASE_URL`` is removed, so ``llm_from_env()`` gives
-the offline models of ``actorflow.llm``). All blocks start at once; each test then checks one,
+the offline models of ``actorflow.llm``). The blocks run a few at a time; each test checks one,
 and its id is the block's place, ``FILE:LINE`` of its opening fence.
 
 A block that is not a whole program (it goes on from the block before it, or shows a shape
@@ -113,29 +113,32 @@ def params(blocks: list[Block]) -> list[object]:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[bytes]]:
-    """Every block that is a whole program, run at once, each in its own scratch directory."""
+    """Every block that is a whole program, a few at a time, each in its own scratch directory."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PYTHONWARNINGS", "PYTHONPATH")
+        if k not in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "PYTHONWARNINGS")
     }
     done: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    limit = trio.CapacityLimiter(4)  # a loaded machine still gives each block the time it needs
 
     async def run(block: Block) -> None:
         cwd = tmp_path_factory.mktemp("doc-block")
         script = cwd / f"block_{block.number}.py"
         script.write_text(block.source, encoding="utf-8")
-        done[block.name] = await trio.run_process(
-            [sys.executable, "-W", "error", script.name],
-            cwd=cwd,
-            env=env,
-            capture_stdout=True,
-            capture_stderr=True,
-            check=False,
-        )
+        async with limit:
+            done[block.name] = await trio.run_process(
+                [sys.executable, "-W", "error", script.name],
+                cwd=cwd,
+                env=env,
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+            )
 
     async def run_all() -> None:
-        with trio.fail_after(120):
+        with trio.fail_after(300):
             async with trio.open_nursery() as nursery:
                 for block in BLOCKS:
                     if not block.fragment:

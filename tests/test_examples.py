@@ -102,7 +102,7 @@ def help_outputs(
         async def one(script: str) -> None:
             done[script] = await run_example([script, "--help"], cwd, example_env())
 
-        with trio.fail_after(60):
+        with trio.fail_after(120):
             async with trio.open_nursery() as nursery:
                 for path in EXAMPLES.glob("*.py"):
                     nursery.start_soon(one, path.name)
