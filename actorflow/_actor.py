@@ -1,55 +1,57 @@
-"""Step actors: one per step per run, an inbox channel and ``num_workers`` worker tasks.
+"""Step actors: one per step per run, an inbox channel and up to ``num_workers`` worker tasks.
 
 The path of an event through an actor: the router calls :meth:`StepActor.deliver`, which
-puts it in the inbox channel (or, when the channel is full, in the backlog); a worker takes
-it, awaits the step, checks what the step returned and emits it into the router's inbox.
+hands it to a worker parked on the inbox, or starts a new worker with it, or queues it in the
+inbox channel (and, when that is full, in the backlog); a worker takes it, awaits the step,
+checks what the step returned and emits it through the router, in its own task.
+
+Workers are started when work arrives, not when the run starts, and the inbox channel is
+opened the first time an event has to wait in it: a run pays only for the steps it reaches,
+and a step that handles one event and ends the run (the trivial run) costs no channel at all.
+The StartEvent's step runs its first event in the run's own task (:meth:`StepActor.run_first`),
+so a one-step run spawns no task either.
+
 Workers catch their step's exceptions themselves and hand them to the run, which cancels
 everything through its one cancel scope: so no ExceptionGroup ever forms around a step error.
 """
 
 from __future__ import annotations
 
-import functools
 import reprlib
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._context import Context, current_context
 from ._events import Event
-from ._exceptions import StepTimeoutError, WorkflowRuntimeError
+from ._exceptions import WorkflowRuntimeError
+from ._invoke import is_cancellation, make_call
 from ._observe import StepCancelled, StepFailed, StepFinished, StepStarted
-from ._router import BATCH
+from ._router import BATCH, UNROUTED
 
 if TYPE_CHECKING:
+    from ._observe import ObserverDispatch, RunInfo
     from ._run import Run
     from ._step import StepSpec
 
 __all__ = ["StepActor", "is_cancellation"]
 
-_Call = Callable[[Any], Awaitable[Any]]
-
-
-def is_cancellation(exc: BaseException) -> bool:
-    """``trio.Cancelled``, or a group of nothing else (what a nursery inside a step raises)."""
-    if isinstance(exc, trio.Cancelled):
-        return True
-    return isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None
-
 
 class StepActor:
-    """One step of one run."""
+    """One step of one run: its inbox, its workers and their counters."""
 
     __slots__ = (
         "_receive",
+        "_run",
         "_send",
         "_send_nowait",
         "backlog",
-        "emit_ok",
         "failed",
+        "idle",
         "index",
+        "inflight",
         "last",
         "peak_queued",
         "processed",
@@ -57,24 +59,30 @@ class StepActor:
         "retried",
         "room",
         "room_waiters",
-        "run",
         "running",
         "spec",
         "waiting",
+        "workers",
     )
 
     def __init__(self, run: Run, spec: StepSpec, index: int) -> None:
-        self.run = run
+        self._run = run
         self.spec = spec
         self.index = index
-        self._send, self._receive = trio.open_memory_channel[Any](spec.inbox)
-        self._send_nowait = self._send.send_nowait
-        self.backlog: deque[Any] = deque()
-        """Events delivered while the inbox channel was full, oldest first."""
-        self.emit_ok: set[type[Event]] = set(spec.emits)
-        """Types this step may emit without further checks (declared, or seen and routable)."""
+        self._send: trio.MemorySendChannel[Any] | None = None
+        self._receive: trio.MemoryReceiveChannel[Any] | None = None
+        self._send_nowait: Callable[[Any], None] | None = None
+        self.backlog: deque[Any] | None = None
+        """Events delivered while the inbox channel was full, oldest first (made on need)."""
+        self.workers = 0
+        """Worker tasks started (at most ``num_workers``), the run's own task included."""
+        self.idle = 0
+        """Workers parked on the inbox that no event has been handed to yet."""
         self.queued = 0
-        """Events delivered and not yet taken by a worker (channel plus backlog)."""
+        """Events delivered and not yet taken by a worker (handed over, channel, backlog)."""
+        self.inflight = 0
+        """Of ``queued``, the events handed to one worker (a parked one, or a new one as its
+        first event) that it has not taken yet: the rest wait in the channel or backlog."""
         self.peak_queued = 0
         """The most events ever queued at once."""
         self.running = 0
@@ -90,38 +98,82 @@ class StepActor:
         """Attempts that failed and were retried."""
         self.last: Any = None
         """The event a worker took most recently (for stall reports)."""
-        self.room = trio.lowlevel.ParkingLot()
-        """Where ``asend_event`` callers wait for the inbox to have room."""
+        self.room: trio.lowlevel.ParkingLot | None = None
+        """Where ``asend_event`` callers wait for the inbox to have room (made on need)."""
         self.room_waiters = 0
+
+    # -- the inbox ---------------------------------------------------------------------------
 
     def deliver(self, item: Any) -> None:
         """Queue an event for this step; called by the router, never blocks.
 
-        Events go into the channel while it has room and no backlog has formed; after that,
-        into the backlog until workers have emptied both. Workers empty the channel before the
-        backlog, so events are taken in the order they were delivered.
+        A parked worker is handed the event; with none parked, a new worker starts with it
+        while fewer than ``num_workers`` run and nothing waits ahead of it; else it waits in
+        the inbox channel, and behind a backlog once the channel is full. Workers take from
+        the channel before the backlog, and the backlog only grows while it is non-empty, so
+        events are taken in the order they were delivered.
         """
         queued = self.queued = self.queued + 1
         if queued > self.peak_queued:
             self.peak_queued = queued
-        if self.backlog:
-            self.backlog.append(item)
+        if self.idle:
+            # A worker is parked in receive(): send_nowait hands the event straight to it.
+            self.idle -= 1
+            self.inflight += 1
+            self._send_nowait(item)  # type: ignore[misc]
             return
+        if queued == self.inflight + 1 and self.workers < self.spec.num_workers:
+            # Nothing waits ahead of it and a worker slot is free: a new worker starts with it.
+            self.inflight += 1
+            self._start_worker(item)
+            return
+        backlog = self.backlog
+        if backlog:
+            backlog.append(item)
+            return
+        send = self._send_nowait
+        if send is None:
+            send = self._open_inbox()
         try:
-            self._send_nowait(item)
+            send(item)
         except trio.WouldBlock:
-            self.backlog.append(item)
+            if backlog is None:
+                backlog = self.backlog = deque()
+            backlog.append(item)
+
+    def _open_inbox(self) -> Callable[[Any], None]:
+        self._send, self._receive = trio.open_memory_channel[Any](self.spec.inbox)
+        self._send_nowait = send = self._send.send_nowait
+        return send
+
+    def _start_worker(self, first: Any) -> None:
+        worker = self.workers
+        self.workers = worker + 1
+        name = f"actorflow step {self.spec.name}" + (f"[{worker}]" if worker else "")
+        self._run.spawn(self._work_observed if self._run.observer else self._work, worker, first, name=name)
+
+    def close_inbox(self) -> None:
+        """No more events: workers parked on the inbox return, as do the next to look."""
+        if self._send is not None:
+            self._send.close()
+
+    def queue_sizes(self) -> tuple[int, int]:
+        """(events in the inbox channel, events in the backlog)."""
+        backlog = len(self.backlog) if self.backlog else 0
+        return self.queued - backlog, backlog
 
     def _took(self) -> None:
         """A worker took an event while an ``asend_event`` caller waits for room."""
-        if self.queued < max(self.spec.inbox, 1):
+        if self.room is not None and self.queued < max(self.spec.inbox, 1):
             self.room.unpark()
+
+    # -- checking what a step emits ---------------------------------------------------------
 
     def admit(self, event: object, how: str) -> None:
         """Check an emitted object that is not of a type already known to be fine.
 
         Raises :class:`WorkflowRuntimeError` naming the step and the type; otherwise records
-        the type so that the next event of it takes the fast path.
+        the type (for every run of the class) so the next event of it takes the fast path.
         """
         name = self.spec.name
         if not isinstance(event, Event):
@@ -136,158 +188,113 @@ class StepActor:
                 f"step {name!r} {how} a {event_type.__name__}, but its return hint allows only "
                 f"{allowed}; add {event_type.__name__} to the step's return annotation"
             )
-        if not self.run.router.learn(event_type):
+        router = self._run.router
+        if router.class_route(event_type) is not UNROUTED:
+            self.spec.emit_ok.add(event_type)  # routable in every run of the class
+        elif not router.routable(event_type):
             raise WorkflowRuntimeError(
                 f"step {name!r} {how} a {event_type.__name__}, which no step accepts (routing "
                 f"is by exact type: a step that should also receive subclasses needs "
                 f"@step(accept_subclasses=True))"
             )
-        self.emit_ok.add(event_type)
 
-    def _caller(self, ctx: Context) -> _Call:
-        """The step function bound to the workflow (and ``ctx``): one call per event."""
-        func, workflow = self.spec.func, self.run.workflow
-        call: _Call
-        if self.spec.ctx == "first":
-            call = functools.partial(func, workflow, ctx)
-        elif self.spec.ctx == "last":
-            call = lambda event: func(workflow, event, ctx)  # noqa: E731
-        else:
-            call = functools.partial(func, workflow)
-        if self.spec.retry is None and self.spec.timeout is None:
-            return call
-        return self._guard(ctx, call)
+    # -- workers -----------------------------------------------------------------------------
 
-    def _guard(self, ctx: Context, call: _Call) -> _Call:
-        """Wrap ``call`` in the step's timeout and retry policy."""
-        spec, run = self.spec, self.run
-        policy, timeout, observer = spec.retry, spec.timeout, run.observer
+    def claim(self) -> None:
+        """Reserve a worker slot for the run's first event, which the run's own task handles.
 
-        async def guarded(event: Any) -> Any:
-            attempt = 1
-            while True:
-                ctx.attempt = attempt
-                started = ctx._attempt_started = trio.current_time()
-                try:
-                    if timeout is None:
-                        return await call(event)
-                    result = None
-                    with trio.CancelScope(deadline=started + timeout) as scope:
-                        ctx._step_scope = scope
-                        result = await call(event)
-                    ctx._step_scope = None
-                    if scope.cancelled_caught:
-                        raise StepTimeoutError(
-                            f"step {spec.name!r} timed out after {timeout:g}s (attempt {attempt}"
-                            + (f" of {policy.max_attempts})" if policy else ")")
-                        )
-                    return result
-                except trio.Cancelled:
-                    raise
-                except BaseException as exc:
-                    ctx._step_scope = None
-                    if is_cancellation(exc):
-                        raise
-                    if (
-                        policy is None
-                        or attempt >= policy.max_attempts
-                        or not isinstance(exc, policy.retry_on)
-                    ):
-                        raise
-                    self.retried += 1
-                    if observer is not None and observer.step_failed is not None:
-                        assert run.info is not None and ctx._cause is not None
-                        observer.step_failed(
-                            StepFailed(
-                                run.info,
-                                spec.name,
-                                ctx.worker,
-                                ctx._cause,
-                                event,
-                                attempt,
-                                trio.current_time() - started,
-                                exc,
-                                True,
-                            )
-                        )
-                    await trio.sleep(policy.wait_before(attempt))
-                    attempt += 1
-                    if observer is not None and observer.step_started is not None:
-                        assert run.info is not None and ctx._cause is not None
-                        observer.step_started(
-                            StepStarted(run.info, spec.name, ctx.worker, ctx._cause, event, attempt)
-                        )
+        Events delivered to the step meanwhile (early events sent from outside) queue
+        behind the first one.
+        """
+        self.workers += 1
+        self.queued += 1
+        self.inflight += 1
+        self.peak_queued = max(self.peak_queued, self.queued)
 
-        return guarded
+    async def run_claimed(self, first: Any) -> None:
+        """Handle the run's first event in the calling task (the run's own), then step aside.
 
-    def _failed_observed(self, ctx: Context, event: Any, error: BaseException, step: str | None) -> None:
-        """Report a failed invocation of an instrumented run, then end the run with it."""
-        self.failed += 1
-        observer, info = self.run.observer, self.run.info
-        if observer is not None and observer.step_failed is not None:
-            assert info is not None and ctx._cause is not None
-            observer.step_failed(
-                StepFailed(
-                    info,
-                    self.spec.name,
-                    ctx.worker,
-                    ctx._cause,
-                    event,
-                    ctx.attempt,
-                    trio.current_time() - ctx._attempt_started,
-                    error,
-                    False,
-                )
-            )
-        self.run.fail(error, step)
+        The calling task counts as one of the step's workers while it runs the step (and
+        any events queued for the step meanwhile); when the inbox is empty it returns, and
+        the next event starts a worker task of its own.
+        """
+        token = current_context.set(None)
+        try:
+            if self._run.observer is None:
+                await self._work(0, first, inline=True)
+            else:
+                await self._work_observed(0, first, inline=True)
+        finally:
+            current_context.reset(token)
 
-    def close_inbox(self) -> None:
-        """No more events: workers parked on the inbox return, as do the next to look."""
-        self._send.close()
+    def _handed_on(self) -> None:
+        """The run's task leaves the step's worker slot: queued events get a worker task."""
+        self.workers -= 1
+        if self.queued > self.inflight and not self._run.over:
+            self._start_worker(None)
 
-    async def serve(self) -> None:
-        """Run the actor: its workers, in a nursery of their own, until the run ends."""
-        work = self._work if self.run.observer is None else self._work_observed
-        if self.spec.num_workers == 1:
-            # The usual case: the actor's task is its one worker, with no nursery (and cancel
-            # scope) of its own to open and close per step per run.
-            await work(0)
-            return
-        async with trio.open_nursery() as nursery:
-            for worker in range(1, self.spec.num_workers):
-                nursery.start_soon(work, worker, name=f"actorflow step {self.spec.name}[{worker}]")
-            await work(0)
+    async def _next(self, inline: bool) -> Any:
+        """Park until an event arrives; None when the worker should return instead.
 
-    async def _work(self, worker: int) -> None:
-        """A worker of an uninstrumented run: the hot path, kept free of per-event extras."""
-        run = self.run
-        ctx = Context(run, self, worker)
-        current_context.set(ctx)
-        call = self._caller(ctx)
-        receive_nowait = self._receive.receive_nowait
-        receive = self._receive.receive
-        backlog = self.backlog
-        emit = run.router.emit
-        emit_ok = self.emit_ok
-        budget = BATCH
-        while True:
+        The cold half of taking an event: the hot half (the inbox already holds one) is
+        inlined in the worker loops.
+        """
+        if self._run.over or inline:
+            if inline:
+                self._handed_on()
+            return None
+        if self._receive is None:
+            self._open_inbox()
+        assert self._receive is not None
+        self.idle += 1
+        try:
+            return await self._receive.receive()  # deliver() counted it in inflight
+        except trio.EndOfChannel:  # the run stopped while this worker was idle
+            self.idle -= 1
+            return None
+        except BaseException:
+            self.idle -= 1
+            raise
+
+    def _take_queued(self) -> Any:
+        """The oldest event waiting in the channel, else in the backlog (one waits in either)."""
+        if self._receive is not None:
             try:
-                event = receive_nowait()
+                return self._receive.receive_nowait()
             except trio.WouldBlock:
-                if backlog:
-                    event = backlog.popleft()
+                pass
+        return self.backlog.popleft()  # type: ignore[union-attr]
+
+    # Two copies of the worker loop: instrumented runs (verbose, traced, observed) carry
+    # (event, event_id) items and build records; plain runs carry bare events and pay for
+    # nothing else. One shared loop with `if observed:` tests costs plain chain hops about
+    # 8% (measured with `python -m benchmarks --only chain`).
+
+    async def _work(self, worker: int, first: Any, inline: bool = False) -> None:
+        """A worker of an unobserved run: the hot path, kept free of per-event extras."""
+        run = self._run
+        ctx: Context[Any] = Context(run, self, worker)
+        current_context.set(ctx)
+        call = make_call(self.spec, run.workflow, ctx, self)
+        emit = run.router.emit
+        emit_ok = self.spec.emit_ok
+        budget = BATCH
+        event = first
+        while True:
+            if event is None:
+                if self.queued > self.inflight:  # one waits in the channel or the backlog
+                    event = self._take_queued()
                 else:
-                    event = None  # hold no event while parked
-                    try:
-                        event = await receive()
-                    except trio.EndOfChannel:  # the run stopped while this worker was idle
+                    event = await self._next(inline)
+                    if event is None:
                         return
+                    self.inflight -= 1
                     budget = BATCH
-            except trio.EndOfChannel:
-                return
+            else:
+                self.inflight -= 1  # the worker's first event
             self.queued -= 1
-            if run.outcome is not None:
-                return  # the run has ended (its scope is cancelled): start nothing new
+            if run.over:
+                return  # the run has ended: start nothing new
             if self.room_waiters:
                 self._took()
             self.last = event
@@ -315,56 +322,45 @@ class StepActor:
                 result = None
             elif not self.running and not self.queued:
                 run.check_stall()  # this step went idle without emitting: is the run stuck?
+            event = None
             budget -= 1
             if not budget:
                 budget = BATCH
                 await trio.lowlevel.checkpoint()
 
-    async def _work_observed(self, worker: int) -> None:
-        """A worker of an instrumented run (verbose or traced): reports every invocation."""
-        run = self.run
-        observer = run.observer
-        assert observer is not None
-        ctx = Context(run, self, worker)
+    async def _work_observed(self, worker: int, first: Any, inline: bool = False) -> None:
+        """A worker of an instrumented run: reports every invocation to the observers."""
+        run = self._run
+        observer: ObserverDispatch = run.observer  # type: ignore[assignment]
+        info: RunInfo = run.info  # type: ignore[assignment]
+        ctx: Context[Any] = Context(run, self, worker)
         current_context.set(ctx)
-        call = self._caller(ctx)
-        receive_nowait = self._receive.receive_nowait
-        receive = self._receive.receive
-        backlog = self.backlog
+        call = make_call(self.spec, run.workflow, ctx, self)
         name = self.spec.name
-        info = run.info
-        assert info is not None
         started_hook, finished_hook = observer.step_started, observer.step_finished
         cancelled_hook = observer.step_cancelled
         budget = BATCH
+        item = first
         while True:
-            try:
-                item = receive_nowait()
-            except trio.WouldBlock:
-                if backlog:
-                    item = backlog.popleft()
+            if item is None:
+                if self.queued > self.inflight:  # one waits in the channel or the backlog
+                    item = self._take_queued()
                 else:
-                    item = None
-                    try:
-                        item = await receive()
-                    except trio.EndOfChannel:
+                    item = await self._next(inline)
+                    if item is None:
                         return
+                    self.inflight -= 1
                     budget = BATCH
-            except trio.EndOfChannel:
-                return
+            else:
+                self.inflight -= 1  # the worker's first item
             self.queued -= 1
-            if run.outcome is not None:
+            if run.over:
                 return
             if self.room_waiters:
                 self._took()
-            event, event_id, _ = item
+            event, event_id = item
             self.last = event
-            ctx._cause = event_id
-            emitted: list[Event] = []
-            emitted_ids: list[int] = []
-            ctx._emitted, ctx._emitted_ids = emitted, emitted_ids
-            ctx.attempt = 1
-            ctx._attempt_started = trio.current_time()
+            ctx._begin(event_id)
             if started_hook is not None:
                 started_hook(StepStarted(info, name, worker, event_id, event, 1))
             self.running += 1
@@ -375,19 +371,13 @@ class StepActor:
                     if cancelled_hook is not None:
                         cancelled_hook(
                             StepCancelled(
-                                info,
-                                name,
-                                worker,
-                                event_id,
-                                event,
-                                ctx.attempt,
-                                trio.current_time() - ctx._attempt_started,
+                                info, name, worker, event_id, event, ctx.attempt, ctx._attempt_time()
                             )
                         )
                     raise
                 self._failed_observed(ctx, event, exc, name)
                 return
-            if result is not None and type(result) not in self.emit_ok:
+            if result is not None and type(result) not in self.spec.emit_ok:
                 try:
                     self.admit(result, "returned")
                 except WorkflowRuntimeError as exc:
@@ -397,6 +387,7 @@ class StepActor:
             self.processed += 1
             if result is not None:
                 ctx._emit(result)
+            emitted, emitted_ids = ctx._end()
             if finished_hook is not None:
                 finished_hook(
                     StepFinished(
@@ -406,12 +397,11 @@ class StepActor:
                         event_id,
                         event,
                         ctx.attempt,
-                        trio.current_time() - ctx._attempt_started,
-                        tuple(emitted),
-                        tuple(emitted_ids),
+                        ctx._attempt_time(),
+                        emitted,
+                        emitted_ids,
                     )
                 )
-            ctx._cause = ctx._emitted = ctx._emitted_ids = None
             if result is None and not self.running and not self.queued:
                 run.check_stall()
             event = result = item = None
@@ -419,3 +409,46 @@ class StepActor:
             if not budget:
                 budget = BATCH
                 await trio.lowlevel.checkpoint()
+
+    def _failed_observed(self, ctx: Context[Any], event: Any, error: BaseException, step: str | None) -> None:
+        """Report a failed invocation of an instrumented run, then end the run with it."""
+        self.failed += 1
+        observer, info = self._run.observer, self._run.info
+        if observer is not None and observer.step_failed is not None and info is not None:
+            observer.step_failed(
+                StepFailed(
+                    info,
+                    self.spec.name,
+                    ctx.worker,
+                    ctx._cause or 0,
+                    event,
+                    ctx.attempt,
+                    ctx._attempt_time(),
+                    error,
+                    False,
+                )
+            )
+        self._run.fail(error, step)
+
+    # -- what make_call reports back ----------------------------------------------------------
+
+    def retrying(
+        self, ctx: Context[Any], event: Any, attempt: int, duration: float, error: BaseException
+    ) -> None:
+        """An attempt failed and the retry policy runs it again."""
+        self.retried += 1
+        observer, info = self._run.observer, self._run.info
+        if observer is not None and observer.step_failed is not None and info is not None:
+            observer.step_failed(
+                StepFailed(
+                    info, self.spec.name, ctx.worker, ctx._cause or 0, event, attempt, duration, error, True
+                )
+            )
+
+    def attempt_started(self, ctx: Context[Any], event: Any, attempt: int) -> None:
+        """A retry attempt begins."""
+        observer, info = self._run.observer, self._run.info
+        if observer is not None and observer.step_started is not None and info is not None:
+            observer.step_started(
+                StepStarted(info, self.spec.name, ctx.worker, ctx._cause or 0, event, attempt)
+            )

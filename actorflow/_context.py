@@ -3,21 +3,23 @@
 Each worker of each step gets its own ``Context`` for the run, so the context knows which
 step is calling (to check emitted types against the step's return hint) without any lookup
 per call. The run-wide parts (the store, ``collect_events`` buffers, the event stream) live on
-the run and are shared by every context of that run, never across runs.
+the run and are shared by every context of that run, never across runs. The context talks to
+its run only through the run's own methods, and keeps the state of the invocation it serves
+(its cause, attempt and emissions, in observed runs) itself.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
 from ._events import Event, InputRequiredEvent
 from ._exceptions import WorkflowRuntimeError
-from ._observe import LLMCalled
+from ._observe import EventEmitted, LLMCalled
 
 if TYPE_CHECKING:
     from ._actor import StepActor
@@ -26,11 +28,12 @@ if TYPE_CHECKING:
 __all__ = ["CollectBuffer", "Context", "Store", "current_context"]
 
 EventT = TypeVar("EventT", bound=Event)
+StateT = TypeVar("StateT")
 
 #: The Context of the step invocation running in this task, if any. Set once per worker task
 #: (trio gives each task its own copy of the context), so code a step calls, such as the LLM
 #: client's audit hook, can tell which run and step it serves without being passed ``ctx``.
-current_context: ContextVar[Context | None] = ContextVar("actorflow_current_context", default=None)
+current_context: ContextVar[Context[Any] | None] = ContextVar("actorflow_current_context", default=None)
 
 _MISSING: Any = object()
 
@@ -105,7 +108,7 @@ class CollectBuffer:
         return Counter({t: len(q) for t, q in self.held.items() if q})
 
 
-class Context:
+class Context(Generic[StateT]):
     """A step's handle on its run: emit events, collect them, stream them, share state.
 
     Declare it as a step parameter (``async def s(self, ctx: Context, ev: A) -> B``).
@@ -130,17 +133,23 @@ class Context:
         self._actor = actor
         self.worker = worker
         """Index of the worker task running the step (0 .. num_workers-1)."""
-        # Instrumented runs route emissions through the observer (with the cause event);
-        # plain runs go straight into the router's inbox. Chosen once, here.
-        self._emit = run.emit_observed_from(self) if run.observer is not None else run.router.emit
+        # Observed runs number each emission and tell the observers, with the cause event;
+        # plain runs go straight to the router. Chosen once, here.
+        self._emit: Callable[[Event], None] = (
+            self._emit_observed if run.observer is not None else run.router.emit
+        )
         self._cause: int | None = None
-        self._emitted: list[Event] | None = None
-        self._emitted_ids: list[int] | None = None
+        """The input event id of the invocation in progress (observed runs)."""
+        self._emitted: list[Event] = []
+        self._emitted_ids: list[int] = []
         self._step_scope: trio.CancelScope | None = None
         self._collecting: tuple[Sequence[type[Event]], CollectBuffer] | None = None
         self._attempt_started = 0.0
         self.attempt = 1
-        """Which attempt of the current invocation this is: 1, then 2... under a RetryPolicy."""
+        """Which attempt of the current invocation this is: 1, then 2... under a retry policy."""
+
+    def __repr__(self) -> str:
+        return f"<Context of step {self._actor.spec.name!r} worker {self.worker} in run {self._run.id}>"
 
     @property
     def run_id(self) -> str:
@@ -152,14 +161,7 @@ class Context:
         """The run's key-value store (``await ctx.store.set(k, v)``, ``await ctx.store.get(k)``)."""
         return self._run.store
 
-    def _report_llm_call(self, call: Mapping[str, Any]) -> bool:
-        """An LLM call made by this invocation ended: hand it to the run's observers."""
-        run = self._run
-        observer = run.observer
-        if observer is None or observer.llm_called is None or run.info is None:
-            return False
-        observer.llm_called(LLMCalled(run.info, self._actor.spec.name, self.worker, self._cause, call))
-        return True
+    # -- emitting ---------------------------------------------------------------------------
 
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Emit ``event`` now, besides what the step returns; never blocks.
@@ -168,7 +170,7 @@ class Context:
         ``step=`` delivers it to that one step only, which must accept its type.
         """
         actor = self._actor
-        if type(event) not in actor.emit_ok:
+        if type(event) not in actor.spec.emit_ok:
             actor.admit(event, "sent")
         if step is None:
             self._emit(event)
@@ -186,7 +188,41 @@ class Context:
         """
         await self._run.wait_for_room(event, step, self._actor.index)
         self.send_event(event, step)
-        await trio.lowlevel.checkpoint()  # let the router deliver it before the next one
+        await trio.lowlevel.checkpoint()  # let the receiver run before the next one
+
+    def _emit_observed(self, event: Event) -> None:
+        """Emit in an observed run: number the event, tell the observers, route it."""
+        run = self._run
+        event_id = run.new_event_id()
+        self._emitted.append(event)
+        self._emitted_ids.append(event_id)
+        hook = run.observer.event_emitted  # type: ignore[union-attr]
+        if hook is not None:
+            hook(EventEmitted(run.info, event_id, event, self._cause, self._actor.spec.name, self.worker))  # type: ignore[arg-type]
+        run.router.emit_observed((event, event_id))
+
+    def _note_directed(self, event: Event, step: str) -> tuple[Event, int]:
+        """An observed ``send_event(ev, step=...)``: number and report it; the item to deliver."""
+        run = self._run
+        event_id = run.new_event_id()
+        self._emitted.append(event)
+        self._emitted_ids.append(event_id)
+        hook = run.observer.event_emitted  # type: ignore[union-attr]
+        if hook is not None:
+            hook(
+                EventEmitted(
+                    run.info,  # type: ignore[arg-type]
+                    event_id,
+                    event,
+                    self._cause,
+                    self._actor.spec.name,
+                    self.worker,
+                    step,
+                )
+            )
+        return (event, event_id)
+
+    # -- waiting, collecting, streaming -------------------------------------------------------
 
     async def wait_for_event(
         self,
@@ -204,7 +240,7 @@ class Context:
         must have. Raises :class:`WaitForEventTimeoutError` after ``timeout`` seconds. Time
         spent here does not count against the step's own ``timeout=``.
         """
-        event: EventT = await self._run.wait_for_event(self, event_type, timeout, requirements)
+        event: EventT = await self._run.waiters.wait(self, event_type, timeout, requirements)
         return event
 
     def collect_events(self, event: Event, expected: Sequence[type[Event]]) -> list[Event] | None:
@@ -220,12 +256,13 @@ class Context:
             # The same list as last time (a fan-in usually passes one list N times): skip
             # the O(len) key, which would make collecting N events cost O(N^2).
             return last[1].add(event)
-        key = (self._actor.index, tuple(expected))
-        buffers = self._run.collect_buffers
-        buffer = buffers.get(key)
-        if buffer is None:
-            _check_expected(self._actor.spec.name, expected)
-            buffer = buffers[key] = CollectBuffer(self._actor.spec.name, key[1])
+        name = self._actor.spec.name
+        if not isinstance(event, Event):
+            raise WorkflowRuntimeError(
+                f"step {name!r}: collect_events needs the Event the step received as its first "
+                f"argument, got {type(event).__name__}"
+            )
+        buffer = self._run.collect_buffer(self._actor.index, name, _check_expected(name, expected))
         self._collecting = (expected, buffer)
         return buffer.add(event)
 
@@ -242,12 +279,61 @@ class Context:
         run = self._run
         run.publish(event)
         if isinstance(event, InputRequiredEvent):
-            run.pending_input += 1  # someone outside is asked: the run is not stalled waiting
+            run.input_requested()  # someone outside is asked: the run is not stalled waiting
+
+    # -- the invocation in progress (called by the worker and make_call, not by steps) -------
+
+    def _begin(self, event_id: int) -> None:
+        """An observed invocation of input ``event_id`` begins."""
+        self._cause = event_id
+        self.attempt = 1
+        self._attempt_started = trio.current_time()
+        self._emitted = []
+        self._emitted_ids = []
+
+    def _end(self) -> tuple[tuple[Event, ...], tuple[int, ...]]:
+        """The observed invocation ended: what it emitted, and their ids."""
+        out = (tuple(self._emitted), tuple(self._emitted_ids))
+        self._cause = None
+        self._emitted = []
+        self._emitted_ids = []
+        return out
+
+    def _next_attempt(self, attempt: int) -> None:
+        """A retry attempt begins."""
+        self.attempt = attempt
+        self._attempt_started = trio.current_time()
+
+    def _attempt_time(self) -> float:
+        """Seconds since the current attempt began (observed runs and retried steps)."""
+        return trio.current_time() - self._attempt_started
+
+    def _set_step_scope(self, scope: trio.CancelScope | None) -> None:
+        """The cancel scope of the step's own ``timeout=`` while an attempt runs, else None."""
+        self._step_scope = scope
+
+    def _report_llm_call(self, call: Mapping[str, Any]) -> bool:
+        """An LLM call made by this invocation ended: hand it to the run's observers."""
+        run = self._run
+        observer = run.observer
+        if observer is None or observer.llm_called is None or run.info is None:
+            return False
+        observer.llm_called(LLMCalled(run.info, self._actor.spec.name, self.worker, self._cause, call))
+        return True
 
 
-def _check_expected(step: str, expected: Iterable[object]) -> None:
-    items = list(expected)
-    if not items or not all(isinstance(t, type) and issubclass(t, Event) for t in items):
+def _check_expected(step: str, expected: object) -> tuple[type[Event], ...]:
+    """``expected`` as a tuple of Event types, or a WorkflowRuntimeError saying what is wrong."""
+    if isinstance(expected, str | bytes) or not isinstance(expected, Iterable):
         raise WorkflowRuntimeError(
-            f"step {step!r}: collect_events needs a non-empty list of Event types, got {items!r}"
+            f"step {step!r}: collect_events needs a list of Event types as its second argument "
+            f"(e.g. [ResultA, ResultB]), got {type(expected).__name__} {expected!r:.60}"
         )
+    items = tuple(expected)
+    bad = [t for t in items if not (isinstance(t, type) and issubclass(t, Event))]
+    if not items or bad:
+        raise WorkflowRuntimeError(
+            f"step {step!r}: collect_events needs a non-empty list of Event types, got "
+            f"{list(items)!r:.120}" + (f" ({bad[0]!r} is not an Event type)" if bad else "")
+        )
+    return items

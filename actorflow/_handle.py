@@ -16,7 +16,7 @@ import trio
 
 from ._events import Event
 from ._exceptions import WorkflowRuntimeError
-from ._run import Run, _unwrap
+from ._run import Run, unwrap_group
 from ._statistics import RunStatistics
 
 __all__ = ["RunHandle", "open_run"]
@@ -44,7 +44,7 @@ class RunHandle:
     @property
     def done(self) -> bool:
         """Whether the run has ended (every task of it has exited)."""
-        return self._run.done.is_set()
+        return self._run.finished
 
     def stream_events(self) -> trio.MemoryReceiveChannel[Event]:
         """The events steps write with ``ctx.write_event_to_stream``, in order.
@@ -67,7 +67,7 @@ class RunHandle:
         Raises the step's own exception when a step failed, ``WorkflowTimeoutError`` on
         timeout, ``WorkflowCancelledError`` after :meth:`cancel`.
         """
-        await self._run.done.wait()
+        await self._run.wait_finished()
         outcome = self._run.outcome
         assert outcome is not None
         if outcome.error is not None:
@@ -124,7 +124,7 @@ async def open_run(run: Run) -> AsyncIterator[RunHandle]:
         # was only cancelled because the run task failed gives way to that failure.
         if body_error is not None and not isinstance(body_error, trio.Cancelled):
             raise body_error from None
-        raise _unwrap(group) from None
+        raise unwrap_group(group) from None
     if body_error is not None:
         raise body_error
     outcome = run.outcome

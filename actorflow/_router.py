@@ -1,32 +1,31 @@
-"""The typed router: one actor per run that forwards every emitted event to its steps.
+"""The typed router: the one place that decides where each emitted event goes.
 
-Who gets an event is decided by its exact type through a :class:`RouteTable` computed once
-per workflow class. Each run turns it into a dict from event type to a tuple of bound
-``deliver`` methods, so routing an event is one dict lookup and one call per target.
+Who gets an event is decided by its exact type through a :class:`RouteTable`, computed once
+per workflow class. Each run has one :class:`Router` over it, which looks the type up and
+hands the event to the ``deliver`` of every target step actor.
 
-The router's inbox is unbounded and emitting into it is a synchronous ``send_nowait``: a step
-can emit any number of events per input without ever blocking, and the router never blocks
-either (a full step inbox overflows into that actor's backlog), so no cycle of steps and
-router can deadlock, whatever the buffer sizes.
+How the router is scheduled: routing never awaits (a full step inbox overflows into that
+actor's backlog), so under trio it is atomic, and the router runs in the task of whoever
+emits: a step's worker, the run's own task for the StartEvent, the caller of
+``RunHandle.send_event``. That is the actor model's "run an idle actor's handler in the
+sender's task": it saves the router a task switch per event (half the cost of a hop, which
+is otherwise worker -> router -> worker) while keeping everything that makes the router an
+actor: it is the only code that decides routes, events from one sender are routed in the
+order they were emitted, and emitting never blocks, so no cycle of steps can deadlock
+whatever the inbox sizes.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-import trio
-
-from ._events import Event, StopEvent
-from ._exceptions import WorkflowRuntimeError
+from ._events import Event, InputRequiredEvent, StartEvent, StopEvent
 
 if TYPE_CHECKING:
-    from ._run import Run
     from ._step import StepSpec
 
-__all__ = ["BATCH", "Directed", "RouteTable", "Router"]
+__all__ = ["BATCH", "INPUT", "STOP", "UNROUTED", "WAITED", "Route", "RouteTable", "Router"]
 
 #: Events a task handles back to back without blocking before it yields to the scheduler.
 #: Draining with ``receive_nowait`` saves a scheduler trip per event when events pile up;
@@ -35,138 +34,175 @@ __all__ = ["BATCH", "Directed", "RouteTable", "Router"]
 BATCH = 100
 
 
-class RouteTable:
-    """Which steps accept which event types, for one workflow class.
+class _Special:
+    """A route that needs the run, not just step inboxes (see :data:`STOP` and friends)."""
 
-    Known types are computed when the class is defined. A subclass of a declared type seen
-    at run time is computed on first sight and remembered; it only matters to steps that
-    ``accept_subclasses``.
+    __slots__ = ("name", "targets")
+
+    def __init__(self, name: str, targets: tuple[int, ...] = ()) -> None:
+        self.name = name
+        self.targets = targets
+        """The step actors that also get the event, after the special handling."""
+
+    def __repr__(self) -> str:
+        return f"<route {self.name} {self.targets}>"
+
+
+#: StopEvent types: the run ends; no step gets them.
+STOP = _Special("stop")
+
+#: A type no step accepts: emitters check types first, so only a run-time condition (the
+#: waiters that took a type are gone) or a bug routes an event here; the run fails loudly.
+UNROUTED = _Special("unrouted")
+
+#: A type some step waits for in ``ctx.wait_for_event`` (set per run): waiters first, then
+#: the route the workflow class gives it.
+WAITED = _Special("waited")
+
+#: What a route table maps an event type to: step actor indices, or a special route.
+Route = tuple[int, ...] | _Special
+
+
+def INPUT(targets: tuple[int, ...]) -> _Special:
+    """InputRequiredEvent types: published to the stream (someone must answer), and given to
+    the steps that accept them."""
+    return _Special("input", targets)
+
+
+class RouteTable:
+    """Which steps receive which event types, for one workflow class.
+
+    Known types are computed when the class is defined. A type first seen at run time (a
+    subclass of a declared type) is computed on first sight and remembered: it matters to
+    steps that ``accept_subclasses``, and an instance of a subclass of the workflow's
+    StartEvent type goes where the StartEvent goes.
     """
 
-    __slots__ = ("_steps", "_targets")
+    __slots__ = ("_start_type", "_steps", "routes")
 
-    def __init__(self, steps: Sequence[StepSpec]) -> None:
+    def __init__(self, steps: Sequence[StepSpec], start_type: type[StartEvent] | None = None) -> None:
         self._steps = tuple(steps)
-        self._targets: dict[type[Event], tuple[int, ...]] = {}
+        self._start_type = start_type
+        self.routes: dict[type, Route] = {}
+        """Event type -> route: shared by every run of the class (runs copy it to change it)."""
         for s in steps:
             for t in (*s.accepts, *s.emits):
-                self.targets(t)
+                self.route(t)
 
     def targets(self, event_type: type[Event]) -> tuple[int, ...]:
         """Indices of the steps that receive ``event_type`` (empty for StopEvent types)."""
+        route = self.route(event_type)
+        return route if type(route) is tuple else route.targets  # type: ignore[union-attr]
+
+    def route(self, event_type: type[Event]) -> Route:
+        """The route of ``event_type``, computed and remembered on first sight."""
         try:
-            return self._targets[event_type]
+            return self.routes[event_type]
         except KeyError:
             pass
-        found: tuple[int, ...] = ()
-        if not issubclass(event_type, StopEvent):
-            found = tuple(
-                i
-                for i, s in enumerate(self._steps)
-                if event_type in s.accepts
-                or (s.accept_subclasses and any(issubclass(event_type, a) for a in s.accepts))
-            )
-        self._targets[event_type] = found
+        route: Route
+        if issubclass(event_type, StopEvent):
+            route = STOP
+        else:
+            found = self._accepting(event_type)
+            # An InputRequiredEvent is published to the stream, so it needs no step.
+            route = INPUT(found) if issubclass(event_type, InputRequiredEvent) else found or UNROUTED
+        self.routes[event_type] = route
+        return route
+
+    def _accepting(self, event_type: type[Event]) -> tuple[int, ...]:
+        found = tuple(
+            i
+            for i, s in enumerate(self._steps)
+            if event_type in s.accepts
+            or (s.accept_subclasses and any(issubclass(event_type, a) for a in s.accepts))
+        )
+        start = self._start_type
+        if not found and start is not None and issubclass(event_type, start) and event_type is not start:
+            found = self._accepting(start)  # run(start_event=SubclassOfTheStartType(...))
         return found
-
-    def known(self) -> dict[type[Event], tuple[int, ...]]:
-        """A copy of the table as computed so far."""
-        return dict(self._targets)
-
-
-@attrs.frozen
-class Directed:
-    """An event sent with ``ctx.send_event(ev, step=...)``: it goes to ``deliver`` only."""
-
-    event: Event
-    deliver: Callable[[Any], None]
 
 
 class Router:
-    """The run's router actor: drains its inbox and hands each event to its steps."""
+    """The run's router: hands each emitted event to the steps its type routes to.
 
-    __slots__ = ("_receive", "emit", "routes", "run")
+    It knows the step actors only by their ``deliver`` functions, and the run only by the
+    one ``special`` function that handles StopEvents, InputRequiredEvents and types that
+    steps wait for.
+    """
 
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        send, self._receive = trio.open_memory_channel[Any](math.inf)
-        self.emit: Callable[[Any], None] = send.send_nowait
-        """Queue an event for routing; synchronous and never blocks (the inbox is unbounded)."""
-        self.routes: dict[type, tuple[Callable[[Any], None], ...]] = {}
-        """Event type -> the ``deliver`` methods of its targets (the hot path's only lookup)."""
+    __slots__ = ("_deliver", "_special", "_table", "routes")
 
-    def learn(self, event_type: type[Event]) -> bool:
-        """Add a route for a type first seen at run time; False when nothing takes it."""
-        if event_type in self.routes:
-            return True
-        targets = self.run.route_for(event_type)
-        if not targets:
-            return False
-        self.routes[event_type] = targets
-        return True
+    def __init__(
+        self,
+        table: RouteTable,
+        deliver: Sequence[Callable[[Any], None]],
+        special: Callable[[_Special, Any], None],
+    ) -> None:
+        self._table = table
+        self._deliver = tuple(deliver)
+        self._special = special
+        self.routes = table.routes
+        """The routes in force: the class's table until the run changes one (waiters)."""
 
-    def statistics(self) -> trio.MemoryChannelStatistics:
-        """The inbox channel's statistics (buffered events, whether the router is parked)."""
-        return self._receive.statistics()
+    def emit(self, event: Any) -> None:
+        """Route ``event`` now: the hot path of every hop (one lookup, one call per target)."""
+        try:
+            route = self.routes[type(event)]
+        except KeyError:
+            route = self._learn(type(event))
+        if type(route) is tuple:  # never empty: types no step accepts route to UNROUTED
+            deliver = self._deliver
+            for i in route:
+                deliver[i](event)
+        else:
+            self._special(route, event)  # type: ignore[arg-type]
 
-    async def serve(self) -> None:
-        """Route events until the run's cancel scope ends the run."""
-        run = self.run
-        receive_nowait = self._receive.receive_nowait
-        receive = self._receive.receive
-        routes = self.routes
-        budget = BATCH
-        while True:
-            try:
-                event = receive_nowait()
-            except trio.WouldBlock:
-                event = None  # hold no event while parked
-                if run.stall_suspect:
-                    run.check_stall(from_router=True)
-                event = await receive()
-                budget = BATCH
-            try:
-                targets = routes[type(event)]
-            except KeyError:
-                # Emitters check types before emitting, so this is a bug, not user error.
-                run.fail(WorkflowRuntimeError(f"no route for {type(event).__name__}"), None)
-                return
-            for deliver in targets:
-                deliver(event)
-            budget -= 1
-            if not budget:
-                budget = BATCH
-                await trio.lowlevel.checkpoint()
+    def emit_observed(self, item: tuple[Any, int]) -> None:
+        """:meth:`emit` for an observed run, whose events travel as ``(event, event_id)``."""
+        try:
+            route = self.routes[type(item[0])]
+        except KeyError:
+            route = self._learn(type(item[0]))
+        if type(route) is tuple:
+            deliver = self._deliver
+            for i in route:
+                deliver[i](item)
+        else:
+            self._special(route, item)  # type: ignore[arg-type]
 
-    async def serve_observed(self) -> None:
-        """:meth:`serve` for instrumented runs, whose inbox holds ``(event, id, target)``."""
-        run = self.run
-        receive_nowait = self._receive.receive_nowait
-        receive = self._receive.receive
-        routes = self.routes
-        budget = BATCH
-        while True:
-            try:
-                item = receive_nowait()
-            except trio.WouldBlock:
-                item = None
-                if run.stall_suspect:
-                    run.check_stall(from_router=True)
-                item = await receive()
-                budget = BATCH
-            event, _, target = item
-            if target is not None:
-                target(item)
-            else:
-                try:
-                    targets = routes[type(event)]
-                except KeyError:
-                    run.fail(WorkflowRuntimeError(f"no route for {type(event).__name__}"), None)
-                    return
-                for deliver in targets:
-                    deliver(item)
-            event = None
-            budget -= 1
-            if not budget:
-                budget = BATCH
-                await trio.lowlevel.checkpoint()
+    def deliver_all(self, targets: tuple[int, ...], item: Any) -> None:
+        """Hand ``item`` to each of the step actors ``targets`` (a special route's steps)."""
+        deliver = self._deliver
+        for i in targets:
+            deliver[i](item)
+
+    def deliver_to(self, index: int, item: Any) -> None:
+        """``ctx.send_event(ev, step=...)``: the event goes to that one step (already checked)."""
+        self._deliver[index](item)
+
+    def routable(self, event_type: type[Event]) -> bool:
+        """Whether an event of ``event_type`` goes anywhere (a step, a waiter, the run's end)."""
+        route = self.routes.get(event_type)
+        if route is None:
+            route = self._table.route(event_type)
+        return route is not UNROUTED
+
+    def set_route(self, event_type: type[Event], route: Route | None) -> None:
+        """Change the route of one type for this run (None: back to the class's route)."""
+        if self.routes is self._table.routes:
+            self.routes = dict(self.routes)  # copy on first write: the table is shared
+        if route is None:
+            self.routes[event_type] = self._table.route(event_type)
+        else:
+            self.routes[event_type] = route
+
+    def class_route(self, event_type: type[Event]) -> Route:
+        """The route the workflow class gives ``event_type``."""
+        return self._table.route(event_type)
+
+    def _learn(self, event_type: type[Event]) -> Route:
+        route = self._table.route(event_type)  # remembered in the class's table
+        if self.routes is not self._table.routes:
+            self.routes[event_type] = route
+        return route

@@ -1,44 +1,51 @@
 """One run of a workflow: its actors, its router, and the one cancel scope that ends it.
 
-Everything that ends a run goes through ``Run.scope``: the StopEvent, a step's error, a
-stall, a ``RunHandle.cancel()`` and the timeout (the scope's deadline). The first of them to
-happen records the run's :class:`Outcome` and cancels the scope; the rest find the outcome
-set and do nothing. When the scope exits, every task of the run has exited with it.
+A run lives in a nursery opened by the task that runs it (``execute``), whose cancel scope is
+the run's: everything that ends a run goes through it — a step's error, a stall, a
+``RunHandle.cancel()``, the timeout. The first ending to happen records the run's
+:class:`Outcome` and cancels the scope; the rest find the outcome set and do nothing. A
+StopEvent with every actor idle ends the run more cheaply, by closing the inboxes its parked
+workers wait on. When the nursery exits, every task of the run has exited with it.
+
+The run's own task runs the StartEvent's step first (:meth:`StepActor.run_first`), then
+watches the deadline: the timeout is taken by this task at the deadline, so the error can say
+exactly which steps were still running, and a step that overran by blocking the loop is
+caught when it returns.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-import uuid
-from collections.abc import Callable, Mapping
+import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import trio
 
+from . import _stall
 from ._actor import StepActor
-from ._context import CollectBuffer, Context, Store
-from ._events import Event, HumanResponseEvent, InputRequiredEvent, StopEvent
+from ._backpressure import wait_for_room
+from ._context import CollectBuffer, Store, current_context
+from ._events import Event, HumanResponseEvent, StopEvent
 from ._exceptions import (
-    WaitForEventTimeoutError,
     WorkflowCancelledError,
     WorkflowRuntimeError,
     WorkflowStalledError,
     WorkflowTimeoutError,
 )
 from ._observe import EventEmitted, EventTaken, RunEnded, RunInfo, RunStarted, StepInfo
-from ._router import Directed, Router
+from ._router import STOP, UNROUTED, WAITED, Router
 from ._statistics import RunStatistics, StepStatistics
+from ._waiters import Waiter, Waiters
 
 if TYPE_CHECKING:
     from ._observe import ObserverDispatch
+    from ._router import _Special
     from ._validate import WorkflowSpec
     from ._workflow import Workflow
 
-__all__ = ["Outcome", "Run"]
-
-_MISSING: Any = object()
+__all__ = ["Outcome", "Run", "unwrap_group"]
 
 
 @attrs.frozen
@@ -59,28 +66,41 @@ class Outcome:
         return self.value
 
 
-@attrs.define(eq=False)
-class Waiter:
-    """A step invocation suspended in ``ctx.wait_for_event``."""
-
-    event_type: type[Event]
-    requirements: Mapping[str, Any]
-    actor: StepActor
-    worker: int
-    cause: int | None
-    """The input event id of the waiting invocation (instrumented runs)."""
-    timeout: float | None
-    done: trio.Event = attrs.Factory(trio.Event)
-    result: Event | None = None
-
-    def matches(self, event: Event) -> bool:
-        return isinstance(event, self.event_type) and all(
-            event.get(k, _MISSING) == v for k, v in self.requirements.items()
-        )
-
-
 class Run:
     """The state of one run; nothing in it is shared with any other run."""
+
+    __slots__ = (
+        "_buffers",
+        "_done",
+        "_early",
+        "_event_ids",
+        "_finished",
+        "_id",
+        "_limited",
+        "_scope",
+        "_started_at",
+        "_stop_event",
+        "_store",
+        "_stream_send",
+        "_waiters",
+        "_watch",
+        "actors",
+        "deadline",
+        "info",
+        "limiter",
+        "observer",
+        "outcome",
+        "over",
+        "pending_input",
+        "router",
+        "spawn",
+        "spec",
+        "start_event",
+        "started",
+        "stream",
+        "timeout",
+        "workflow",
+    )
 
     def __init__(
         self,
@@ -92,15 +112,17 @@ class Run:
         observer: ObserverDispatch | None,
         stream: bool,
         limiter: trio.Semaphore | None = None,
+        run_id: str | None = None,
     ) -> None:
-        self.id = uuid.uuid4().hex
+        self._id = run_id
         self.workflow = workflow
         self.spec = spec
         self.start_event = start_event
         self.timeout = timeout
         self.observer = observer
+        self.limiter = limiter
         self.info: RunInfo | None = None
-        """What observers are told about the run (instrumented runs only)."""
+        """What observers are told about the run (observed runs only)."""
         if observer is not None:
             self.info = RunInfo(
                 run_id=self.id,
@@ -108,70 +130,129 @@ class Run:
                 timeout=timeout,
                 steps=tuple(StepInfo(s.name, s.accepts, s.emits, s.num_workers) for s in spec.steps),
             )
-        self._started_at = 0.0
-        self.limiter = limiter
-        self.scope = trio.CancelScope()
         self.outcome: Outcome | None = None
-        self._stop_event: StopEvent | None = None
+        self.over = False
+        """Whether the outcome is decided: actors start nothing once it is."""
         self.started = False
-        self.done = trio.Event()
-        self.store = Store()
-        self.collect_buffers: dict[tuple[int, tuple[type[Event], ...]], CollectBuffer] = {}
-        self.waiters: dict[type[Event], list[Waiter]] = {}
-        self._early: list[Event] = []
-        """Events sent from outside before the run started: routed right after the StartEvent."""
+        self.deadline = math.inf
         self.pending_input = 0
         """InputRequiredEvents emitted and not yet answered by a HumanResponseEvent from outside."""
-        self.stall_suspect = False
-        """A worker went idle while the router had events in hand; the router re-checks."""
-        self._event_ids = itertools.count(1)
+        self._finished = False
+        self._done: trio.Event | None = None
+        self._store: Store | None = None
+        self._buffers: dict[tuple[int, tuple[type[Event], ...]], CollectBuffer] | None = None
+        self._waiters: Waiters | None = None
+        self._early: list[Event] | None = None
+        """Events sent from outside before the run started: routed right after the StartEvent."""
+        self._event_ids = 0
+        self._stop_event: StopEvent | None = None
+        self._scope: trio.CancelScope | None = None
+        self._watch: trio.CancelScope | None = None
+        self._started_at = 0.0
+        self._limited = False
         self._stream_send: trio.MemorySendChannel[Event] | None = None
         self.stream: trio.MemoryReceiveChannel[Event] | None = None
         if stream:
             self._stream_send, self.stream = trio.open_memory_channel[Event](math.inf)
-
-        self.stop_handler: Callable[[Any], None] = self._stop if observer is None else self._stop_observed
-        self.router = router = Router(self)
+        self.spawn: Any = None
+        """``nursery.start_soon`` of the run's nursery, while it is open."""
         self.actors = tuple(StepActor(self, s, i) for i, s in enumerate(spec.steps))
-        for event_type in spec.routes.known():
-            targets = self.route_for(event_type)
-            if targets:
-                router.routes[event_type] = targets
-        router.routes[Directed] = (_deliver_directed,)
+        self.router = Router(spec.routes, [a.deliver for a in self.actors], self._special)
 
-    def route_for(self, event_type: type[Event]) -> tuple[Callable[[Any], None], ...]:
-        """What the router calls for an event of ``event_type`` (empty: nothing takes it)."""
-        if issubclass(event_type, StopEvent):
-            return (self.stop_handler,)
-        targets = tuple(self.actors[i].deliver for i in self.spec.routes.targets(event_type))
-        if issubclass(event_type, InputRequiredEvent):
-            # Last, so that steps accepting it have it queued before the stall check runs.
-            return (*targets, self._input_required)
-        return targets
+    @property
+    def id(self) -> str:
+        """The run's id: given (durable runs), or made when first asked for."""
+        if self._id is None:
+            self._id = os.urandom(16).hex()
+        return self._id
+
+    @property
+    def store(self) -> Store:
+        """The run's key-value store, made when a step first uses it."""
+        if self._store is None:
+            self._store = Store()
+        return self._store
+
+    @property
+    def waiters(self) -> Waiters:
+        """The run's steps suspended in ``wait_for_event``, made when a step first waits."""
+        if self._waiters is None:
+            self._waiters = Waiters(
+                self.router,
+                taken=self._taken,
+                went_quiet=self.check_stall,
+                is_ending=lambda: self._scope is not None and self._scope.cancel_called,
+            )
+        return self._waiters
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has ended and every task of it has exited."""
+        return self._finished
+
+    async def wait_finished(self) -> None:
+        """Wait until :attr:`finished`."""
+        if self._finished:
+            return
+        if self._done is None:
+            self._done = trio.Event()
+        await self._done.wait()
+
+    def new_event_id(self) -> int:
+        """The next event id of this (observed) run: 1, 2, 3... in emission order."""
+        self._event_ids += 1
+        return self._event_ids
+
+    def collect_buffer(self, index: int, step: str, expected: tuple[type[Event], ...]) -> CollectBuffer:
+        """The ``collect_events`` buffer of step ``index`` for the list ``expected``."""
+        if self._buffers is None:
+            self._buffers = {}
+        key = (index, expected)
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = CollectBuffer(step, expected)
+        return buffer
+
+    def _all_waiters(self) -> list[Waiter]:
+        return self._waiters.all() if self._waiters else []
 
     # -- ending the run ---------------------------------------------------------------------
 
     def _end(self, outcome: Outcome) -> None:
         if self.outcome is None:
             self.outcome = outcome
-            self.scope.cancel()
-
-    def _stop(self, event: StopEvent) -> None:
-        """The route of StopEvents (called by the router): record the result, end the run."""
-        if self.outcome is not None:
-            return
-        self._stop_event = event
-        self.outcome = Outcome("finished", event.result if type(event) is StopEvent else event)
-        raise _Stopped  # out of Router.serve(), to execute(), which winds the run down
-
-    def _stop_observed(self, item: tuple[StopEvent, int, Any]) -> None:
-        self._stop(item[0])
+            self.over = True
+            if self._scope is not None:
+                self._scope.cancel()
 
     def fail(self, error: BaseException, step: str | None) -> None:
-        """End the run with ``error`` (a step's own exception is kept as it is, plus a note)."""
-        if self.outcome is None and step is not None:
-            error.add_note(f"(raised by step {step!r} of workflow {self.spec.name})")
-        self._end(Outcome("failed", error=error))
+        """End the run with ``error`` (a step's own exception is kept as it is, plus a note).
+
+        A second error while the run is ending is not dropped: it becomes a note on the
+        first (naming its step, type and message), which is what the caller gets.
+        """
+        outcome = self.outcome
+        if outcome is None:
+            if step is not None:
+                error.add_note(f"(raised by step {step!r} of workflow {self.spec.name})")
+            self._end(Outcome("failed", error=error))
+            return
+        if error is outcome.error:
+            return
+        where = f"step {step!r}" if step is not None else "the runtime"
+        if outcome.kind == "finished":
+            # A step raised while the run wound down after its StopEvent: that error is the
+            # run's outcome, as an error in a nursery's child outlives the nursery's result.
+            error.add_note(
+                f"(raised by step {step!r} of workflow {self.spec.name} while the run was ending "
+                f"after its StopEvent)"
+            )
+            self.outcome = Outcome("failed", error=error)
+            return
+        if outcome.error is not None:
+            outcome.error.add_note(
+                f"(while the run was ending, {where} also raised {type(error).__name__}: {error})"
+            )
 
     def cancel(self) -> None:
         """End the run as cancelled, unless it has already ended."""
@@ -181,36 +262,99 @@ class Run:
             )
         )
 
+    def _time_out(self, late: Sequence[str] = ()) -> None:
+        if self.outcome is not None:
+            return
+        assert self.timeout is not None
+        report = _stall.timeout_report(
+            self.spec.name,
+            self.id,
+            self.timeout,
+            self.actors,
+            self._buffers.values() if self._buffers else (),
+            self._all_waiters(),
+            late,
+        )
+        self._end(Outcome("timed_out", error=WorkflowTimeoutError(report)))
+
+    def _stop(self, event: StopEvent) -> None:
+        """The route of StopEvents: record the result and wind the run down."""
+        if self.over:
+            return
+        if self.deadline != math.inf and trio.current_time() >= self.deadline:
+            ctx = current_context.get()  # the step whose StopEvent came too late, if any
+            self._time_out(late=[ctx._actor.spec.name] if ctx is not None else [])
+            return
+        self._stop_event = event
+        self.outcome = Outcome("finished", event.result if type(event) is StopEvent else event)
+        self.over = True
+        # Idle workers are parked on their inbox: closing the inboxes lets them return without
+        # a Cancelled per task and an ExceptionGroup per nursery, which is most of the cost of
+        # ending a short run. Anything busy (a step running, waiting, retrying, or events
+        # still queued) is cancelled through the run's scope, as for every other ending.
+        if any(a.running or a.queued for a in self.actors):
+            if self._scope is not None:
+                self._scope.cancel()
+            return
+        for actor in self.actors:
+            actor.close_inbox()
+        if self._watch is not None:
+            self._watch.cancel()  # the run's task stops watching the deadline
+
+    # -- routes that need the run ------------------------------------------------------------
+
+    def _special(self, route: _Special, item: Any) -> None:
+        """What the router calls for StopEvents, InputRequiredEvents and types steps wait for."""
+        event = item[0] if self.observer is not None else item
+        if route is STOP:
+            self._stop(event)
+        elif route is WAITED:
+            if self._waiters is not None and self._waiters.offer(event, item):
+                return
+            fallback = self.router.class_route(type(event))
+            if type(fallback) is tuple:
+                self.router.deliver_all(fallback, item)
+            else:
+                self._special(fallback, item)  # type: ignore[arg-type]
+        elif route is UNROUTED:
+            self.fail(
+                WorkflowRuntimeError(
+                    f"a {type(event).__name__} arrived that no step accepts and no waiting step "
+                    f"(in wait_for_event) takes"
+                ),
+                None,
+            )
+        else:  # an InputRequiredEvent: steps accepting it first, so they have it queued
+            self.router.deliver_all(route.targets, item)  # before the stall check runs
+            self.publish(event)
+            self.pending_input += 1
+            self.check_stall()
+
+    def _taken(self, waiter: Waiter, item: Any) -> None:
+        """A waiter took ``item``: tell the observers."""
+        observer = self.observer
+        if observer is not None and observer.event_taken is not None and self.info is not None:
+            observer.event_taken(
+                EventTaken(self.info, waiter.actor.spec.name, waiter.worker, item[1], waiter.cause)
+            )
+
     # -- events from steps and from outside -------------------------------------------------
 
-    def emit_observed_from(self, ctx: Context) -> Callable[[Event], None]:
-        """The emit function of ``ctx`` in an instrumented run."""
-        observer = self.observer
-        assert observer is not None
-        name = ctx._actor.spec.name
-        router_emit = self.router.emit
-        event_ids = self._event_ids
-        hook = observer.event_emitted
-        info = self.info
-
-        def emit(event: Event) -> None:
-            event_id = next(event_ids)
-            if ctx._emitted is not None and ctx._emitted_ids is not None:
-                ctx._emitted.append(event)
-                ctx._emitted_ids.append(event_id)
-            if hook is not None:
-                hook(EventEmitted(info, event_id, event, ctx._cause, name, ctx.worker))  # type: ignore[arg-type]
-            router_emit((event, event_id, None))
-
-        return emit
-
-    def _emit_from_outside(self, event: Event) -> None:
+    def _emit_from_outside(self, event: Event) -> Any:
+        """Route ``event`` as sent in from outside the run; the item that was routed."""
         if self.observer is None:
             self.router.emit(event)
-        else:
-            event_id = next(self._event_ids)
-            self._emitted_hook(event_id, event, None, None, None)
-            self.router.emit((event, event_id, None))
+            return event
+        item = self._outside_item(event)
+        self.router.emit_observed(item)
+        return item
+
+    def _outside_item(self, event: Event) -> tuple[Event, int]:
+        event_id = self.new_event_id()
+        hook = self.observer.event_emitted if self.observer is not None else None
+        if hook is not None and self.info is not None:
+            hook(EventEmitted(self.info, event_id, event, None, None, None))
+        return (event, event_id)
 
     def _actor_named(self, step: str, sender: str, event: Event) -> StepActor:
         actor = next((a for a in self.actors if a.spec.name == step), None)
@@ -223,60 +367,31 @@ class Run:
         if actor.index not in self.spec.routes.targets(type(event)):
             accepted = " | ".join(t.__name__ for t in actor.spec.accepts)
             raise WorkflowRuntimeError(
-                f"step {sender!r} sent a {type(event).__name__} to step {step!r}, which "
-                f"accepts only {accepted}"
+                f"step {sender!r} sent a {type(event).__name__} to step {step!r}, which accepts only {accepted}"
             )
         return actor
 
-    def send_to_step(self, ctx: Context, event: Event, step: str) -> None:
-        """``ctx.send_event(event, step=step)``: route ``event`` to that one step."""
-        sender = ctx._actor.spec.name
-        actor = self._actor_named(step, sender, event)
-        if self.observer is None:
-            self.router.emit(Directed(event, actor.deliver))
-        else:
-            event_id = next(self._event_ids)
-            if ctx._emitted is not None and ctx._emitted_ids is not None:
-                ctx._emitted.append(event)
-                ctx._emitted_ids.append(event_id)
-            self._emitted_hook(event_id, event, ctx, sender, step)
-            self.router.emit((event, event_id, actor.deliver))
-
-    def _emitted_hook(
-        self, event_id: int, event: Event, ctx: Context | None, step: str | None, target: str | None
-    ) -> None:
-        hook = self.observer.event_emitted if self.observer is not None else None
-        if hook is not None:
-            assert self.info is not None
-            hook(
-                EventEmitted(
-                    self.info,
-                    event_id,
-                    event,
-                    None if ctx is None else ctx._cause,
-                    step,
-                    None if ctx is None else ctx.worker,
-                    target,
-                )
-            )
+    def send_to_step(self, ctx: Any, event: Event, step: str) -> None:
+        """``ctx.send_event(event, step=step)``: deliver ``event`` to that one step."""
+        actor = self._actor_named(step, ctx._actor.spec.name, event)
+        item = event if self.observer is None else ctx._note_directed(event, step)
+        self.router.deliver_to(actor.index, item)
 
     def check_inject(self, event: Event) -> None:
         """Raise unless ``event`` can be sent into the run from outside right now."""
-        if self.outcome is not None or self.done.is_set():
+        if self.over or self._finished:
             raise WorkflowRuntimeError(
                 f"cannot send {type(event).__name__} to run {self.id}: the run has ended"
             )
         if not isinstance(event, Event):
             raise WorkflowRuntimeError(f"send_event() needs an Event instance, got {type(event).__name__}")
-        event_type = type(event)
-        if not self.route_for(event_type) and not any(
-            w.matches(event) for w in self.waiters.get(event_type, ())
+        if not self.router.routable(type(event)) and (
+            self._waiters is None or self._waiters.find(event) is None
         ):
             raise WorkflowRuntimeError(
-                f"no step of {self.spec.name} accepts {event_type.__name__} and no step is "
+                f"no step of {self.spec.name} accepts {type(event).__name__} and no step is "
                 f"waiting for one (ctx.wait_for_event), so sending it to the run would do nothing"
             )
-        self.router.learn(event_type)
 
     def inject(self, event: Event) -> None:
         """Deliver an event sent from outside the run (``RunHandle.send_event``).
@@ -288,17 +403,16 @@ class Run:
         if isinstance(event, HumanResponseEvent) and self.pending_input:
             self.pending_input -= 1
         if not self.started:
+            if self._early is None:
+                self._early = []
             self._early.append(event)  # after the StartEvent, whatever the scheduling
             return
-        waiter = self._waiter_for(event)
+        waiter = self._waiters.find(event) if self._waiters else None
         if waiter is None:
             self._emit_from_outside(event)
             return
-        event_id = None
-        if self.observer is not None:
-            event_id = next(self._event_ids)
-            self._emitted_hook(event_id, event, None, None, None)
-        self._hand(waiter, event, event_id)
+        item = event if self.observer is None else self._outside_item(event)
+        self.waiters.hand(waiter, event, item)
 
     def publish(self, event: Event) -> None:
         """``ctx.write_event_to_stream``: hand ``event`` to whoever reads the stream."""
@@ -308,223 +422,52 @@ class Run:
             except trio.BrokenResourceError:
                 pass  # the reader closed its end of the stream: it wants no more events
 
-    def _input_required(self, item: Any) -> None:
-        """An InputRequiredEvent was emitted: it goes to the stream, and someone must answer."""
-        self.publish(item if self.observer is None else item[0])
+    def input_requested(self) -> None:
+        """A step wrote an InputRequiredEvent to the stream: someone outside is asked."""
         self.pending_input += 1
-        self.check_stall(from_router=True)
-
-    # -- backpressure -----------------------------------------------------------------------
 
     async def wait_for_room(self, event: Event, step: str | None, source: int | None) -> None:
-        """Wait while the inbox of a step that will receive ``event`` is full.
-
-        Only waits on steps downstream of ``source`` (None: from outside the run), which is
-        what keeps awaited emission deadlock-free: a wait never depends, through any path of
-        the workflow graph, on the waiting step itself.
-        """
+        """Backpressure for ``asend_event`` (``source``: the sender) and ``RunHandle.send_event``."""
         if not isinstance(event, Event):
             return  # send_event raises the proper error
         if step is None:
-            targets = self.spec.routes.targets(type(event))
+            targets: Sequence[int] = self.spec.routes.targets(type(event))
         else:
             targets = tuple(a.index for a in self.actors if a.spec.name == step)
-        for index in targets:
-            if source is not None and not self.spec.may_wait(source, index):
-                continue
-            actor = self.actors[index]
-            capacity = max(actor.spec.inbox, 1)
-            # A step whose every worker waits in wait_for_event drains nothing until its
-            # event comes, which may be the very one this caller would send next: no wait.
-            while actor.queued >= capacity and actor.waiting < actor.spec.num_workers:
-                actor.room_waiters += 1
-                try:
-                    await actor.room.park()
-                finally:
-                    actor.room_waiters -= 1
-                if self.outcome is not None:
-                    raise WorkflowRuntimeError(
-                        f"cannot send {type(event).__name__} to run {self.id}: the run has ended"
-                    )
-
-    # -- waiting for events -----------------------------------------------------------------
-
-    def _add_waiter(self, waiter: Waiter) -> None:
-        event_type = waiter.event_type
-        waiting = self.waiters.setdefault(event_type, [])
-        waiting.append(waiter)
-        if len(waiting) == 1:
-            self.router.routes[event_type] = (self._offer_to_waiters(event_type),)
-
-    def _remove_waiter(self, waiter: Waiter) -> None:
-        event_type = waiter.event_type
-        waiting = self.waiters.get(event_type)
-        if waiting is None or waiter not in waiting:
-            return
-        waiting.remove(waiter)
-        if not waiting:
-            del self.waiters[event_type]
-            normal = self.route_for(event_type)
-            self.router.routes[event_type] = normal or (self._unclaimed(event_type),)
-
-    def _waiter_for(self, event: Event) -> Waiter | None:
-        for waiter in self.waiters.get(type(event), ()):
-            if waiter.matches(event):
-                return waiter
-        return None
-
-    def _hand(self, waiter: Waiter, event: Event, event_id: int | None) -> None:
-        """Give ``event`` to a step waiting for it; it is routed to no step."""
-        if self.observer is not None and event_id is not None and self.observer.event_taken is not None:
-            assert self.info is not None
-            self.observer.event_taken(
-                EventTaken(self.info, waiter.actor.spec.name, waiter.worker, event_id, waiter.cause)
-            )
-        waiter.result = event
-        waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
-        self._remove_waiter(waiter)
-        waiter.done.set()
-
-    def _unclaimed(self, event_type: type[Event]) -> Callable[[Any], None]:
-        """The route of a type only waiters took, once none waits: fail loudly, never drop."""
-
-        def unclaimed(item: Any) -> None:
-            self.fail(
-                WorkflowRuntimeError(
-                    f"a {event_type.__name__} arrived after the steps waiting for one (in "
-                    f"wait_for_event) had each taken theirs, and no step accepts the type"
-                ),
-                None,
-            )
-
-        return unclaimed
-
-    def _offer_to_waiters(self, event_type: type[Event]) -> Callable[[Any], None]:
-        """The route of ``event_type`` while steps wait for it: waiters first, then the steps."""
-        observed = self.observer is not None
-        normal = self.route_for(event_type)
-
-        def offer(item: Any) -> None:
-            event = item[0] if observed else item
-            waiter = self._waiter_for(event)
-            if waiter is not None:
-                self._hand(waiter, event, item[1] if observed else None)
-                return
-            if not normal:
-                self.fail(
-                    WorkflowRuntimeError(
-                        f"a {event_type.__name__} arrived that no waiting step's requirements "
-                        f"match, and no step accepts it"
-                    ),
-                    None,
-                )
-            for deliver in normal:
-                deliver(item)
-
-        return offer
-
-    async def wait_for_event(
-        self,
-        ctx: Context,
-        event_type: type[Event],
-        timeout: float | None,
-        requirements: Mapping[str, Any] | None,
-    ) -> Any:
-        actor = ctx._actor
-        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
-            raise WorkflowRuntimeError(
-                f"step {actor.spec.name!r}: wait_for_event needs an Event type, got {event_type!r}"
-            )
-        waiter = Waiter(event_type, dict(requirements or {}), actor, ctx.worker, ctx._cause, timeout)
-        self._add_waiter(waiter)  # before the first yield: an answer can't slip past
-        actor.waiting += 1
-        if actor.room_waiters:
-            actor.room.unpark_all()  # producers waiting on this step's inbox re-check it
-        step_scope = ctx._step_scope
-        remaining = 0.0
-        if step_scope is not None:  # waiting does not count against the step's timeout=
-            remaining = step_scope.deadline - trio.current_time()
-            step_scope.deadline = math.inf
-        try:
-            if timeout is None:
-                self.check_stall()
-                await waiter.done.wait()
-            else:
-                with trio.move_on_after(timeout):
-                    await waiter.done.wait()
-                if waiter.result is None:
-                    raise WaitForEventTimeoutError(
-                        f"step {actor.spec.name!r} waited {timeout:g}s for a "
-                        f"{event_type.__name__}"
-                        + (f" with {dict(requirements)}" if requirements else "")
-                        + " and none came"
-                    )
-            return waiter.result
-        finally:
-            # When the run itself is ending, leave the books as they are: the timeout error
-            # reads them to say which steps were waiting.
-            if waiter.result is None and not self.scope.cancel_called:
-                actor.waiting -= 1
-                self._remove_waiter(waiter)
-            if step_scope is not None:
-                step_scope.deadline = trio.current_time() + remaining
+        await wait_for_room(
+            self.actors,
+            self.spec,
+            targets,
+            source,
+            is_over=lambda: self.over,
+            what=f"{type(event).__name__} to run {self.id}",
+        )
 
     # -- stalls -----------------------------------------------------------------------------
 
-    def check_stall(self, *, from_router: bool = False) -> None:
-        """End the run with WorkflowStalledError if nothing can ever happen in it again.
-
-        Called when a step goes idle without emitting, when a step starts waiting for an
-        event, and when an InputRequiredEvent is published: the only moments a run can fall
-        quiet. Quiet means no event queued or being routed, no invocation running (one
-        suspended in ``wait_for_event`` does not count), nothing to wake a waiter by itself
-        (a ``timeout=``), and nobody outside who could answer (only ``open_run`` has an
-        outside: there, a waiting step or an unanswered InputRequiredEvent is not a stall).
-        """
-        if self.outcome is not None:
+    def check_stall(self) -> None:
+        """End the run with WorkflowStalledError if nothing can ever happen in it again."""
+        if self.over:
             return
-        for actor in self.actors:
-            if actor.queued or actor.running > actor.waiting:
-                return
-        inbox = self.router.statistics()
-        if inbox.current_buffer_used:
-            return
-        if not from_router and not inbox.tasks_waiting_receive:
-            # The router holds an event it has not routed yet (or sits at a checkpoint):
-            # it runs this check itself before it next waits.
-            self.stall_suspect = True
-            return
-        self.stall_suspect = False
-        waiters = [w for ws in self.waiters.values() for w in ws]
-        if any(w.timeout is not None for w in waiters):
-            return  # a waiter's timeout will wake it
-        if self.stream is not None and (waiters or self.pending_input or self.spec.external):
-            return  # open_run: the outside can still answer, or send what steps accept
-        self.fail(WorkflowStalledError(self._stall_report(waiters)), None)
-
-    def _stall_report(self, waiters: list[Waiter]) -> str:
-        lines = [
-            f"{self.spec.name} run {self.id} stalled: no event is queued or being routed, no "
-            f"step is running and no StopEvent came, so the run can never finish"
-        ]
-        last = [f"{a.spec.name} <- {_describe(a.last)}" for a in self.actors if a.last is not None]
-        lines.append("  last events: " + ("; ".join(last) if last else "none besides the StartEvent"))
-        for buffer in self.collect_buffers.values():
-            if buffer.holding():
-                lines.append(
-                    f"  step {buffer.step!r} holds {_count(buffer.holding())}, lacks {_count(buffer.lacking())}"
-                )
-        for w in waiters:
-            lines.append(
-                f"  step {w.actor.spec.name!r} waits for a {w.event_type.__name__}, which only "
-                f"the outside could send: run it with open_run() and answer with handle.send_event()"
+        waiters = self._all_waiters()
+        outside = self.stream is not None
+        if _stall.stalled(
+            self.actors,
+            waiters,
+            outside=outside,
+            pending_input=self.pending_input,
+            external=bool(self.spec.external),
+        ):
+            report = _stall.stall_report(
+                self.spec.name,
+                self.id,
+                self.actors,
+                self._buffers.values() if self._buffers else (),
+                waiters,
+                outside=outside,
+                pending_input=self.pending_input,
             )
-        if self.pending_input and self.stream is None:
-            lines.append(
-                f"  {self.pending_input} InputRequiredEvent(s) went unanswered: under run() "
-                f"nobody can answer; use open_run() and handle.send_event()"
-            )
-        return "\n".join(lines)
+            self.fail(WorkflowStalledError(report), None)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -534,32 +477,11 @@ class Run:
         Only cancellation from outside the run propagates out of here (as a bare
         ``trio.Cancelled``, never wrapped in an ExceptionGroup).
         """
-        observer = self.observer
-        self._started_at = trio.current_time()
-        if observer is not None and observer.run_started is not None:
-            assert self.info is not None
-            observer.run_started(RunStarted(self.info, self.start_event))
-        acquired = False
         try:
-            with self.scope:
-                if self.limiter is not None:
-                    await self.limiter.acquire()  # max_concurrent_runs: queue until a slot frees
-                    acquired = True
-                self.started = True
-                if self.timeout is not None:
-                    self.scope.deadline = trio.current_time() + self.timeout
-                self._emit_from_outside(self.start_event)
-                for event in self._early:
-                    self._emit_from_outside(event)
-                self._early.clear()
-                async with trio.open_nursery() as nursery:
-                    for actor in self.actors:
-                        nursery.start_soon(actor.serve, name=f"actorflow step {actor.spec.name}")
-                    # The router runs in this task: one task fewer to spawn per run.
-                    try:
-                        await (self.router.serve() if observer is None else self.router.serve_observed())
-                    except _Stopped:
-                        self._wind_down()
+            if self.limiter is not None:
+                await self._queue()
+            if self.outcome is None:
+                await self._serve()
         except BaseException as exc:
             # The run's own scope catches every cancellation it caused, so this is
             # cancellation from outside (or a KeyboardInterrupt): end the run and let it out.
@@ -569,92 +491,100 @@ class Run:
                 # rather than lose it, and so do we.
                 self._finish(outcome)
                 raise outcome.error from None  # type: ignore[misc]
-            error = _unwrap(exc)
+            error = unwrap_group(exc)
             # Cancellation from outside; anything else (a KeyboardInterrupt) fails the run.
             self.outcome = (
                 Outcome("cancelled") if isinstance(error, trio.Cancelled) else Outcome("failed", error=error)
             )
+            self.over = True
             self._finish(self.outcome)
             raise error from None
         finally:
-            if acquired:
+            if self._limited:
                 self.limiter.release()  # type: ignore[union-attr]
-        outcome = self.outcome
-        if outcome is None:
-            outcome = self.outcome = Outcome("timed_out", error=self._timeout_error())
-        self._finish(outcome)
-        return outcome
+        if self.outcome is None:
+            self._time_out()  # the deadline passed while the run's task ran the first step
+        assert self.outcome is not None
+        self._finish(self.outcome)
+        return self.outcome
 
-    def _wind_down(self) -> None:
-        """End a run whose StopEvent came: quietly when every actor is idle, else by cancelling.
+    async def _queue(self) -> None:
+        """``max_concurrent_runs``: wait for a slot, cancellable by ``handle.cancel()``."""
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            await self.limiter.acquire()  # type: ignore[union-attr]
+            self._limited = True
+        self._scope = None
 
-        Idle workers are parked on their inbox: closing the inboxes lets them return without
-        a ``Cancelled`` per task and an ExceptionGroup per nursery, which is most of the cost
-        of ending a short run. Anything busy (a step running, waiting, retrying, or events
-        still queued) is cancelled through the run's scope, as for every other ending.
-        """
-        if any(actor.running or actor.queued for actor in self.actors):
-            self.scope.cancel()
-        for actor in self.actors:
-            actor.close_inbox()
+    async def _serve(self) -> None:
+        observer = self.observer
+        self.started = True
+        self._started_at = now = trio.current_time()
+        if observer is not None and observer.run_started is not None:
+            assert self.info is not None
+            observer.run_started(RunStarted(self.info, self.start_event))
+        deadline = self.deadline = math.inf if self.timeout is None else now + self.timeout
+        async with trio.open_nursery() as nursery:
+            self._scope = scope = nursery.cancel_scope
+            self.spawn = nursery.start_soon
+            scope.deadline = deadline  # covers the first step, which runs in this task
+            item = self.start_event if observer is None else self._outside_item(self.start_event)
+            route = self.router.class_route(type(self.start_event))
+            targets: tuple[int, ...] = route if isinstance(route, tuple) else ()
+            first = self.actors[targets[0]]
+            first.claim()
+            for index in targets[1:]:
+                self.actors[index].deliver(item)
+            for event in self._early or ():
+                self._emit_from_outside(event)
+            self._early = None
+            try:
+                await first.run_claimed(item)
+            except trio.Cancelled:
+                if not self.over and scope.cancel_called and trio.current_time() >= deadline:
+                    self._time_out()  # the first step was still running: the report names it
+                raise
+            if self.over:
+                return
+            scope.deadline = math.inf  # from here on this task watches the deadline itself
+            if deadline == math.inf:
+                return  # the nursery waits for the workers
+            if trio.current_time() >= deadline:
+                self._time_out(late=[first.spec.name])
+                return
+            with trio.CancelScope() as watch:
+                self._watch = watch
+                await trio.sleep_until(deadline)
+            self._watch = None
+            self._time_out()
 
     def _finish(self, outcome: Outcome) -> None:
+        self.spawn = None
         if self._stream_send is not None:
             self._stream_send.close()
         for actor in self.actors:
-            if actor.room_waiters:  # handle.send_event callers: the run is over
+            if actor.room_waiters and actor.room is not None:  # handle.send_event callers: the run is over
                 actor.room.unpark_all()
-        if self.observer is not None and self.observer.run_ended is not None:
-            assert self.info is not None
-            self.observer.run_ended(
+        observer = self.observer
+        if observer is not None and observer.run_ended is not None and self.info is not None:
+            observer.run_ended(
                 RunEnded(
                     self.info,
                     outcome.kind,
                     outcome.value,
                     self._stop_event,
                     outcome.error,
-                    trio.current_time() - self._started_at,
+                    trio.current_time() - self._started_at if self.started else 0.0,
                 )
             )
-        self.done.set()
-
-    def _timeout_error(self) -> WorkflowTimeoutError:
-        busy = [
-            a.spec.name
-            + (
-                f" ({a.running - a.waiting} of {a.spec.num_workers} workers)"
-                if a.spec.num_workers > 1
-                else ""
-            )
-            for a in self.actors
-            if a.running > a.waiting
-        ]
-        waiting = [
-            f"{w.actor.spec.name} (waiting for {t.__name__})" for t, ws in self.waiters.items() for w in ws
-        ]
-        if busy or waiting:
-            state = f"still running: {', '.join(busy + waiting)}"
-        else:
-            state = "no step was running (the run was waiting for events that never came"
-            held = [
-                f"step {b.step!r} holds {_count(b.holding())}, lacks {_count(b.lacking())}"
-                for b in self.collect_buffers.values()
-                if b.holding()
-            ]
-            state += f": {'; '.join(held)})" if held else ")"
-        return WorkflowTimeoutError(
-            f"{self.spec.name} run {self.id} timed out after {self.timeout:g}s; {state}"
-        )
+        self._finished = True
+        if self._done is not None:
+            self._done.set()
 
     def statistics(self) -> RunStatistics:
         """A snapshot of the run's counters."""
-        state = (
-            self.outcome.kind
-            if self.done.is_set() and self.outcome
-            else "running"
-            if self.started
-            else "queued"
-        )
+        done = self._finished
+        state = self.outcome.kind if done and self.outcome else "running" if self.started else "queued"
         return RunStatistics(
             run_id=self.id,
             workflow=self.spec.name,
@@ -664,8 +594,8 @@ class Run:
                     name=a.spec.name,
                     num_workers=a.spec.num_workers,
                     inbox=a.spec.inbox,
-                    running=0 if self.done.is_set() else a.running - a.waiting,
-                    waiting=0 if self.done.is_set() else a.waiting,
+                    running=0 if done else a.running - a.waiting,
+                    waiting=0 if done else a.waiting,
                     queued=a.queued,
                     peak_queued=a.peak_queued,
                     processed=a.processed,
@@ -678,26 +608,7 @@ class Run:
         )
 
 
-class _Stopped(Exception):
-    """Raised by the StopEvent route to end the router's loop (never leaves the run)."""
-
-
-def _deliver_directed(directed: Directed) -> None:
-    directed.deliver(directed.event)
-
-
-def _count(counter: Any) -> str:
-    return ", ".join(f"{n} {t.__name__}" for t, n in counter.items()) or "nothing"
-
-
-def _describe(event: Any) -> str:
-    if isinstance(event, tuple):  # an instrumented run's (event, id, target)
-        event = event[0]
-    text = repr(event)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _unwrap(exc: BaseException) -> BaseException:
+def unwrap_group(exc: BaseException) -> BaseException:
     """The one exception to re-raise for an ExceptionGroup that left the run's nursery."""
     if not isinstance(exc, BaseExceptionGroup):
         return exc

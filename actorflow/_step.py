@@ -59,6 +59,12 @@ class StepSpec:
     """How failed invocations are retried (None: never)."""
     timeout: float | None = None
     """Seconds one invocation may take (None: no limit of its own)."""
+    emit_ok: set[type[Event]] = attrs.field(init=False, eq=False, repr=False)
+    """Types this step may emit without further checks: the declared ones, and subclasses
+    of them seen at run time that the workflow class routes (shared by every run)."""
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "emit_ok", set(self.emits))
 
     @property
     def doc(self) -> str:

@@ -141,7 +141,7 @@ def build_spec(
         steps=tuple(steps),
         start_type=starts[0],
         stop_type=stops[0],
-        routes=RouteTable(steps),
+        routes=RouteTable(steps, starts[0]),
         reach=_reachability(steps),
         external=tuple(t for t in accepted if issubclass(t, (HumanResponseEvent, *outside))),
     )

@@ -1,0 +1,126 @@
+"""How one step invocation is called: the step function bound to its workflow and context,
+wrapped in the step's own timeout and retry policy, or handed to the step's executor.
+
+:func:`make_call` builds the callable once per worker; the worker awaits ``call(event)`` per
+event. A step with neither a timeout nor a retry policy gets the bare bound function, so the
+hot path pays for nothing it does not use.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import trio
+
+from ._exceptions import StepTimeoutError
+
+if TYPE_CHECKING:
+    from ._context import Context
+    from ._step import StepSpec
+    from ._workflow import Workflow
+
+__all__ = ["Call", "executor_for", "is_cancellation", "make_call"]
+
+Call = Callable[[Any], Awaitable[Any]]
+
+
+class _Reports(Protocol):
+    """What the retry loop tells the step's actor (which tells the observers)."""
+
+    def retrying(
+        self, ctx: Context[Any], event: Any, attempt: int, duration: float, error: BaseException
+    ) -> None: ...
+
+    def attempt_started(self, ctx: Context[Any], event: Any, attempt: int) -> None: ...
+
+
+def executor_for(workflow: Workflow, spec: StepSpec) -> Any:
+    """The executor a step runs on: ``Workflow(executors=...)`` first, then ``@step(executor=)``."""
+    chosen: Mapping[str, Any] = getattr(workflow, "_actorflow_executors", None) or {}
+    found = chosen.get(spec.name)
+    return found if found is not None else getattr(spec, "executor", None)
+
+
+def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _Reports) -> Call:
+    """The step function bound to ``workflow`` (and ``ctx``): one call per event."""
+    func = spec.func
+    call: Call
+    executor = executor_for(workflow, spec)
+    if executor is not None:
+        run_remote = executor.run
+
+        async def call(event: Any) -> Any:
+            return await run_remote(spec, workflow, ctx, event)
+
+    elif spec.ctx == "first":
+        call = functools.partial(func, workflow, ctx)
+    elif spec.ctx == "last":
+        call = lambda event: func(workflow, event, ctx)  # noqa: E731
+    else:
+        call = functools.partial(func, workflow)
+    if spec.retry is None and spec.timeout is None:
+        return call
+    return _guard(spec, ctx, call, reports)
+
+
+def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> Call:
+    """Wrap ``call`` in the step's timeout and retry policy."""
+    policy, timeout = spec.retry, spec.timeout
+
+    async def guarded(event: Any) -> Any:
+        attempt = 1
+        while True:
+            ctx._next_attempt(attempt)
+            try:
+                if timeout is None:
+                    return await call(event)
+                return await _within(timeout, spec.name, attempt, policy, ctx, call, event)
+            except trio.Cancelled:
+                raise
+            except BaseException as exc:
+                if is_cancellation(exc):
+                    raise
+                if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
+                    raise
+                reports.retrying(ctx, event, attempt, ctx._attempt_time(), exc)
+                await trio.sleep(policy.wait_before(attempt))
+                attempt += 1
+                reports.attempt_started(ctx, event, attempt)
+
+    return guarded
+
+
+async def _within(
+    timeout: float, name: str, attempt: int, policy: Any, ctx: Context[Any], call: Call, event: Any
+) -> Any:
+    """One attempt under the step's ``timeout=``: a cancel scope of its own.
+
+    A step that blocks the loop (``time.sleep``) cannot be interrupted, but its overrun is
+    known when it returns: that is a timeout too, never a result.
+    """
+    started = trio.current_time()
+    deadline = started + timeout
+    result = None
+    with trio.CancelScope(deadline=deadline) as scope:
+        ctx._set_step_scope(scope)
+        try:
+            result = await call(event)
+        finally:
+            ctx._set_step_scope(None)
+    # wait_for_event lifts the deadline while waiting and sets it back after: read it again.
+    if scope.cancelled_caught or (scope.deadline != math.inf and trio.current_time() >= scope.deadline):
+        raise StepTimeoutError(
+            f"step {name!r} timed out after {timeout:g}s (attempt {attempt}"
+            + (f" of {policy.max_attempts})" if policy else ")")
+        )
+    return result
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """``trio.Cancelled``, or a group of nothing else (what a nursery inside a step raises)."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    return isinstance(exc, BaseExceptionGroup) and exc.split(trio.Cancelled)[1] is None

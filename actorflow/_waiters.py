@@ -1,0 +1,185 @@
+"""``ctx.wait_for_event``: step invocations suspended until a matching event arrives.
+
+While some step waits for a type, the run's router sends events of that type here first
+(the route :data:`~actorflow._router.WAITED`): a matching waiter takes the event and no step
+gets it; otherwise it goes where the workflow class routes it. A waiter is registered before
+``wait_for_event`` first yields, so an answer sent right after the question is never lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ._events import Event
+from ._exceptions import WaitForEventTimeoutError, WorkflowRuntimeError
+from ._router import WAITED, Router
+
+if TYPE_CHECKING:
+    from ._actor import StepActor
+    from ._context import Context
+
+__all__ = ["Waiter", "Waiters"]
+
+_MISSING: Any = object()
+
+
+@attrs.define(eq=False)
+class Waiter:
+    """A step invocation suspended in ``ctx.wait_for_event``."""
+
+    event_type: type[Event]
+    requirements: Mapping[str, Any]
+    actor: StepActor
+    worker: int
+    cause: int | None
+    """The input event id of the waiting invocation (observed runs)."""
+    timeout: float | None
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: Event | None = None
+
+    def matches(self, event: Event) -> bool:
+        if not isinstance(event, self.event_type):
+            return False
+        # Attributes, not event.get(): an event may well have a field called "get".
+        return all(_field(event, k) == v for k, v in self.requirements.items())
+
+
+def _field(event: Event, key: str) -> Any:
+    if key in type(event).model_fields:
+        return getattr(event, key)
+    extra = event.__pydantic_extra__
+    if extra is not None and key in extra:
+        return extra[key]
+    return _MISSING
+
+
+class Waiters:
+    """The waiting invocations of one run, by event type."""
+
+    __slots__ = ("_by_type", "_is_ending", "_router", "_taken", "_went_quiet")
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        taken: Callable[[Waiter, Any], None],
+        went_quiet: Callable[[], None],
+        is_ending: Callable[[], bool],
+    ) -> None:
+        self._router = router
+        self._by_type: dict[type[Event], list[Waiter]] = {}
+        self._taken = taken
+        """Called when a waiter takes an event (item as routed): the run reports it."""
+        self._went_quiet = went_quiet
+        """Called when a step starts waiting with no timeout: the run checks for a stall."""
+        self._is_ending = is_ending
+
+    def __bool__(self) -> bool:
+        return bool(self._by_type)
+
+    def all(self) -> list[Waiter]:
+        """Every waiting invocation, oldest first per type."""
+        return [w for ws in self._by_type.values() for w in ws]
+
+    def find(self, event: Event) -> Waiter | None:
+        """The first waiter ``event`` would satisfy."""
+        for waiter in self._by_type.get(type(event), ()):
+            if waiter.matches(event):
+                return waiter
+        return None
+
+    def offer(self, event: Event, item: Any) -> bool:
+        """Give ``event`` to a waiter it matches; False when none does (route it normally)."""
+        waiter = self.find(event)
+        if waiter is None:
+            return False
+        self.hand(waiter, event, item)
+        return True
+
+    def hand(self, waiter: Waiter, event: Event, item: Any) -> None:
+        """``waiter`` takes ``event``; it is routed to no step."""
+        self._taken(waiter, item)
+        waiter.result = event
+        waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
+        self._remove(waiter)
+        waiter.done.set()
+
+    def _add(self, waiter: Waiter) -> None:
+        waiting = self._by_type.setdefault(waiter.event_type, [])
+        waiting.append(waiter)
+        if len(waiting) == 1:
+            self._router.set_route(waiter.event_type, WAITED)
+
+    def _remove(self, waiter: Waiter) -> None:
+        event_type = waiter.event_type
+        waiting = self._by_type.get(event_type)
+        if waiting is None or waiter not in waiting:
+            return
+        waiting.remove(waiter)
+        if not waiting:
+            del self._by_type[event_type]
+            self._router.set_route(event_type, None)
+
+    async def wait(
+        self,
+        ctx: Context[Any],
+        event_type: type[Event],
+        timeout: float | None,
+        requirements: Mapping[str, Any] | None,
+    ) -> Any:
+        """Suspend ``ctx``'s invocation until a matching event arrives (``ctx.wait_for_event``)."""
+        actor = ctx._actor
+        name = actor.spec.name
+        if not (isinstance(event_type, type) and issubclass(event_type, Event)):
+            raise WorkflowRuntimeError(
+                f"step {name!r}: wait_for_event needs an Event type, got {event_type!r}"
+            )
+        if requirements is not None and not isinstance(requirements, Mapping):
+            raise WorkflowRuntimeError(
+                f"step {name!r}: wait_for_event(requirements=...) needs a mapping of field names to "
+                f"values, got {type(requirements).__name__}"
+            )
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise WorkflowRuntimeError(
+                f"step {name!r}: wait_for_event(timeout=...) must be a positive number of seconds or "
+                f"None, got {timeout!r}"
+            )
+        waiter = Waiter(event_type, dict(requirements or {}), actor, ctx.worker, ctx._cause, timeout)
+        self._add(waiter)  # before the first yield: an answer can't slip past
+        actor.waiting += 1
+        if actor.room_waiters and actor.room is not None:
+            actor.room.unpark_all()  # producers waiting on this step's inbox re-check it
+        step_scope = ctx._step_scope
+        remaining = 0.0
+        if step_scope is not None:  # waiting does not count against the step's timeout=
+            remaining = step_scope.deadline - trio.current_time()
+            step_scope.deadline = math.inf
+        try:
+            if timeout is None:
+                self._went_quiet()
+                await waiter.done.wait()
+            else:
+                with trio.move_on_after(timeout):
+                    await waiter.done.wait()
+                if waiter.result is None:
+                    raise WaitForEventTimeoutError(
+                        f"step {name!r} waited {timeout:g}s for a {event_type.__name__}"
+                        + (f" with {dict(requirements)}" if requirements else "")
+                        + " and none came"
+                    )
+            return waiter.result
+        finally:
+            # When the run itself is ending, leave the books as they are: the timeout error
+            # reads them to say which steps were waiting.
+            if waiter.result is None and not self._is_ending():
+                actor.waiting -= 1
+                self._remove(waiter)
+            if step_scope is not None:
+                step_scope.deadline = trio.current_time() + remaining
