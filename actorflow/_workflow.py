@@ -125,15 +125,18 @@ class Workflow:
         timeout, verbose = self._config()
         wf_spec = spec(type(self))
         event = _start_event(wf_spec, start_event, kwargs)
-        observers: list[Observer] = []
         trace = self._actorflow_trace
-        if trace or (trace is None and _tracing.is_enabled()):  # decided once per run
-            observers.append(_tracing.Tracer())  # first: nothing before it can make it miss a hook
-        observers += global_observers()
-        observers += self._actorflow_observers
-        if verbose:
-            observers.append(VerbosePrinter())
-        observer = ObserverDispatch(observers) if observers else None
+        traced = trace or (trace is None and _tracing.is_enabled())  # decided once per run
+        observer = None
+        if traced or verbose or self._actorflow_observers or global_observers():
+            observers: list[Observer] = []
+            if traced:
+                observers.append(_tracing.Tracer())  # first: nothing before it can make it miss a hook
+            observers += global_observers()
+            observers += self._actorflow_observers
+            if verbose:
+                observers.append(VerbosePrinter())
+            observer = ObserverDispatch(observers)
         return Run(
             self,
             wf_spec,
@@ -277,7 +280,8 @@ def _start_event(wf_spec: WorkflowSpec, start_event: Event | None, kwargs: Mappi
             )
         return start_event
     problems: list[str] = []
-    declared = start_type.model_fields
+    # The class attribute behind model_fields (which goes through a descriptor, on every run).
+    declared = start_type.__pydantic_fields__
     if declared:
         # A typed StartEvent is a schema: a misspelt keyword must not vanish silently.
         problems += [

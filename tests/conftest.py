@@ -1,15 +1,20 @@
-"""Shared fixtures: no run of any test may leave a task behind; helper modules for the tests."""
+"""Shared fixtures: no run of any test may leave a task behind, no trio test may hang; helper
+modules for the tests."""
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
 import pathlib
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 import structlog
+import trio
+import trio.testing
 
 import actorflow.audit
 from actorflow.testing import leftover_tasks
@@ -45,6 +50,27 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
     assert leftover_tasks() == []
 
 
+#: Seconds any one trio test may take. A guarantee that breaks (a timeout switched off, a
+#: stall not detected) then fails its test instead of hanging the suite.
+TEST_TIMEOUT = float(os.environ.get("ACTORFLOW_TEST_TIMEOUT", "300"))
+#: The same in virtual seconds, for tests on autojump_clock: a test that would wait forever
+#: jumps straight to it, while tests may sleep for virtual hours on purpose.
+VIRTUAL_TEST_TIMEOUT = float(os.environ.get("ACTORFLOW_VIRTUAL_TEST_TIMEOUT", "1e6"))
+
+
+def _bounded_run(fn: Callable[[], Any], **kwargs: Any) -> Any:
+    """pytest-trio's runner, with the whole test (fixtures included) under trio.fail_after."""
+    clock = kwargs.get("clock")
+    virtual = isinstance(clock, trio.testing.MockClock) and clock.autojump_threshold != float("inf")
+    limit = VIRTUAL_TEST_TIMEOUT if virtual else TEST_TIMEOUT
+
+    async def bounded() -> Any:
+        with trio.fail_after(limit):
+            return await fn()
+
+    return trio.run(bounded, **kwargs)
+
+
 #: Markers of slow suites that run only when ``-m`` names them (``.ci/run`` does).
 SLOW_SUITES = ("crash",)
 
@@ -58,7 +84,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if len(keep) != len(items):
             config.hook.pytest_deselected(items=[item for item in items if item not in keep])
             items[:] = keep
-    # Every trio test gets the check; sync tests have no trio run to inspect.
+    # Every trio test gets the checks; sync tests have no trio run to inspect.
     for item in items:
         if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
             item.fixturenames.append("no_leftover_tasks")
+            item.add_marker(pytest.mark.trio(run=_bounded_run), append=False)
