@@ -362,7 +362,7 @@ class StepActor:
             self.last = event
             ctx._begin(event_id)
             if started_hook is not None:
-                started_hook(StepStarted(info, name, worker, event_id, event, 1))
+                started_hook(StepStarted(info, name, worker, event_id, event, 1, self.queued))
             self.running += 1
             try:
                 result = await call(event)
@@ -450,5 +450,5 @@ class StepActor:
         observer, info = self._run.observer, self._run.info
         if observer is not None and observer.step_started is not None and info is not None:
             observer.step_started(
-                StepStarted(info, self.spec.name, ctx.worker, ctx._cause or 0, event, attempt)
+                StepStarted(info, self.spec.name, ctx.worker, ctx._cause or 0, event, attempt, self.queued)
             )

@@ -19,10 +19,11 @@ import trio
 
 from ._events import Event, InputRequiredEvent
 from ._exceptions import WorkflowRuntimeError
-from ._observe import EventEmitted, LLMCalled
+from ._observe import EventEmitted
 
 if TYPE_CHECKING:
     from ._actor import StepActor
+    from ._observe import ObserverDispatch, RunInfo
     from ._run import Run
 
 __all__ = ["CollectBuffer", "Context", "Store", "current_context"]
@@ -312,14 +313,14 @@ class Context(Generic[StateT]):
         """The cancel scope of the step's own ``timeout=`` while an attempt runs, else None."""
         self._step_scope = scope
 
-    def _report_llm_call(self, call: Mapping[str, Any]) -> bool:
-        """An LLM call made by this invocation ended: hand it to the run's observers."""
+    def _observed_invocation(self) -> tuple[ObserverDispatch, RunInfo, str, int, int | None] | None:
+        """(dispatch, run, step, worker, cause) of this invocation, for the LLM seams; None
+        in a run nobody observes."""
         run = self._run
-        observer = run.observer
-        if observer is None or observer.llm_called is None or run.info is None:
-            return False
-        observer.llm_called(LLMCalled(run.info, self._actor.spec.name, self.worker, self._cause, call))
-        return True
+        dispatch, info = run.observer, run.info
+        if dispatch is None or info is None:
+            return None
+        return dispatch, info, self._actor.spec.name, self.worker, self._cause
 
 
 def _check_expected(step: str, expected: object) -> tuple[type[Event], ...]:

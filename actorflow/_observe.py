@@ -407,19 +407,12 @@ class ObserverDispatch:
 def _invocation() -> tuple[ObserverDispatch, RunInfo, str, int, int | None] | None:
     """The observed step invocation running in this task: (dispatch, run, step, worker, cause).
 
-    None outside a step, or in a run nobody observes. This reads the same fields of the
-    task's ``Context`` as ``Context._report_llm_call`` did, in one place for both LLM seams.
+    None outside a step, or in a run nobody observes.
     """
     from ._context import current_context  # _context imports this module
 
     ctx = current_context.get()
-    if ctx is None:
-        return None
-    run = ctx._run
-    dispatch, info = run.observer, run.info
-    if dispatch is None or info is None:
-        return None
-    return dispatch, info, ctx._actor.spec.name, ctx.worker, ctx._cause
+    return None if ctx is None else ctx._observed_invocation()
 
 
 def report_llm_started(

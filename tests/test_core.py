@@ -290,10 +290,10 @@ def test_a_hanging_test_fails_instead_of_hanging_the_suite(tmp_path: pytest.Temp
             """
         )
     )
-    conftest = __import__("pathlib").Path(__file__).with_name("conftest.py")
-    (tmp_path / "conftest.py").write_text(conftest.read_text())  # type: ignore[operator]
-    for helper in ("llm_server.py", "audit_flows.py"):
-        (tmp_path / helper).write_text(conftest.with_name(helper).read_text())  # type: ignore[operator]
+    here = __import__("pathlib").Path(__file__).parent
+    for helper in here.glob("*.py"):  # the suite's conftest and the helper modules it loads
+        if not helper.name.startswith("test_"):
+            (tmp_path / helper.name).write_text(helper.read_text())  # type: ignore[operator]
     done = subprocess.run(
         [
             sys.executable,

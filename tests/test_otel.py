@@ -162,6 +162,7 @@ async def test_the_first_tutorial_program_is_a_tree_of_run_step_and_llm_spans(ot
         "actorflow.step": "critique_joke",
         "actorflow.step.worker": 0,
         "actorflow.step.attempt": 1,
+        "actorflow.step.queued": 0,
         "actorflow.event.id": 2,
         "actorflow.event.type": "JokeEvent",
         "actorflow.step.outcome": "finished",
