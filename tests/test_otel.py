@@ -388,6 +388,33 @@ async def test_human_input_links_the_waiting_step_to_the_sender(otel: Telemetry)
     assert taken.attributes == {"actorflow.event.id": 2, "actorflow.event.type": "HumanResponseEvent"}
 
 
+async def test_open_run_and_a_run_inside_a_step_nest_under_the_current_span(otel: Telemetry) -> None:
+    """open_run() makes the run span a child of the span current where it is entered, and a
+    workflow run from inside a step is a child of that step's span."""
+
+    class Inner(Workflow):
+        @step
+        async def inner(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result="inner")
+
+    class Outer(Workflow):
+        @step
+        async def outer(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=await Inner().run())
+
+    tracer = otel.provider.get_tracer("test")
+    with tracer.start_as_current_span("caller"), trio.fail_after(5):
+        async with Outer().open_run() as handle:
+            assert await handle.result() == "inner"
+    assert tree(otel.spans()) == [
+        "caller",
+        "  run Outer",
+        "    step outer",
+        "      run Inner",
+        "        step inner",
+    ]
+
+
 async def test_the_step_span_is_current_while_the_step_runs(otel: Telemetry) -> None:
     """Spans a step opens (and LLM calls inside them) nest under the step's span."""
     llm = ScriptedLLM(["an answer"])
