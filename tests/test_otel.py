@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import re
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -510,6 +509,27 @@ async def test_queue_length_sums_what_steps_report(otel: Telemetry) -> None:
     assert s_span.attributes is not None and s_span.attributes["actorflow.step.queued"] in (3, 4)
 
 
+async def test_step_spans_say_how_many_events_were_still_queued(otel: Telemetry) -> None:
+    """A one-worker step handed three events at once starts with 2, then 1, then 0 queued."""
+
+    class Burst(Workflow):
+        @step
+        async def split(self, ctx: Context, ev: StartEvent) -> Task | None:
+            for part in "abc":
+                ctx.send_event(Task(part=part))
+            return None
+
+        @step
+        async def work(self, ctx: Context, ev: Task) -> StopEvent | None:
+            await trio.sleep(0)
+            return StopEvent() if ev.part == "c" else None
+
+    with trio.fail_after(5):
+        await Burst().run()
+    queued = [s.attributes["actorflow.step.queued"] for s in otel.named("step work")]  # type: ignore[index]
+    assert queued == [2, 1, 0]
+
+
 # -- the LLM start seam ----------------------------------------------------------------------
 
 
@@ -766,34 +786,3 @@ async def test_untraced_runs_get_no_trace_ids(clean_structlog: None) -> None:
     structlog.configure(processors=[actorflow.otel.add_trace_ids, keep])
     await JokeFlow(trace=True).run(topic="plain")
     assert records and not any("trace_id" in r or "span_id" in r for r in records)
-
-
-# -- the docs --------------------------------------------------------------------------------
-
-DOC = pathlib.Path(__file__).parents[1] / "docs" / "observability.md"
-
-
-def _blocks() -> list[str]:
-    text = DOC.read_text()
-    return [
-        m.group(2)
-        for m in re.finditer(r"(<!-- fragment -->\n)?```python\n(.*?)```", text, re.S)
-        if m.group(1) is None
-    ]
-
-
-@pytest.mark.parametrize("index", range(len(_blocks())))
-def test_the_observability_guide_runs_as_written(
-    index: int, capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every python block of docs/observability.md runs offline as written."""
-    monkeypatch.chdir(tmp_path)
-    try:
-        exec(
-            compile(_blocks()[index], f"observability.md block {index}", "exec"),
-            {"__name__": "__doc_block__"},
-        )
-    finally:
-        actorflow.otel.uninstrument()
-        structlog.reset_defaults()
-        actorflow.audit.disable()
