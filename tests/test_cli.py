@@ -336,6 +336,75 @@ def test_a_terminal_gets_a_live_display(project: Path) -> None:
     assert text.endswith("\x1b[?25h[\r\n  0,\r\n  1,\r\n  2,\r\n  3\r\n]\r\n")
 
 
+# -- the live display, in process: an Observer that reads only its records -------------------
+
+
+class Piece(actorflow.Event):
+    i: int
+
+
+class Made(actorflow.Event):
+    i: int
+
+
+class Workshop(actorflow.Workflow):
+    """Five pieces, two workers at a time, one second each; one piece is retried once."""
+
+    @actorflow.step
+    async def split(self, ctx: actorflow.Context, ev: actorflow.StartEvent) -> Piece | None:
+        for i in range(5):
+            ctx.send_event(Piece(i=i))
+        return None
+
+    @actorflow.step(num_workers=2, retry=actorflow.RetryPolicy(max_attempts=2, delay=0, jitter=0))
+    async def work(self, ctx: actorflow.Context, ev: Piece) -> Made:
+        await trio.sleep(1)
+        if ev.i == 4 and ctx.attempt == 1:
+            raise ValueError("flaky")
+        return Made(i=ev.i)
+
+    @actorflow.step
+    async def collect(self, ctx: actorflow.Context, ev: Made) -> actorflow.StopEvent | None:
+        done = ctx.collect_events(ev, [Made] * 5)
+        return None if done is None else actorflow.StopEvent(result=len(done))
+
+
+def step_line(lines: list[str], name: str) -> str:
+    return next(line.split(None, 1)[1] for line in lines[1:] if line.split()[0] == name)
+
+
+async def test_the_live_display_counts_from_observer_records_only(
+    autojump_clock: trio.abc.Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live display is an Observer: running, queued, done and retried come from its records."""
+    import io
+
+    from actorflow.cli._live import LiveDisplay
+
+    def no_peeking(self: object) -> None:
+        raise AssertionError("the live display must read observer records, not statistics()")
+
+    monkeypatch.setattr(actorflow.RunHandle, "statistics", no_peeking)
+    display = LiveDisplay(io.StringIO(), color=False)
+    seen = []
+    async with Workshop(observers=[display]).open_run() as handle:
+        for moment in (0.5, 1.5, 2.5, 3.5):
+            await trio.sleep_until(moment)
+            seen.append(display.render(handle.run_id, moment, 100, 30))
+        assert await handle.result() == 5
+    final = display.render(handle.run_id, 4.0, 100, 30)
+    assert [step_line(lines, "work") for lines in seen] == [
+        "▶ 2/2 running · 3 queued · 0 done",
+        "▶ 2/2 running · 1 queued · 2 done",
+        "▶ 1/2 running · 4 done",  # piece 4 alone, and it fails at 3 s
+        "▶ 1/2 running · 4 done · 1 retried",  # its second attempt
+    ]
+    assert seen[0][0].startswith("⠋ Workshop ") and " · running · 0.5 s" in seen[0][0]
+    assert step_line(final, "work") == "5 done · 1 retried"
+    assert step_line(final, "collect") == "5 done"
+    assert " · finished · 4.0 s" in final[0]
+
+
 def test_draw_writes_the_page_or_mermaid(project: Path, tmp_path: Path) -> None:
     """draw writes the HTML page (CLASS.html by default) or prints Mermaid text."""
     done = actorflow_cli("draw", f"{project / 'flows.py'}:Busy", cwd=tmp_path)

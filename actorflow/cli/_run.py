@@ -123,10 +123,20 @@ def _check_run_keywords(workflow: Any, params: dict[str, Any]) -> None:
 
 
 async def _execute(workflow: Any, params: dict[str, Any], live: LiveDisplay | None) -> Any:
-    async with workflow.open_run(**params) as handle:
-        if live is not None:
+    from .. import add_observer, remove_observer
+
+    if live is None:
+        async with workflow.open_run(**params) as handle:
+            return await handle.result()
+    # Process-wide, so that an instance given as MODULE:NAME is watched too; this process
+    # runs this one workflow (the display picks its run out by id from any nested ones).
+    add_observer(live)
+    try:
+        async with workflow.open_run(**params) as handle:
             await live.follow(handle)
-        return await handle.result()
+            return await handle.result()
+    finally:
+        remove_observer(live)
 
 
 def format_result(result: Any) -> str:
