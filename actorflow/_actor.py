@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import reprlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -233,12 +233,10 @@ class StepActor:
         if self.queued > self.inflight and not self._run.over:
             self._start_worker(None)
 
-    async def _next(self, inline: bool) -> Any:
-        """Park until an event arrives; None when the worker should return instead.
-
-        The cold half of taking an event: the hot half (the inbox already holds one) is
-        inlined in the worker loops.
-        """
+    def _parking(self, inline: bool) -> Callable[[], Awaitable[Any]] | None:
+        """Where a worker with nothing to do parks: the inbox's ``receive``, opened on first
+        need; None when it should return instead (the run is over, or it is the run's own
+        task, which steps aside rather than wait)."""
         if self._run.over or inline:
             if inline:
                 self._handed_on()
@@ -246,15 +244,7 @@ class StepActor:
         if self._receive is None:
             self._open_inbox()
         assert self._receive is not None
-        self.idle += 1
-        try:
-            return await self._receive.receive()  # deliver() counted it in inflight
-        except trio.EndOfChannel:  # the run stopped while this worker was idle
-            self.idle -= 1
-            return None
-        except BaseException:
-            self.idle -= 1
-            raise
+        return self._receive.receive
 
     def _take_queued(self) -> Any:
         """The oldest event waiting in the channel, else in the backlog (one waits in either)."""
@@ -265,10 +255,9 @@ class StepActor:
                 pass
         return self.backlog.popleft()  # type: ignore[union-attr]
 
-    # Two copies of the worker loop: instrumented runs (verbose, traced, observed) carry
-    # (event, event_id) items and build records; plain runs carry bare events and pay for
-    # nothing else. One shared loop with `if observed:` tests costs plain chain hops about
-    # 8% (measured with `python -m benchmarks --only chain`).
+    # Two copies of the worker loop: observed runs (verbose, traced, any Observer) carry
+    # (event, event_id) items and build a record per hook; plain runs carry bare events and
+    # pay for nothing else.
 
     async def _work(self, worker: int, first: Any, inline: bool = False) -> None:
         """A worker of an unobserved run: the hot path, kept free of per-event extras."""
@@ -278,6 +267,7 @@ class StepActor:
         call = make_call(self.spec, run.workflow, ctx, self)
         emit = run.router.emit
         emit_ok = self.spec.emit_ok
+        park: Callable[[], Awaitable[Any]] | None = None
         budget = BATCH
         event = first
         while True:
@@ -285,9 +275,19 @@ class StepActor:
                 if self.queued > self.inflight:  # one waits in the channel or the backlog
                     event = self._take_queued()
                 else:
-                    event = await self._next(inline)
-                    if event is None:
+                    if park is None or inline:
+                        park = self._parking(inline)
+                        if park is None:
+                            return
+                    self.idle += 1
+                    try:
+                        event = await park()  # deliver() hands it over, counted in inflight
+                    except trio.EndOfChannel:  # the run stopped while this worker was idle
+                        self.idle -= 1
                         return
+                    except BaseException:
+                        self.idle -= 1
+                        raise
                     self.inflight -= 1
                     budget = BATCH
             else:
@@ -339,6 +339,7 @@ class StepActor:
         name = self.spec.name
         started_hook, finished_hook = observer.step_started, observer.step_finished
         cancelled_hook = observer.step_cancelled
+        park: Callable[[], Awaitable[Any]] | None = None
         budget = BATCH
         item = first
         while True:
@@ -346,13 +347,23 @@ class StepActor:
                 if self.queued > self.inflight:  # one waits in the channel or the backlog
                     item = self._take_queued()
                 else:
-                    item = await self._next(inline)
-                    if item is None:
+                    if park is None or inline:
+                        park = self._parking(inline)
+                        if park is None:
+                            return
+                    self.idle += 1
+                    try:
+                        item = await park()  # deliver() hands it over, counted in inflight
+                    except trio.EndOfChannel:  # the run stopped while this worker was idle
+                        self.idle -= 1
                         return
+                    except BaseException:
+                        self.idle -= 1
+                        raise
                     self.inflight -= 1
                     budget = BATCH
             else:
-                self.inflight -= 1  # the worker's first item
+                self.inflight -= 1  # the worker's first event
             self.queued -= 1
             if run.over:
                 return
