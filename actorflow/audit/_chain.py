@@ -22,12 +22,13 @@ __all__ = ["HashChain", "Hashed"]
 
 
 class Hashed(str):
-    """A record's ``hash`` that also carries the canonical text (``body``) it was taken over.
+    """A record's ``hash`` that also carries the canonical text (``body``, ASCII bytes) it was
+    taken over.
 
     It is the hash string to everyone else (``==``, JSON, printing); the sink reads ``body``.
     """
 
-    body: str
+    body: bytes
 
 
 class HashChain:
@@ -84,9 +85,10 @@ class HashChain:
             prev = self._last.get(run_id, GENESIS)
         event_dict["prev_hash"] = prev
         record, body = encode(event_dict)
-        value = digest(body.encode("ascii"), self._key)
+        data = body.encode("ascii")
+        value = digest(data, self._key)
         h = record["hash"] = Hashed(value)
-        h.body = body
+        h.body = data
         name = record["event"]
         if name[:4] == "run." and name != "run.started":  # is_closing(), inlined: once a record
             self._last.pop(run_id, None)

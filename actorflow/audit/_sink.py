@@ -44,7 +44,7 @@ from typing import Any
 
 import structlog
 
-from ._canon import GENESIS, HEX64, digest, encode, file_link, is_record, line_of
+from ._canon import GENESIS, HEX64, digest, encode, file_link, is_record
 from ._chain import HashChain, Hashed
 from ._redact import Redactor
 
@@ -130,8 +130,8 @@ class JSONLinesSink:
         self._fd = os.open(self.path, flags, 0o600)
         self._lock = threading.Lock()
         """Held while a batch is taken from the queue and written: batches keep their order."""
-        self._pending: collections.deque[tuple[str, str]] = collections.deque()
-        """(body, hash) of the records queued for the writer thread."""
+        self._pending: collections.deque[tuple[bytes, str]] = collections.deque()
+        """(body as ASCII bytes, hash) of the records queued for the writer thread."""
         self._pending_bytes = 0
         self._size = -1  # unknown: read the tail before the first chained write
         self._prev = GENESIS
@@ -185,12 +185,13 @@ class JSONLinesSink:
             raise ValueError(f"{self!r} is closed")
         h = event_dict.get("hash")
         if type(h) is Hashed:  # from HashChain: the text it hashed comes along
-            body: str = h.body
+            body: bytes = h.body
             record_hash = str(h)
         else:  # not chained, or changed after the chain: encode it here
             record_hash = h if isinstance(h, str) and HEX64.match(h) else ""
             drop = ("file_prev", "hash") if record_hash else ("file_prev",)
-            safe, body = encode({k: v for k, v in event_dict.items() if k not in drop})
+            safe, text = encode({k: v for k, v in event_dict.items() if k not in drop})
+            body = text.encode("ascii")
             if self._passthrough:
                 event_dict = safe
                 if record_hash:
@@ -260,9 +261,14 @@ class JSONLinesSink:
         if self._fd < 0:
             raise ValueError(f"{self!r} is closed; {count} record(s) were not written")
         fd = self._fd
+        # Lines are joined from the bodies as they are (a memoryview drops the closing brace
+        # without a copy), so a 1 MB payload is copied once here, into the batch.
+        parts: list[bytes | memoryview] = []
         if not self._file_chain:
-            data = "".join([f"{line_of(body, None, h or None)}\n" for body, h in items]).encode("ascii")
-            _write_all(fd, data)
+            for body, h in items:
+                parts.append(memoryview(body)[:-1] if h else body)
+                parts.append(f',"hash":"{h}"}}\n'.encode() if h else b"\n")
+            _write_all(fd, b"".join(parts))
         else:
             key = self._key
             if fcntl is not None:
@@ -273,15 +279,16 @@ class JSONLinesSink:
                 if size != self._size:  # someone else appended (or this is the first write)
                     prefix, self._prev = _tail(fd, size, key)
                 prev = self._prev
-                lines = []
+                parts.append(prefix)
                 for body, h in items:
+                    parts.append(memoryview(body)[:-1])
                     if h:
-                        lines.append(f'{body[:-1]},"file_prev":"{prev}","hash":"{h}"}}\n')
+                        parts.append(f',"file_prev":"{prev}","hash":"{h}"}}\n'.encode())
                         prev = file_link(prev, h, key)
                     else:  # a record without a hash: verify() reports it, the chain goes on
-                        lines.append(f"{line_of(body, prev, None)}\n")
-                        prev = file_link(prev, digest(body.encode("ascii"), key), key)
-                data = prefix + "".join(lines).encode("ascii")
+                        parts.append(f',"file_prev":"{prev}"}}\n'.encode())
+                        prev = file_link(prev, digest(body, key), key)
+                data = b"".join(parts)
                 _write_all(fd, data)
                 self._size = size + len(data)
                 self._prev = prev
