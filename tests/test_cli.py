@@ -154,6 +154,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "nested.jsonl").write_text("[" * 100_000 + "\n")
     (root / "junk.jsonl").write_bytes(bytes(range(256)) * 16)
     (root / "other.jsonl").write_text('{"event": "an application log line"}\n')
+    # Hostile modules: binary junk, 100,000 nested brackets, a directory named like a module.
+    (root / "junkmod.py").write_bytes(bytes(range(256)) * 4)
+    (root / "nestmod.py").write_text("[" * 100_000 + "\n")
+    (root / "dirmod.py").mkdir()
     (root / "adir").mkdir()
     return root
 
@@ -596,6 +600,12 @@ BAD_INPUT = {
         "importing exits.py failed: it called sys.exit(0)",
     ),
     "trace draw: missing file": (["trace", "draw", "missing.jsonl"], "no such file: missing.jsonl"),
+    "module file of binary junk": (["draw", "junkmod.py:Flow"], "importing junkmod.py failed: SyntaxError: "),
+    "module file nested too deep": (
+        ["run", "nestmod.py:Flow"],
+        "importing nestmod.py failed: SyntaxError: too many nested parentheses (line 1)",
+    ),
+    "module path is a directory": (["run", "dirmod.py:Flow"], "dirmod.py is a directory, not a file"),
     "audit verify: a directory": (["audit", "verify", "adir"], "adir is a directory, not a file"),
     "trace show: a directory": (["trace", "show", "adir"], "adir is a directory, not a file"),
     "trace draw: a directory": (["trace", "draw", "adir"], "adir is a directory, not a file"),
@@ -641,4 +651,5 @@ def test_bad_input_gets_one_clear_line(case: str, bad_input_results: dict[str, t
     status, out, err = bad_input_results[case]
     assert (status, out) == (2, ""), err
     assert err.startswith("actorflow: error: ") and err.endswith("\n") and err.count("\n") == 1, err
+    assert len(err) < 500, err  # a line a person reads, even when the input is 100,000 brackets
     assert BAD_INPUT[case][1] in err

@@ -74,9 +74,18 @@ class Commands:
         return self._groups[name]
 
 
+#: The longest exception text a one-line message quotes (a SyntaxError quotes its source line,
+#: which may be 100,000 characters of a hostile file).
+MAX_QUOTE = 400
+
+
 def one_line(exc: BaseException) -> str:
-    """``Type: message`` of an exception, on one line."""
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip().replace("\n", " ")
+    """``Type: message`` of an exception, on one line, cut to :data:`MAX_QUOTE` characters."""
+    if isinstance(exc, SyntaxError) and exc.msg:  # its reason and place, not the line it quotes
+        where = f" (line {exc.lineno})" if exc.lineno else ""
+        return f"{type(exc).__name__}: {exc.msg}{where}"[:MAX_QUOTE]
+    text = " ".join("".join(traceback.format_exception_only(type(exc), exc)).split())
+    return text if len(text) <= MAX_QUOTE else text[: MAX_QUOTE - 1] + "…"
 
 
 def existing(path: str) -> str:

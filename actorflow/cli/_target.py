@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._base import CLIError, one_line
+from ._base import CLIError, existing, one_line
 
 __all__ = ["load_target", "parse_params"]
 
@@ -86,9 +86,7 @@ def _exited(name: str, exc: SystemExit) -> str:
 
 
 def _import_file(path: str) -> Any:
-    file = Path(path)
-    if not file.is_file():
-        raise CLIError(f"no such file: {path}")
+    file = Path(existing(path))
     name = file.stem
     module_spec = importlib.util.spec_from_file_location(name, file)
     if module_spec is None or module_spec.loader is None:
