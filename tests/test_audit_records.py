@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import pickle
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -460,3 +462,22 @@ def test_audit_exports_are_pinned() -> None:
     assert audit.enable is actorflow._tracing.enable
     problem = pickle.loads(pickle.dumps(audit.Problem(3, "r", 2, "changed")))
     assert problem == audit.Problem(3, "r", 2, "changed")
+
+
+def test_import_actorflow_leaves_structlog_unimported() -> None:
+    """`import actorflow` does not import structlog; the first traced run does."""
+    code = (
+        "import sys, trio, actorflow\n"
+        "assert 'structlog' not in sys.modules, 'imported by import actorflow'\n"
+        "from actorflow import Workflow, StartEvent, StopEvent, step\n"
+        "class W(Workflow):\n"
+        "    @step\n"
+        "    async def only(self, ev: StartEvent) -> StopEvent:\n"
+        "        return StopEvent(result=1)\n"
+        "trio.run(W().run)\n"
+        "assert 'structlog' not in sys.modules, 'imported by an untraced run'\n"
+        "trio.run(W(trace=True).run)\n"
+        "assert 'structlog' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

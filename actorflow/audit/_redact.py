@@ -49,6 +49,9 @@ _LLM_ENVELOPE = frozenset(
         "hash_alg",
         "file_chain",
         "file_prev",
+        "call_id",
+        "trace_id",
+        "span_id",
     }
 )
 
