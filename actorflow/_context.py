@@ -141,8 +141,9 @@ class Context(Generic[StateT]):
         )
         self._cause: int | None = None
         """The input event id of the invocation in progress (observed runs)."""
-        self._emitted: list[Event] = []
-        self._emitted_ids: list[int] = []
+        self._emitted: list[Event] | None = None
+        self._emitted_ids: list[int] | None = None
+        """What the invocation in progress emitted, and their ids (observed runs only)."""
         self._step_scope: trio.CancelScope | None = None
         self._collecting: tuple[Sequence[type[Event]], CollectBuffer] | None = None
         self._attempt_started = 0.0
@@ -195,19 +196,23 @@ class Context(Generic[StateT]):
         """Emit in an observed run: number the event, tell the observers, route it."""
         run = self._run
         event_id = run.new_event_id()
-        self._emitted.append(event)
-        self._emitted_ids.append(event_id)
+        self._note(event, event_id)
         hook = run.observer.event_emitted  # type: ignore[union-attr]
         if hook is not None:
             hook(EventEmitted(run.info, event_id, event, self._cause, self._actor.spec.name, self.worker))  # type: ignore[arg-type]
         run.router.emit_observed((event, event_id))
 
+    def _note(self, event: Event, event_id: int) -> None:
+        if self._emitted is None or self._emitted_ids is None:
+            self._emitted, self._emitted_ids = [], []
+        self._emitted.append(event)
+        self._emitted_ids.append(event_id)
+
     def _note_directed(self, event: Event, step: str) -> tuple[Event, int]:
         """An observed ``send_event(ev, step=...)``: number and report it; the item to deliver."""
         run = self._run
         event_id = run.new_event_id()
-        self._emitted.append(event)
-        self._emitted_ids.append(event_id)
+        self._note(event, event_id)
         hook = run.observer.event_emitted  # type: ignore[union-attr]
         if hook is not None:
             hook(
@@ -289,15 +294,13 @@ class Context(Generic[StateT]):
         self._cause = event_id
         self.attempt = 1
         self._attempt_started = trio.current_time()
-        self._emitted = []
-        self._emitted_ids = []
+        self._emitted = self._emitted_ids = None
 
     def _end(self) -> tuple[tuple[Event, ...], tuple[int, ...]]:
         """The observed invocation ended: what it emitted, and their ids."""
-        out = (tuple(self._emitted), tuple(self._emitted_ids))
+        out = (tuple(self._emitted or ()), tuple(self._emitted_ids or ()))
         self._cause = None
-        self._emitted = []
-        self._emitted_ids = []
+        self._emitted = self._emitted_ids = None
         return out
 
     def _next_attempt(self, attempt: int) -> None:

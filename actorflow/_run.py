@@ -79,6 +79,7 @@ class Run:
         "_finished",
         "_id",
         "_limited",
+        "_nursery",
         "_scope",
         "_started_at",
         "_stop_event",
@@ -95,7 +96,6 @@ class Run:
         "over",
         "pending_input",
         "router",
-        "spawn",
         "spec",
         "start_event",
         "started",
@@ -156,8 +156,7 @@ class Run:
         self.stream: trio.MemoryReceiveChannel[Event] | None = None
         if stream:
             self._stream_send, self.stream = trio.open_memory_channel[Event](math.inf)
-        self.spawn: Any = None
-        """``nursery.start_soon`` of the run's nursery, while it is open."""
+        self._nursery: trio.Nursery | None = None
         self.actors = tuple(StepActor(self, s, i) for i, s in enumerate(spec.steps))
         self.router = Router(spec.routes, [a.deliver for a in self.actors], self._special)
 
@@ -199,6 +198,11 @@ class Run:
         if self._done is None:
             self._done = trio.Event()
         await self._done.wait()
+
+    def spawn(self, fn: Any, *args: Any, name: str) -> None:
+        """Start a task of the run (a step's worker) in the run's nursery."""
+        assert self._nursery is not None, "a run starts tasks only while it is going"
+        self._nursery.start_soon(fn, *args, name=name)
 
     def new_event_id(self) -> int:
         """The next event id of this (observed) run: 1, 2, 3... in emission order."""
@@ -534,7 +538,7 @@ class Run:
         deadline = self.deadline = math.inf if self.timeout is None else now + self.timeout
         async with trio.open_nursery() as nursery:
             self._scope = scope = nursery.cancel_scope
-            self.spawn = nursery.start_soon
+            self._nursery = nursery
             if deadline != math.inf:
                 scope.deadline = deadline  # covers the first step, which runs in this task
             item = self.start_event if observer is None else self._outside_item(self.start_event)
@@ -568,7 +572,7 @@ class Run:
             self._time_out()
 
     def _finish(self, outcome: Outcome) -> None:
-        self.spawn = None
+        self._nursery = None
         if self._stream_send is not None:
             self._stream_send.close()
         for actor in self.actors:
