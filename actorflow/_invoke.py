@@ -38,10 +38,15 @@ class _Reports(Protocol):
 
 
 def executor_for(workflow: Workflow, spec: StepSpec) -> Any:
-    """The executor a step runs on: ``Workflow(executors=...)`` first, then ``@step(executor=)``."""
+    """The executor a step runs on: ``Workflow(executors=...)`` first, then ``@step(executor=)``.
+
+    ``Workflow(executors={"step": None})`` runs that step in the run's loop, whatever its
+    decorator says (the same class in tests, on a cluster in production).
+    """
     chosen: Mapping[str, Any] | None = workflow.__dict__.get("_actorflow_executors")
-    found = chosen.get(spec.name) if chosen else None
-    return found if found is not None else getattr(spec, "executor", None)
+    if chosen and spec.name in chosen:
+        return chosen[spec.name]
+    return getattr(spec, "executor", None)
 
 
 def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _Reports) -> Call:

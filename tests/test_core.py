@@ -313,3 +313,25 @@ def test_a_hanging_test_fails_instead_of_hanging_the_suite(tmp_path: pytest.Temp
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "TooSlowError" in done.stdout
+
+
+async def test_an_instance_mapping_to_none_runs_a_step_in_the_loop() -> None:
+    """Workflow(executors={"step": None}) overrides @step(executor=...): the step runs here."""
+    from actorflow._invoke import executor_for
+
+    class Elsewhere:
+        async def run(self, spec: object, workflow: object, ctx: object, event: object) -> object:
+            raise AssertionError("the step should run in the loop")
+
+    class Flow(Workflow):
+        @step
+        async def only(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=trio.lowlevel.current_task().name)
+
+    wf = Flow()
+    spec = Flow.__actorflow_spec__.steps[0]  # type: ignore[union-attr]
+    wf.__dict__["_actorflow_executors"] = {"only": Elsewhere()}
+    assert isinstance(executor_for(wf, spec), Elsewhere)
+    wf.__dict__["_actorflow_executors"] = {"only": None}
+    assert executor_for(wf, spec) is None
+    assert await wf.run() is not None
