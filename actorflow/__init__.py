@@ -32,11 +32,13 @@ from ._exceptions import LLMError as LLMError
 from ._exceptions import LLMResponseError as LLMResponseError
 from ._exceptions import LLMStatusError as LLMStatusError
 from ._exceptions import LLMTimeoutError as LLMTimeoutError
+from ._exceptions import RemoteContextError as RemoteContextError
 from ._exceptions import ResourceCycleError as ResourceCycleError
 from ._exceptions import ResourceError as ResourceError
 from ._exceptions import RunArgumentsError as RunArgumentsError
 from ._exceptions import StepTimeoutError as StepTimeoutError
 from ._exceptions import WaitForEventTimeoutError as WaitForEventTimeoutError
+from ._exceptions import WorkerLostError as WorkerLostError
 from ._exceptions import WorkflowCancelledByUser as WorkflowCancelledByUser
 from ._exceptions import WorkflowCancelledError as WorkflowCancelledError
 from ._exceptions import WorkflowConfigurationError as WorkflowConfigurationError
@@ -46,6 +48,11 @@ from ._exceptions import WorkflowStalledError as WorkflowStalledError
 from ._exceptions import WorkflowStepDoesNotExistError as WorkflowStepDoesNotExistError
 from ._exceptions import WorkflowTimeoutError as WorkflowTimeoutError
 from ._exceptions import WorkflowValidationError as WorkflowValidationError
+from ._executor import Executor as Executor
+from ._executor import Placement as Placement
+from ._executor import ProcessExecutor as ProcessExecutor
+from ._executor import RemoteContext as RemoteContext
+from ._executor import ThreadExecutor as ThreadExecutor
 from ._handle import RunHandle as RunHandle
 from ._observe import EventEmitted as EventEmitted
 from ._observe import EventTaken as EventTaken
@@ -95,6 +102,7 @@ __all__ = [
     "Event",
     "EventEmitted",
     "EventTaken",
+    "Executor",
     "HumanResponseEvent",
     "InMemoryStateStore",
     "InputRequiredEvent",
@@ -109,6 +117,10 @@ __all__ = [
     "LLMTimeoutError",
     "Observer",
     "PickleSerializer",
+    "Placement",
+    "ProcessExecutor",
+    "RemoteContext",
+    "RemoteContextError",
     "ResourceCycleError",
     "ResourceError",
     "RetryPolicy",
@@ -130,8 +142,10 @@ __all__ = [
     "StepStatistics",
     "StepTimeoutError",
     "StopEvent",
+    "ThreadExecutor",
     "UnhandledEvent",
     "WaitForEventTimeoutError",
+    "WorkerLostError",
     "Workflow",
     "WorkflowCancelledByUser",
     "WorkflowCancelledError",

@@ -10,7 +10,8 @@ The tree::
     ├── WorkflowRuntimeError            the runtime met a broken rule while a run was going
     │   ├── WorkflowStalledError        nothing can happen any more and no StopEvent came
     │   ├── RunArgumentsError           run() arguments do not build a valid StartEvent
-    │   └── WorkflowStepDoesNotExistError  an event was addressed to a step that does not exist
+    │   ├── WorkflowStepDoesNotExistError  an event was addressed to a step that does not exist
+    │   └── RemoteContextError          a step on an executor used a run-local part of ctx
     ├── WorkflowTimeoutError            the run's deadline passed
     │   ├── StepTimeoutError            one step invocation overran its own timeout=
     │   └── WaitForEventTimeoutError    ctx.wait_for_event() waited longer than its timeout=
@@ -20,6 +21,7 @@ The tree::
     ├── ContextStateError               a Context method was called in the wrong phase of a run
     ├── ResourceError                   a step's resource could not be built
     │   └── ResourceCycleError          resource factories depend on each other in a cycle
+    ├── WorkerLostError                 the process (or Ray node) running a step invocation died
     └── LLMError                        a call through actorflow.llm failed
         ├── LLMConnectionError          the server could not be reached
         ├── LLMTimeoutError             the server did not answer in time
@@ -46,11 +48,13 @@ __all__ = [
     "LLMResponseError",
     "LLMStatusError",
     "LLMTimeoutError",
+    "RemoteContextError",
     "ResourceCycleError",
     "ResourceError",
     "RunArgumentsError",
     "StepTimeoutError",
     "WaitForEventTimeoutError",
+    "WorkerLostError",
     "WorkflowCancelledByUser",
     "WorkflowCancelledError",
     "WorkflowConfigurationError",
@@ -125,6 +129,15 @@ class WorkflowStepDoesNotExistError(WorkflowRuntimeError):
     """An event was addressed to a step (``send_event(ev, step=...)``) the workflow does not have."""
 
 
+class RemoteContextError(WorkflowRuntimeError):
+    """A step running on an executor used a part of ``ctx`` that lives in the run's process.
+
+    Raised inside the step, on its worker, by ``ctx.store``, ``ctx.collect_events`` and
+    ``ctx.wait_for_event`` (``docs/scale.md`` says why and what to do instead). Emitting
+    (``send_event``, ``asend_event``, ``write_event_to_stream``) works on every executor.
+    """
+
+
 class WorkflowTimeoutError(ActorflowError):
     """The run's ``timeout`` passed before a StopEvent arrived.
 
@@ -179,6 +192,15 @@ class ResourceError(ActorflowError):
 
 class ResourceCycleError(ResourceError):
     """Resource factories depend on each other in a cycle; the message shows the cycle."""
+
+
+class WorkerLostError(ActorflowError):
+    """The worker running a step invocation died before it answered (killed, crashed, node lost).
+
+    Raised by an executor in place of the step's result; the message names the step and what
+    was lost (the process and its exit status, or the Ray task and node). It is an ordinary
+    step failure: a ``RetryPolicy`` whose ``retry_on`` covers it (the default does) retries it.
+    """
 
 
 class LLMError(ActorflowError):

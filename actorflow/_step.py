@@ -22,6 +22,7 @@ import attrs
 from ._context import Context
 from ._events import Event
 from ._exceptions import WorkflowDefinitionError
+from ._executor import Executor
 from ._retry import RetryPolicy
 
 __all__ = ["DEFAULT_INBOX", "StepSpec", "UnresolvedHint", "resolve", "step", "step_marker"]
@@ -59,6 +60,8 @@ class StepSpec:
     """How failed invocations are retried (None: never)."""
     timeout: float | None = None
     """Seconds one invocation may take (None: no limit of its own)."""
+    executor: Executor | None = None
+    """Where the body runs (None: in the run's trio loop); ``Workflow(executors=...)`` overrides it."""
     emit_ok: set[type[Event]] = attrs.field(init=False, eq=False, repr=False)
     """Types this step may emit without further checks: the declared ones, and subclasses
     of them seen at run time that the workflow class routes (shared by every run)."""
@@ -84,6 +87,7 @@ class _StepDraft:
     timeout: float | None
     localns: Mapping[str, Any]
     """Names visible where the function was defined (class body and enclosing function)."""
+    executor: Executor | None = None
 
 
 @overload
@@ -96,6 +100,7 @@ def step(
     inbox: int = DEFAULT_INBOX,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
+    executor: Executor | None = None,
 ) -> Callable[[_F], _F]: ...
 def step(
     func: Any = None,
@@ -106,6 +111,7 @@ def step(
     inbox: int = DEFAULT_INBOX,
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
+    executor: Executor | None = None,
 ) -> Any:
     """Mark an ``async def`` method of a :class:`Workflow` as a step.
 
@@ -117,6 +123,9 @@ def step(
     ``inbox`` is the capacity of the step's inbox: ``ctx.asend_event`` waits while it is full.
     ``retry=RetryPolicy(...)`` retries failed invocations; ``timeout=S`` cancels an invocation
     that takes longer than S seconds and fails it with ``StepTimeoutError``.
+    ``executor=`` runs the body elsewhere (``ThreadExecutor()``, ``ProcessExecutor()``,
+    ``actorflow.ray.RayExecutor()``; see ``docs/scale.md``); a step with an executor may be a
+    plain ``def``.
     """
     if func is not None and not callable(func):
         raise WorkflowDefinitionError(
@@ -135,6 +144,7 @@ def step(
         inbox=inbox,
         retry=retry,
         timeout=timeout,
+        executor=executor,
     )
     if func is None:
         return decorate
@@ -143,7 +153,7 @@ def step(
 
 def _mark(func: _F, frame: types.FrameType, options: dict[str, Any]) -> _F:
     _check_options(func, **options)
-    _check_function(func)
+    _check_function(func, sync_ok=options["executor"] is not None)
     draft = _StepDraft(func, localns=_scope_of(frame), **options)
     try:
         marker: StepSpec | _StepDraft = resolve(draft, func.__name__)
@@ -171,9 +181,20 @@ def _scope_of(frame: types.FrameType) -> dict[str, Any]:
 
 
 def _check_options(
-    func: Any, num_workers: Any, accept_subclasses: bool, inbox: Any, retry: Any, timeout: Any
+    func: Any,
+    num_workers: Any,
+    accept_subclasses: bool,
+    inbox: Any,
+    retry: Any,
+    timeout: Any,
+    executor: Any = None,
 ) -> None:
     name = getattr(func, "__qualname__", repr(func))
+    if executor is not None and not isinstance(executor, Executor):
+        raise WorkflowDefinitionError(
+            f"step {name!r}: executor must be an actorflow.Executor, e.g. executor=ProcessExecutor(), "
+            f"got {executor!r}"
+        )
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise WorkflowDefinitionError(
             f"step {name!r}: retry must be a RetryPolicy, e.g. retry=RetryPolicy(max_attempts=3), "
@@ -191,14 +212,16 @@ def _check_options(
         raise WorkflowDefinitionError(f"step {name!r}: inbox must be an int >= 0, got {inbox!r}")
 
 
-def _check_function(func: Any) -> None:
-    """Reject what can never be a step, whatever its hints say."""
+def _check_function(func: Any, sync_ok: bool = False) -> None:
+    """Reject what can never be a step, whatever its hints say (a plain def needs an executor)."""
     name = getattr(func, "__qualname__", repr(func))
     if not inspect.isfunction(func):
         raise WorkflowDefinitionError(
             f"@step must decorate an 'async def' method, got {type(func).__name__} {name!r}"
         )
-    if not inspect.iscoroutinefunction(inspect.unwrap(func)):
+    if not inspect.iscoroutinefunction(inspect.unwrap(func)) and not (
+        sync_ok and not inspect.isasyncgenfunction(func) and not inspect.isgeneratorfunction(func)
+    ):
         kind = "an async generator" if inspect.isasyncgenfunction(func) else "a plain 'def'"
         raise WorkflowDefinitionError(
             f"step {name!r} is {kind}; steps must be 'async def' methods that return an "
@@ -281,6 +304,7 @@ def resolve(draft: _StepDraft, name: str, extra_ns: Mapping[str, Any] | None = N
         ctx=ctx,
         retry=draft.retry,
         timeout=None if draft.timeout is None else float(draft.timeout),
+        executor=draft.executor,
     )
 
 

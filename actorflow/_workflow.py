@@ -15,6 +15,7 @@ import trio
 from . import _tracing
 from ._events import Event, StartEvent
 from ._exceptions import RunArgumentsError, WorkflowDefinitionError, WorkflowRuntimeError
+from ._executor import Executor
 from ._handle import RunHandle, open_run
 from ._observe import Observer, ObserverDispatch, VerbosePrinter
 from ._observe import observers as global_observers
@@ -42,6 +43,9 @@ class Workflow:
     ``max_concurrent_runs=N`` makes further runs of this instance wait until one ends
     (their timeout starts when they start). ``observers=[...]`` are :class:`Observer`
     instances that watch every run of this instance (``docs/observability.md``).
+    ``executors={"step_name": ProcessExecutor(), ...}`` runs those steps' bodies elsewhere,
+    overriding ``@step(executor=...)`` (None brings a step back into the run's loop); see
+    ``docs/scale.md``.
     """
 
     __actorflow_spec__: ClassVar[WorkflowSpec | None] = None
@@ -76,6 +80,7 @@ class Workflow:
         trace: bool | None = None,
         max_concurrent_runs: int | None = None,
         observers: Sequence[Observer] = (),
+        executors: Mapping[str, Executor | None] | None = None,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
@@ -98,7 +103,8 @@ class Workflow:
             )
         self._actorflow_observers = tuple(observers)
         self._actorflow_limiter = None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
-        spec(type(self))  # the class is checked by now at the latest
+        wf_spec = spec(type(self))  # the class is checked by now at the latest
+        self._actorflow_executors = _check_executors(wf_spec, executors)
 
     @property
     def timeout(self) -> float | None:
@@ -186,6 +192,34 @@ class Workflow:
         already raised it); leaving the block cancels a run still going, which is not an error.
         """
         return open_run(self._new_run(start_event, kwargs, stream=True))
+
+
+def _check_executors(
+    wf_spec: WorkflowSpec, executors: Mapping[str, Executor | None] | None
+) -> dict[str, Executor | None]:
+    """``Workflow(executors=...)``, checked: known step names, Executor instances or None."""
+    if executors is None:
+        return {}
+    if not isinstance(executors, Mapping):
+        raise TypeError(
+            f"executors must be a mapping of step names to executors, e.g. "
+            f"executors={{'parse': ProcessExecutor()}}, got {type(executors).__name__}"
+        )
+    names = [s.name for s in wf_spec.steps]
+    unknown = [k for k in executors if k not in names]
+    if unknown:
+        raise ValueError(
+            f"executors names {', '.join(repr(k) for k in unknown)}, which "
+            f"{'is not a step' if len(unknown) == 1 else 'are not steps'} of {wf_spec.name}; "
+            f"its steps are {', '.join(names)}"
+        )
+    bad = {k: v for k, v in executors.items() if v is not None and not isinstance(v, Executor)}
+    if bad:
+        name, value = next(iter(bad.items()))
+        raise TypeError(
+            f"executors[{name!r}] must be an actorflow.Executor (or None for the run's loop), got {value!r}"
+        )
+    return dict(executors)
 
 
 def spec(cls: type[Workflow]) -> WorkflowSpec:

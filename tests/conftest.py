@@ -31,7 +31,7 @@ def _register_sibling(name: str) -> None:
     spec.loader.exec_module(module)
 
 
-for _helper in ("llm_server", "audit_flows", "durable_flows", "durable_crash"):
+for _helper in ("llm_server", "audit_flows", "durable_flows", "durable_crash", "scale_flows"):
     _register_sibling(_helper)
 
 
@@ -72,7 +72,7 @@ def _bounded_run(fn: Callable[[], Any], **kwargs: Any) -> Any:
 
 
 #: Markers of slow suites that run only when ``-m`` names them (``.ci/run`` does).
-SLOW_SUITES = ("crash",)
+SLOW_SUITES = ("crash", "ray")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

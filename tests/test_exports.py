@@ -17,6 +17,7 @@ def test_public_names_are_pinned() -> None:
         "Event",
         "EventEmitted",
         "EventTaken",
+        "Executor",
         "HumanResponseEvent",
         "InMemoryStateStore",
         "InputRequiredEvent",
@@ -31,6 +32,10 @@ def test_public_names_are_pinned() -> None:
         "LLMTimeoutError",
         "Observer",
         "PickleSerializer",
+        "Placement",
+        "ProcessExecutor",
+        "RemoteContext",
+        "RemoteContextError",
         "ResourceCycleError",
         "ResourceError",
         "RetryPolicy",
@@ -52,8 +57,10 @@ def test_public_names_are_pinned() -> None:
         "StepStatistics",
         "StepTimeoutError",
         "StopEvent",
+        "ThreadExecutor",
         "UnhandledEvent",
         "WaitForEventTimeoutError",
+        "WorkerLostError",
         "Workflow",
         "WorkflowCancelledByUser",
         "WorkflowCancelledError",
@@ -122,6 +129,8 @@ def test_errors_form_one_tree() -> None:
         actorflow.ContextStateError,
         actorflow.ResourceError,
         actorflow.ResourceCycleError,
+        actorflow.RemoteContextError,
+        actorflow.WorkerLostError,
     ]
     for error in errors:
         assert issubclass(error, actorflow.ActorflowError)

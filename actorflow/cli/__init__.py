@@ -3,6 +3,7 @@
 ::
 
     actorflow run MODULE:CLASS [KEY=VALUE ...] [--timeout S] [--verbose] [--trace FILE]
+    actorflow run-many MODULE:CLASS INPUTS.jsonl -o RESULTS.jsonl [--ray ADDRESS] [--concurrency N]
     actorflow draw MODULE:CLASS [-o FILE] [--mermaid]
     actorflow audit verify FILE [--key-file PATH | --key-env NAME] [--expect-head HASH]
     actorflow trace show FILE [--run RUN_ID]
@@ -18,7 +19,7 @@ it owns the terminal. Bad input of any kind ends in one line on stderr, ``actorf
 - ``_main``: the parser and :func:`main`; ``_base``: exit statuses, ``CLIError``, the
   command registry; ``_target``: ``MODULE:CLASS`` and ``KEY=VALUE``; ``_live``: the live
   display of a run (an ``actorflow.Observer``);
-- one module per command group, each with ``register(commands)``: ``_run``, ``_draw``,
+- one module per command group, each with ``register(commands)``: ``_run``, ``_many`` (``run-many``), ``_draw``,
   ``_trace`` (``audit verify``, ``trace show``, ``trace draw``), ``_runs`` (``runs list``,
   ``runs show``), ``_bench``. A new group is a new module and one entry in
   ``_main.COMMAND_MODULES``; ``Commands.group`` lets several modules add to one group (an

@@ -8,14 +8,14 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from . import _bench, _draw, _run, _runs, _trace
+from . import _bench, _draw, _many, _run, _runs, _trace
 from ._base import EXIT_INTERRUPTED, EXIT_USAGE, CLIError, Commands, Parser
 
 __all__ = ["main"]
 
 #: The command modules, in the order ``--help`` lists their commands. Each has a
 #: ``register(commands)`` that adds its commands (or subcommands of a group).
-COMMAND_MODULES = (_run, _draw, _trace, _runs, _bench)
+COMMAND_MODULES = (_run, _many, _draw, _trace, _runs, _bench)
 
 #: The exit status of a command whose reader went away (``actorflow trace show F | head``):
 #: the shell's status of a Unix tool that SIGPIPE ended.

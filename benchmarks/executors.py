@@ -1,0 +1,309 @@
+"""Executors and run_many, side by side in one run: ``python -m benchmarks.executors``.
+
+Three measurements, each in interleaved rounds (every system once per round, in turn), medians:
+
+* **cpu**: a CPU-bound step (pure Python, calibrated to about 10 ms per event) over 200
+  events, in the run's loop vs ``ProcessExecutor(max_workers=2)`` vs ``RayExecutor()`` on a
+  local ``ray.init(num_cpus=2)``. Target: a speed-up of at least 1.6x for both.
+* **overhead**: one remote invocation of a trivial step through ``RayExecutor.run`` (what the
+  run core awaits) vs a bare ``await`` of a trivial Ray task from trio (the same
+  ``ref.future()`` bridge, nothing of actorflow). Target: at most 1.5x.
+* **run_many**: 10,000 trivial runs through ``actorflow.ray.run_many`` (2 workers) vs the
+  same runs in one trio loop (``run_local``, 64 at a time).
+
+The pool and the Ray workers are warmed up before the first round. Results go to stdout (a
+Markdown table) and ``benchmarks/results/executors.json`` (every sample); ``--quick`` does
+one small round of each, for a smoke test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from actorflow import Context, Event, ProcessExecutor, StartEvent, StopEvent, Workflow, step
+from actorflow._workflow import spec as spec_of
+
+RESULTS = Path(__file__).with_name("results")
+
+
+class Job(Event):
+    """One piece of CPU work."""
+
+    n: int
+
+
+class Done(Event):
+    """Its result."""
+
+    value: int
+
+
+def burn(iterations: int) -> int:
+    """Pure-Python CPU work (holds the GIL throughout)."""
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+class CPUFlow(Workflow):
+    """Fan ``count`` jobs out to ``crunch`` and sum what comes back."""
+
+    iterations = 100_000
+
+    @step
+    async def fan(self, ctx: Context, ev: StartEvent) -> Job | None:
+        await ctx.store.set("count", ev.count)
+        for i in range(ev.count):
+            ctx.send_event(Job(n=i))
+        return None
+
+    @step(num_workers=4)
+    async def crunch(self, ev: Job) -> Done:
+        return Done(value=burn(self.iterations) + ev.n)
+
+    @step
+    async def gather(self, ctx: Context, ev: Done) -> StopEvent | None:
+        count = await ctx.store.get("count")
+        got = ctx.collect_events(ev, [Done] * count)
+        return None if got is None else StopEvent(result=sum(e.value for e in got))
+
+
+class Trivial(Workflow):
+    """One trivial step."""
+
+    @step
+    async def echo(self, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=ev.n)
+
+
+class Invoker(Workflow):
+    """Awaits ``executor.run`` of Trivial's step ``calls`` times, as the run core would; times each."""
+
+    @step
+    async def drive(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        target = spec_of(Trivial).steps[0]
+        workflow = Trivial()
+        samples = []
+        for i in range(ev.calls):
+            started = time.perf_counter()
+            await ev.executor.run(target, workflow, ctx, StartEvent(n=i))
+            samples.append(time.perf_counter() - started)
+        return StopEvent(result=samples)
+
+
+def calibrate(target_seconds: float) -> int:
+    """Iterations of :func:`burn` that take about ``target_seconds`` here, now."""
+    iterations = 20_000
+    while True:
+        started = time.perf_counter()
+        burn(iterations)
+        took = time.perf_counter() - started
+        if took > 0.05:
+            break
+        iterations *= 2
+    per = []
+    for _ in range(5):
+        started = time.perf_counter()
+        burn(iterations)
+        per.append((time.perf_counter() - started) / iterations)
+    return max(1, int(target_seconds / statistics.median(per)))
+
+
+def wire_executors() -> None:
+    """Until the run core calls ``executor.run`` itself: the same call, patched in."""
+    from actorflow._actor import StepActor
+    from actorflow._executor import executor_for
+
+    original = getattr(StepActor, "_caller", None)
+    if original is None or getattr(original, "_wired", False):
+        return
+
+    def _caller(self: Any, ctx: Any) -> Any:
+        executor = executor_for(self.run.workflow, self.spec)
+        if executor is None:
+            return original(self, ctx)
+        spec, workflow = self.spec, self.run.workflow
+
+        async def call(event: Any) -> Any:
+            return await executor.run(spec, workflow, ctx, event)
+
+        return call if spec.retry is None and spec.timeout is None else self._guard(ctx, call)
+
+    _caller._wired = True  # type: ignore[attr-defined]
+    StepActor._caller = _caller  # type: ignore[method-assign]
+
+
+async def _timed(fn: Any, *args: Any, **kwargs: Any) -> float:
+    started = time.perf_counter()
+    await fn(*args, **kwargs)
+    return time.perf_counter() - started
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    import ray
+
+    from actorflow.ray import RayExecutor, run_many
+    from actorflow.ray._executor import await_ref
+    from actorflow.ray._many import run_local
+
+    rounds = 1 if args.quick else args.rounds
+    events = 20 if args.quick else 200
+    runs = 500 if args.quick else 10_000
+    calls = 20 if args.quick else 200
+    samples: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        samples.setdefault(name, []).append(value)
+
+    # -- cpu --
+    CPUFlow.iterations = calibrate(0.010)
+    one = []
+    for _ in range(5):
+        started = time.perf_counter()
+        burn(CPUFlow.iterations)
+        one.append(time.perf_counter() - started)
+    pool, on_ray = ProcessExecutor(max_workers=2), RayExecutor()
+    systems = {"in-loop": CPUFlow(timeout=None), "process": CPUFlow(executors={"crunch": pool}, timeout=None)}
+    systems["ray"] = CPUFlow(executors={"crunch": on_ray}, timeout=None)
+    expected = await systems["in-loop"].run(count=8)
+    for name, wf in systems.items():  # warm-up: the pool's processes, Ray's workers
+        assert await wf.run(count=8) == expected, name
+    for _ in range(rounds):
+        for name, wf in systems.items():
+            add(f"cpu {name}", await _timed(wf.run, count=events))
+
+    # -- overhead --
+    @ray.remote
+    def trivial(x: int) -> int:
+        return x
+
+    async def bare(n: int) -> list[float]:
+        out = []
+        for i in range(n):
+            started = time.perf_counter()
+            await await_ref(trivial.remote(i))
+            out.append(time.perf_counter() - started)
+        return out
+
+    invoker = Invoker(timeout=None)
+    await bare(20)
+    await invoker.run(executor=on_ray, calls=20)
+    for _ in range(rounds):
+        add("overhead bare", statistics.median(await bare(calls)))
+        add("overhead executor", statistics.median(await invoker.run(executor=on_ray, calls=calls)))
+
+    # -- run_many --
+    async def many_local() -> None:
+        async with run_local(Trivial(), ({"n": i} for i in range(runs)), concurrency=64) as results:
+            async for r in results:
+                r.unwrap()
+
+    async def many_ray() -> None:
+        async with run_many(Trivial(), ({"n": i} for i in range(runs)), workers=2) as results:
+            async for r in results:
+                r.unwrap()
+
+    for _ in range(rounds):
+        add("run_many one loop", await _timed(many_local))
+        add("run_many ray", await _timed(many_ray))
+
+    return {
+        "samples": samples,
+        "burn_seconds": statistics.median(one),
+        "events": events,
+        "runs": runs,
+        "calls": calls,
+        "rounds": rounds,
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    s = {k: statistics.median(v) for k, v in result["samples"].items()}
+
+    def per_round(a: str, b: str) -> float:
+        return statistics.median(
+            x / y for x, y in zip(result["samples"][a], result["samples"][b], strict=True)
+        )
+
+    proc_speedup = per_round("cpu in-loop", "cpu process")
+    ray_speedup = per_round("cpu in-loop", "cpu ray")
+    overhead = per_round("overhead executor", "overhead bare")
+    runs = result["runs"]
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    lines = [
+        f"Executors, {result['rounds']} interleaved rounds, medians; {platform.python_version()}, "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| measurement | value | target |",
+        "|---|--:|--:|",
+        f"| one CPU job (calibrated burn) | {result['burn_seconds'] * 1e3:.1f} ms | ~10 ms |",
+        f"| {result['events']} CPU jobs in the run's loop | {s['cpu in-loop']:.2f} s | |",
+        f"| {result['events']} CPU jobs, ProcessExecutor(max_workers=2) | {s['cpu process']:.2f} s | |",
+        f"| {result['events']} CPU jobs, RayExecutor() on ray.init(num_cpus=2) | {s['cpu ray']:.2f} s | |",
+        f"| speed-up, ProcessExecutor | {proc_speedup:.2f}x | >= 1.6x {verdict(proc_speedup >= 1.6)} |",
+        f"| speed-up, RayExecutor | {ray_speedup:.2f}x | >= 1.6x {verdict(ray_speedup >= 1.6)} |",
+        f"| bare `await` of a trivial Ray task from trio | {s['overhead bare'] * 1e3:.2f} ms | |",
+        f"| one trivial step through RayExecutor.run | {s['overhead executor'] * 1e3:.2f} ms | |",
+        f"| overhead ratio | {overhead:.2f}x | <= 1.5x {verdict(overhead <= 1.5)} |",
+        f"| {runs:,} trivial runs in one loop (64 at a time) | {s['run_many one loop']:.2f} s "
+        f"({runs / s['run_many one loop']:,.0f} runs/s) | |",
+        f"| {runs:,} trivial runs, run_many on 2 Ray workers | {s['run_many ray']:.2f} s "
+        f"({runs / s['run_many ray']:,.0f} runs/s) | |",
+    ]
+    return "\n".join(lines)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.executors", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one small round of each, for a smoke test")
+    parser.add_argument("--out", type=Path, default=None, help="where the JSON goes (default: results/)")
+    args = parser.parse_args(argv)
+    import ray
+
+    wire_executors()
+    started = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray_start = time.perf_counter() - started
+    try:
+        result = trio.run(main, args)
+    finally:
+        ray.shutdown()
+    result["ray_init_seconds"] = ray_start
+    result["python"] = sys.version
+    import subprocess
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    command = "python -m benchmarks.executors" + (" --quick" if args.quick else f" --rounds {args.rounds}")
+    text = (
+        report(result)
+        + f"\n\n`ray.init(num_cpus=2)` took {ray_start:.1f} s. Command: `{command}`, at {commit or '?'}."
+    )
+    print(text)
+    out = args.out or (RESULTS / ("quick" if args.quick else ""))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "executors.json").write_text(json.dumps(result, indent=1))
+    (out / "executors.md").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

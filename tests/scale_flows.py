@@ -1,0 +1,183 @@
+"""Workflows for the executor tests, importable by name on pool workers and Ray workers."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from actorflow import (
+    Context,
+    Event,
+    Observer,
+    RetryPolicy,
+    StartEvent,
+    StepFailed,
+    StopEvent,
+    ThreadExecutor,
+    Workflow,
+    step,
+)
+
+
+class Num(Event):
+    """A number to crunch."""
+
+    n: int
+
+
+class Out(Event):
+    """What crunching a number gave, and which process did it."""
+
+    value: int
+    pid: int
+
+
+class Note(Event):
+    """A line for the event stream."""
+
+    text: str
+
+
+class Overheated(ValueError):
+    """A step's own error type, to check that it reaches the caller as itself."""
+
+
+def burn(n: int) -> int:
+    """Pure-Python CPU work: about n loop iterations."""
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total
+
+
+class Fan(Workflow):
+    """Fans ``count`` numbers out to ``crunch``; collects the results in the run's loop."""
+
+    work = 20_000
+
+    @step
+    async def fan(self, ctx: Context, ev: StartEvent) -> Num | None:
+        await ctx.store.set("count", ev.count)
+        for i in range(ev.count):
+            ctx.send_event(Num(n=i))
+        return None
+
+    @step(num_workers=4)
+    async def crunch(self, ctx: Context, ev: Num) -> Out | None:
+        ctx.write_event_to_stream(Note(text=f"crunching {ev.n}"))
+        out = Out(value=burn(self.work) + ev.n, pid=os.getpid())
+        if ev.n % 2:
+            ctx.send_event(out)  # sent rather than returned: replayed by the run
+            return None
+        return out
+
+    @step
+    async def gather(self, ctx: Context, ev: Out) -> StopEvent | None:
+        count = await ctx.store.get("count")
+        got = ctx.collect_events(ev, [Out] * count)
+        if got is None:
+            return None
+        return StopEvent(result={"total": sum(e.value for e in got), "pids": sorted({e.pid for e in got})})
+
+
+class SyncFan(Fan):
+    """Fan whose crunch step is a plain ``def`` run in threads."""
+
+    @step(num_workers=4, executor=ThreadExecutor())
+    def crunch(self, ctx: Context, ev: Num) -> Out | None:  # type: ignore[override]
+        ctx.write_event_to_stream(Note(text=f"crunching {ev.n}"))
+        out = Out(value=burn(self.work) + ev.n, pid=os.getpid())
+        if ev.n % 2:
+            ctx.send_event(out)
+            return None
+        return out
+
+
+class Failing(Workflow):
+    """Its one step raises a custom exception."""
+
+    @step
+    async def heat(self, ev: StartEvent) -> StopEvent:
+        raise Overheated(f"core at {ev.temp} degrees")
+
+
+class Sleeper(Workflow):
+    """Writes its pid, sleeps 30 s, then writes a side effect it must never get to write."""
+
+    @step
+    async def nap(self, ev: StartEvent) -> StopEvent:
+        Path(ev.pidfile).write_text(str(os.getpid()))
+        await trio.sleep(30)
+        Path(ev.sidefile).write_text("woke up")
+        return StopEvent(result="rested")
+
+
+class Fragile(Workflow):
+    """Writes its pid per attempt; the first attempt waits to be killed, the second finishes."""
+
+    @step(retry=RetryPolicy(max_attempts=2, delay=0))
+    async def work(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        Path(ev.dir, f"pid{ctx.attempt}").write_text(str(os.getpid()))
+        if ctx.attempt == 1:
+            await trio.sleep(30)
+        return StopEvent(result=f"done on attempt {ctx.attempt}")
+
+
+class Doubler(Workflow):
+    """One trivial step: run_many's unit of work; n % 7 == 3 fails."""
+
+    @step
+    async def double(self, ev: StartEvent) -> StopEvent:
+        if ev.n % 7 == 3:
+            raise Overheated(f"input {ev.n} overheated")
+        return StopEvent(result=ev.n * 2)
+
+
+class Failures(Observer):
+    """Keeps every StepFailed record."""
+
+    def __init__(self) -> None:
+        self.records: list[StepFailed] = []
+
+    def step_failed(self, record: StepFailed) -> None:
+        self.records.append(record)
+
+
+def wire_executors() -> Any:
+    """Until the run core calls ``executor.run`` itself: what it will do, patched in for tests.
+
+    Returns an undo function, or None when the core has no ``StepActor._caller`` to patch (it
+    has been rewritten, and then wires executors itself).
+    """
+    from actorflow._actor import StepActor
+    from actorflow._executor import executor_for
+
+    original = getattr(StepActor, "_caller", None)
+    if original is None or getattr(original, "_wired", False):
+        return None
+
+    @functools.wraps(original)
+    def _caller(self: Any, ctx: Any) -> Any:
+        executor = executor_for(self.run.workflow, self.spec)
+        if executor is None:
+            return original(self, ctx)
+        spec, workflow = self.spec, self.run.workflow
+
+        async def call(event: Any) -> Any:
+            return await executor.run(spec, workflow, ctx, event)
+
+        if spec.retry is None and spec.timeout is None:
+            return call
+        return self._guard(ctx, call)
+
+    _caller._wired = True  # type: ignore[attr-defined]
+    StepActor._caller = _caller  # type: ignore[method-assign]
+
+    def undo() -> None:
+        StepActor._caller = original  # type: ignore[method-assign]
+
+    return undo

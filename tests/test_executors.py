@@ -1,0 +1,354 @@
+"""Executors on this machine: ThreadExecutor and ProcessExecutor (a real trio-parallel pool)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from scale_flows import (
+    Failing,
+    Failures,
+    Fan,
+    Fragile,
+    Note,
+    Num,
+    Overheated,
+    Sleeper,
+    SyncFan,
+    wire_executors,
+)
+
+import actorflow
+from actorflow import (
+    Context,
+    Executor,
+    Placement,
+    ProcessExecutor,
+    RemoteContext,
+    RemoteContextError,
+    StartEvent,
+    StopEvent,
+    ThreadExecutor,
+    WorkerLostError,
+    Workflow,
+    WorkflowDefinitionError,
+    WorkflowRuntimeError,
+    WorkflowTimeoutError,
+    step,
+)
+from actorflow._executor import executor_for, last_placement
+from actorflow._workflow import spec as spec_of
+
+
+@pytest.fixture(autouse=True)
+def wired() -> Iterator[None]:
+    """Executors are called the way the run core calls them (patched in until the core does)."""
+    undo = wire_executors()
+    yield
+    if undo is not None:
+        undo()
+
+
+@pytest.fixture(autouse=True)
+def no_processes_left() -> Iterator[None]:
+    """After the test (and its trio run), no worker process of it is alive."""
+    yield
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def _wait_for_file(path: Path) -> str:
+    with trio.fail_after(60):
+        while not (path.exists() and path.read_text()):
+            await trio.sleep(0.02)
+    return path.read_text()
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+def test_step_records_its_executor() -> None:
+    """@step(executor=...) lands in the StepSpec; a plain def step is allowed only with one."""
+    steps = {s.name: s for s in spec_of(SyncFan).steps}
+    assert isinstance(steps["crunch"].executor, ThreadExecutor)
+    assert steps["fan"].executor is None
+    with pytest.raises(WorkflowDefinitionError, match="plain 'def'"):
+
+        class NoExecutor(Workflow):
+            @step
+            def go(self, ev: StartEvent) -> StopEvent:  # type: ignore[type-var]
+                return StopEvent()
+
+
+def test_step_refuses_what_is_not_an_executor() -> None:
+    """@step(executor=...) names the step and the bad value."""
+    with pytest.raises(
+        WorkflowDefinitionError, match=r"Bad.go'.*executor must be an actorflow.Executor.*'thread'"
+    ):
+
+        class Bad(Workflow):
+            @step(executor="thread")  # type: ignore[arg-type]
+            async def go(self, ev: StartEvent) -> StopEvent:
+                return StopEvent()
+
+
+def test_workflow_executors_refuse_unknown_steps_naming_the_steps() -> None:
+    """Workflow(executors=...) with an unknown step name fails at once, listing the real steps."""
+    with pytest.raises(
+        ValueError, match=r"'crunchh', which is not a step of Fan; its steps are fan, crunch, gather"
+    ):
+        Fan(executors={"crunchh": ProcessExecutor()})
+    with pytest.raises(TypeError, match=r"executors\['crunch'\] must be an actorflow.Executor"):
+        Fan(executors={"crunch": "process"})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="mapping of step names"):
+        Fan(executors=[ProcessExecutor()])  # type: ignore[arg-type]
+
+
+def test_instance_mapping_overrides_the_decorator() -> None:
+    """The instance's executors win over @step(executor=...); None brings a step back in-loop."""
+    steps = {s.name: s for s in spec_of(SyncFan).steps}
+    pool = ProcessExecutor(max_workers=2)
+    assert executor_for(SyncFan(), steps["crunch"]) is steps["crunch"].executor
+    assert executor_for(SyncFan(executors={"crunch": pool}), steps["crunch"]) is pool
+    assert executor_for(SyncFan(executors={"crunch": None}), steps["crunch"]) is None
+    assert executor_for(SyncFan(executors={"fan": pool}), steps["fan"]) is pool
+
+
+def test_executor_options_are_checked() -> None:
+    """max_workers must be a positive int; executors pickle as their configuration."""
+    import pickle
+
+    with pytest.raises(ValueError, match="max_workers must be an int >= 1"):
+        ProcessExecutor(max_workers=0)
+    with pytest.raises(ValueError, match="max_workers must be an int >= 1"):
+        ThreadExecutor(max_workers=True)
+    copy = pickle.loads(pickle.dumps(ProcessExecutor(max_workers=3)))
+    assert repr(copy) == "ProcessExecutor(max_workers=3)"
+
+
+# -- the remote context ---------------------------------------------------------------------
+
+
+async def test_remote_context_records_emissions_and_refuses_run_local_parts() -> None:
+    """RemoteContext records what is emitted, in order, and explains what it cannot do."""
+    rctx = RemoteContext("crunch", "process", "run-1", 2, 0)
+    rctx.send_event(Note(text="a"))
+    await rctx.asend_event(Note(text="b"), step="gather")
+    rctx.write_event_to_stream(Note(text="c"))
+    assert [(k, e.text, s) for k, e, s in rctx._actions] == [
+        ("send_event", "a", None),
+        ("asend_event", "b", "gather"),
+        ("write_event_to_stream", "c", None),
+    ]
+    assert (rctx.run_id, rctx.attempt, rctx.worker) == ("run-1", 2, 0)
+    with pytest.raises(
+        RemoteContextError, match=r"step 'crunch' runs on the process executor.*ctx.store.*input event"
+    ):
+        _ = rctx.store
+    with pytest.raises(RemoteContextError, match="ctx.collect_events.*Collect in an in-loop step"):
+        rctx.collect_events(Note(text="x"), [Note])
+    with pytest.raises(RemoteContextError, match="ctx.wait_for_event"):
+        await rctx.wait_for_event(Note)
+    with pytest.raises(WorkflowRuntimeError, match="passed a str to ctx.send_event"):
+        rctx.send_event("not an event")  # type: ignore[arg-type]
+
+
+class UsesStore(Workflow):
+    """A step that reads the store, which it cannot do on an executor."""
+
+    @step(executor=ThreadExecutor())
+    def peek(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=ctx.store)
+
+
+async def test_store_in_a_remote_step_fails_the_run_saying_why() -> None:
+    """ctx.store on an executor fails the step with RemoteContextError, naming the step."""
+    with pytest.raises(RemoteContextError, match="step 'peek' runs on the thread executor") as info:
+        await UsesStore().run()
+    assert any("Remote traceback" in note for note in info.value.__notes__)
+
+
+# -- the executor contract, called directly as the core calls it -----------------------------
+
+
+class Direct(Workflow):
+    """A step that calls an executor itself, as the run core does, and reports the placement."""
+
+    @step
+    async def drive(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        target = {s.name: s for s in spec_of(Fan).steps}["crunch"]
+        executor: Executor = ev.executor
+        before = last_placement()
+        result = await executor.run(target, Fan(), ctx, Num(n=0))
+        return StopEvent(result=(before, last_placement(), result))
+
+
+@pytest.mark.parametrize("executor", [ThreadExecutor(), ProcessExecutor(max_workers=1)], ids=repr)
+async def test_executor_run_returns_the_result_and_reports_where_it_ran(executor: Executor) -> None:
+    """executor.run returns the step's result and publishes its Placement in the awaiting task."""
+    before, placement, result = await Direct().run(executor=executor)
+    assert before is None
+    assert isinstance(placement, Placement)
+    assert placement.executor == executor.name and placement.node
+    assert result.pid == placement.pid
+    assert (placement.pid == os.getpid()) == isinstance(executor, ThreadExecutor)
+
+
+# -- whole runs -----------------------------------------------------------------------------
+
+
+async def test_process_pool_gives_the_in_loop_result() -> None:
+    """A fan-out through ProcessExecutor gives what the in-loop run gives, from other processes."""
+    local = await Fan().run(count=12)
+    remote = await Fan(executors={"crunch": ProcessExecutor(max_workers=2)}, timeout=120).run(count=12)
+    assert remote["total"] == local["total"]
+    assert local["pids"] == [os.getpid()]
+    assert os.getpid() not in remote["pids"] and 1 <= len(remote["pids"]) <= 2
+
+
+async def test_thread_executor_runs_plain_def_steps_with_the_in_loop_result() -> None:
+    """A plain def step on ThreadExecutor gives the in-loop result; its streamed events arrive."""
+    local = await Fan().run(count=6)
+    async with SyncFan().open_run(count=6) as handle:
+        notes = sorted([ev.text async for ev in handle.stream_events() if isinstance(ev, Note)])
+        result = await handle.result()
+    assert result == local
+    assert notes == sorted(f"crunching {i}" for i in range(6))
+
+
+async def test_remote_exception_reaches_the_caller_with_its_traceback() -> None:
+    """A step's exception on a worker process arrives as itself, with the remote traceback."""
+    with pytest.raises(Overheated, match="core at 90 degrees") as info:
+        await Failing(executors={"heat": ProcessExecutor(max_workers=1)}, timeout=120).run(temp=90)
+    notes = "\n".join(info.value.__notes__)
+    assert "Remote traceback (step 'heat' on the process executor, pid" in notes
+    assert 'raise Overheated(f"core at {ev.temp} degrees")' in notes
+
+
+async def test_run_timeout_kills_the_worker_before_its_side_effect(tmp_path: Path) -> None:
+    """A 30 s remote step under a 1 s run timeout: its process is killed, its file never written."""
+    pidfile, sidefile = tmp_path / "pid", tmp_path / "side"
+    pool = ProcessExecutor(max_workers=1)
+    await Fan(executors={"crunch": pool}, timeout=120).run(count=1)  # the worker is up: the 1 s is the step's
+    wf = Sleeper(executors={"nap": pool}, timeout=1)
+    with trio.fail_after(30):
+        with pytest.raises(WorkflowTimeoutError):
+            await wf.run(pidfile=str(pidfile), sidefile=str(sidefile))
+    pid = int(pidfile.read_text())
+    assert not _alive(pid)  # killed and reaped before run() returned
+    assert not sidefile.exists()
+
+
+async def test_handle_cancel_stops_an_async_body_in_a_thread(tmp_path: Path) -> None:
+    """handle.cancel() cancels a thread's async body at once; its side effect never happens."""
+    pidfile, sidefile = tmp_path / "pid", tmp_path / "side"
+    wf = Sleeper(executors={"nap": ThreadExecutor()}, timeout=None)
+    with trio.fail_after(10):
+        async with wf.open_run(pidfile=str(pidfile), sidefile=str(sidefile)) as handle:
+            await _wait_for_file(pidfile)
+            handle.cancel()
+    assert not sidefile.exists()
+
+
+async def test_killed_worker_is_retried_with_an_error_naming_it(tmp_path: Path) -> None:
+    """SIGKILL of the worker mid-step: WorkerLostError names the pid and signal; the retry succeeds."""
+    failures = Failures()
+    wf = Fragile(executors={"work": ProcessExecutor(max_workers=1)}, observers=[failures], timeout=120)
+    async with wf.open_run(dir=str(tmp_path)) as handle:
+        pid = int(await _wait_for_file(tmp_path / "pid1"))
+        os.kill(pid, signal.SIGKILL)
+        assert await handle.result() == "done on attempt 2"
+    [record] = failures.records
+    assert record.retrying and record.attempt == 1
+    assert isinstance(record.error, WorkerLostError)
+    assert (
+        f"step 'work': the worker process running it (pid {pid}, process executor) died of signal SIGKILL"
+        in str(record.error)
+    )
+    assert int((tmp_path / "pid2").read_text()) != pid
+
+
+async def test_lost_worker_without_retries_fails_the_run(tmp_path: Path) -> None:
+    """With no retry left, the run fails with the WorkerLostError itself."""
+
+    class Once(Fragile):
+        @step(retry=None)
+        async def work(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            Path(ev.dir, "pid1").write_text(str(os.getpid()))
+            await trio.sleep(30)
+            return StopEvent()
+
+    wf = Once(executors={"work": ProcessExecutor(max_workers=1)}, timeout=120)
+    async with wf.open_run(dir=str(tmp_path)) as handle:
+        os.kill(int(await _wait_for_file(tmp_path / "pid1")), signal.SIGKILL)
+        with pytest.raises(WorkerLostError, match="died of signal SIGKILL"):
+            await handle.result()
+
+
+async def test_what_cannot_travel_is_named() -> None:
+    """A workflow attribute that cannot be pickled fails the step, naming the workflow instance."""
+    wf = Fan(executors={"crunch": ProcessExecutor(max_workers=1)})
+    wf.lock = threading.Lock()  # type: ignore[attr-defined]
+    with pytest.raises(
+        WorkflowRuntimeError,
+        match=r"step 'crunch' runs on the process executor, but the workflow instance cannot be pickled",
+    ):
+        await wf.run(count=1)
+
+
+# -- the command line, without Ray ------------------------------------------------------------
+
+
+def test_run_many_command_runs_every_input_locally(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """actorflow run-many writes one result line per input, errors included, and a summary."""
+    from actorflow.cli import main
+
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text("".join(json.dumps({"n": n}) + "\n" for n in range(20)))
+    out = tmp_path / "out.jsonl"
+    status = main(["run-many", "scale_flows:Doubler", str(inputs), "-o", str(out), "--concurrency", "4"])
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert status == 1  # some inputs failed
+    assert sorted(r["index"] for r in lines) == list(range(20))
+    by_index = {r["index"]: r for r in lines}
+    assert by_index[4] == {"index": 4, "result": 8}
+    assert by_index[3]["error"] == {"type": "Overheated", "message": "input 3 overheated"}
+    err = capsys.readouterr().err
+    assert "20 runs, 3 failed" in err
+
+
+def test_run_many_command_rejects_bad_input_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A line of the inputs file that is not a JSON object is bad input, named by its line number."""
+    from actorflow.cli import main
+
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"n": 1}\n[1, 2]\n')
+    status = main(["run-many", "scale_flows:Doubler", str(inputs), "-o", str(tmp_path / "out.jsonl")])
+    assert status == 2
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_public_names() -> None:
+    """The executor API is exported from actorflow."""
+    for name in ("Executor", "ThreadExecutor", "ProcessExecutor", "RemoteContext", "Placement"):
+        assert getattr(actorflow, name).__module__ == "actorflow"
