@@ -103,7 +103,7 @@ class Executor(abc.ABC):
     """What :class:`Placement` records for invocations run here."""
 
     @abc.abstractmethod
-    async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context, event: Event) -> Event | None:
+    async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event) -> Event | None:
         """Run one invocation of the step ``spec`` of ``workflow`` on ``event``; return its result.
 
         ``ctx`` is the invocation's own context in the run: anything the body did with its
@@ -237,7 +237,9 @@ class RemoteContext:
         )
 
 
-def _invocation(spec: StepSpec, workflow: Workflow, ctx: Context, event: Event, executor: str) -> _Invocation:
+def _invocation(
+    spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event, executor: str
+) -> _Invocation:
     return _Invocation(
         step=spec.name,
         func=spec.func,
@@ -416,7 +418,7 @@ def _dumps(obj: Any, workflow: Any = None) -> bytes:
     return buffer.getvalue()
 
 
-def ship(spec: StepSpec, workflow: Workflow, ctx: Context, event: Event, executor: str) -> bytes:
+def ship(spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event, executor: str) -> bytes:
     """The pickled invocation; a part that cannot be pickled fails naming the step and the part."""
     inv = _invocation(spec, workflow, ctx, event, executor)
     try:
@@ -473,7 +475,7 @@ def serve(payload: bytes, executor: str, node: str) -> bytes:
         return _dumps(_Reply(placement, (), error=error, traceback=reply.traceback))
 
 
-async def replay(spec: StepSpec, ctx: Context, reply: _Reply) -> Event | None:
+async def replay(spec: StepSpec, ctx: Context[Any], reply: _Reply) -> Event | None:
     """Apply a reply on the run's ``ctx``: its emissions in order, then its result or error."""
     Executor.report_placement(reply.placement)
     for kind, event, step in reply.actions:
@@ -534,7 +536,7 @@ class ThreadExecutor(Executor):
             self._limiter.set(limiter)
             return limiter
 
-    async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context, event: Event) -> Event | None:
+    async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event) -> Event | None:
         inv = _invocation(spec, workflow, ctx, event, self.name)
         self.report_placement(Placement(self.name, _HOST, os.getpid()))
         inner = _InnerLoop()
@@ -644,7 +646,7 @@ class ProcessExecutor(Executor):
             return None
         return pool.context.statistics() if pool.context is not None else None
 
-    async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context, event: Event) -> Event | None:
+    async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event) -> Event | None:
         import trio_parallel
 
         self.report_placement(None)

@@ -120,30 +120,6 @@ def calibrate(target_seconds: float) -> int:
     return max(1, int(target_seconds / statistics.median(per)))
 
 
-def wire_executors() -> None:
-    """Until the run core calls ``executor.run`` itself: the same call, patched in."""
-    from actorflow._actor import StepActor
-    from actorflow._executor import executor_for
-
-    original = getattr(StepActor, "_caller", None)
-    if original is None or getattr(original, "_wired", False):
-        return
-
-    def _caller(self: Any, ctx: Any) -> Any:
-        executor = executor_for(self.run.workflow, self.spec)
-        if executor is None:
-            return original(self, ctx)
-        spec, workflow = self.spec, self.run.workflow
-
-        async def call(event: Any) -> Any:
-            return await executor.run(spec, workflow, ctx, event)
-
-        return call if spec.retry is None and spec.timeout is None else self._guard(ctx, call)
-
-    _caller._wired = True  # type: ignore[attr-defined]
-    StepActor._caller = _caller  # type: ignore[method-assign]
-
-
 async def _timed(fn: Any, *args: Any, **kwargs: Any) -> float:
     started = time.perf_counter()
     await fn(*args, **kwargs)
@@ -277,7 +253,6 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import ray
 
-    wire_executors()
     started = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - started

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -145,39 +143,3 @@ class Failures(Observer):
 
     def step_failed(self, record: StepFailed) -> None:
         self.records.append(record)
-
-
-def wire_executors() -> Any:
-    """Until the run core calls ``executor.run`` itself: what it will do, patched in for tests.
-
-    Returns an undo function, or None when the core has no ``StepActor._caller`` to patch (it
-    has been rewritten, and then wires executors itself).
-    """
-    from actorflow._actor import StepActor
-    from actorflow._executor import executor_for
-
-    original = getattr(StepActor, "_caller", None)
-    if original is None or getattr(original, "_wired", False):
-        return None
-
-    @functools.wraps(original)
-    def _caller(self: Any, ctx: Any) -> Any:
-        executor = executor_for(self.run.workflow, self.spec)
-        if executor is None:
-            return original(self, ctx)
-        spec, workflow = self.spec, self.run.workflow
-
-        async def call(event: Any) -> Any:
-            return await executor.run(spec, workflow, ctx, event)
-
-        if spec.retry is None and spec.timeout is None:
-            return call
-        return self._guard(ctx, call)
-
-    _caller._wired = True  # type: ignore[attr-defined]
-    StepActor._caller = _caller  # type: ignore[method-assign]
-
-    def undo() -> None:
-        StepActor._caller = original  # type: ignore[method-assign]
-
-    return undo

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trio
-from scale_flows import Doubler, Failing, Failures, Fan, Fragile, Overheated, Sleeper, wire_executors
+from scale_flows import Doubler, Failing, Failures, Fan, Fragile, Overheated, Sleeper
 
 from actorflow import WorkerLostError, WorkflowTimeoutError
 
@@ -69,15 +69,6 @@ def cluster() -> Iterator[None]:
     assert _children(os.getpid()) - before == set(), "Ray left processes running"
 
 
-@pytest.fixture(autouse=True)
-def wired(cluster: None) -> Iterator[None]:
-    """Executors are called the way the run core calls them (patched in until the core does)."""
-    undo = wire_executors()
-    yield
-    if undo is not None:
-        undo()
-
-
 def _free_cpus() -> float:
     return float(ray.available_resources().get("CPU", 0.0))
 
@@ -96,7 +87,7 @@ async def _wait_for_file(path: Path) -> str:
     return path.read_text()
 
 
-async def test_ray_executor_gives_the_in_loop_result() -> None:
+async def test_ray_executor_gives_the_in_loop_result(cluster: None) -> None:
     """A fan-out through RayExecutor gives what the in-loop run gives, from Ray worker processes."""
     local = await Fan().run(count=12)
     remote = await Fan(executors={"crunch": RayExecutor()}, timeout=120).run(count=12)

@@ -151,7 +151,7 @@ class RayExecutor(Executor):
         options = dict(state["options"])
         self.__init__(state["address"], **options)  # type: ignore[misc]
 
-    async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context, event: Event) -> Event | None:
+    async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event) -> Event | None:
         import cloudpickle
 
         self.report_placement(None)
