@@ -116,6 +116,7 @@ class _RunWorker:
         import cloudpickle
 
         self._workflow = cloudpickle.loads(workflow)
+        _recompile(type(self._workflow))
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=trio.run, args=(self._loop,), daemon=True)
@@ -152,6 +153,21 @@ class _RunWorker:
             for index, item in chunk:
                 nursery.start_soon(one, index, item)
         return results
+
+
+def _recompile(cls: Any) -> None:
+    """Compile the spec of a workflow class that came pickled, here.
+
+    A class pickled by value (defined in a script, a file the command line loaded, a function
+    body) arrives with its compiled spec, whose route table holds copies of the router's
+    sentinel objects, which the router compares by identity: compiled again in this process,
+    it holds the real ones. (A class imported by name is compiled the same way again.)
+    """
+    from .._workflow import spec
+
+    cls.__actorflow_spec__ = None
+    cls.__actorflow_pending__ = None
+    spec(cls)
 
 
 def _pickle_results(results: list[RunResult]) -> bytes:
