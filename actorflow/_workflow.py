@@ -44,7 +44,8 @@ class Workflow:
     (their timeout starts when they start). ``observers=[...]`` are :class:`Observer`
     instances that watch every run of this instance (``docs/observability.md``).
     ``executors={"step_name": ProcessExecutor(), ...}`` runs those steps' bodies elsewhere,
-    overriding ``@step(executor=...)``; see ``docs/scale.md``.
+    overriding ``@step(executor=...)`` (None brings a step back into the run's loop); see
+    ``docs/scale.md``.
     """
 
     __actorflow_spec__: ClassVar[WorkflowSpec | None] = None

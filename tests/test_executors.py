@@ -123,11 +123,6 @@ def test_instance_mapping_overrides_the_decorator() -> None:
     assert executor_for(SyncFan(executors={"fan": pool}), steps["fan"]) is pool
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the run core's _invoke.executor_for lets None fall back to @step(executor=...); "
-    "it should use actorflow._executor.executor_for",
-)
 async def test_none_in_the_mapping_runs_the_step_in_the_loop() -> None:
     """Workflow(executors={"crunch": None}) runs a decorated step in the run's own process."""
 
