@@ -49,6 +49,8 @@ class Config:
     peer_memory_runs: int
     memory_systems: tuple[str, ...]
     """Systems whose RSS per live run is measured (one fresh process each)."""
+    retained_systems: tuple[str, ...]
+    """Systems whose memory held per routed event is measured (tracemalloc, this process)."""
     retained_hops: int
     peer_retained_hops: int
     scaling_types: tuple[int, ...]
@@ -93,6 +95,7 @@ FULL = Config(
     memory_runs=10_000,
     peer_memory_runs=2_000,
     memory_systems=("actorflow", "direct", "routed", "llama", "pydantic-graph"),
+    retained_systems=("actorflow", "direct", "routed", "llama", "pydantic-graph"),
     retained_hops=20_000,
     peer_retained_hops=2_000,
     scaling_types=(2, 10, 100),
@@ -130,6 +133,7 @@ QUICK = Config(
     memory_runs=1_000,
     peer_memory_runs=0,
     memory_systems=("actorflow", "direct"),
+    retained_systems=("actorflow", "direct"),
     retained_hops=1_000,
     peer_retained_hops=100,
     scaling_types=(2, 10),

@@ -95,17 +95,32 @@ def measure_live_runs(system: str, runs: int) -> dict[str, Any]:
     }
 
 
-def live_runs_in_subprocess(system: str, runs: int, timeout: float = 300) -> dict[str, Any]:
-    """:func:`measure_live_runs` in a fresh interpreter; the parsed JSON it prints."""
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks._memory", system, str(runs)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def live_runs_in_subprocesses(jobs: list[tuple[str, int]], timeout: float = 300) -> list[dict[str, Any]]:
+    """:func:`measure_live_runs` for each ``(system, runs)``, each in a fresh interpreter.
+
+    The interpreters run at the same time: each measures its own RSS, which does not depend
+    on how fast it runs, and the quick run stays short. Returns the parsed JSON lines, in
+    the order of ``jobs``.
+    """
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks._memory", system, str(runs)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for system, runs in jobs
+    ]
+    results = []
+    for (system, runs), proc in zip(jobs, procs, strict=True):
+        out, err = proc.communicate(timeout=timeout)
+        if proc.returncode:
+            raise RuntimeError(
+                f"memory of {runs:,} live {system} runs: exit {proc.returncode}\n{err[-2000:]}"
+            )
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 def retained_per_event(retained: Callable[[int, Callable[[], int]], tuple[int, int]], hops: int) -> float:

@@ -258,13 +258,13 @@ def scaling(report: Report) -> None:
 def memory(report: Report) -> None:
     """RSS per live run (a fresh process per system) and bytes held per routed event."""
     c = report.config
-    for system in c.memory_systems:
-        if system not in systems():
-            continue
-        runs_ = c.peer_memory_runs if system in PEERS else c.memory_runs
-        if not runs_:
-            continue
-        got = _memory.live_runs_in_subprocess(system, runs_)
+    jobs = [
+        (system, c.peer_memory_runs if system in PEERS else c.memory_runs)
+        for system in c.memory_systems
+        if system in systems()
+    ]
+    jobs = [(system, runs_) for system, runs_ in jobs if runs_]
+    for (system, runs_), got in zip(jobs, _memory.live_runs_in_subprocesses(jobs), strict=True):
         case = "memory per live run"
         note = f"{runs_:,} runs alive at once, RSS growth / runs"
         report.figures += [
@@ -272,7 +272,7 @@ def memory(report: Report) -> None:
             Figure("memory", case, system, "gc_objects_per_run", got["gc_objects_per_run"], "objects"),
         ]
     case = "memory held per routed event"
-    for system in (AF, DIRECT, ROUTED, LLAMA, PGRAPH):
+    for system in c.retained_systems:
         fn = _shape(system, "retained")
         if fn is None:
             continue

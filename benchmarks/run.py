@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
 
     _warm_up()
     _harness.freeze_heap()
+    print(f"[bench] start-up and warm-up: {time.process_time():.1f} s CPU", file=sys.stderr, flush=True)
     scenarios = [s for s in _scenarios.SCENARIOS.values() if not args.only or s.name in args.only]
     for scenario in scenarios:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         print(f"[bench] {scenario.name} ...", file=sys.stderr, flush=True)
         try:
             scenario.run(report)
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             report.crashed.append(scenario.name)
             report.notes.append(f"{scenario.name}: crashed (traceback on stderr); its rows are incomplete")
-        print(f"[bench] {scenario.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        print(f"[bench] {scenario.name}: {wall:.1f} s ({cpu:.1f} s CPU here)", file=sys.stderr, flush=True)
 
     if config.profile and not args.no_profile and not args.only:
         from benchmarks import hotpath
