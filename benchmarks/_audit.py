@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from types import ModuleType
@@ -32,6 +31,7 @@ from typing import Any
 import structlog
 
 from . import _actorflow, _events
+from ._harness import clock
 from ._report import Figure, Report, Scenario
 
 UNTRACED, DROPPED, JSONL = "untraced", "records dropped", "JSONL file"
@@ -175,12 +175,12 @@ def audit_record(report: Report) -> None:
 
     def replay() -> float:
         log = structlog.get_logger("actorflow")
-        t0 = time.perf_counter()
+        t0 = clock()
         for r in range(reps):
             bound = log.bind(run_id=f"bench-{r}", workflow="Ring2")
             for name, fields in records:
                 bound.info(name, **fields)
-        return time.perf_counter() - t0
+        return clock() - t0
 
     sinks = Sinks(audit)
     try:
@@ -207,10 +207,10 @@ def large_payload(report: Report) -> None:
     dumps = json.dumps
 
     def dumps_sample() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(hops):
             dumps(text)
-        return time.perf_counter() - t0
+        return clock() - t0
 
     sinks = Sinks(audit)
     try:

@@ -19,7 +19,6 @@ A trivial run is what its floor is: a nursery and one task.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ import trio
 from actorflow import StartEvent, StopEvent
 
 from . import _events
+from ._harness import clock
 
 BATCH = 100
 """Events a task takes from its inbox without yielding (actorflow's router uses the same)."""
@@ -221,10 +221,10 @@ async def trivial_run(fn: Callable[[Any], Awaitable[Any]] = _only) -> Any:
 
 def _timed(make: Callable[[], Awaitable[Any]], cap: float = math.inf) -> float:
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         with trio.move_on_after(cap):
             await make()
-            return time.perf_counter() - t0
+            return clock() - t0
         return math.inf
 
     return trio.run(main)
@@ -249,10 +249,10 @@ def runs_sequential(runs: int) -> float:
     """Seconds for ``runs`` trivial runs one after the other."""
 
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(runs):
             await trivial_run()
-        return time.perf_counter() - t0
+        return clock() - t0
 
     return trio.run(main)
 
@@ -261,12 +261,12 @@ def runs_concurrent(runs: int, cap: float = math.inf) -> float:
     """Seconds for ``runs`` trivial runs started at once (one task each)."""
 
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         with trio.move_on_after(cap):
             async with trio.open_nursery() as nursery:
                 for _ in range(runs):
                     nursery.start_soon(trivial_run)
-            return time.perf_counter() - t0
+            return clock() - t0
         return math.inf
 
     return trio.run(main)

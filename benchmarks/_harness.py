@@ -1,7 +1,8 @@
 """Timing discipline shared by every scenario: warm-up, GC, interleaving, medians.
 
 A *variant* is a zero-argument callable that runs one measured run of one system and
-returns the seconds it measured (inside its own event loop, so loop start-up is excluded).
+returns the seconds it measured with :data:`clock` (inside its own event loop, so loop
+start-up is excluded).
 :func:`interleave` runs a set of variants round-robin, rotating the order every round, so
 that a burst of load on this shared machine hits every system about equally; ratios are
 then taken per round (paired) and summarised by their median.
@@ -18,11 +19,21 @@ from __future__ import annotations
 import gc
 import math
 import statistics
+import time
 from collections.abc import Callable, Hashable, Mapping
 
 import attrs
 
 Variant = Callable[[], float]
+
+clock = time.process_time
+"""The clock of every measured sample: CPU seconds used by this process.
+
+This machine is shared (load averages of 15-25 on two cores while the other engineers run
+their suites), and wall-clock time counts every moment the process waited for a core, at
+random. CPU time does not, and every sample is CPU-bound: no sleeps, no waiting for I/O (the
+audit rows' writes go to the page cache and count as system time). Caches and memory
+bandwidth shared with other processes still add noise, which interleaving handles."""
 
 
 @attrs.frozen
@@ -30,7 +41,7 @@ class Samples:
     """The measured seconds of one variant, one per round, in round order."""
 
     seconds: tuple[float, ...]
-    """Wall-clock seconds of each measured run (``time.perf_counter`` inside the loop)."""
+    """CPU seconds of each measured run (:data:`clock`, read inside the event loop)."""
 
     @property
     def median(self) -> float:

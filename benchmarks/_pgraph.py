@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ from pydantic_graph.join import reduce_list_append
 from actorflow import StopEvent
 
 from . import _events
+from ._harness import clock
 
 
 @attrs.frozen
@@ -169,10 +169,10 @@ def one_step(gated: bool = False) -> Any:
 
 def _timed(graph: Any, deps: Any, cap: float = math.inf) -> float:
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         with trio.move_on_after(cap):
             await graph.run(deps=deps)
-            return time.perf_counter() - t0
+            return clock() - t0
         return math.inf
 
     return trio.run(main)
@@ -198,10 +198,10 @@ def runs_sequential(runs: int) -> float:
     graph = one_step()
 
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(runs):
             await graph.run()
-        return time.perf_counter() - t0
+        return clock() - t0
 
     return trio.run(main)
 
@@ -211,12 +211,12 @@ def runs_concurrent(runs: int, cap: float = math.inf) -> float:
     graph = one_step()
 
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         with trio.move_on_after(cap):
             async with trio.open_nursery() as nursery:
                 for _ in range(runs):
                     nursery.start_soon(graph.run)
-            return time.perf_counter() - t0
+            return clock() - t0
         return math.inf
 
     return trio.run(main)

@@ -16,7 +16,6 @@ switches (worker, router, worker) instead of one.
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -27,6 +26,7 @@ import trio
 from actorflow import Event, StartEvent, StopEvent
 
 from . import _events
+from ._harness import clock
 
 Emit = Callable[[Any], None]
 StepFn = Callable[[Any, Emit], Awaitable[Any]]
@@ -229,10 +229,10 @@ ONE_STEP = [BareStep(_only, (StartEvent,))]
 
 def _timed(steps: Sequence[BareStep], cap: float = math.inf) -> float:
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         with trio.move_on_after(cap):
             await run(steps, StartEvent())
-            return time.perf_counter() - t0
+            return clock() - t0
         return math.inf
 
     return trio.run(main)
@@ -257,10 +257,10 @@ def runs_sequential(runs: int) -> float:
     """Seconds for ``runs`` trivial runs one after the other."""
 
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(runs):
             await run(ONE_STEP, StartEvent())
-        return time.perf_counter() - t0
+        return clock() - t0
 
     return trio.run(main)
 
@@ -269,12 +269,12 @@ def runs_concurrent(runs: int, cap: float = math.inf) -> float:
     """Seconds for ``runs`` trivial runs started at once (one task each)."""
 
     async def main() -> float:
-        t0 = time.perf_counter()
+        t0 = clock()
         with trio.move_on_after(cap):
             async with trio.open_nursery() as nursery:
                 for _ in range(runs):
                     nursery.start_soon(run, ONE_STEP, StartEvent())
-            return time.perf_counter() - t0
+            return clock() - t0
         return math.inf
 
     return trio.run(main)
