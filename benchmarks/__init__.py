@@ -11,7 +11,8 @@ README.md in this directory describes the scenarios, the baselines and how to re
 - ``_harness``: warm-up, GC handling, interleaved rounds; ``_config``: sizes (full, quick),
 - ``_scenarios``: the dispatch scenarios and the registry of all of them; ``_audit``: traced
   runs and audit records; ``_imports``: import time; ``_memory``: RSS and tracemalloc,
-- ``_report``: what was measured, tables, JSON; ``_targets``: PASS/MISS; ``_chart``: the SVG,
+- ``_report``: what was measured, tables, JSON; ``_targets``: PASS/MISS; ``_chart``: the SVG;
+  ``_summary``: README's Performance table (``python -m benchmarks._summary``),
 - ``run``: the command line; ``hotpath``: cProfile of actorflow's hot path; ``soak``: memory
   over a million events and 100,000 runs.
 """

@@ -132,10 +132,14 @@ class Report:
         return statistics.median(x / y for x, y in zip(a.costs(), b.costs(), strict=True))
 
     def flatness(self, scenario: str, cases: Sequence[str], system: str) -> float | None:
-        """Median over rounds of (highest ÷ lowest cost per unit among ``cases`` in that round).
+        """How far ``system``'s cost per unit moves across ``cases``: highest ÷ lowest.
 
-        The cases must have been measured in one interleaved group (:meth:`measure_cases`), so
-        that each round's costs were taken side by side and load cannot fake a trend.
+        The cases must have been measured in one interleaved group (:meth:`measure_cases`).
+        Each round's costs are first divided by that round's geometric mean over the cases
+        (which takes out load that hit the whole round), then each case's median over rounds
+        is taken (which takes out a sample that was unlucky on its own), and the figure is the
+        highest of those medians ÷ the lowest. Taking max ÷ min of raw samples instead would
+        grow with noise alone: the floor itself read 1.3-1.5 that way on a loaded machine.
         """
         rows = [self.timing(scenario, case, system) for case in cases]
         if len(rows) < 2 or any(t is None or t.capped for t in rows):
@@ -143,7 +147,22 @@ class Report:
         per_round = list(zip(*(t.costs() for t in rows if t is not None), strict=False))
         if not per_round:
             return None
-        return statistics.median(max(r) / min(r) for r in per_round)
+        normalised = [[cost / statistics.geometric_mean(r) for cost in r] for r in per_round]
+        medians = [statistics.median(column) for column in zip(*normalised, strict=True)]
+        return max(medians) / min(medians)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """A report rebuilt from a run's ``latest.json`` (raw samples and all)."""
+        config = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
+        report = cls(config, notes=list(data["notes"]), crashed=list(data.get("crashed", [])))
+        for t in data["timings"]:
+            seconds = tuple(math.inf if v is None else v for v in t["seconds"])
+            report.timings.append(
+                Timing(t["scenario"], t["case"], t["system"], t["unit"], t["count"], Samples(seconds))
+            )
+        report.figures += [Figure(**f) for f in data["figures"]]
+        return report
 
     def measure(
         self,
@@ -332,5 +351,16 @@ def header(meta: dict[str, Any]) -> str:
         f"pydantic {v['pydantic']}, structlog {v['structlog']}, llama-index-workflows "
         f"{v['llama-index-workflows']}, pydantic-graph {v['pydantic-graph']}\n"
         f"- medians of {meta['rounds']} interleaved rounds after a warm-up run (3 for multi-second "
-        "cases); ratios are medians of per-round ratios of cost per unit (× > 1: the first is slower)\n\n"
+        "cases), CPU time of the process; ratios are medians of per-round ratios of cost per unit "
+        "(× > 1: the first is slower)\n" + _rendered(meta) + "\n"
+    )
+
+
+def _rendered(meta: dict[str, Any]) -> str:
+    r = meta.get("rendered")
+    if not r:
+        return ""
+    return (
+        f"- judged and written again from these raw samples on {r['date']} at commit {r['commit']} "
+        f"(`{r['command']}`): nothing was measured again\n"
     )

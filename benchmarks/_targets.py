@@ -205,7 +205,7 @@ def _flat(report: Report, what: str, cases: list[str]) -> Target:
     span = f"{cases[0]} … {cases[-1]}" if cases else "–"
     return Target(
         f"flat cost per hop vs {what}",
-        f"highest ÷ lowest µs per hop in a round ≤ 1.5 ({span}; median over rounds)",
+        f"highest ÷ lowest µs per hop ≤ 1.5 ({span}; interleaved, per-round normalised, median per case)",
         f"{x(r)} (direct trio: {x(floor)})",
         _status(None if r is None else r <= 1.5),
     )

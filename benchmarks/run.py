@@ -1,10 +1,11 @@
 """Run the benchmarks: ``python -m benchmarks [--quick] [--only NAME] [--rounds K] [--out DIR]``.
 
-Also runnable as ``python benchmarks/run.py``. A full run takes about 15 minutes on two cores
-and writes ``benchmarks/results/latest.json`` (every raw sample), ``latest.md`` (the tables and
-the PASS/MISS of every target), ``latest.svg`` (the chart) and ``profile.txt`` (cProfile of the
-hot path); it exits 1 when a target is missed. ``--quick`` is the seconds-long smoke run the
-test suite executes: it judges no target, exits 0 unless something crashed, and writes to
+Also runnable as ``python benchmarks/run.py``. A full run takes about 40 minutes on two
+shared cores and writes ``benchmarks/results/latest.json`` (every raw sample), ``latest.md``
+(the tables and the PASS/MISS of every target), ``summary.md`` (README's Performance table),
+``latest.svg`` (the chart) and ``profile.txt`` (cProfile of the hot path); it exits 1 when a
+target is missed. ``--render JSON`` judges and writes a run again from its raw samples,
+measuring nothing. ``--quick`` is the seconds-long smoke run the test suite executes: it judges no target, exits 0 unless something crashed, and writes to
 ``benchmarks/results/quick/``; ``--only`` runs write to ``results/partial/``, so neither ever
 overwrites a full run's results unless ``--out`` says so. A scenario that raises is reported
 and the others still run; the exit status is then 2.
@@ -20,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: import the package from the re
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import subprocess
@@ -30,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from benchmarks import _chart, _config, _harness, _report, _scenarios, _targets
+from benchmarks import _chart, _config, _harness, _report, _scenarios, _summary, _targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,7 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=None, help="measured rounds of every case")
     parser.add_argument("--no-profile", action="store_true", help="skip the cProfile pass of a full run")
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: judge and write the tables, summary and chart again from the raw "
+        "samples of a run's latest.json (into --out, default beside it)",
+    )
     args = parser.parse_args(argv)
+    if args.render is not None:
+        return render(args.render, args.out or args.render.parent)
 
     config = _config.QUICK if args.quick else _config.FULL
     if args.rounds is not None:
@@ -95,19 +106,47 @@ def main(argv: list[str] | None = None) -> int:
         print("[bench] profile ...", file=sys.stderr, flush=True)
         _report.write(out, "profile.txt", hotpath.profile_text())
 
-    targets = _targets.targets(report)
-    svg = _chart.write_svg(report, out / "latest.svg")
     meta["duration_s"] = time.perf_counter() - started
     meta["machine"]["load_after"] = _load()
+    return _finish(report, meta, out, [s.name for s in scenarios])
+
+
+def render(path: Path, out: Path) -> int:
+    """Judge and write a measured run again from its raw samples; the run's exit status."""
+    data = json.loads(path.read_text())
+    report = _report.Report.from_json(data)
+    meta = data["meta"]
+    meta["rendered"] = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "command": "python -m benchmarks" + "".join(f" {a}" for a in sys.argv[1:]),
+    }
+    return _finish(report, meta, out, [s for s in _scenarios.SCENARIOS if report_has(report, s)])
+
+
+def report_has(report: _report.Report, scenario: str) -> bool:
+    """Whether ``report`` holds any row of ``scenario``."""
+    return any(t.scenario == scenario for t in report.timings) or any(
+        f.scenario == scenario for f in report.figures
+    )
+
+
+def _finish(report: _report.Report, meta: dict[str, Any], out: Path, names: list[str]) -> int:
+    """Judge the targets, write every file, print the tables; the exit status."""
+    config = report.config
+    scenarios = [_scenarios.SCENARIOS[name] for name in _scenarios.SCENARIOS if name in names]
+    targets = _targets.targets(report)
+    svg = _chart.write_svg(report, out / "latest.svg")
     body = _report.tables(report, scenarios) + "\n" + _targets.markdown(targets, config.quick)
     if report.notes:
         body += "\nNotes:\n\n" + "".join(f"- {n}\n" for n in report.notes)
-    json_path = _report.write_json(out, _report.as_json(report, meta, targets))
+    data = _report.as_json(report, meta, targets)
+    json_path = _report.write_json(out, data)
     md_path = _report.write(out, "latest.md", _report.header(meta) + body)
+    _report.write(out, "summary.md", _summary.header(data) + "\n\n" + _summary.markdown(data))
     print(body)
     written = ", ".join(str(p) for p in (json_path, md_path, svg) if p is not None)
-    print(f"wrote {written} in {meta['duration_s']:.0f} s")
-
+    print(f"wrote {written}" + (f" in {meta['duration_s']:.0f} s" if "rendered" not in meta else ""))
     status, verdict = exit_status(report, targets)
     print(verdict, file=sys.stderr if status == 2 else sys.stdout)
     return status

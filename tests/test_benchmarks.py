@@ -62,6 +62,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "json": json.loads((out / "latest.json").read_text()),
         "markdown": (out / "latest.md").read_text(),
         "svg": (out / "latest.svg").read_text(),
+        "summary": (out / "summary.md").read_text(),
+        "out": out,
         "stdout": done.stdout.decode(),
     }
 
@@ -132,16 +134,31 @@ def test_quick_run_judges_no_target(quick_run: dict[str, Any]) -> None:
     assert "no target is judged" in quick_run["markdown"]
 
 
-def test_markdown_and_chart(quick_run: dict[str, Any]) -> None:
-    """latest.md has the header, a table per scenario and the targets; the SVG has every system."""
+def test_markdown_summary_and_chart(quick_run: dict[str, Any]) -> None:
+    """latest.md has a table per scenario and the targets; summary.md README's; the SVG every system."""
     md = quick_run["markdown"]
     assert md.startswith("# actorflow benchmarks (quick smoke run: no target judged)")
     assert md.count("\n### ") >= len(TIMED) + 1
     assert "### Targets" in md and "### Targets" in quick_run["stdout"]
+    summary = quick_run["summary"]
+    assert summary.startswith("Measured on ") and "--quick" in summary
+    assert "| chain, one event in flight | µs/hop |" in summary and "not judged (smoke run)" in summary
     svg = quick_run["svg"]
     assert svg.lstrip().startswith("<?xml") and "<svg" in svg
     for name in ("actorflow", "direct trio", "llama-index", "pydantic-graph", "json.dumps"):
         assert name in svg
+
+
+def test_render_judges_the_raw_samples_again(quick_run: dict[str, Any], tmp_path: Path) -> None:
+    """--render rebuilds the report from latest.json: same targets, same tables, nothing measured."""
+    status = run.main(["--render", str(quick_run["out"] / "latest.json"), "--out", str(tmp_path)])
+    again = json.loads((tmp_path / "latest.json").read_text())
+    assert status == 0
+    assert again["targets"] == quick_run["json"]["targets"]
+    assert again["timings"] == quick_run["json"]["timings"]
+    md = (tmp_path / "latest.md").read_text()
+    assert "nothing was measured again" in md
+    assert md.split("### 1. ", 1)[1] == quick_run["markdown"].split("### 1. ", 1)[1]
 
 
 # -- judging, on made-up reports -------------------------------------------------------------
