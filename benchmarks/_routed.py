@@ -1,6 +1,6 @@
-"""Context, not a target: actorflow's own design (a router hop per event) in bare trio.
+"""Context, not a target: actorflow's design before issue 11 (a router hop per event) in bare trio.
 
-The same hops per event as actorflow today: a step emits into the router's inbox; the router
+The same hops per event as actorflow had then: a step emits into the router's inbox; the router
 looks the event's type up in a dict and hands it to each target step's inbox; a worker of that
 step takes it and awaits the step function. The same buffers (the router's inbox unbounded,
 each step's inbox ``INBOX``), the router in the caller's task, one cancel scope per run, and
