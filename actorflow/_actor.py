@@ -150,7 +150,11 @@ class StepActor:
         worker = self.workers
         self.workers = worker + 1
         name = f"actorflow step {self.spec.name}" + (f"[{worker}]" if worker else "")
-        self._run.spawn(self._work_observed if self._run.observer else self._work, worker, first, name=name)
+        run = self._run
+        if run.durable is not None:  # a durable run's loop: invocations are transactions
+            run.spawn(run.durable.work, self, worker, first, name=name)
+            return
+        run.spawn(self._work_observed if run.observer else self._work, worker, first, name=name)
 
     def close_inbox(self) -> None:
         """No more events: workers parked on the inbox return, as do the next to look."""
@@ -220,7 +224,9 @@ class StepActor:
         """
         token = current_context.set(None)
         try:
-            if self._run.observer is None:
+            if self._run.durable is not None:
+                await self._run.durable.work(self, 0, first, inline=True)
+            elif self._run.observer is None:
                 await self._work(0, first, inline=True)
             else:
                 await self._work_observed(0, first, inline=True)

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ._actor import StepActor
     from ._observe import ObserverDispatch, RunInfo
     from ._run import Run
+    from ._serializers import BaseSerializer
+    from ._workflow import Workflow
 
 __all__ = ["CollectBuffer", "Context", "Store", "current_context"]
 
@@ -150,13 +152,69 @@ class Context(Generic[StateT]):
         self.attempt = 1
         """Which attempt of the current invocation this is: 1, then 2... under a retry policy."""
 
+    resumed = False
+    """Whether this invocation's input was carried over a resume of a durable run (queued or in
+    progress in the snapshot it was restored from): a process that ended may have begun it
+    before. Always False outside durable runs."""
+
     def __repr__(self) -> str:
+        if self._actor is None:
+            return f"<Context of run {self._run.id}>"
         return f"<Context of step {self._actor.spec.name!r} worker {self.worker} in run {self._run.id}>"
+
+    @classmethod
+    def _of_run(cls, run: Run) -> Context[Any]:
+        """The run's context outside any step (``handle.ctx``, ``Context.from_dict``)."""
+        ctx: Context[Any] = cls.__new__(cls)
+        ctx._run = run
+        ctx._actor = None  # type: ignore[assignment]
+        ctx.worker = -1
+        ctx._cause = None
+        ctx._emitted, ctx._emitted_ids = [], []
+        ctx._step_scope = None
+        ctx._collecting = None
+        ctx._attempt_started = 0.0
+        ctx.attempt = 1
+        ctx._emit = run._emit_from_outside
+        return ctx
 
     @property
     def run_id(self) -> str:
         """The id of the run this step invocation belongs to."""
         return self._run.id
+
+    @property
+    def event_id(self) -> int | None:
+        """The run-local id of the invocation's input event (observed and durable runs; None in
+        a plain run, whose events carry no ids)."""
+        return self._cause
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
+        """The run's snapshot as JSON data (``docs/durable.md``): everything needed to continue it.
+
+        Taken at once (trio is single-threaded, so it is consistent), at any moment of the run
+        and after it ended. A value the serializer cannot write raises ``ContextSerdeError``
+        naming the store key, or the event and its field.
+        """
+        from .durable._capture import snapshot_of
+        from .durable._snapshot import snapshot_to_dict
+
+        return snapshot_to_dict(snapshot_of(self._run), serializer)
+
+    @classmethod
+    def from_dict(
+        cls, workflow: Workflow, data: Mapping[str, Any], serializer: BaseSerializer | None = None
+    ) -> Context[Any]:
+        """A context restored from ``to_dict()``'s data; ``await workflow.run(ctx=ctx)`` continues it.
+
+        A snapshot of a run that had ended gives its store to the next run (as in
+        LlamaIndex); any problem with the data raises ``ContextSerdeError`` naming the field.
+        """
+        from .durable._capture import restored_run
+
+        return cls._of_run(restored_run(workflow, data, serializer))
 
     @property
     def store(self) -> Store:

@@ -18,6 +18,9 @@ The tree::
     ├── WorkflowCancelledByUser         the run was cancelled by its caller (LlamaIndex's name)
     │   └── WorkflowCancelledError      ...through its RunHandle or by leaving open_run early
     ├── ContextSerdeError               a Context could not be serialised or restored
+    ├── StoreError                      a durable run store cannot do what was asked
+    │   └── RunConflictError            two writers for one durable run
+    ├── StoredRunError                  a durable run's stored error whose class is gone
     ├── ContextStateError               a Context method was called in the wrong phase of a run
     ├── ResourceError                   a step's resource could not be built
     │   └── ResourceCycleError          resource factories depend on each other in a cycle
@@ -52,7 +55,10 @@ __all__ = [
     "ResourceCycleError",
     "ResourceError",
     "RunArgumentsError",
+    "RunConflictError",
     "StepTimeoutError",
+    "StoreError",
+    "StoredRunError",
     "WaitForEventTimeoutError",
     "WorkerLostError",
     "WorkflowCancelledByUser",
@@ -230,3 +236,18 @@ class LLMStatusError(LLMError):
 
 class LLMResponseError(LLMError):
     """The LLM server's answer was not the JSON (or event stream) the API promises."""
+
+
+class StoreError(ActorflowError):
+    """A durable run store cannot do what was asked: a file it cannot use, an unknown or ended
+    run. (Exported by ``actorflow.durable``.)"""
+
+
+class RunConflictError(StoreError):
+    """Two writers for one durable run: another process has it open, or committed since this one
+    read it; or the run id names a run of another workflow."""
+
+
+class StoredRunError(ActorflowError):
+    """A durable run's stored error, when its own exception class can no longer be rebuilt: it
+    names the original type and message."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 
+from ._context import Context
 from ._events import Event
 from ._exceptions import WorkflowRuntimeError
 from ._run import Run, unwrap_group
@@ -90,7 +91,14 @@ class RunHandle:
         run.check_inject(event)
         await run.wait_for_room(event, None, None)
         run.inject(event)
+        if run.durable is not None:
+            await run.durable.sent()  # a durable run has the event in its store when this returns
         await trio.lowlevel.checkpoint()
+
+    @property
+    def ctx(self) -> Context[Any]:
+        """The run's context, as seen from outside any step: its store, ``to_dict()``."""
+        return Context._of_run(self._run)
 
     def statistics(self) -> RunStatistics:
         """Counters of the run so far, per step: running, queued, processed, failed, retried..."""
@@ -105,7 +113,7 @@ async def open_run(run: Run) -> AsyncIterator[RunHandle]:
     body_error: BaseException | None = None
 
     async def serve() -> None:
-        outcome = await run.execute()
+        outcome = await (run.execute() if run.durable is None else run.durable.execute())
         if outcome.kind in ("failed", "timed_out"):
             body_scope.cancel()  # like a nursery: a failing child cancels the body
 
@@ -118,7 +126,7 @@ async def open_run(run: Run) -> AsyncIterator[RunHandle]:
             except BaseException as exc:  # raised again below, once the run has ended
                 body_error = exc
             finally:
-                run.cancel()  # leaving the block ends a run still going; not an error
+                run.leave()  # leaving the block ends a run still going (a durable one stays resumable)
     except BaseExceptionGroup as group:
         # Cancellation from outside (or a KeyboardInterrupt): re-raise it bare. A body that
         # was only cancelled because the run task failed gives way to that failure.

@@ -90,6 +90,10 @@ class RunStarted:
     run: RunInfo
     start_event: Event
     """The event the run begins with."""
+    session: int = 1
+    """1 for a run's first start; a durable run resumed after its process ended counts on."""
+    audit_seq: int = 0
+    """For a resumed run: the ``seq`` of the last audit record its snapshot knew of."""
 
 
 @attrs.frozen

@@ -13,6 +13,11 @@ is otherwise worker -> router -> worker) while keeping everything that makes the
 actor: it is the only code that decides routes, events from one sender are routed in the
 order they were emitted, and emitting never blocks, so no cycle of steps can deadlock
 whatever the inbox sizes.
+
+Durable runs route in **deferred mode**: what an invocation emits (its return value and its
+``ctx.send_event`` calls) is held in that invocation's part of the router's inbox and routed
+by :meth:`Router.emit_held` when the invocation completes, in one synchronous step with the
+record of its completion, so no step can take an event that no completed invocation made.
 """
 
 from __future__ import annotations
@@ -170,6 +175,16 @@ class Router:
                 deliver[i](item)
         else:
             self._special(route, item)  # type: ignore[arg-type]
+
+    def emit_held(self, held: Sequence[tuple[tuple[Any, int], int | None]]) -> None:
+        """Route what a completed invocation held (deferred mode): in the order it was
+        emitted, each ``(event, event_id)`` to its one target step, or by its type."""
+        deliver = self._deliver
+        for item, target in held:
+            if target is None:
+                self.emit_observed(item)
+            else:
+                deliver[target](item)
 
     def deliver_all(self, targets: tuple[int, ...], item: Any) -> None:
         """Hand ``item`` to each of the step actors ``targets`` (a special route's steps)."""

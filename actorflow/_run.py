@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from ._router import _Special
     from ._validate import WorkflowSpec
     from ._workflow import Workflow
+    from .durable._runner import DurableRun
 
 __all__ = ["Outcome", "Run", "unwrap_group"]
 
@@ -72,6 +74,7 @@ class Run:
     """The state of one run; nothing in it is shared with any other run."""
 
     __slots__ = (
+        "_asked",
         "_buffers",
         "_done",
         "_early",
@@ -81,6 +84,7 @@ class Run:
         "_limited",
         "_nursery",
         "_scope",
+        "_spent",
         "_started_at",
         "_stop_event",
         "_store",
@@ -89,6 +93,7 @@ class Run:
         "_watch",
         "actors",
         "deadline",
+        "durable",
         "info",
         "limiter",
         "observer",
@@ -100,6 +105,7 @@ class Run:
         "start_event",
         "started",
         "stream",
+        "tagged",
         "timeout",
         "workflow",
     )
@@ -115,6 +121,7 @@ class Run:
         stream: bool,
         limiter: trio.Semaphore | None = None,
         run_id: str | None = None,
+        durable: DurableRun | None = None,
     ) -> None:
         self._id = run_id
         self.workflow = workflow
@@ -123,6 +130,12 @@ class Run:
         self.timeout = timeout
         self.observer = observer
         self.limiter = limiter
+        self.durable = durable
+        """The durable side of the run (``actorflow.durable``): its commits, its journals."""
+        self.tagged = observer is not None or durable is not None
+        """Whether events travel with their ids, as ``(event, event_id)`` (observed and durable runs)."""
+        self._spent = 0.0
+        """Seconds of the timeout used up before this run object (a restored run's earlier sessions)."""
         self.info: RunInfo | None = None
         """What observers are told about the run (observed runs only)."""
         if observer is not None:
@@ -139,6 +152,8 @@ class Run:
         self.deadline = math.inf
         self.pending_input = 0
         """InputRequiredEvents emitted and not yet answered by a HumanResponseEvent from outside."""
+        self._asked: deque[Event] | None = None
+        """The routed InputRequiredEvents among those, oldest first (for snapshots)."""
         self._finished = False
         self._done: trio.Event | None = None
         self._store: Store | None = None
@@ -158,7 +173,8 @@ class Run:
             self._stream_send, self.stream = trio.open_memory_channel[Event](math.inf)
         self._nursery: trio.Nursery | None = None
         self.actors = tuple(StepActor(self, s, i) for i, s in enumerate(spec.steps))
-        self.router = Router(spec.routes, [a.deliver for a in self.actors], self._special)
+        deliver = [a.deliver for a in self.actors] if durable is None else durable.attach(self)
+        self.router = Router(spec.routes, deliver, self._special)
 
     @property
     def id(self) -> str:
@@ -171,7 +187,7 @@ class Run:
     def store(self) -> Store:
         """The run's key-value store, made when a step first uses it."""
         if self._store is None:
-            self._store = Store()
+            self._store = Store() if self.durable is None else self.durable.new_store()
         return self._store
 
     @property
@@ -216,7 +232,8 @@ class Run:
         key = (index, expected)
         buffer = self._buffers.get(key)
         if buffer is None:
-            buffer = self._buffers[key] = CollectBuffer(step, expected)
+            make = CollectBuffer if self.durable is None else self.durable.buffer_type
+            buffer = self._buffers[key] = make(step, expected)
         return buffer
 
     def _all_waiters(self) -> list[Waiter]:
@@ -268,6 +285,14 @@ class Run:
             )
         )
 
+    def leave(self) -> None:
+        """The host leaves the run (``open_run``'s block ended): a plain run is cancelled; a
+        durable one only stops in this process and stays resumable."""
+        if self.durable is None:
+            self.cancel()
+        else:
+            self._end(Outcome("cancelled"))
+
     def _time_out(self, late: Sequence[str] = ()) -> None:
         if self.outcome is not None:
             return
@@ -306,12 +331,14 @@ class Run:
             actor.close_inbox()
         if self._watch is not None:
             self._watch.cancel()  # the run's task stops watching the deadline
+        if self.durable is not None:
+            self.durable.stopping()
 
     # -- routes that need the run ------------------------------------------------------------
 
     def _special(self, route: _Special, item: Any) -> None:
         """What the router calls for StopEvents, InputRequiredEvents and types steps wait for."""
-        event = item[0] if self.observer is not None else item
+        event = item[0] if self.tagged else item
         if route is STOP:
             self._stop(event)
         elif route is WAITED:
@@ -334,10 +361,17 @@ class Run:
             self.router.deliver_all(route.targets, item)  # before the stall check runs
             self.publish(event)
             self.pending_input += 1
+            if self._asked is None:
+                self._asked = deque()
+            self._asked.append(event)
+            if self.durable is not None:
+                self.durable.input_published(item)
             self.check_stall()
 
     def _taken(self, waiter: Waiter, item: Any) -> None:
-        """A waiter took ``item``: tell the observers."""
+        """A waiter took ``item``: tell the observers (and a durable run's journal)."""
+        if self.durable is not None:
+            self.durable.taken(waiter, item)
         observer = self.observer
         if observer is not None and observer.event_taken is not None and self.info is not None:
             observer.event_taken(
@@ -348,7 +382,7 @@ class Run:
 
     def _emit_from_outside(self, event: Event) -> Any:
         """Route ``event`` as sent in from outside the run; the item that was routed."""
-        if self.observer is None:
+        if not self.tagged:
             self.router.emit(event)
             return event
         item = self._outside_item(event)
@@ -360,6 +394,8 @@ class Run:
         hook = self.observer.event_emitted if self.observer is not None else None
         if hook is not None and self.info is not None:
             hook(EventEmitted(self.info, event_id, event, None, None, None))
+        if self.durable is not None:
+            self.durable.outside(event_id, event)
         return (event, event_id)
 
     def _actor_named(self, step: str, sender: str, event: Event) -> StepActor:
@@ -409,6 +445,10 @@ class Run:
         self.check_inject(event)
         if isinstance(event, HumanResponseEvent) and self.pending_input:
             self.pending_input -= 1
+            if self._asked:
+                self._asked.popleft()
+            if self.durable is not None:
+                self.durable.input_answered()
         if not self.started:
             if self._early is None:
                 self._early = []
@@ -418,7 +458,7 @@ class Run:
         if waiter is None:
             self._emit_from_outside(event)
             return
-        item = event if self.observer is None else self._outside_item(event)
+        item = event if not self.tagged else self._outside_item(event)
         self.waiters.hand(waiter, event, item)
 
     def publish(self, event: Event) -> None:
@@ -457,7 +497,8 @@ class Run:
         if self.over:
             return
         waiters = self._all_waiters()
-        outside = self.stream is not None
+        # A durable run can be answered by another process (through the store's inbox).
+        outside = self.stream is not None or self.durable is not None
         if _stall.stalled(
             self.actors,
             waiters,
@@ -534,36 +575,55 @@ class Run:
         self._started_at = now = trio.current_time()
         if observer is not None and observer.run_started is not None:
             assert self.info is not None
-            observer.run_started(RunStarted(self.info, self.start_event))
-        deadline = self.deadline = math.inf if self.timeout is None else now + self.timeout
+            durable = self.durable
+            if durable is None:
+                observer.run_started(RunStarted(self.info, self.start_event))
+            else:
+                observer.run_started(
+                    RunStarted(self.info, self.start_event, durable.sessions, durable.audit_seq)
+                )
+        deadline = self.deadline = math.inf if self.timeout is None else now + self.timeout - self._spent
         async with trio.open_nursery() as nursery:
             self._scope = scope = nursery.cancel_scope
             self._nursery = nursery
             if deadline != math.inf:
                 scope.deadline = deadline  # covers the first step, which runs in this task
-            item = self.start_event if observer is None else self._outside_item(self.start_event)
-            route = self.router.class_route(type(self.start_event))
-            targets: tuple[int, ...] = route if isinstance(route, tuple) else ()
-            first = self.actors[targets[0]]
-            first.claim()
-            for index in targets[1:]:
-                self.actors[index].deliver(item)
+            durable = self.durable
+            if durable is not None and durable.begin_session():
+                first = None  # restored from a snapshot: its events are queued, nothing starts anew
+            else:
+                item = self.start_event if not self.tagged else self._outside_item(self.start_event)
+                route = self.router.class_route(type(self.start_event))
+                targets: tuple[int, ...] = route if isinstance(route, tuple) else ()
+                first = self.actors[targets[0]]
+                first.claim()
+                for index in targets[1:]:
+                    self.router.deliver_to(index, item)
             for event in self._early or ():
                 self._emit_from_outside(event)
             self._early = None
-            try:
-                await first.run_claimed(item)
-            except trio.Cancelled:
-                if not self.over and scope.cancel_called and trio.current_time() >= deadline:
-                    self._time_out()  # the first step was still running: the report names it
-                raise
+            if first is not None:
+                try:
+                    await first.run_claimed(item)
+                except trio.Cancelled:
+                    if not self.over and scope.cancel_called and trio.current_time() >= deadline:
+                        self._time_out()  # the first step was still running: the report names it
+                    raise
             if self.over:
                 return
             if deadline == math.inf:
-                return  # the nursery waits for the workers
+                if nursery.child_tasks:
+                    return  # the nursery waits for the workers
+                # No task of the run is left and it has not ended: it waits for the outside
+                # (an answer to an InputRequiredEvent). Keep the nursery open until it ends.
+                with trio.CancelScope() as watch:
+                    self._watch = watch
+                    await trio.sleep_forever()
+                self._watch = None
+                return
             scope.deadline = math.inf  # from here on this task watches the deadline itself
             if trio.current_time() >= deadline:
-                self._time_out(late=[first.spec.name])
+                self._time_out(late=[first.spec.name] if first is not None else [])
                 return
             with trio.CancelScope() as watch:
                 self._watch = watch

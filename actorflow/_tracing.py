@@ -74,6 +74,7 @@ RECORD_NAMES = frozenset(
         "step.cancelled",
         "llm.called",
         "event.taken",
+        "run.resumed",
         *CLOSING,
     }
 )
@@ -264,6 +265,38 @@ def _version() -> str:
 
 # -- the tracer ------------------------------------------------------------------------------
 
+
+def _processors(log: Any) -> list[Any]:
+    """The processors the bound logger's records go through (structlog's configuration)."""
+    found = getattr(log, "_processors", None)
+    if found is None:
+        import structlog
+
+        found = structlog.get_config().get("processors", ())
+    return list(found)
+
+
+def _trail_end(log: Any, run_id: str) -> tuple[int, str] | None:
+    """``(seq, hash)`` of the last record of ``run_id`` where the records are written (a
+    ``JSONLinesSink`` among the processors), or None."""
+    for processor in _processors(log):
+        find = getattr(processor, "trail_end", None)
+        if callable(find):
+            end = find(run_id)
+            if end is not None:
+                seq, prev_hash = end
+                return int(seq), str(prev_hash)
+    return None
+
+
+def _chain_resume(log: Any, run_id: str, prev_hash: str) -> None:
+    """Tell the ``HashChain`` among the processors where ``run_id``'s chain goes on from."""
+    for processor in _processors(log):
+        resume = getattr(processor, "resume_chain", None)
+        if callable(resume):
+            resume(run_id, prev_hash)
+
+
 _H = TypeVar("_H", bound=Callable[..., None])
 
 
@@ -343,23 +376,35 @@ class Tracer(Observer):
 
         run = record.run
         self._log = structlog.get_logger("actorflow").bind(run_id=run.run_id, workflow=run.workflow)
-        self._emit(
-            "run.started",
-            {
-                "format": FORMAT,
-                "actorflow_version": _version(),
-                "timeout": run.timeout,
-                "steps": [
-                    {
-                        "name": s.name,
-                        "accepts": [t.__name__ for t in s.accepts],
-                        "emits": [t.__name__ for t in s.emits],
-                        "num_workers": s.num_workers,
-                    }
-                    for s in run.steps
-                ],
-            },
-        )
+        fields = {
+            "format": FORMAT,
+            "actorflow_version": _version(),
+            "timeout": run.timeout,
+            "steps": [
+                {
+                    "name": s.name,
+                    "accepts": [t.__name__ for t in s.accepts],
+                    "emits": [t.__name__ for t in s.emits],
+                    "num_workers": s.num_workers,
+                }
+                for s in run.steps
+            ],
+        }
+        if record.session == 1:
+            self._emit("run.started", fields)
+            return
+        # A durable run resumed after its process ended: its trail goes on after the last
+        # record the trail's file has (the records of the last moments of the process that
+        # ended may be there, or lost), so the run's seq and hash chain continue unbroken.
+        end = _trail_end(self._log, run.run_id)
+        if end is not None:
+            self._seq, prev_hash = end
+            _chain_resume(self._log, run.run_id, prev_hash)
+        elif record.audit_seq:
+            self._seq = record.audit_seq  # no file to look in: after what the snapshot knew
+        else:
+            self._emit("run.started", fields)  # never traced before: its trail begins here
+        self._emit("run.resumed", {**fields, "session": record.session, "snapshot_seq": record.audit_seq})
 
     @_guarded
     def event_emitted(self, record: EventEmitted) -> None:

@@ -13,6 +13,7 @@ import pydantic
 import trio
 
 from . import _tracing
+from ._context import Context
 from ._events import Event, StartEvent
 from ._exceptions import RunArgumentsError, WorkflowDefinitionError, WorkflowRuntimeError
 from ._executor import Executor
@@ -46,6 +47,8 @@ class Workflow:
     ``executors={"step_name": ProcessExecutor(), ...}`` runs those steps' bodies elsewhere,
     overriding ``@step(executor=...)`` (None brings a step back into the run's loop); see
     ``docs/scale.md``.
+    ``durable=SQLiteStore("runs.db")`` makes every run of this instance durable: committed as
+    it goes, resumed after a crash by its ``run_id`` (``docs/durable.md``).
     """
 
     __actorflow_spec__: ClassVar[WorkflowSpec | None] = None
@@ -81,6 +84,7 @@ class Workflow:
         max_concurrent_runs: int | None = None,
         observers: Sequence[Observer] = (),
         executors: Mapping[str, Executor | None] | None = None,
+        durable: Any = None,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
@@ -102,6 +106,11 @@ class Workflow:
                 f"observers must be a list of actorflow.Observer instances, got {type(bad[0]).__name__}"
             )
         self._actorflow_observers = tuple(observers)
+        if durable is not None:
+            from .durable._session import _check_store
+
+            durable = _check_store(durable)
+        self._actorflow_durable = durable
         self._actorflow_limiter = None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
         wf_spec = spec(type(self))  # the class is checked by now at the latest
         self._actorflow_executors = _check_executors(wf_spec, executors)
@@ -127,7 +136,15 @@ class Workflow:
 
     # -- running ----------------------------------------------------------------------------
 
-    def _new_run(self, start_event: Event | None, kwargs: Mapping[str, Any], *, stream: bool) -> Run:
+    def _new_run(
+        self,
+        start_event: Event | None,
+        kwargs: Mapping[str, Any],
+        *,
+        stream: bool,
+        run_id: str | None = None,
+        durable: Any = None,
+    ) -> Run:
         timeout, verbose = self._config()
         wf_spec = spec(type(self))
         event = _start_event(wf_spec, start_event, kwargs)
@@ -151,20 +168,57 @@ class Workflow:
             observer=observer,
             stream=stream,
             limiter=self._actorflow_limiter,
+            run_id=run_id,
+            durable=durable,
         )
 
-    async def run(self, *, start_event: StartEvent | None = None, **kwargs: Any) -> Any:
+    async def run(
+        self,
+        *,
+        start_event: StartEvent | None = None,
+        ctx: Context[Any] | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Run the workflow to the end and return its result.
 
         ``kwargs`` build the StartEvent (or pass ``start_event=``). Returns the ``result`` of a
         plain StopEvent, or the StopEvent subclass instance itself. A step's exception is
         re-raised as it is; :class:`WorkflowTimeoutError` when the timeout passes.
+        ``ctx=`` continues a run from its snapshot (``Context.from_dict``), or starts a new
+        run with an ended run's store. ``run_id=`` names the run; for a durable workflow it
+        is the idempotency key: the same id resumes the run, or returns its stored result.
         """
-        run = self._new_run(start_event, kwargs, stream=False)
+        if ctx is not None or self.__dict__.get("_actorflow_durable") is not None:
+            return await self._run_special(start_event, kwargs, ctx, run_id)
+        run = self._new_run(start_event, kwargs, stream=False, run_id=run_id)
         outcome = await run.execute()
         return outcome.unwrap()
 
-    def run_sync(self, *, start_event: StartEvent | None = None, **kwargs: Any) -> Any:
+    async def _run_special(
+        self,
+        start_event: Event | None,
+        kwargs: Mapping[str, Any],
+        ctx: Context[Any] | None,
+        run_id: str | None,
+    ) -> Any:
+        if ctx is not None:
+            from .durable._capture import continued_run
+
+            run = continued_run(self, ctx, start_event, kwargs, run_id, stream=False)
+            return (await (run.execute() if run.durable is None else run.durable.execute())).unwrap()
+        from .durable._session import run_durable
+
+        return await run_durable(self, start_event, kwargs, run_id)
+
+    def run_sync(
+        self,
+        *,
+        start_event: StartEvent | None = None,
+        ctx: Context[Any] | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """:meth:`run` from synchronous code: starts trio, runs, returns the result."""
         try:
             trio.lowlevel.current_task()
@@ -175,7 +229,11 @@ class Workflow:
                 f"{type(self).__name__}.run_sync() was called from inside trio; use "
                 f"'await workflow.run(...)' there"
             )
-        run = self._new_run(start_event, kwargs, stream=False)  # bad input fails before trio starts
+        if ctx is not None or self.__dict__.get("_actorflow_durable") is not None:
+            return trio.run(self._run_special, start_event, kwargs, ctx, run_id)
+        run = self._new_run(
+            start_event, kwargs, stream=False, run_id=run_id
+        )  # bad input fails before trio starts
 
         async def main() -> Any:
             return (await run.execute()).unwrap()
@@ -183,15 +241,30 @@ class Workflow:
         return trio.run(main)
 
     def open_run(
-        self, *, start_event: StartEvent | None = None, **kwargs: Any
+        self,
+        *,
+        start_event: StartEvent | None = None,
+        ctx: Context[Any] | None = None,
+        run_id: str | None = None,
+        **kwargs: Any,
     ) -> AbstractAsyncContextManager[RunHandle]:
         """Start a run in the background of an ``async with`` block; yields its :class:`RunHandle`.
 
         The block behaves like a nursery: a run that fails while the body is busy cancels
         the body, and its error is raised when the block exits (unless ``handle.result()``
-        already raised it); leaving the block cancels a run still going, which is not an error.
+        already raised it); leaving the block cancels a run still going, which is not an error
+        (a durable run stays resumable: another ``open_run(run_id=...)`` continues it).
+        ``ctx=`` and ``run_id=`` as for :meth:`run`.
         """
-        return open_run(self._new_run(start_event, kwargs, stream=True))
+        if ctx is not None:
+            from .durable._capture import continued_run
+
+            return open_run(continued_run(self, ctx, start_event, kwargs, run_id, stream=True))
+        if self.__dict__.get("_actorflow_durable") is not None:
+            from .durable._session import open_durable
+
+            return open_durable(self, start_event, kwargs, run_id)
+        return open_run(self._new_run(start_event, kwargs, stream=True, run_id=run_id))
 
 
 def _check_executors(

@@ -67,12 +67,12 @@ class Done(Event):
 def side_effect(ctx: Context, step_name: str, key: str) -> None:
     """Append ``step key event_id attempt session`` to the side-effect file: the invocation's outside effect.
 
-    ``ctx.event_id`` (the input event's run-local id) is what the durable core provides to
-    join a side effect with the store's committed invocation.
+    ``ctx.event_id`` (the input event's run-local id) joins a side effect with the store's
+    committed invocation.
     """
     fd = _side["fd"]
     if fd is not None:
-        event_id = getattr(ctx, "event_id", -1)
+        event_id = ctx.event_id
         os.write(fd, f"{step_name} {key} {event_id} {ctx.attempt} {_side['session']}\n".encode())
 
 
@@ -314,7 +314,7 @@ def check(outcome: Outcome, committed: Sequence[tuple[str, int, int]]) -> None:
 async def _child_main(store_path: str, run_id: str) -> Any:
     from actorflow.durable import SQLiteStore
 
-    workflow = CrashFlow(durable=SQLiteStore(store_path), timeout=120)  # type: ignore[call-arg]
+    workflow = CrashFlow(durable=SQLiteStore(store_path), timeout=120)
     return await workflow.run(run_id=run_id)
 
 

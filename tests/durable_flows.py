@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
 from pydantic import BaseModel, Field
 
-from actorflow import Event
+from actorflow import (
+    Context,
+    Event,
+    HumanResponseEvent,
+    InputRequiredEvent,
+    StartEvent,
+    StopEvent,
+    Workflow,
+    step,
+)
 
 
 class Item(Event):
@@ -51,3 +61,29 @@ class Opaque:
 
     def __repr__(self) -> str:
         return f"Opaque({self.value})"
+
+
+class Resumable(Workflow):
+    """Its second step blocks until it runs again after a resume (the first process's end)."""
+
+    @step
+    async def begin(self, ctx: Context, ev: StartEvent) -> Item:
+        await ctx.store.set("began", ev.get("by", "?"))
+        return Item(n=1)
+
+    @step
+    async def finish(self, ctx: Context, ev: Item) -> StopEvent:
+        if not ctx.resumed:
+            await trio.sleep_forever()
+        return StopEvent(result={"began": await ctx.store.get("began"), "attempt": ctx.attempt})
+
+
+class Approval(Workflow):
+    """Asks a human on the stream and waits for the answer inside the step."""
+
+    @step
+    async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        await ctx.store.set("order", ev.order)
+        ctx.write_event_to_stream(InputRequiredEvent(prefix=f"ship {ev.order}?"))
+        answer = await ctx.wait_for_event(HumanResponseEvent)
+        return StopEvent(result=f"{ev.order}: {answer.response}")

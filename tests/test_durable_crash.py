@@ -165,17 +165,12 @@ def test_the_kill_loop_catches_a_child_without_durability(tmp_path: Path) -> Non
 
 
 @pytest.mark.crash
-@pytest.mark.xfail(
-    raises=TypeError,
-    strict=True,
-    reason="Workflow(durable=...) needs the run core's durable runs (issue 13, phase 2)",
-)
 @pytest.mark.parametrize("seed", range(50))
 def test_a_durable_run_survives_sigkill_at_any_moment(tmp_path: Path, seed: int) -> None:
     """Killed at a seeded random moment and resumed in new processes, a run ends as if never killed."""
     store_path, side = tmp_path / "runs.db", tmp_path / "side.txt"
     with SQLiteStore(store_path) as store:
-        CrashFlow(durable=store)  # type: ignore[call-arg]
+        CrashFlow(durable=store)
     outcome = crash_and_resume(store_path, side, seed, timeout=120)
     assert outcome.kills >= 1
     with SQLiteStore(store_path) as store:

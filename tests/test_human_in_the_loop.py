@@ -209,3 +209,25 @@ async def test_input_request_written_to_the_stream_waits_for_an_answer(
             await trio.sleep(0.01)  # the run must not stall while the question is open
             await handle.send_event(HumanResponseEvent(response="yes"))
         assert await handle.result() == "yes"
+
+
+async def test_a_run_without_timeout_waits_for_the_answer_with_no_task_left(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """With no timeout and no step task running, an open run still waits for its answer."""
+
+    class Returns(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> InputRequiredEvent:
+            return InputRequiredEvent(prefix="Continue?")
+
+        @step
+        async def answer(self, ev: HumanResponseEvent) -> StopEvent:
+            return StopEvent(result=ev.response)
+
+    async with Returns(timeout=None).open_run() as handle:
+        async for ev in handle.stream_events():
+            assert isinstance(ev, InputRequiredEvent)
+            await trio.sleep(10)
+            await handle.send_event(HumanResponseEvent(response="later"))
+        assert await handle.result() == "later"

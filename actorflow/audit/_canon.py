@@ -127,5 +127,5 @@ def is_record(event_dict: Mapping[str, Any]) -> bool:
 
 
 def is_closing(name: object) -> bool:
-    """Whether a record name ends its run (``run.*`` other than ``run.started``)."""
-    return isinstance(name, str) and name.startswith("run.") and name != "run.started"
+    """Whether a record name ends its run (``run.*`` other than ``run.started`` and ``run.resumed``)."""
+    return isinstance(name, str) and name.startswith("run.") and name not in ("run.started", "run.resumed")

@@ -67,6 +67,11 @@ class HashChain:
     def __repr__(self) -> str:
         return f"HashChain(alg={self._alg!r}, file_chain={self._file_chain}, open_runs={len(self._last)})"
 
+    def resume_chain(self, run_id: str, prev_hash: str) -> None:
+        """Go on with the chain of ``run_id`` after its record ``prev_hash`` (a durable run
+        resumed in this process: its ``run.resumed`` record follows the last one in its trail)."""
+        self._last[str(run_id)] = prev_hash
+
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         if not is_record(event_dict):
             return event_dict
@@ -90,7 +95,7 @@ class HashChain:
         h = record["hash"] = Hashed(value)
         h.body = data
         name = record["event"]
-        if name[:4] == "run." and name != "run.started":  # is_closing(), inlined: once a record
+        if name[:4] == "run." and name != "run.started" and name != "run.resumed":  # is_closing(), inlined
             self._last.pop(run_id, None)
         else:
             self._last[run_id] = value

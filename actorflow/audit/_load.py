@@ -183,6 +183,10 @@ def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
             )
         elif name == "llm.called":
             llm.append(r)
+        elif name == "run.resumed":  # the process running the attempts still open had ended
+            for a in open_.values():
+                a["outcome"] = "interrupted"
+            open_.clear()
         elif name == "event.taken" and type(r.get("event_id")) is int:
             taken.setdefault(r["event_id"], r)
         elif is_closing(name) and closing is None:

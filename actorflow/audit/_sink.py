@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import json
 import logging
 import os
 import re
@@ -155,6 +156,44 @@ class JSONLinesSink:
         """Write every queued record now (the writer thread does so FLUSH_DELAY after a record came)."""
         with self._lock:
             self._write_pending()
+
+    def trail_end(self, run_id: str) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the last whole record of ``run_id`` in the file, or None.
+
+        A durable run resumed after its process ended continues its trail after that record
+        (``run.resumed``). The file is read from its end; a torn last line is skipped.
+        """
+        self.flush()
+        needle = b'"run_id":' + json.dumps(str(run_id)).encode("ascii")
+        with open(self.path, "rb") as f:
+            pos = f.seek(0, os.SEEK_END)
+            while pos > 0:  # whole lines end at the last newline; after it is a torn line, if anything
+                start = max(0, pos - _TAIL_CHUNK)
+                f.seek(start)
+                cut = f.read(pos - start).rfind(b"\n")
+                pos = start + cut if cut >= 0 else start
+                if cut >= 0:
+                    break
+            pending = b""
+            while pos > 0:
+                start = max(0, pos - _TAIL_CHUNK)
+                f.seek(start)
+                parts = (f.read(pos - start) + pending).split(b"\n")
+                pos = start
+                pending = parts.pop(0) if start > 0 else b""
+                for line in reversed(parts):
+                    if needle not in line:
+                        continue
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        continue
+                    if not isinstance(rec, dict) or rec.get("run_id") != run_id:
+                        continue
+                    seq, h = rec.get("seq"), rec.get("hash")
+                    if type(seq) is int and isinstance(h, str) and HEX64.match(h):
+                        return seq, h
+        return None
 
     def close(self) -> None:
         """Write what is queued and close the file; records that reach the sink afterwards

@@ -123,6 +123,7 @@ class RunStore(Protocol):
 @attrs.define(eq=False)
 class _Batch:
     commits: dict[str, Commit] = attrs.Factory(dict)
+    builders: dict[str, Callable[[], Commit | None]] = attrs.Factory(dict)
     ticket: int = 0
 
 
@@ -130,11 +131,18 @@ class Committer:
     """Group commits for the durable runs of one trio run.
 
     ``add(commit)`` never blocks: the commit joins the batch being gathered (merged with an
-    earlier one of the same run, the later snapshot winning) and gets a ticket.
-    ``await durable(ticket)`` returns once that batch is written. :meth:`serve` (run it in a
-    nursery) writes one batch at a time in a worker thread; while it writes, the next batch
-    gathers, so a busy process writes one transaction per thread round trip, not per event.
-    The first failed write fails every later ``durable()`` with its error.
+    earlier one of the same run, the later snapshot winning) and gets a ticket. A running
+    durable run uses ``touch(run_id, build)`` instead: its commit is built (its snapshot
+    taken) only when the batch is about to be written, so a run that changes a hundred times
+    while a batch is in the thread is snapshotted once. ``await durable(ticket)`` returns
+    once that batch is written. :meth:`serve` (run it in a nursery) writes one batch at a time
+    in a worker thread; while it writes, the next batch gathers, so a busy process writes one
+    transaction per thread round trip, not per event.
+
+    A batch that cannot be written is written again one run at a time, so one run's
+    conflict (another process moved it on) fails that run only: its ``on_error`` callback
+    (:meth:`register`) is called, and ``add``, ``touch`` and ``durable(run_id=...)`` for it
+    raise the error from then on; ``durable()`` without a run raises the first error of any.
     """
 
     def __init__(self, store: RunStore) -> None:
@@ -142,77 +150,138 @@ class Committer:
         self._limiter = trio.CapacityLimiter(1)
         self._batch = _Batch()
         self._counts: dict[str, int] = {}
+        self._on_error: dict[str, Callable[[BaseException], None]] = {}
+        self._errors: dict[str, BaseException] = {}
         self._issued = 0
         self._written = 0
         self._error: BaseException | None = None
         self._wake = trio.lowlevel.ParkingLot()
         self._written_lot = trio.lowlevel.ParkingLot()
+        self._writing = False
         self.batches = 0
         """Transactions written so far."""
 
-    def register(self, record: RunRecord) -> None:
-        """Follow the run of ``record``: its next commit follows ``record.commits``."""
+    def register(self, record: RunRecord, on_error: Callable[[BaseException], None] | None = None) -> None:
+        """Follow the run of ``record``: its next commit follows ``record.commits``.
+
+        ``on_error(exc)`` is called (in the trio thread) if one of its commits cannot be written.
+        """
         self._counts[record.run_id] = record.commits
+        self._errors.pop(record.run_id, None)
+        if on_error is not None:
+            self._on_error[record.run_id] = on_error
 
     def forget(self, run_id: str) -> None:
         """Stop following a run (after its last commit was written)."""
         self._counts.pop(run_id, None)
+        self._on_error.pop(run_id, None)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store method in the store's thread (one call at a time, with the commits)."""
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
+    def _check(self, run_id: str) -> None:
+        error = self._errors.get(run_id)
+        if error is not None:
+            raise error
+
     def add(self, commit: Commit) -> int:
         """Queue ``commit`` for the next group commit; return its ticket."""
-        if self._error is not None:
-            raise self._error
-        batch = self._batch.commits
-        earlier = batch.get(commit.run_id)
-        batch[commit.run_id] = commit if earlier is None else earlier.then(commit)
+        self._check(commit.run_id)
+        batch = self._batch
+        build = batch.builders.pop(commit.run_id, None)
+        if build is not None:  # what the run touched before comes first
+            built = build()
+            if built is not None:
+                commit = built.then(commit)
+        earlier = batch.commits.get(commit.run_id)
+        batch.commits[commit.run_id] = commit if earlier is None else earlier.then(commit)
+        return self._ticket()
+
+    def touch(self, run_id: str, build: Callable[[], Commit | None]) -> int:
+        """Ask for a commit of ``run_id`` in the next batch, built by ``build()`` when it is written."""
+        self._check(run_id)
+        self._batch.builders[run_id] = build
+        return self._ticket()
+
+    def _ticket(self) -> int:
         self._issued += 1
         self._batch.ticket = self._issued
         self._wake.unpark_all()
         return self._issued
 
-    async def durable(self, ticket: int | None = None) -> None:
-        """Wait until the commit with ``ticket`` (default: every commit added so far) is written."""
+    async def durable(self, ticket: int | None = None, *, run_id: str | None = None) -> None:
+        """Wait until the commit with ``ticket`` (default: every commit added so far) is written.
+
+        With ``run_id``, only that run's failure raises; without, any.
+        """
         target = self._issued if ticket is None else ticket
         while self._written < target:
-            if self._error is not None:
-                raise self._error
+            self._raise(run_id)
             await self._written_lot.park()
-        if self._error is not None and self._written < target:
+        self._raise(run_id)
+
+    def _raise(self, run_id: str | None) -> None:
+        if run_id is not None:
+            self._check(run_id)
+        elif self._error is not None:
             raise self._error
 
     async def serve(self) -> None:
         """Write batches until cancelled; a write in progress always completes first."""
         while True:
-            if not self._batch.commits:
+            if not (self._batch.commits or self._batch.builders):
                 await self._wake.park()
                 continue
             await self._write_batch()
 
-    async def flush(self) -> None:
+    async def flush(self, run_id: str | None = None) -> None:
         """Write what is gathered now (shielded from cancellation), and everything before it."""
         with trio.CancelScope(shield=True):
-            while self._written < self._issued and self._error is None:
-                if self._batch.commits:
-                    await self._write_batch()
-                else:
+            while self._written < self._issued:
+                if self._writing or not (self._batch.commits or self._batch.builders):
                     await self._written_lot.park()  # serve() is writing the last batch
-            if self._error is not None:
-                raise self._error
+                else:
+                    await self._write_batch()
+            self._raise(run_id)
 
-    async def _write_batch(self) -> None:
-        batch, self._batch = self._batch, _Batch()
-        commits = []
-        for run_id, commit in batch.commits.items():
+    def _materialize(self, batch: _Batch) -> list[Commit]:
+        commits = dict(batch.commits)
+        for run_id, build in batch.builders.items():
+            built = build()
+            if built is None:
+                continue
+            earlier = commits.get(run_id)
+            commits[run_id] = built if earlier is None else earlier.then(built)
+        out = []
+        for run_id, commit in commits.items():
             after = self._counts.get(run_id)
             if after is None:
                 raise RuntimeError(f"Committer.add() for run {run_id!r}, which was not registered")
-            commits.append(attrs.evolve(commit, after=after))
+            out.append(attrs.evolve(commit, after=after))
+        return out
+
+    async def _write_batch(self) -> None:
+        batch, self._batch = self._batch, _Batch()
+        self._writing = True
         try:
-            await trio.to_thread.run_sync(self.store.commit, commits, limiter=self._limiter)
+            commits = self._materialize(batch)
+            try:
+                await trio.to_thread.run_sync(self.store.commit, commits, limiter=self._limiter)
+                written = commits
+            except Exception as exc:
+                if len(commits) == 1:
+                    self._failed(commits[0].run_id, exc)
+                    written = []
+                else:  # one run's conflict must not fail the others: one transaction each
+                    written = []
+                    for commit in commits:
+                        try:
+                            await trio.to_thread.run_sync(self.store.commit, [commit], limiter=self._limiter)
+                        except Exception as one:
+                            self._failed(commit.run_id, one)
+                        else:
+                            written.append(commit)
         except BaseException as exc:
             if self._error is None:
                 self._error = (
@@ -220,8 +289,20 @@ class Committer:
                 )
             self._written_lot.unpark_all()
             raise
-        for commit in commits:
-            self._counts[commit.run_id] = commit.after + 1
+        finally:
+            self._writing = False
+        for commit in written:
+            if commit.run_id in self._counts:
+                self._counts[commit.run_id] = commit.after + 1
         self.batches += 1
         self._written = batch.ticket
         self._written_lot.unpark_all()
+
+    def _failed(self, run_id: str, error: Exception) -> None:
+        self._errors[run_id] = error
+        if self._error is None:
+            self._error = error
+        self._counts.pop(run_id, None)
+        callback = self._on_error.pop(run_id, None)
+        if callback is not None:
+            callback(error)
