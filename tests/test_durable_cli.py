@@ -176,3 +176,45 @@ def test_runs_commands_never_create_or_change_a_file(
     assert main(["runs", "show", str(other), "x"]) == 2
     assert "is not a run store (it has no run tables)" in capsys.readouterr().err
     assert other.read_bytes() == before
+
+
+async def test_runs_resume_continues_a_run_its_process_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """runs resume runs what was left of the run here and prints its result; again, the stored one."""
+    import trio
+    from durable_flows import Resumable
+
+    path = tmp_path / "left.db"
+    with SQLiteStore(path) as store:
+        wf = Resumable(durable=store)
+        with trio.move_on_after(30):
+            async with wf.open_run(run_id="left-1", by="cli") as handle:
+                while not handle.statistics().steps["finish"].running:
+                    await trio.sleep(0.001)
+    capsys.readouterr()
+    assert (
+        await trio.to_thread.run_sync(main, ["runs", "resume", str(path), "left", "durable_flows:Resumable"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert '"began": "cli"' in out and '"attempt": 2' in out
+    assert (
+        await trio.to_thread.run_sync(
+            main, ["runs", "resume", str(path), "left-1", "durable_flows:Resumable"]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == out
+    with SQLiteStore(path) as store:
+        record = store.get("left-1")
+        assert record is not None and record.status == "finished"
+
+
+def test_runs_resume_refuses_another_workflow_in_one_line(
+    store_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Resuming a run with a class that is not its workflow says which it is."""
+    assert main(["runs", "resume", str(store_path), "order-42", "durable_flows:Resumable"]) == 2
+    err = capsys.readouterr().err
+    assert "is a run of Orders, not of Resumable" in err and err.count("\n") == 1

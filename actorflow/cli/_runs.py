@@ -1,8 +1,9 @@
-"""``actorflow runs list|show STORE``: the durable runs in a run store (``docs/durable.md``).
+"""``actorflow runs list|show|resume STORE``: the durable runs in a run store (``docs/durable.md``).
 
-They only read the store: the file must exist and be a run store (nothing is created in a
-mistyped path). A run id may be given as a unique prefix of one. Everything printed that
-comes from the store (ids, payloads, messages) has its control characters escaped.
+``list`` and ``show`` only read the store; ``resume`` continues a run in this process. The
+file must exist and be a run store (nothing is created in a mistyped path). A run id may be
+given as a unique prefix of one. Everything printed that comes from the store (ids,
+payloads, messages) has its control characters escaped.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from ._base import EXIT_OK, CLIError, Commands
+import trio
+
+from ._base import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, CLIError, Commands, one_line
 
 __all__ = ["register"]
 
@@ -23,7 +26,7 @@ _CONTROL[0x0A] = "\\n"
 
 
 def register(commands: Commands) -> None:
-    """Add ``runs list`` and ``runs show``."""
+    """Add ``runs list``, ``runs show`` and ``runs resume``."""
     runs = commands.group("runs", help="look at the durable runs in a run store")
     listing = runs.add(
         "list",
@@ -46,6 +49,50 @@ def register(commands: Commands) -> None:
     show.add_argument("store", metavar="STORE")
     show.add_argument("run_id", metavar="ID", help="a run id, or a unique prefix of one")
     show.add_argument("--invocations", type=int, default=20, metavar="N", help="show the last N (default 20)")
+    resume = runs.add(
+        "resume",
+        _cmd_resume,
+        help="resume a run in this process and print its result",
+        description="Resume a durable run (after its process ended, or while it waits) in this "
+        "process with the workflow class MODULE:CLASS, and print its result as 'actorflow run' "
+        "does. Invocations whose completion was committed do not run again; those in progress "
+        "when the run last stopped run again. A run that has ended prints its stored result "
+        "(or error) and runs nothing.",
+    )
+    resume.add_argument("store", metavar="STORE")
+    resume.add_argument("run_id", metavar="ID", help="a run id, or a unique prefix of one")
+    resume.add_argument("target", metavar="MODULE:CLASS", help="the run's workflow class")
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from .._exceptions import RunArgumentsError, WorkflowTimeoutError
+    from ..durable import StoreError
+    from ._run import format_result
+    from ._target import load_target
+
+    target = load_target(args.target)
+    if not isinstance(target, type):
+        raise CLIError(f"{args.target} is a workflow instance; runs resume needs its Workflow class")
+    with _open(args.store) as store:
+        run_id = _find(store, args.run_id).run_id
+        try:
+            workflow = target(durable=store)
+        except Exception as exc:
+            raise CLIError(f"cannot create {target.__name__}(durable=...): {one_line(exc)}") from None
+        try:
+            result = trio.run(lambda: workflow.run(run_id=run_id))
+        except (StoreError, RunArgumentsError) as exc:
+            raise CLIError(str(exc)) from None
+        except WorkflowTimeoutError as exc:
+            print(f"actorflow: timed out: {exc}", file=sys.stderr)
+            return EXIT_TIMEOUT
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            print(f"actorflow: run failed: {one_line(exc)}", file=sys.stderr)
+            return EXIT_FAILED
+    print(format_result(result))
+    return EXIT_OK
 
 
 def _clean(text: object) -> str:
