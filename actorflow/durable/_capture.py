@@ -147,7 +147,7 @@ _NOTHING: Any = object()
 
 
 def _tasks(run: Run) -> list[trio.lowlevel.Task]:
-    nursery = getattr(run.spawn, "__self__", None)
+    nursery = run._nursery
     if nursery is None:
         return []
     return [nursery.parent_task, *nursery.child_tasks]

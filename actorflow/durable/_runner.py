@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -875,6 +875,7 @@ class DurableRun:
             cancelled_hook = observer.step_cancelled
         emit_ok = actor.spec.emit_ok
         pending = self.pending[actor.index]
+        park: Callable[[], Awaitable[Any]] | None = None
         budget = BATCH
         item = first
         while True:
@@ -882,9 +883,19 @@ class DurableRun:
                 if actor.queued > actor.inflight:
                     item = actor._take_queued()
                 else:
-                    item = await actor._next(inline)
-                    if item is None:
+                    if park is None or inline:
+                        park = actor._parking(inline)
+                        if park is None:
+                            return
+                    actor.idle += 1
+                    try:
+                        item = await park()
+                    except trio.EndOfChannel:
+                        actor.idle -= 1
                         return
+                    except BaseException:
+                        actor.idle -= 1
+                        raise
                     actor.inflight -= 1
                     budget = BATCH
             else:
