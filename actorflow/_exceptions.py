@@ -26,6 +26,7 @@ The tree::
     │   └── ResourceCycleError          resource factories depend on each other in a cycle
     ├── WorkerLostError                 the process (or Ray node) running a step invocation died
     └── LLMError                        a call through actorflow.llm failed
+        ├── LLMAPIKeyError              the API key cannot be sent (checked when the client is made)
         ├── LLMConnectionError          the server could not be reached
         ├── LLMTimeoutError             the server did not answer in time
         ├── LLMStatusError              the server answered with an HTTP error status
@@ -46,6 +47,7 @@ __all__ = [
     "ActorflowError",
     "ContextSerdeError",
     "ContextStateError",
+    "LLMAPIKeyError",
     "LLMConnectionError",
     "LLMError",
     "LLMResponseError",
@@ -211,6 +213,16 @@ class WorkerLostError(ActorflowError):
 
 class LLMError(ActorflowError):
     """A call through ``actorflow.llm`` failed; the subclass says how."""
+
+
+class LLMAPIKeyError(LLMError):
+    """The API key given to an ``actorflow.llm`` client cannot be sent in an HTTP header.
+
+    Raised when the client is made, before any request: a key with a line break, a space, a
+    control or a non-ASCII character (usually a newline kept from a file). The message names
+    the problem and where it is, never the key. A well-formed key that the server refuses is
+    an ``LLMStatusError`` (401) instead.
+    """
 
 
 class LLMConnectionError(LLMError):

@@ -3,15 +3,23 @@
 Real sockets and real HTTP/1.1 framing (h11, which httpx already depends on), so the client
 meets what vLLM or Ollama would send: status lines, chunked event streams, slow answers,
 garbage and dropped connections. Queue ``Reply``s with ``server.reply(...)``; each request
-takes the next one, or gets an echo of its prompt when the queue is empty.
+takes the next one, or gets an echo of its prompt when the queue is empty. ``/v1/embeddings``
+answers with deterministic bag-of-words vectors (``embed``), so LlamaIndex's ``OpenAIEmbedding``
+and a ``VectorStoreIndex`` work against it and texts that share words are near each other;
+embeddings requests never take the queued replies.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
+import hashlib
 import http
 import json
+import math
+import re
 import socket
+import struct
 from typing import Any
 
 import attrs
@@ -19,6 +27,7 @@ import h11
 import trio
 
 MODEL = "test-model"
+EMBEDDING_DIMENSIONS = 64
 
 
 @attrs.frozen
@@ -90,6 +99,37 @@ def error_body(message: str, *, type: str = "invalid_request_error", code: str |
     return {"error": {"message": message, "type": type, "param": None, "code": code}}
 
 
+def embed(text: str) -> list[float]:
+    """A unit vector of the words in ``text``: each word adds 1 to one of 64 dimensions (by hash)."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"\w+", text.lower()):
+        vector[hashlib.sha256(word.encode()).digest()[0] % EMBEDDING_DIMENSIONS] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else [1.0] + [0.0] * (EMBEDDING_DIMENSIONS - 1)
+
+
+def embeddings_answer(asked: Any, *, model: str = MODEL) -> Any:
+    """An ``/embeddings`` answer for a request body, as floats or base64 (the SDK asks for base64)."""
+    inputs = asked.get("input", [])
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    base64_wanted = asked.get("encoding_format") == "base64"
+    data = []
+    for i, text in enumerate(inputs):
+        vector = embed(text if isinstance(text, str) else " ".join(map(str, text)))
+        encoded: Any = vector
+        if base64_wanted:
+            encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": encoded})
+    tokens = sum(len(str(t).split()) for t in inputs)
+    return {
+        "object": "list",
+        "data": data,
+        "model": asked.get("model", model),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def unused_port() -> int:
     """A port on 127.0.0.1 that nothing listens on (bound, then closed again)."""
     with socket.socket() as sock:
@@ -113,6 +153,7 @@ class LLMServer:
         self.hung_up = trio.Event()
         """Set at the first such hang-up."""
         self._replies: collections.deque[Reply] = collections.deque()
+        self._arrived = trio.Event()
 
     @property
     def base_url(self) -> str:
@@ -143,6 +184,11 @@ class LLMServer:
                 for listener in listeners:
                     await listener.aclose()
 
+    async def wait_for_requests(self, count: int) -> None:
+        """Wait until ``count`` requests have been received (whatever their answers are doing)."""
+        while len(self.requests) < count:
+            await self._arrived.wait()
+
     async def wait_until_idle(self) -> None:
         """Wait until every client connection has been closed."""
         while self.open_connections:
@@ -158,7 +204,10 @@ class LLMServer:
                 if request is None:
                     return
                 self.requests.append(request)
-                reply = self._replies.popleft() if self._replies else Reply()
+                self._arrived.set()
+                self._arrived = trio.Event()
+                embeddings = request.path.endswith("/embeddings")
+                reply = self._replies.popleft() if self._replies and not embeddings else Reply()
                 if not await self._answer(conn, stream, request, reply):
                     return
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -264,6 +313,8 @@ class LLMServer:
             body = json.dumps(reply.json).encode()
         elif reply.status >= 400:
             body = json.dumps(error_body(f"scripted HTTP {reply.status}")).encode()
+        elif request.path.endswith("/embeddings"):
+            body = json.dumps(embeddings_answer(asked)).encode()
         else:
             body = json.dumps(self._echo_completion(request)).encode()
         headers = [("content-type", "application/json"), ("content-length", str(len(body))), *reply.headers]

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import socket
+import traceback
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -24,14 +25,18 @@ import httpx
 import llm_server  # tests/llm_server.py, registered by conftest.py
 import pytest
 import trio
+from structlog.testing import capture_logs
 
+from actorflow import StartEvent, StopEvent, Workflow, step
 from actorflow._exceptions import (
+    LLMAPIKeyError,
     LLMConnectionError,
+    LLMError,
     LLMResponseError,
     LLMStatusError,
     LLMTimeoutError,
 )
-from actorflow.llm import ChatMessage, OpenAICompatible, Usage, _client
+from actorflow.llm import ChatMessage, OpenAICompatible, ToolCall, ToolCallDelta, Usage, _record
 
 Reply = llm_server.Reply
 MODEL = llm_server.MODEL
@@ -51,9 +56,9 @@ async def llm(server: Any) -> AsyncIterator[OpenAICompatible]:
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(_client, "_record_call", lambda **kw: calls.append(kw))
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[_record.LLMCall]:
+    calls: list[_record.LLMCall] = []
+    monkeypatch.setattr(_record, "_record_call", calls.append)
     return calls
 
 
@@ -181,7 +186,7 @@ async def test_401_is_not_retried_and_says_what_the_server_said(server: Any, llm
         await llm.acomplete("x")
 
     assert caught.value.status_code == 401
-    assert caught.value.server_message == "Incorrect API key provided: sk-test"
+    assert caught.value.server_message == "Incorrect API key provided: [API key]"  # the key, echoed: scrubbed
     message = str(caught.value)
     for part in ("HTTP 401 Unauthorized", "Incorrect API key provided", "not retried", "OPENAI_API_KEY"):
         assert part in message
@@ -220,7 +225,7 @@ async def test_a_slow_server_raises_llm_timeout_error(server: Any) -> None:
         async with llm:
             await llm.acomplete("x")
 
-    assert trio.current_time() - start < 1.0
+    assert trio.current_time() - start < 5.0  # not the server's 10 s: the client gave up
     assert "timeout=0.05 s" in str(caught.value) and "after 2 attempts" in str(caught.value)
     assert len(server.requests) == 2
     with trio.fail_after(1):
@@ -318,7 +323,7 @@ async def test_a_broken_stream_raises_llm_response_error(
 
 
 async def test_cancelling_mid_stream_aborts_the_request(
-    server: Any, llm: OpenAICompatible, recorded: list[dict[str, Any]]
+    server: Any, llm: OpenAICompatible, recorded: list[_record.LLMCall]
 ) -> None:
     """A cancel scope firing mid-stream propagates trio.Cancelled and closes the connection at once."""
     server.reply(Reply(pieces=tuple(f"w{i} " for i in range(200)), piece_delay=0.01))
@@ -337,7 +342,8 @@ async def test_cancelling_mid_stream_aborts_the_request(
         await server.hung_up.wait()
         await server.wait_until_idle()
     [record] = recorded
-    assert isinstance(record["error"], trio.Cancelled)
+    assert isinstance(record.error, trio.Cancelled)
+    assert record.streamed and record.response == "".join(str(d) for d in received)
 
 
 async def test_stopping_a_stream_early_closes_its_connection(server: Any, llm: OpenAICompatible) -> None:
@@ -366,13 +372,21 @@ async def test_a_finished_stream_leaves_its_connection_for_reuse(server: Any, ll
 async def test_cancelling_a_pending_request_aborts_it(server: Any, llm: OpenAICompatible) -> None:
     """A cancel scope firing while the server thinks propagates trio.Cancelled and hangs up."""
     server.reply(Reply(delay=10))
+    scope = trio.CancelScope()
 
-    with trio.move_on_after(0.05) as scope:
-        await llm.acomplete("x")
+    async def ask() -> None:
+        with scope:
+            await llm.acomplete("x")
+
+    with trio.fail_after(5):  # a bound, not a race: each wait below ends as soon as its condition holds
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            await server.wait_for_requests(1)  # the server has the request and is "thinking"
+            scope.cancel()
+        await server.hung_up.wait()
 
     assert scope.cancelled_caught
-    with trio.fail_after(1):
-        await server.hung_up.wait()
+    assert server.hang_ups == 1
 
 
 async def test_the_owned_client_closes_on_exit_and_reopens_on_use(server: Any) -> None:
@@ -558,7 +572,7 @@ async def test_a_stream_keeps_line_separators_and_reports_usage(
 
 
 async def test_every_call_reaches_the_audit_hook(
-    autojump_clock: trio.testing.MockClock, recorded: list[dict[str, Any]]
+    autojump_clock: trio.testing.MockClock, recorded: list[_record.LLMCall]
 ) -> None:
     """Each call, success or failure, is recorded once with model, prompt digest, latency and usage."""
 
@@ -575,14 +589,18 @@ async def test_every_call_reaches_the_audit_hook(
         await llm.acomplete("bad")
 
     good, bad = recorded
-    assert good == {
-        "model": MODEL,
-        "prompt_sha256": hashlib.sha256(b"good").hexdigest(),
-        "latency_s": pytest.approx(3.0),
-        "usage": Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
-        "error": None,
-    }
-    assert isinstance(bad["error"], LLMStatusError) and bad["usage"] is None
+    assert good == _record.LLMCall(
+        model=MODEL,
+        prompt_sha256=hashlib.sha256(b"good").hexdigest(),
+        prompt_preview="good",
+        streamed=False,
+        latency_s=pytest.approx(3.0),
+        response="ok",
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=1, completion_tokens=1, total_tokens=2),
+        error=None,
+    )
+    assert isinstance(bad.error, LLMStatusError) and bad.usage is None and bad.response is None
 
 
 async def test_default_params_go_into_every_request_and_calls_win() -> None:
@@ -711,3 +729,334 @@ def test_repr_never_shows_the_api_key() -> None:
     text = repr(OpenAICompatible("m", base_url="http://x/v1", api_key="sk-secret"))
 
     assert text == "OpenAICompatible(model='m', base_url='http://x/v1')"
+
+
+# --- The API key ---------------------------------------------------------------------------
+
+SECRET = "sk-SECRET-4f1c9a77"
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        (SECRET + "\n", "ends with a line break (a key read from a file keeps its newline: strip it)"),
+        (SECRET + "\r\n", "ends with a line break"),
+        (SECRET + " ", "ends with whitespace (strip it)"),
+        (" " + SECRET, "starts with whitespace (strip it)"),
+        (SECRET + "\r\nX-Injected: 1", "has a line break at position 19 of 33, and 2 more characters"),
+        ("sk-SECRÉT-4f1c9a77", "has a non-ASCII character at position 8 of 18"),
+        ("sk-SECRET\x00-4f1c9a77", "has a control character at position 10 of 19"),
+        ("Bearer " + SECRET, "has whitespace at position 7 of 25 (give the key without 'Bearer ')"),
+    ],
+)
+def test_a_key_that_cannot_be_sent_is_refused_when_the_client_is_made(key: str, problem: str) -> None:
+    """A key with a line break, a space, a control or non-ASCII character raises LLMAPIKeyError naming the problem, not the key."""
+    with pytest.raises(LLMAPIKeyError) as caught:
+        OpenAICompatible(MODEL, base_url="http://127.0.0.1:9/v1", api_key=key)
+
+    message = str(caught.value)
+    assert f"api_key cannot be sent in an HTTP header: it {problem}" in message
+    assert isinstance(caught.value, LLMError)
+    for text in (message, repr(caught.value), "".join(traceback.format_exception(caught.value))):
+        assert "SECRET" not in text and "4f1c9a77" not in text
+
+
+def test_a_key_that_is_not_a_string_is_refused() -> None:
+    """A bytes key raises LLMAPIKeyError saying it must be a str."""
+    with pytest.raises(LLMAPIKeyError, match="api_key must be a str, not bytes"):
+        OpenAICompatible(MODEL, api_key=SECRET.encode())  # type: ignore[arg-type]
+
+
+def test_a_bad_key_from_the_environment_names_the_variable() -> None:
+    """OPENAI_API_KEY with a trailing newline raises LLMAPIKeyError naming OPENAI_API_KEY."""
+    env = {"OPENAI_API_KEY": SECRET + "\n", "OPENAI_MODEL": "m"}
+
+    with pytest.raises(
+        LLMAPIKeyError, match=r"^OPENAI_API_KEY cannot be sent .* ends with a line break"
+    ) as caught:
+        OpenAICompatible.from_env(environ=env)
+
+    assert SECRET not in str(caught.value)
+
+
+def test_the_key_is_not_in_the_clients_attributes_reprs() -> None:
+    """Neither repr(client) nor the repr of its attributes shows the key."""
+    llm = OpenAICompatible(MODEL, base_url="http://x/v1", api_key=SECRET)
+
+    assert SECRET not in repr(llm) and SECRET not in repr(vars(llm))
+
+
+def _all_text(error: BaseException) -> str:
+    """Everything an error shows: str, repr and the formatted traceback with its whole chain."""
+    return "\n".join([str(error), repr(error), *traceback.format_exception(error)])
+
+
+@pytest.mark.usefixtures("clean_structlog")
+async def test_the_key_never_appears_in_errors_or_records(server: Any) -> None:
+    """Whatever fails, and even when the server quotes the key back, no error text and no llm.called record holds it."""
+    echo_key = llm_server.error_body(f"Incorrect API key provided: {SECRET}")
+    failures: list[tuple[str, Reply | None, type[LLMError]]] = [
+        ("401 quoting the key", Reply(401, json=echo_key), LLMStatusError),
+        ("500s quoting the key", Reply(500, json=echo_key), LLMStatusError),
+        ("200 body quoting the key", Reply(body=f"<html>{SECRET}</html>".encode()), LLMResponseError),
+        ("200 JSON quoting the key", Reply(json={"choices": [], "key": SECRET}), LLMResponseError),
+        ("stream error quoting the key", Reply(events=(json.dumps(echo_key),), done=False), LLMResponseError),
+        (
+            "stream garbage quoting the key",
+            Reply(events=(f"not json {SECRET}",), done=False),
+            LLMResponseError,
+        ),
+        ("stream dropped", Reply(pieces=("a", "b"), hang_up_after=2), LLMConnectionError),
+        ("slow server", Reply(delay=10), LLMTimeoutError),
+        ("refused", None, LLMConnectionError),
+    ]
+    texts: dict[str, str] = {}
+
+    class Asks(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            for name, reply, expected in failures:
+                base_url = server.base_url if reply else f"http://127.0.0.1:{llm_server.unused_port()}/v1"
+                if reply:
+                    server.reply(reply, reply)  # twice: the 500 is retried once
+                llm = OpenAICompatible(
+                    MODEL, base_url=base_url, api_key=SECRET, timeout=0.2, max_retries=1, retry_delay=0
+                )
+                async with llm:
+                    with pytest.raises(expected) as caught:
+                        if reply and (reply.events is not None or reply.pieces is not None):
+                            async for _ in llm.astream_complete("x"):
+                                pass
+                        else:
+                            await llm.acomplete("x")
+                texts[name] = _all_text(caught.value) + repr(llm) + repr(vars(llm))
+                server._replies.clear()
+            return StopEvent(result="done")
+
+    with trio.fail_after(30), capture_logs() as logs:
+        assert await Asks(trace=True).run() == "done"
+
+    assert set(texts) == {name for name, _, _ in failures}
+    assert "[API key]" in texts["401 quoting the key"]  # the server's message is kept, minus the key
+    for name, text in texts.items():
+        assert SECRET not in text, name
+    calls = [r for r in logs if r["event"] == "llm.called"]
+    assert len(calls) == len(failures) and all(c["error"] for c in calls)
+    assert SECRET not in repr(logs)
+    assert all(
+        r.headers["authorization"] == f"Bearer {SECRET}" for r in server.requests
+    )  # it was sent, though
+
+
+# --- Tool calls ----------------------------------------------------------------------------
+
+
+def _tool_call_completion(content: str | None, calls: list[dict[str, Any]]) -> Any:
+    body = llm_server.chat_completion("", finish_reason="tool_calls")
+    body["choices"][0]["message"] = {"role": "assistant", "content": content, "tool_calls": calls}
+    return body
+
+
+async def test_a_chat_answer_with_tool_calls_returns_them(server: Any, llm: OpenAICompatible) -> None:
+    """A chat answer carrying tool_calls (and null content) returns them typed, and its message continues the chat."""
+    calls = [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "weather", "arguments": '{"city": "Oslo"}'},
+        },
+        {"id": "call_2", "type": "function", "function": {"name": "time", "arguments": {"tz": "CET"}}},
+    ]
+    server.reply(Reply(json=_tool_call_completion(None, calls)))
+
+    response = await llm.achat([{"role": "user", "content": "Weather and time in Oslo?"}], tools=[])
+
+    assert (response.text, response.finish_reason) == ("", "tool_calls")
+    assert response.tool_calls == (
+        ToolCall(id="call_1", name="weather", arguments='{"city": "Oslo"}'),
+        ToolCall(id="call_2", name="time", arguments='{"tz": "CET"}'),  # an object becomes JSON text
+    )
+    assert [c.parsed_arguments() for c in response.tool_calls] == [{"city": "Oslo"}, {"tz": "CET"}]
+
+    follow_up = [
+        {"role": "user", "content": "Weather and time in Oslo?"},
+        response.message,
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    await llm.achat(follow_up)
+    sent = server.requests[1].json["messages"][1]
+    assert sent == {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {**calls[0]},
+            {**calls[1], "function": {"name": "time", "arguments": '{"tz": "CET"}'}},
+        ],
+    }
+
+
+async def test_the_legacy_function_call_is_a_tool_call(server: Any, llm: OpenAICompatible) -> None:
+    """The deprecated single function_call answer is returned as one ToolCall without an id."""
+    body = llm_server.chat_completion("", finish_reason="function_call")
+    body["choices"][0]["message"] = {
+        "role": "assistant",
+        "content": None,
+        "function_call": {"name": "f", "arguments": "{}"},
+    }
+    server.reply(Reply(json=body))
+
+    response = await llm.acomplete("x")
+
+    assert response.tool_calls == (ToolCall(id=None, name="f", arguments="{}"),)
+
+
+def test_arguments_that_are_not_json_say_which_tool() -> None:
+    """parsed_arguments() on bad JSON raises ValueError naming the tool and the call."""
+    with pytest.raises(ValueError, match="tool 'weather' \\(call 'c1'\\) are not JSON"):
+        ToolCall(id="c1", name="weather", arguments="{city: Oslo").parsed_arguments()
+
+
+async def test_streamed_tool_calls_arrive_in_pieces_and_assemble(
+    server: Any, llm: OpenAICompatible, recorded: list[_record.LLMCall]
+) -> None:
+    """Streamed tool-call pieces come as tool_call_deltas, and tool_calls assembles them as they arrive."""
+
+    def chunk(*calls: dict[str, Any], finish: str | None = None) -> str:
+        delta = {"tool_calls": list(calls)} if calls else {}
+        return json.dumps(
+            {"model": MODEL, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        )
+
+    events = (
+        json.dumps({"choices": [{"index": 0, "delta": {"role": "assistant", "content": None}}]}),
+        chunk(
+            {"index": 0, "id": "call_a", "type": "function", "function": {"name": "weather", "arguments": ""}}
+        ),
+        chunk({"index": 0, "function": {"arguments": '{"ci'}}),
+        chunk(
+            {
+                "index": 1,
+                "id": "call_b",
+                "type": "function",
+                "function": {"name": "time", "arguments": '{"tz"'},
+            }
+        ),
+        chunk({"index": 0, "function": {"arguments": 'ty": "Oslo"}'}}),
+        chunk({"index": 1, "function": {"arguments": ': "CET"}'}}),
+        chunk(finish="tool_calls"),
+    )
+    server.reply(Reply(events=events))
+
+    deltas = [d async for d in llm.astream_chat([{"role": "user", "content": "Weather?"}])]
+
+    assert [len(d.tool_call_deltas) for d in deltas] == [1, 1, 1, 1, 1, 0]
+    assert deltas[0].tool_call_deltas[0] == ToolCallDelta(index=0, id="call_a", name="weather", arguments="")
+    assert deltas[2].tool_calls == (
+        ToolCall(id="call_a", name="weather", arguments='{"ci'),
+        ToolCall(id="call_b", name="time", arguments='{"tz"'),
+    )
+    final = (
+        ToolCall(id="call_a", name="weather", arguments='{"city": "Oslo"}'),
+        ToolCall(id="call_b", name="time", arguments='{"tz": "CET"}'),
+    )
+    assert deltas[-1].tool_calls == final and deltas[-1].finish_reason == "tool_calls"
+    assert all(d.text == "" for d in deltas)
+    [record] = recorded
+    assert (record.tool_calls, record.finish_reason, record.response, record.streamed) == (
+        final,
+        "tool_calls",
+        "",
+        True,
+    )
+
+
+# --- What each call reports ----------------------------------------------------------------
+
+
+async def test_a_streamed_call_reports_its_whole_answer(
+    server: Any, llm: OpenAICompatible, recorded: list[_record.LLMCall]
+) -> None:
+    """A stream's record has the joined text, the finish reason, streamed=True and the last user message as preview."""
+    long_question = "Why? " * 100
+    messages = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": long_question},
+        {"role": "assistant", "content": "Because."},
+    ]
+    server.reply(Reply(pieces=("Be", "cause", "."), piece_delay=0.001))
+
+    text = "".join([str(d) async for d in llm.astream_chat(messages)])
+
+    [record] = recorded
+    assert text == record.response == "Because."
+    assert (record.finish_reason, record.streamed, record.error) == ("stop", True, None)
+    assert record.prompt_preview == long_question[:200]
+    assert (
+        record.prompt_sha256
+        == hashlib.sha256(json.dumps(messages, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    )
+
+
+@pytest.mark.usefixtures("clean_structlog")
+async def test_the_llm_called_record_carries_the_answer(server: Any, llm: OpenAICompatible) -> None:
+    """In a traced run, llm.called has the response, finish reason, tool calls, streamed flag and prompt preview."""
+    calls = [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    usage = {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}
+    server.reply(Reply(json={**_tool_call_completion("Let me check.", calls), "usage": usage}))
+
+    class Asks(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            first = await llm.acomplete("What is the weather?")
+            streamed = "".join([str(d) async for d in llm.astream_complete("Say hi")])
+            return StopEvent(result=[first.text, streamed])
+
+    with capture_logs() as logs:
+        assert await Asks(trace=True).run() == ["Let me check.", "echo: Say hi"]
+
+    first, second = (r for r in logs if r["event"] == "llm.called")
+    assert {
+        k: first[k]
+        for k in ("response", "finish_reason", "tool_calls", "streamed", "prompt_preview", "usage")
+    } == {
+        "response": "Let me check.",
+        "finish_reason": "tool_calls",
+        "tool_calls": [{"id": "c", "name": "f", "arguments": "{}"}],
+        "streamed": False,
+        "prompt_preview": "What is the weather?",
+        "usage": usage,
+    }
+    assert (first["model"], first["step"], first["error"]) == (MODEL, "ask", None)
+    assert first["prompt_sha256"] == hashlib.sha256(b"What is the weather?").hexdigest()
+    assert (second["response"], second["streamed"], second["finish_reason"]) == ("echo: Say hi", True, "stop")
+
+
+# --- Bounds on a stream --------------------------------------------------------------------
+
+
+async def test_a_stream_line_past_the_bound_raises_llm_response_error(server: Any) -> None:
+    """A streamed line longer than max_line_bytes raises LLMResponseError naming the bound, without a retry."""
+    server.reply(Reply(events=("x" * 5000,), done=False))
+
+    async with OpenAICompatible(MODEL, base_url=server.base_url, max_line_bytes=1000) as llm:
+        with pytest.raises(LLMResponseError, match="longer than max_line_bytes=1000.*raise max_line_bytes="):  # noqa: RUF043
+            async for _ in llm.astream_complete("x"):
+                pass
+
+    assert len(server.requests) == 1
+
+
+async def test_an_event_past_the_bound_raises_llm_response_error(server: Any) -> None:
+    """An event whose data lines add up to more than max_event_bytes raises LLMResponseError."""
+    server.reply(Reply(events=("\ndata: ".join(["y" * 100] * 30),), done=False))
+
+    async with OpenAICompatible(MODEL, base_url=server.base_url, max_event_bytes=1000) as llm:
+        with pytest.raises(LLMResponseError, match="larger than max_event_bytes=1000"):
+            async for _ in llm.astream_complete("x"):
+                pass
+
+
+def test_the_bounds_must_be_positive() -> None:
+    """max_line_bytes and max_event_bytes must be positive ints."""
+    with pytest.raises(ValueError, match="max_line_bytes must be a positive int.*max_event_bytes"):  # noqa: RUF043
+        OpenAICompatible(MODEL, max_line_bytes=0, max_event_bytes=None)  # type: ignore[arg-type]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -18,15 +20,16 @@ from actorflow.llm import (
     EchoLLM,
     OpenAICompatible,
     ScriptedLLM,
-    _client,
+    ToolCall,
+    _record,
     llm_from_env,
 )
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(_client, "_record_call", lambda **kw: calls.append(kw))
+def recorded(monkeypatch: pytest.MonkeyPatch) -> list[_record.LLMCall]:
+    calls: list[_record.LLMCall] = []
+    monkeypatch.setattr(_record, "_record_call", calls.append)
     return calls
 
 
@@ -169,14 +172,14 @@ def test_a_malformed_script_is_refused_at_once(responses: Any, error: str) -> No
         ScriptedLLM(responses)
 
 
-async def test_offline_calls_reach_the_audit_hook(recorded: list[dict[str, Any]]) -> None:
+async def test_offline_calls_reach_the_audit_hook(recorded: list[_record.LLMCall]) -> None:
     """Scripted calls go through the same audit hook as server calls, failures included."""
     llm = ScriptedLLM(["ok"])
     await llm.acomplete("p")
     with pytest.raises(RuntimeError):
         await llm.acomplete("q")
 
-    assert [(r["model"], r["prompt_sha256"], r["error"] is None) for r in recorded] == [
+    assert [(r.model, r.prompt_sha256, r.error is None) for r in recorded] == [
         ("scripted", hashlib.sha256(b"p").hexdigest(), True),
         ("scripted", hashlib.sha256(b"q").hexdigest(), False),
     ]
@@ -237,17 +240,95 @@ def test_every_llm_satisfies_the_protocol() -> None:
 def test_exports_are_pinned() -> None:
     """actorflow.llm exports exactly these names, sorted, and each one resolves."""
     assert actorflow.llm.__all__ == [
+        "AuditedTransport",
         "ChatMessage",
         "CompletionDelta",
         "CompletionResponse",
         "EchoLLM",
         "LLM",
+        "LLMAPIKeyError",
         "MessagesLike",
         "OpenAICompatible",
         "ScriptedLLM",
+        "ToolCall",
+        "ToolCallDelta",
         "Usage",
+        "audited_http_client",
         "llm_from_env",
     ]
     assert actorflow.llm.__all__ == sorted(actorflow.llm.__all__)
     for name in actorflow.llm.__all__:
         assert getattr(actorflow.llm, name) is not None
+
+
+# --- Scripted tool calls and hand-made deltas -----------------------------------------------
+
+
+async def test_a_scripted_response_can_carry_tool_calls(recorded: list[_record.LLMCall]) -> None:
+    """A CompletionResponse in the script is returned as is, and streams its tool calls on the last delta."""
+    call = ToolCall(id="c1", name="weather", arguments='{"city": "Oslo"}')
+    scripted = CompletionResponse(text="Let me check.", finish_reason="tool_calls", tool_calls=(call,))
+    llm = ScriptedLLM([scripted, scripted])
+
+    assert await llm.acomplete("Weather?") is scripted
+    deltas = [d async for d in llm.astream_complete("Weather?")]
+
+    assert deltas[-1].tool_calls == (call,) and deltas[-1].finish_reason == "tool_calls"
+    assert deltas[0].tool_calls == () and deltas[-1].text == "Let me check."
+    assert [(r.response, r.tool_calls, r.finish_reason, r.streamed) for r in recorded] == [
+        ("Let me check.", (call,), "tool_calls", False),
+        ("Let me check.", (call,), "tool_calls", True),
+    ]
+
+
+def test_a_delta_made_by_hand_keeps_its_text_and_calls() -> None:
+    """CompletionDelta(text=..., tool_calls=...) keeps both, through JSON and pickle too."""
+    import pickle
+
+    call = ToolCall(id="c", name="f", arguments="{}")
+    delta = CompletionDelta(delta="lo", text="hello", tool_calls=[call])
+
+    assert (delta.text, delta.tool_calls) == ("hello", (call,))
+    assert CompletionDelta.model_validate_json(delta.model_dump_json()) == delta
+    assert pickle.loads(pickle.dumps(delta)) == delta
+    assert CompletionDelta(delta="x").text == "x"  # without text=, the text is the piece
+
+
+async def test_scripted_calls_report_their_answers(recorded: list[_record.LLMCall]) -> None:
+    """Scripted calls report the answer, the finish reason, streamed, and the last user message as preview."""
+    llm = ScriptedLLM(["one", "two words"])
+    await llm.achat([{"role": "user", "content": "first question"}, {"role": "assistant", "content": "ok"}])
+    assert [str(d) async for d in llm.astream_complete("q" * 300)] == ["two ", "words"]
+
+    chat, stream = recorded
+    assert (chat.response, chat.prompt_preview, chat.streamed) == ("one", "first question", False)
+    assert (stream.response, stream.prompt_preview, stream.streamed) == ("two words", "q" * 200, True)
+
+
+# --- Importing --------------------------------------------------------------------------------
+
+
+def _fresh_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True
+    )
+
+
+@pytest.mark.parametrize("module", ["actorflow", "actorflow.llm"])
+def test_importing_does_not_import_httpx(module: str) -> None:
+    """A fresh `import actorflow` or `import actorflow.llm` imports no httpx module (python -X importtime)."""
+    result = _fresh_python(f"import {module}")
+
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line]
+    assert module in imported
+    assert not [name for name in imported if name.split(".")[0] in ("httpx", "httpcore")]
+
+
+def test_making_a_client_imports_httpx() -> None:
+    """httpx is imported when an OpenAICompatible is made (and the offline models never need it)."""
+    code = (
+        "import sys, actorflow.llm as llm; llm.EchoLLM(); llm.llm_from_env(environ={}); "
+        "print('httpx' in sys.modules); llm.OpenAICompatible('m'); print('httpx' in sys.modules)"
+    )
+
+    assert _fresh_python(code).stdout.split() == ["False", "True"]

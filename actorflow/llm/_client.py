@@ -2,40 +2,36 @@
 
 One request goes through three layers, each in one place:
 
-- the error boundary, ``_httpx_errors`` / ``_status_failure`` / ``_parse_body``: every
-  failure of one attempt becomes an ``_AttemptFailed`` there, and nowhere else;
+- the error boundary, in ``_http.py``: every failure of one attempt becomes an
+  ``AttemptFailed`` there, and nowhere else;
 - the retry loop, ``OpenAICompatible._retrying``: retries what may succeed next time, then
-  turns the last ``_AttemptFailed`` into the ``LLMError`` the caller sees;
-- the audit hook, ``_audited`` / ``_record_call``: every call ends there exactly once.
+  turns the last ``AttemptFailed`` into the ``LLMError`` the caller sees;
+- the audit seam, ``_record.audited``: every call ends there exactly once.
 
 ``trio.Cancelled`` is a ``BaseException``, so none of these layers can catch it: a cancel
 scope around a call aborts the request at once, mid-stream too, and cancellation propagates
-as trio code expects.
+as trio code expects. httpx is imported when a client is made, not with ``actorflow.llm``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
-from email.utils import parsedate_to_datetime
-from math import isfinite
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-import httpx
-import pydantic
 import trio
 
-from .._context import current_context
-from .._exceptions import LLMConnectionError, LLMError, LLMResponseError, LLMStatusError, LLMTimeoutError
-from .._observe import report_llm_call
-from ._sse import ServerSentEvent, SSEDecoder
-from ._types import ChatMessage, CompletionDelta, CompletionResponse, MessagesLike, Usage, coerce_messages
-from ._wire import Endpoint, error_message, parse_chunk, parse_completion
+from .._exceptions import LLMAPIKeyError, LLMResponseError
+from ._failure import AttemptFailed, Call
+from ._record import audited, describe_request, preview, preview_messages, sha256_messages, sha256_text
+from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
+from ._stream import StreamReader
+from ._types import CompletionDelta, CompletionResponse, MessagesLike, coerce_messages
+from ._wire import Endpoint
+
+if TYPE_CHECKING:
+    import httpx
 
 _T = TypeVar("_T")
 
@@ -51,322 +47,76 @@ _CLOSE_GRACE = 5.0
 # After data: [DONE] only the end of the body should follow; a server that keeps the
 # stream open longer gets its connection closed instead of reused.
 _DRAIN_GRACE = 0.5
-_EXCERPT = 200
-
-_TIMEOUT_WHAT: dict[type[httpx.TimeoutException], str] = {
-    httpx.ConnectTimeout: "could not connect",
-    httpx.WriteTimeout: "could not send the request",
-    httpx.ReadTimeout: "nothing arrived",
-    httpx.PoolTimeout: "no free connection in the pool",
-}
-
-_STATUS_HINTS = {
-    401: "Check the API key (api_key= or OPENAI_API_KEY).",
-    403: "Check the API key (api_key= or OPENAI_API_KEY) and its permissions for this model.",
-    404: "Check base_url (it includes the version prefix, like http://localhost:8000/v1) and the model name.",
-    429: "The server is rate-limiting: make fewer concurrent calls or raise max_retries.",
-}
+# The request extension that tells AuditedTransport a call is reported here already.
+REPORTED = "actorflow.llm.reported"
+# The GenAI semantic conventions' names of the two endpoints.
+_OPERATIONS: dict[Endpoint, str] = {"chat": "chat", "completions": "text_completion"}
 
 
-# --- The audit hook -------------------------------------------------------------------------
+# --- The API key -----------------------------------------------------------------------------
 
 
-def _record_call(
-    *,
-    model: str,
-    prompt_sha256: str,
-    latency_s: float,
-    usage: Usage | None,
-    error: BaseException | None,
-) -> None:
-    """Hand one finished LLM call to the audit trace: a deliberate no-op until ``actorflow.audit``.
+class _APIKey:
+    """The key, kept out of reprs (``vars(client)``, debuggers, tracebacks with locals)."""
 
-    Every call of every LLM in this package (``ScriptedLLM`` and ``EchoLLM`` too) ends here
-    exactly once, so wiring the audit trace is a change to this function alone. ``error`` is
-    whatever ended the call: an ``LLMError``, ``trio.Cancelled``, ``GeneratorExit`` when the
-    caller stopped reading a stream early, or None on success. It must stay cheap and must
-    never raise, since it runs inside the caller's error handling.
+    __slots__ = ("value",)
 
-    Inside a step of a traced run it becomes an ``llm.called`` audit record tied to the step
-    and to the event the step was handling; anywhere else it does nothing.
-    """
-    if current_context.get() is None:
-        return
-    call = {
-        "model": model,
-        "prompt_sha256": prompt_sha256,
-        "latency_s": latency_s,
-        "usage": None if usage is None else usage.model_dump(mode="json"),
-        "error": None if error is None else f"{type(error).__name__}: {error}",
-    }
-    report_llm_call(call)
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<API key, not shown>"
 
 
-@attrs.define
-class _CallOutcome:
-    """What a call learns on its way that its audit record needs."""
-
-    usage: Usage | None = None
-    """The token usage, once the server has reported it."""
-
-
-@contextlib.contextmanager
-def _audited(model: str, prompt_sha256: str) -> Iterator[_CallOutcome]:
-    """Time one call on trio's clock and route its end, success or not, to ``_record_call``."""
-    outcome = _CallOutcome()
-    start = trio.current_time()
-    error: BaseException | None = None
-    try:
-        yield outcome
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        _record_call(
-            model=model,
-            prompt_sha256=prompt_sha256,
-            latency_s=trio.current_time() - start,
-            usage=outcome.usage,
-            error=error,
-        )
-
-
-def _sha256_text(prompt: str) -> str:
-    # surrogatepass: a prompt with a lone surrogate still gets a digest (the server decides on it).
-    return hashlib.sha256(prompt.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _sha256_messages(messages: list[ChatMessage]) -> str:
-    canonical = json.dumps([m.model_dump() for m in messages], sort_keys=True, separators=(",", ":"))
-    return _sha256_text(canonical)
-
-
-# --- The error boundary ---------------------------------------------------------------------
-
-
-@attrs.frozen
-class _Call:
-    """Which request failed, for error messages."""
-
-    url: str
-    """The full endpoint URL."""
-    model: str
-    """The model the request asked for."""
-
-    def __str__(self) -> str:
-        return f"POST {self.url} (model {self.model!r})"
-
-
-class _AttemptFailed(Exception):
-    """One attempt's failure, on its way from the error boundary to the retry loop.
-
-    It never escapes the client: the retry loop either retries, or turns it into the
-    ``LLMError`` subclass named by ``error_type`` with ``to_error``.
-    """
-
-    def __init__(
-        self,
-        error_type: type[LLMError],
-        reason: str,
-        *,
-        retryable: bool,
-        status_code: int | None = None,
-        server_message: str | None = None,
-        retry_after: float | None = None,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(reason)
-        self.error_type = error_type
-        self.reason = reason
-        self.retryable = retryable
-        self.status_code = status_code
-        self.server_message = server_message
-        self.retry_after = retry_after
-        self.hint = hint
-
-    def to_error(
-        self, call: _Call, attempt: int, max_attempts: int, *, streamed: int | None = None
-    ) -> LLMError:
-        """The error the caller sees: what failed, how, what the server said, how often we tried."""
-        message = f"{call}: {self.reason}"
-        if self.server_message:
-            message += f"; the server said: {_excerpt(self.server_message)!r}"
-        if streamed is not None:
-            message += f"; this happened mid-stream, after {streamed} character{'s' if streamed != 1 else ''} of text"
-            # Even a retryable failure is not retried here: that would repeat text already delivered.
-            message += ", so it was not retried" if self.retryable else "; not retried"
-            message += f" (attempt {attempt} of {max_attempts})"
-        elif self.retryable:
-            message += f"; gave up after {attempt} attempt{'s' if attempt > 1 else ''}"
-        else:
-            message += f"; not retried (attempt {attempt} of {max_attempts})"
-        message += "." if self.hint is None else f". {self.hint}"
-        if self.error_type is LLMStatusError:
-            assert self.status_code is not None
-            return LLMStatusError(message, status_code=self.status_code, server_message=self.server_message)
-        return self.error_type(message)
-
-
-@contextlib.contextmanager
-def _httpx_errors(timeout: float | None) -> Iterator[None]:
-    """The one place where httpx's exceptions become actorflow's (as ``_AttemptFailed``).
-
-    Every network operation of the client runs inside it, the way httpcore's run inside
-    httpx's ``map_httpcore_exceptions``. ``trio.Cancelled`` is no ``Exception`` and passes.
-    """
-    try:
-        yield
-    except httpx.TimeoutException as exc:
-        what = _TIMEOUT_WHAT.get(type(exc), "no progress")
-        raise _AttemptFailed(
-            LLMTimeoutError,
-            f"timed out ({type(exc).__name__}: {what} within timeout={timeout:g} s)",
-            retryable=True,
-            hint="Raise timeout= if the server is just slow (it bounds each connect, write and read).",
-        ) from exc
-    except httpx.TransportError as exc:  # ConnectError, ReadError, RemoteProtocolError, ProxyError...
-        raise _AttemptFailed(
-            LLMConnectionError,
-            f"connection failed ({type(exc).__name__}: {exc or 'no detail'})",
-            retryable=True,
-            hint="Is the server running, at that address?" if isinstance(exc, httpx.ConnectError) else None,
-        ) from exc
-    except httpx.DecodingError as exc:
-        raise _AttemptFailed(
-            LLMResponseError, f"the body could not be decoded ({exc})", retryable=False
-        ) from exc
-
-
-def _status_failure(response: httpx.Response) -> _AttemptFailed:
-    """Describe an HTTP error status, with the server's own message. The body must be read."""
-    status = response.status_code
-    try:
-        server_message = error_message(response.json())
-    except ValueError:
-        server_message = None
-    if server_message is None:
-        server_message = response.text.strip() or None
-    retryable = status == 429 or status >= 500
-    hint = _STATUS_HINTS.get(status)
-    if 300 <= status < 400:
-        hint = f"The server redirects to {response.headers.get('location')!r}: change base_url to match."
-    return _AttemptFailed(
-        LLMStatusError,
-        f"HTTP {status} {response.reason_phrase}".rstrip(),
-        retryable=retryable,
-        status_code=status,
-        server_message=server_message,
-        retry_after=_retry_after(response.headers) if retryable else None,
-        hint=hint,
-    )
-
-
-def _parse_body(endpoint: Endpoint, response: httpx.Response) -> CompletionResponse:
-    """Read a successful non-streamed answer; a body we cannot use is not retried."""
-    try:
-        data = response.json()
-    except ValueError as exc:
-        raise _AttemptFailed(
-            LLMResponseError,
-            f"HTTP {response.status_code}, but the body is not JSON ({exc}); "
-            f"it starts {_excerpt(response.text)!r}",
-            retryable=False,
-        ) from exc
-    try:
-        return parse_completion(endpoint, data)
-    except ValueError as exc:
-        kind = "chat completion" if endpoint == "chat" else "text completion"
-        raise _AttemptFailed(
-            LLMResponseError,
-            f"HTTP {response.status_code}, but the JSON is not a {kind} ({_explain(exc)}); "
-            f"it starts {_excerpt(response.text)!r}",
-            retryable=False,
-            hint="Check that base_url points at an OpenAI-compatible API.",
-        ) from exc
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """The wait a 429/5xx asks for, in seconds: ``retry-after-ms``, or ``Retry-After``.
-
-    ``Retry-After`` may be seconds or an HTTP date. A date is measured against the server's
-    own ``Date`` header, so no wall clock is involved and trio's clock stays the only time.
-    """
-    seconds: float | None = None
-    with contextlib.suppress(ValueError):
-        if "retry-after-ms" in headers:  # OpenAI's own, finer-grained header
-            seconds = float(headers["retry-after-ms"]) / 1000
-        elif "retry-after" in headers:
-            seconds = float(headers["retry-after"])
-    if seconds is None and "retry-after" in headers and "date" in headers:
-        with contextlib.suppress(TypeError, ValueError):
-            seconds = (
-                parsedate_to_datetime(headers["retry-after"]) - parsedate_to_datetime(headers["date"])
-            ).total_seconds()
-    if seconds is None or not isfinite(seconds):
+def _key_problem(key: str) -> str | None:
+    """What makes ``key`` unsendable in an Authorization header, without quoting it."""
+    bad = [(i, c) for i, c in enumerate(key) if not "\x21" <= c <= "\x7e"]
+    if not bad:
         return None
-    return max(seconds, 0.0)
+    positions = [i for i, _ in bad]
+    i, c = bad[0]
+    if c in "\r\n":
+        kind = "a line break"
+    elif c.isspace():
+        kind = "whitespace"
+    elif c < " " or c == "\x7f":
+        kind = "a control character"
+    else:
+        kind = "a non-ASCII character"
+    fix = " (a key read from a file keeps its newline: strip it)" if c in "\r\n" else ""
+    fix = fix or (" (strip it)" if c.isspace() else "")
+    if positions == list(range(len(key) - len(bad), len(key))):
+        return f"it ends with {kind}{fix}"
+    if positions == list(range(len(bad))):
+        return f"it starts with {kind}{fix}"
+    where = f"it has {kind} at position {i + 1} of {len(key)}"
+    if key[:7].lower() == "bearer ":
+        where += " (give the key without 'Bearer ')"
+    more = len(bad) - 1
+    if more:  # e.g. "\r\nX-Injected: 1" after the key
+        where += f", and {more} more character{'s' if more > 1 else ''} that cannot be sent"
+    return where
 
 
-def _excerpt(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= _EXCERPT else text[:_EXCERPT] + "..."
+def check_api_key(key: object, source: str = "api_key") -> str | None:
+    """The key if it can be sent as ``Authorization: Bearer <key>``, None for no key; else ``LLMAPIKeyError``.
 
-
-def _explain(exc: ValueError) -> str:
-    if isinstance(exc, pydantic.ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-    return str(exc)
-
-
-# --- Streaming ------------------------------------------------------------------------------
-
-
-class _StreamReader:
-    """Turns a completion stream's events into ``CompletionDelta``s, keeping the text so far."""
-
-    def __init__(self, endpoint: Endpoint) -> None:
-        self.endpoint: Endpoint = endpoint
-        self.text = ""
-        self.done = False
-        """True once ``data: [DONE]`` arrived."""
-        self.finished = False
-        """True once a chunk carried a finish_reason."""
-        self.usage: Usage | None = None
-
-    def read(self, events: list[ServerSentEvent]) -> list[CompletionDelta]:
-        deltas = []
-        for event in events:
-            if event.data.strip() == "[DONE]":
-                self.done = True
-                break
-            try:
-                data = json.loads(event.data)
-                if event.event == "error":
-                    raise ValueError(f"the server sent an error event: {error_message(data) or data!r}")
-                piece, finish_reason, model, usage = parse_chunk(self.endpoint, data)
-            except ValueError as exc:
-                raise _AttemptFailed(
-                    LLMResponseError,
-                    f"a streamed event is not a completion chunk ({_explain(exc)}); "
-                    f"its data starts {_excerpt(event.data)!r}",
-                    retryable=False,
-                ) from exc
-            if not piece and finish_reason is None and usage is None:
-                continue  # e.g. the first chunk, which only announces role="assistant"
-            self.text += piece
-            self.finished = self.finished or finish_reason is not None
-            self.usage = usage or self.usage
-            deltas.append(
-                CompletionDelta(
-                    delta=piece,
-                    text=self.text,
-                    model=model,
-                    finish_reason=finish_reason,
-                    usage=usage,
-                    raw=data,
-                )
-            )
-        return deltas
+    The error names the problem and where it is, never the key.
+    """
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise LLMAPIKeyError(f"{source} must be a str, not {type(key).__name__}")
+    if not key:
+        return None
+    problem = _key_problem(key)
+    if problem is not None:
+        raise LLMAPIKeyError(
+            f"{source} cannot be sent in an HTTP header: {problem}. An API key is visible ASCII "
+            "characters only: no spaces, line breaks, control or non-ASCII characters (the key itself "
+            "is not shown here)."
+        )
+    return key
 
 
 # --- The client -----------------------------------------------------------------------------
@@ -385,12 +135,19 @@ class OpenAICompatible:
     there. ``complete_via="completions"`` sends the raw prompt to the legacy endpoint, which
     is what a base (non-instruct) model wants.
 
+    ``api_key`` is checked here: one that cannot be sent in a header (a trailing newline, a
+    space, a non-ASCII character) raises ``LLMAPIKeyError`` naming the problem, never the
+    key; no message, repr or record of the client shows the key, and a server that quotes
+    it back has it replaced by ``[API key]``.
+
     ``default_params`` go into every request body (``{"temperature": 0}``); the keyword
     arguments of a call add to them and win over them (``model=`` too).
 
     ``timeout`` bounds each network step (connect, write, each read), not the whole call:
     a stalled server is caught, a long streamed answer is not cut off. For a deadline on the
-    whole call, use a trio cancel scope (``trio.fail_after``).
+    whole call, use a trio cancel scope (``trio.fail_after``). A streamed line longer than
+    ``max_line_bytes`` (8 MiB) or event larger than ``max_event_bytes`` (16 MiB) raises
+    ``LLMResponseError``, so a broken server cannot fill the memory.
 
     Connection failures, timeouts, 429 and 5xx are retried ``max_retries`` times, waiting
     what ``Retry-After`` asks (at most 60 s) or else ``retry_delay`` doubled per retry (at
@@ -419,7 +176,10 @@ class OpenAICompatible:
         default_params: Mapping[str, Any] | None = None,
         client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
+        key = check_api_key(api_key)
         problems = []
         if not isinstance(model, str) or not model:
             problems.append(
@@ -445,12 +205,17 @@ class OpenAICompatible:
             problems.append(
                 "pass client= or transport=, not both: a transport goes into the client created here"
             )
+        for name, value in (("max_line_bytes", max_line_bytes), ("max_event_bytes", max_event_bytes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive int (bytes), not {value!r}")
         if problems:
             raise ValueError("OpenAICompatible: " + "; ".join(problems))
 
+        from . import _http  # noqa: F401  (httpx is imported with the first client, not with actorflow.llm)
+
         self._model = model
         self._base_url = base_url.rstrip("/")
-        self._api_key = api_key
+        self._api_key = None if key is None else _APIKey(key)
         self._timeout = timeout
         self._max_retries = max_retries
         self._retry_delay = retry_delay
@@ -458,6 +223,8 @@ class OpenAICompatible:
         self._default_params = dict(default_params or {})
         self._client = client
         self._transport = transport
+        self._max_line_bytes = max_line_bytes
+        self._max_event_bytes = max_event_bytes
         self._owned: httpx.AsyncClient | None = None
         self._owned_run: trio.lowlevel.TrioToken | None = None
 
@@ -485,10 +252,12 @@ class OpenAICompatible:
                 + " (or ".join(_MODEL_ENV_VARS)
                 + ")"
             )
+        if api_key is None:
+            api_key = check_api_key(env.get("OPENAI_API_KEY") or None, "OPENAI_API_KEY")
         return cls(
             model,
             base_url=base_url or env.get("OPENAI_BASE_URL") or _DEFAULT_BASE_URL,
-            api_key=api_key if api_key is not None else env.get("OPENAI_API_KEY") or None,
+            api_key=api_key,
             **kwargs,
         )
 
@@ -511,13 +280,14 @@ class OpenAICompatible:
     async def acomplete(self, prompt: str, **params: Any) -> CompletionResponse:
         """Complete ``prompt``; ``params`` (``temperature``, ``max_tokens``...) go into the request."""
         endpoint, body = self._prompt_body(prompt, params, stream=False)
-        return await self._complete(endpoint, body, _sha256_text(prompt))
+        return await self._complete(endpoint, body, sha256_text(prompt), preview(prompt))
 
     async def achat(self, messages: MessagesLike, **params: Any) -> CompletionResponse:
         """Answer a conversation, given as ``ChatMessage`` objects or ``{"role", "content"}`` dicts."""
         chat = coerce_messages(messages)
-        body = self._body({"messages": [m.model_dump() for m in chat]}, params, stream=False)
-        return await self._complete("chat", body, _sha256_messages(chat))
+        wire = [m.model_dump() for m in chat]
+        body = self._body({"messages": wire}, params, stream=False)
+        return await self._complete("chat", body, sha256_messages(chat), preview_messages(wire))
 
     def astream_complete(self, prompt: str, **params: Any) -> AsyncGenerator[CompletionDelta, None]:
         """Complete ``prompt`` as a stream of ``CompletionDelta``s (``str(delta)`` is the new text).
@@ -526,13 +296,14 @@ class OpenAICompatible:
         early and free the connection at once, iterate inside ``contextlib.aclosing``.
         """
         endpoint, body = self._prompt_body(prompt, params, stream=True)
-        return self._stream(endpoint, body, _sha256_text(prompt))
+        return self._stream(endpoint, body, sha256_text(prompt), preview(prompt))
 
     def astream_chat(self, messages: MessagesLike, **params: Any) -> AsyncGenerator[CompletionDelta, None]:
         """Answer a conversation as a stream of ``CompletionDelta``s; see ``astream_complete``."""
         chat = coerce_messages(messages)
-        body = self._body({"messages": [m.model_dump() for m in chat]}, params, stream=True)
-        return self._stream("chat", body, _sha256_messages(chat))
+        wire = [m.model_dump() for m in chat]
+        body = self._body({"messages": wire}, params, stream=True)
+        return self._stream("chat", body, sha256_messages(chat), preview_messages(wire))
 
     # --- Lifecycle ---
 
@@ -575,14 +346,15 @@ class OpenAICompatible:
             body["stream"] = True
         return body
 
-    def _call(self, endpoint: Endpoint, body: dict[str, Any]) -> _Call:
+    def _call(self, endpoint: Endpoint, body: dict[str, Any]) -> Call:
         path = "/chat/completions" if endpoint == "chat" else "/completions"
-        return _Call(url=self._base_url + path, model=str(body["model"]))
+        key = None if self._api_key is None else self._api_key.value
+        return Call(self._base_url + path, str(body["model"]), key)
 
     def _headers(self, *, stream: bool) -> dict[str, str]:
         headers = {"Accept": "text/event-stream" if stream else "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+        if self._api_key is not None:
+            headers["Authorization"] = f"Bearer {self._api_key.value}"
         return headers
 
     async def _http(self) -> httpx.AsyncClient:
@@ -591,27 +363,31 @@ class OpenAICompatible:
             return self._client
         run = trio.lowlevel.current_trio_token()
         if self._owned is None or self._owned_run is not run:
+            from ._http import new_client
+
             # A pool from an earlier trio.run holds sockets that run's I/O manager knew, so it
             # is closed (that works from any run) and replaced.
             stale = self._owned
-            self._owned = httpx.AsyncClient(transport=self._transport, timeout=self._timeout)
+            self._owned = new_client(self._transport, self._timeout)
             self._owned_run = run
             if stale is not None:
                 with trio.move_on_after(_CLOSE_GRACE, shield=True):
                     await stale.aclose()
         return self._owned
 
-    async def _retrying(self, call: _Call, attempt_once: Callable[[], Awaitable[_T]]) -> tuple[_T, int]:
+    async def _retrying(self, call: Call, attempt_once: Callable[[], Awaitable[_T]]) -> tuple[_T, int]:
         """Run attempts until one succeeds; return its result and its number, or raise the LLMError."""
         attempt = 1
         while True:
             try:
                 return await attempt_once(), attempt
-            except _AttemptFailed as failed:
-                if not failed.retryable or attempt > self._max_retries:
-                    raise failed.to_error(call, attempt, self._max_retries + 1) from failed.__cause__
-                wait = self._retry_wait(attempt, failed.retry_after)
-            await trio.sleep(wait)
+            except AttemptFailed as exc:
+                failed = exc
+            # Raised outside the except block, so that the error's __context__ is not the
+            # AttemptFailed, whose text has not been through call.scrub().
+            if not failed.retryable or attempt > self._max_retries:
+                raise failed.to_error(call, attempt, self._max_retries + 1) from call.cause(failed.__cause__)
+            await trio.sleep(self._retry_wait(attempt, failed.retry_after))
             attempt += 1
 
     def _retry_wait(self, attempt: int, retry_after: float | None) -> float:
@@ -621,68 +397,105 @@ class OpenAICompatible:
         # Jitter spreads out the clients that failed together, so they do not retry together.
         return float(backoff * random.uniform(0.5, 1.0))
 
-    async def _complete(self, endpoint: Endpoint, body: dict[str, Any], digest: str) -> CompletionResponse:
+    async def _complete(
+        self, endpoint: Endpoint, body: dict[str, Any], digest: str, prompt_preview: str
+    ) -> CompletionResponse:
+        from ._http import httpx_errors, parse_body, status_failure
+
         call = self._call(endpoint, body)
+        added: dict[str, str] = {}  # what observers add (OpenTelemetry's traceparent), for every attempt
 
         async def attempt_once() -> CompletionResponse:
             client = await self._http()
-            with _httpx_errors(self._timeout):
+            with httpx_errors(self._timeout):
                 response = await client.post(
-                    call.url, json=body, headers=self._headers(stream=False), timeout=self._timeout
+                    call.url,
+                    json=body,
+                    headers={**added, **self._headers(stream=False)},
+                    timeout=self._timeout,
+                    extensions={REPORTED: True},
                 )
             if not response.is_success:
-                raise _status_failure(response)
-            return _parse_body(endpoint, response)
+                raise status_failure(response)
+            return parse_body(endpoint, response)
 
-        with _audited(call.model, digest) as outcome:
+        operation = _OPERATIONS[endpoint]
+        request = describe_request(call.url, body, operation)
+        with audited(
+            call.model, digest, prompt_preview, streamed=False, operation=operation, request=request, headers=added
+        ) as outcome:
             result, _ = await self._retrying(call, attempt_once)
+            outcome.response = result.text
+            outcome.finish_reason = result.finish_reason
+            outcome.tool_calls = result.tool_calls
             outcome.usage = result.usage
             return result
 
-    async def _open_stream(self, call: _Call, body: dict[str, Any]) -> httpx.Response:
+    async def _open_stream(self, call: Call, body: dict[str, Any], added: dict[str, str]) -> httpx.Response:
+        from ._http import httpx_errors, status_failure
+
         client = await self._http()
         request = client.build_request(
-            "POST", call.url, json=body, headers=self._headers(stream=True), timeout=self._timeout
+            "POST",
+            call.url,
+            json=body,
+            headers={**added, **self._headers(stream=True)},
+            timeout=self._timeout,
+            extensions={REPORTED: True},
         )
-        with _httpx_errors(self._timeout):
+        with httpx_errors(self._timeout):
             response = await client.send(request, stream=True)
         if response.is_success:
             return response
         try:
-            with _httpx_errors(self._timeout):
+            with httpx_errors(self._timeout):
                 await response.aread()
         finally:
             await response.aclose()
-        raise _status_failure(response)
+        raise status_failure(response)
 
     async def _stream(
-        self, endpoint: Endpoint, body: dict[str, Any], digest: str
+        self, endpoint: Endpoint, body: dict[str, Any], digest: str, prompt_preview: str
     ) -> AsyncGenerator[CompletionDelta, None]:
+        from ._http import httpx_errors
+
         call = self._call(endpoint, body)
-        with _audited(call.model, digest) as outcome:
-            response, attempt = await self._retrying(call, lambda: self._open_stream(call, body))
+        reader = StreamReader(
+            endpoint, max_line_bytes=self._max_line_bytes, max_event_bytes=self._max_event_bytes
+        )
+        operation = _OPERATIONS[endpoint]
+        request = describe_request(call.url, body, operation)
+        added: dict[str, str] = {}
+        with audited(
+            call.model, digest, prompt_preview, streamed=True, operation=operation, request=request, headers=added
+        ) as outcome:
+            outcome.transcript = reader.transcript
+            response, attempt = await self._retrying(call, lambda: self._open_stream(call, body, added))
             # From here on nothing is retried: text handed to the caller cannot be taken back.
             chunks = response.aiter_bytes()
-            decoder = SSEDecoder()
-            reader = _StreamReader(endpoint)
             try:
                 while not reader.done:
+                    failed: AttemptFailed | None = None
                     try:
-                        with _httpx_errors(self._timeout):
+                        with httpx_errors(self._timeout):
                             chunk = await anext(chunks, None)
-                        deltas = reader.read(decoder.flush() if chunk is None else decoder.feed(chunk))
-                        if chunk is None and not reader.done and not reader.finished:
-                            raise _AttemptFailed(
+                        deltas = reader.end() if chunk is None else reader.feed(chunk)
+                        if chunk is None and not reader.done and reader.finish_reason is None:
+                            raise AttemptFailed(
                                 LLMResponseError,
                                 "the event stream ended before 'data: [DONE]' and without a finish_reason "
                                 f"(content-type {response.headers.get('content-type')!r})",
                                 retryable=False,
                             )
-                    except _AttemptFailed as failed:
+                    except AttemptFailed as exc:
+                        failed = exc
+                    finally:
+                        outcome.finish_reason = reader.finish_reason
+                        outcome.usage = reader.usage
+                    if failed is not None:  # raised out here for the reason given in _retrying
                         raise failed.to_error(
-                            call, attempt, self._max_retries + 1, streamed=len(reader.text)
-                        ) from failed.__cause__
-                    outcome.usage = reader.usage
+                            call, attempt, self._max_retries + 1, streamed=reader.chars
+                        ) from call.cause(failed.__cause__)
                     for delta in deltas:
                         yield delta
                     if chunk is None:

@@ -1,7 +1,7 @@
 """Offline LLMs for tests and demos: ``ScriptedLLM`` answers from a script, ``EchoLLM`` echoes.
 
 They return the same ``CompletionResponse`` / ``CompletionDelta`` objects as
-``OpenAICompatible``, go through the same audit hook, and are trio-friendly: every call is
+``OpenAICompatible``, go through the same audit seam, and are trio-friendly: every call is
 a checkpoint and an optional ``latency`` is a ``trio.sleep``, so timeouts and cancellation
 behave as with a server, and ``autojump_clock`` tests run instantly.
 """
@@ -14,19 +14,30 @@ from typing import Any
 
 import trio
 
-from ._client import _audited, _sha256_messages, _sha256_text
-from ._types import CompletionDelta, CompletionResponse, MessagesLike, coerce_messages
+from ._record import CallOutcome, audited, preview, preview_messages, sha256_messages, sha256_text
+from ._types import (
+    CompletionDelta,
+    CompletionResponse,
+    MessagesLike,
+    ToolCallDelta,
+    Transcript,
+    coerce_messages,
+)
 
 # Pieces a streamed answer is cut into: each word with the whitespace after it, so that the
 # pieces join back into exactly the scripted text.
 _PIECE = re.compile(r"\s*\S+\s*|\s+")
 
+Answer = str | CompletionResponse
+"""What a script gives for one call: the text, or a whole response (with tool calls, say)."""
+
 
 class ScriptedLLM:
     """An LLM that answers from a script: the given responses in order, or ``responses(prompt)``.
 
-    A script item may be an exception instance, which that call raises, to test how a
-    workflow handles LLM failures. Each call records its prompt in ``prompts`` (for
+    A script item is the answer's text, a ``CompletionResponse`` (to script tool calls,
+    a finish_reason or usage), or an exception instance, which that call raises, to test how
+    a workflow handles LLM failures. Each call records its prompt in ``prompts`` (for
     ``achat``, the last message's content) once its ``latency`` has passed, so a cancelled
     call neither records a prompt nor uses up a response. Request ``params`` are accepted
     and ignored. Running out of script raises ``RuntimeError``: it is a bug in the test, so
@@ -35,7 +46,7 @@ class ScriptedLLM:
 
     def __init__(
         self,
-        responses: Iterable[str | BaseException] | Callable[[str], str],
+        responses: Iterable[str | CompletionResponse | BaseException] | Callable[[str], Answer],
         *,
         model: str = "scripted",
         latency: float = 0.0,
@@ -45,15 +56,22 @@ class ScriptedLLM:
                 f"responses must be a list of str (or a callable), not one string: [{responses!r}]"
             )
         if callable(responses):
-            self._respond: Callable[[str], str] | None = responses
-            self._script: list[str | BaseException] = []
+            self._respond: Callable[[str], Answer] | None = responses
+            self._script: list[str | CompletionResponse | BaseException] = []
         else:
             self._respond = None
             self._script = list(responses)
-            bad = [(i, r) for i, r in enumerate(self._script) if not isinstance(r, (str, BaseException))]
+            bad = [
+                (i, r)
+                for i, r in enumerate(self._script)
+                if not isinstance(r, (str, CompletionResponse, BaseException))
+            ]
             if bad:
                 listed = ", ".join(f"#{i}: {type(r).__name__}" for i, r in bad)
-                raise TypeError(f"ScriptedLLM responses must be str or exception instances; got {listed}")
+                raise TypeError(
+                    "ScriptedLLM responses must be str, CompletionResponse or exception instances; "
+                    f"got {listed}"
+                )
         if not latency >= 0:
             raise ValueError(f"latency must be >= 0 seconds, not {latency!r}")
         self.model = model
@@ -72,23 +90,25 @@ class ScriptedLLM:
 
     async def acomplete(self, prompt: str, **params: Any) -> CompletionResponse:
         """Answer ``prompt`` with the next scripted response."""
-        with _audited(self.model, _sha256_text(prompt)):
-            return self._response(await self._answer(prompt))
+        with audited(self.model, sha256_text(prompt), preview(prompt), streamed=False) as outcome:
+            return self._response(await self._answer(prompt), outcome)
 
     async def achat(self, messages: MessagesLike, **params: Any) -> CompletionResponse:
         """Answer the conversation's last message with the next scripted response."""
         chat = coerce_messages(messages)
-        with _audited(self.model, _sha256_messages(chat)):
-            return self._response(await self._answer(chat[-1].content))
+        prompt_preview = preview_messages([m.model_dump() for m in chat])
+        with audited(self.model, sha256_messages(chat), prompt_preview, streamed=False) as outcome:
+            return self._response(await self._answer(chat[-1].content), outcome)
 
     def astream_complete(self, prompt: str, **params: Any) -> AsyncGenerator[CompletionDelta, None]:
         """Stream the next scripted response word by word, a checkpoint between pieces."""
-        return self._stream(prompt, _sha256_text(prompt))
+        return self._stream(prompt, sha256_text(prompt), preview(prompt))
 
     def astream_chat(self, messages: MessagesLike, **params: Any) -> AsyncGenerator[CompletionDelta, None]:
         """Stream the answer to the conversation's last message; see ``astream_complete``."""
         chat = coerce_messages(messages)
-        return self._stream(chat[-1].content, _sha256_messages(chat))
+        prompt_preview = preview_messages([m.model_dump() for m in chat])
+        return self._stream(chat[-1].content, sha256_messages(chat), prompt_preview)
 
     async def aclose(self) -> None:
         """Nothing to release; here so that code can treat every LLM alike."""
@@ -100,7 +120,7 @@ class ScriptedLLM:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _answer(self, prompt: str) -> str:
+    async def _answer(self, prompt: str) -> CompletionResponse:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
         if self.latency:
@@ -109,10 +129,12 @@ class ScriptedLLM:
             await trio.lowlevel.checkpoint()
         self.prompts.append(prompt)
         if self._respond is not None:
-            text = self._respond(prompt)
-            if not isinstance(text, str):
-                raise TypeError(f"the responses callable must return str, not {type(text).__name__}")
-            return text
+            answer = self._respond(prompt)
+            if not isinstance(answer, (str, CompletionResponse)):
+                raise TypeError(
+                    f"the responses callable must return str or CompletionResponse, not {type(answer).__name__}"
+                )
+            return self._as_response(answer)
         if self._used == len(self._script):
             raise RuntimeError(
                 f"{type(self).__name__} ran out of responses: its script has {len(self._script)}, "
@@ -123,34 +145,52 @@ class ScriptedLLM:
         self._used += 1
         if isinstance(item, BaseException):
             raise item
-        return item
+        return self._as_response(item)
 
-    def _response(self, text: str) -> CompletionResponse:
+    def _as_response(self, answer: Answer) -> CompletionResponse:
+        if isinstance(answer, CompletionResponse):
+            return answer
         # raw mimics a server's answer, so code that digs into .raw runs offline too.
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        choice = {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
         return CompletionResponse(
-            text=text,
+            text=answer,
             model=self.model,
             finish_reason="stop",
             raw={"object": "chat.completion", "model": self.model, "choices": [choice]},
         )
 
-    async def _stream(self, prompt: str, digest: str) -> AsyncGenerator[CompletionDelta, None]:
-        with _audited(self.model, digest):
-            text = await self._answer(prompt)
-            pieces = _PIECE.findall(text) or [""]
-            so_far = ""
+    @staticmethod
+    def _response(response: CompletionResponse, outcome: CallOutcome) -> CompletionResponse:
+        outcome.response, outcome.finish_reason = response.text, response.finish_reason
+        outcome.tool_calls, outcome.usage = response.tool_calls, response.usage
+        return response
+
+    async def _stream(
+        self, prompt: str, digest: str, prompt_preview: str
+    ) -> AsyncGenerator[CompletionDelta, None]:
+        with audited(self.model, digest, prompt_preview, streamed=True) as outcome:
+            transcript = outcome.transcript = Transcript()
+            response = await self._answer(prompt)
+            pieces = _PIECE.findall(response.text) or [""]
+            calls = tuple(
+                ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
+                for i, call in enumerate(response.tool_calls)
+            )
             for i, piece in enumerate(pieces):
                 if i:
                     await trio.lowlevel.checkpoint()
-                so_far += piece
-                finish_reason = "stop" if i == len(pieces) - 1 else None
+                last = i == len(pieces) - 1
+                finish_reason = response.finish_reason if last else None
+                outcome.finish_reason = finish_reason
+                outcome.usage = response.usage if last else None
                 choice = {"index": 0, "delta": {"content": piece}, "finish_reason": finish_reason}
-                yield CompletionDelta(
-                    delta=piece,
-                    text=so_far,
-                    model=self.model,
+                yield CompletionDelta._in_stream(
+                    transcript,
+                    piece,
+                    calls if last else (),
+                    model=response.model or self.model,
                     finish_reason=finish_reason,
+                    usage=response.usage if last else None,
                     raw={"object": "chat.completion.chunk", "model": self.model, "choices": [choice]},
                 )
 

@@ -1,19 +1,30 @@
 """Server-sent events: the ``text/event-stream`` framing that streamed completions use.
 
-The decoder works on bytes, not on ``httpx.Response.aiter_lines()``: that splits lines like
-``str.splitlines``, which also breaks at U+2028, U+0085 and friends. JSON may carry those
-unescaped inside a string, and the event-stream format ends lines only at CR, LF or CRLF,
-so such a token would be cut in half. Splitting bytes at CR and LF is safe in UTF-8,
-whose multi-byte sequences never contain those bytes.
+Written by hand (about 100 lines) rather than taken from httpx-sse because it needs three
+things that library does not give: lines end only at CR, LF or CRLF (httpx's
+``aiter_lines()`` splits like ``str.splitlines``, which also breaks at U+2028, U+0085 and
+friends, and JSON may carry those unescaped inside a string, so a token would be cut in
+half); a bound on a line and on an event, since a server that never sends a newline must
+not fill the memory; and linear cost on a long line. Splitting bytes at CR and LF is safe
+in UTF-8, whose multi-byte sequences never contain those bytes.
+
+Cost: each byte is scanned once (``bytes.splitlines`` on the new chunk only, which breaks at
+exactly CR, LF and CRLF), an unfinished line is kept as a list of pieces and joined once
+when it ends, and an event's data lines are joined once when it is dispatched.
 """
 
 from __future__ import annotations
 
-import re
-
 import attrs
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
+DEFAULT_MAX_LINE_BYTES = 8 * 1024 * 1024
+"""The longest line accepted by default: far beyond any completion chunk (a few hundred bytes)."""
+DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
+"""The largest event (its data lines together) accepted by default."""
+
+
+class EventStreamTooLarge(ValueError):
+    """A line or an event of the stream is longer than the decoder's bound."""
 
 
 @attrs.frozen
@@ -31,34 +42,72 @@ class SSEDecoder:
 
     Follows the WHATWG parsing rules, with one leniency: ``flush()`` dispatches an event
     that the stream ended without a blank line, because some servers close right after
-    ``data: [DONE]``.
+    ``data: [DONE]``. A line longer than ``max_line_bytes``, or an event whose data lines
+    add up to more than ``max_event_bytes``, raises ``EventStreamTooLarge`` as soon as the
+    bytes that cross the bound arrive, so memory stays bounded.
     """
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(
+        self, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    ) -> None:
+        for name, value in (("max_line_bytes", max_line_bytes), ("max_event_bytes", max_event_bytes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int (bytes), not {value!r}")
+        self.max_line_bytes = max_line_bytes
+        self.max_event_bytes = max_event_bytes
+        self._partial: list[bytes] = []  # the unfinished last line, in pieces
+        self._partial_size = 0
+        self._skip_lf = False  # the last chunk ended in CR: a LF first in the next one belongs to it
         self._data: list[str] = []
+        self._data_size = 0
         self._event = ""
         self._first_line = True
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Take the next bytes of the stream and return the events they complete."""
-        self._buffer += chunk
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[0] == 0x0A:
+                chunk = chunk[1:]
         events: list[ServerSentEvent] = []
-        start = 0
-        for match in _LINE_END.finditer(self._buffer):
-            if match.end() == len(self._buffer) and match.group() == b"\r":
-                break  # maybe the first half of a CRLF split across chunks: wait for the next
-            event = self._line(self._buffer[start : match.start()])
+        for line in chunk.splitlines(keepends=True):
+            if line[-1:] == b"\n":
+                content = line[:-2] if line[-2:] == b"\r\n" else line[:-1]
+            elif line[-1:] == b"\r":
+                content = line[:-1]
+            else:  # no line end: the chunk's last line continues in the next chunk
+                self._partial_size += len(line)
+                if self._partial_size > self.max_line_bytes:
+                    raise EventStreamTooLarge(
+                        f"a line of the event stream is longer than max_line_bytes={self.max_line_bytes}"
+                    )
+                self._partial.append(line)
+                continue
+            if self._partial:
+                self._partial.append(content)
+                content = b"".join(self._partial)
+                self._partial.clear()
+                self._partial_size = 0
+                if len(content) > self.max_line_bytes:
+                    raise EventStreamTooLarge(
+                        f"a line of the event stream is longer than max_line_bytes={self.max_line_bytes}"
+                    )
+            elif len(content) > self.max_line_bytes:
+                raise EventStreamTooLarge(
+                    f"a line of the event stream is longer than max_line_bytes={self.max_line_bytes}"
+                )
+            event = self._line(content)
             if event is not None:
                 events.append(event)
-            start = match.end()
-        self._buffer = self._buffer[start:]
+        if chunk:
+            self._skip_lf = chunk[-1] == 0x0D
         return events
 
     def flush(self) -> list[ServerSentEvent]:
         """Signal the end of the stream and return the event still pending, if any."""
-        # A newline ends the last line, whether it was unterminated or ended in a held CR.
-        events = self.feed(b"\n") if self._buffer else []
+        # A newline ends the last line, if it was unterminated.
+        events = self.feed(b"\n") if self._partial else []
+        self._skip_lf = False
         pending = self._dispatch()
         return events if pending is None else [*events, pending]
 
@@ -69,11 +118,17 @@ class SSEDecoder:
             line = line.removeprefix("\ufeff")
         if not line:
             return self._dispatch()
-        if line.startswith(":"):
+        if line[0] == ":":
             return None  # a comment, typically a keep-alive
         field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
+        if value[:1] == " ":
+            value = value[1:]
         if field == "data":
+            self._data_size += len(raw)
+            if self._data_size > self.max_event_bytes:
+                raise EventStreamTooLarge(
+                    f"an event of the event stream is larger than max_event_bytes={self.max_event_bytes}"
+                )
             self._data.append(value)
         elif field == "event":
             self._event = value
@@ -82,7 +137,7 @@ class SSEDecoder:
 
     def _dispatch(self) -> ServerSentEvent | None:
         data, event = self._data, self._event
-        self._data, self._event = [], ""
+        self._data, self._event, self._data_size = [], "", 0
         if not data:
             return None
         return ServerSentEvent(data="\n".join(data), event=event or "message")

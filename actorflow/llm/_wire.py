@@ -1,25 +1,50 @@
 """The OpenAI-compatible wire format: lenient pydantic models of what servers send back.
 
 Lenient because the servers differ: unknown fields are ignored, and only what a
-completion cannot do without (a choice, and its text) is required. Everything here
-raises ``ValueError`` (pydantic's ``ValidationError`` is one) on a body it cannot use;
+completion cannot do without (a choice, and its text or tool calls) is required. Everything
+here raises ``ValueError`` (pydantic's ``ValidationError`` is one) on a body it cannot use;
 the client turns that into ``LLMResponseError`` at its one error boundary.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
+import attrs
 import pydantic
 
-from ._types import CompletionResponse, Usage
+from ._types import CompletionResponse, ToolCall, ToolCallDelta, Usage
 
 Endpoint = Literal["chat", "completions"]
 """Which API a body belongs to: ``/chat/completions`` or the legacy ``/completions``."""
 
 
+def _json_text(value: Any) -> Any:
+    # Some servers (Ollama's native shape, a few proxies) send the arguments as an object
+    # instead of JSON text; the OpenAI API and ToolCall.arguments say text.
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+class _Function(pydantic.BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+    _text = pydantic.field_validator("arguments", mode="before")(_json_text)
+
+
+class _ToolCall(pydantic.BaseModel):
+    id: str | None = None
+    type: str | None = None
+    function: _Function = pydantic.Field(default_factory=_Function)
+
+
 class _Message(pydantic.BaseModel):
     content: str | None = None  # null when the model only made tool calls
+    tool_calls: list[_ToolCall] | None = None
+    function_call: _Function | None = None  # the deprecated single-function form
 
 
 class _ChatChoice(pydantic.BaseModel):
@@ -44,8 +69,14 @@ class _TextCompletion(pydantic.BaseModel):
     usage: Usage | None = None
 
 
+class _DeltaToolCall(_ToolCall):
+    index: int | None = None  # OpenAI always sends it; a server that does not means "in order"
+
+
 class _Delta(pydantic.BaseModel):
     content: str | None = None
+    tool_calls: list[_DeltaToolCall] | None = None
+    function_call: _Function | None = None
 
 
 class _ChatChunkChoice(pydantic.BaseModel):
@@ -71,38 +102,85 @@ class _TextChunk(pydantic.BaseModel):
     usage: Usage | None = None
 
 
+@attrs.frozen
+class Chunk:
+    """What one streamed chunk adds."""
+
+    piece: str
+    """The text piece."""
+    finish_reason: str | None
+    """Set on the chunk that ends generation."""
+    model: str | None
+    """The model, as the server names it."""
+    usage: Usage | None
+    """Token usage, on the chunk that carries it."""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    """Pieces of tool calls."""
+
+
+def _tool_calls(message: _Message) -> tuple[ToolCall, ...]:
+    calls = [
+        ToolCall(
+            id=call.id,
+            name=call.function.name or "",
+            arguments=call.function.arguments or "",
+            type=call.type or "function",
+        )
+        for call in message.tool_calls or ()
+    ]
+    if not calls and message.function_call is not None:
+        function = message.function_call
+        calls.append(ToolCall(name=function.name or "", arguments=function.arguments or ""))
+    return tuple(calls)
+
+
 def parse_completion(endpoint: Endpoint, data: Any) -> CompletionResponse:
     """Read a non-streamed answer; only the first choice is used (``n`` is rarely > 1)."""
     _raise_if_error_body(data)
     if endpoint == "chat":
         chat = _ChatCompletion.model_validate(data)
         choice = chat.choices[0]
-        text, finish, model, usage = (
-            choice.message.content or "",
-            choice.finish_reason,
-            chat.model,
-            chat.usage,
+        return CompletionResponse(
+            text=choice.message.content or "",
+            model=chat.model,
+            finish_reason=choice.finish_reason,
+            tool_calls=_tool_calls(choice.message),
+            usage=chat.usage,
+            raw=data,
         )
-    else:
-        legacy = _TextCompletion.model_validate(data)
-        first = legacy.choices[0]
-        text, finish, model, usage = first.text, first.finish_reason, legacy.model, legacy.usage
-    return CompletionResponse(text=text, model=model, finish_reason=finish, usage=usage, raw=data)
+    legacy = _TextCompletion.model_validate(data)
+    first = legacy.choices[0]
+    return CompletionResponse(
+        text=first.text, model=legacy.model, finish_reason=first.finish_reason, usage=legacy.usage, raw=data
+    )
 
 
-def parse_chunk(endpoint: Endpoint, data: Any) -> tuple[str, str | None, str | None, Usage | None]:
-    """Read one streamed chunk into (text piece, finish_reason, model, usage)."""
+def parse_chunk(endpoint: Endpoint, data: Any) -> Chunk:
+    """Read one streamed chunk."""
     _raise_if_error_body(data)
     if endpoint == "chat":
         chat = _ChatChunk.model_validate(data)
         if not chat.choices:
-            return "", None, chat.model, chat.usage
+            return Chunk("", None, chat.model, chat.usage)
         first = chat.choices[0]
-        return first.delta.content or "", first.finish_reason, chat.model, chat.usage
+        delta = first.delta
+        calls = tuple(
+            ToolCallDelta(
+                index=i if call.index is None else call.index,
+                id=call.id,
+                name=call.function.name,
+                arguments=call.function.arguments or "",
+            )
+            for i, call in enumerate(delta.tool_calls or ())
+        )
+        if not calls and delta.function_call is not None:
+            function = delta.function_call
+            calls = (ToolCallDelta(index=0, name=function.name, arguments=function.arguments or ""),)
+        return Chunk(delta.content or "", first.finish_reason, chat.model, chat.usage, calls)
     legacy = _TextChunk.model_validate(data)
     if not legacy.choices:
-        return "", None, legacy.model, legacy.usage
-    return legacy.choices[0].text, legacy.choices[0].finish_reason, legacy.model, legacy.usage
+        return Chunk("", None, legacy.model, legacy.usage)
+    return Chunk(legacy.choices[0].text, legacy.choices[0].finish_reason, legacy.model, legacy.usage)
 
 
 def error_message(data: Any) -> str | None:
