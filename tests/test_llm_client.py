@@ -27,6 +27,7 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
+import actorflow
 from actorflow import StartEvent, StopEvent, Workflow, step
 from actorflow._exceptions import (
     LLMAPIKeyError,
@@ -1039,7 +1040,7 @@ async def test_a_stream_line_past_the_bound_raises_llm_response_error(server: An
     server.reply(Reply(events=("x" * 5000,), done=False))
 
     async with OpenAICompatible(MODEL, base_url=server.base_url, max_line_bytes=1000) as llm:
-        with pytest.raises(LLMResponseError, match="longer than max_line_bytes=1000.*raise max_line_bytes="):  # noqa: RUF043
+        with pytest.raises(LLMResponseError, match="longer than max_line_bytes=1000.*raise max_line_bytes="):
             async for _ in llm.astream_complete("x"):
                 pass
 
@@ -1058,5 +1059,57 @@ async def test_an_event_past_the_bound_raises_llm_response_error(server: Any) ->
 
 def test_the_bounds_must_be_positive() -> None:
     """max_line_bytes and max_event_bytes must be positive ints."""
-    with pytest.raises(ValueError, match="max_line_bytes must be a positive int.*max_event_bytes"):  # noqa: RUF043
+    with pytest.raises(ValueError, match="max_line_bytes must be a positive int.*max_event_bytes"):
         OpenAICompatible(MODEL, max_line_bytes=0, max_event_bytes=None)  # type: ignore[arg-type]
+
+
+# --- The observers' view of a call ---------------------------------------------------------
+
+
+class _Stamps(actorflow.Observer):
+    """Adds a header to every LLM call's request, as OpenTelemetry adds traceparent."""
+
+    def __init__(self) -> None:
+        self.started: list[actorflow.LLMStarted] = []
+        self.called: list[actorflow.LLMCalled] = []
+
+    def llm_started(self, record: actorflow.LLMStarted) -> None:
+        self.started.append(record)
+        record.headers["x-trace"] = f"call-{record.call_id}"
+
+    def llm_called(self, record: actorflow.LLMCalled) -> None:
+        self.called.append(record)
+
+
+async def test_observers_see_each_call_start_and_add_headers_to_every_attempt(server: Any) -> None:
+    """A call's start is reported with its request (no prompt, no key), and added headers go out on each attempt."""
+    stamps = _Stamps()
+    server.reply(Reply(503))  # the first chat is retried once
+    llm = OpenAICompatible(MODEL, base_url=server.base_url, api_key=SECRET, retry_delay=0)
+
+    class Asks(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            await llm.acomplete("first", temperature=0.5)
+            streamed = [str(d) async for d in llm.astream_complete("second")]
+            return StopEvent(result=streamed)
+
+    async with llm:
+        await Asks(observers=[stamps]).run()
+
+    assert [r.headers.get("x-trace") for r in server.requests] == ["call-1", "call-1", "call-2"]
+    first, second = stamps.started
+    assert first.request == {
+        "model": MODEL,
+        "operation": "chat",
+        "streamed": False,
+        "server_address": "127.0.0.1",
+        "server_port": server.port,
+        "temperature": 0.5,
+    }
+    assert second.request["streamed"] is True
+    assert SECRET not in repr(stamps.started) and "first" not in repr([r.request for r in stamps.started])
+    assert [(r.call_id, r.call["operation"], r.call["response"]) for r in stamps.called] == [
+        (1, "chat", "echo: first"),
+        (2, "chat", "echo: second"),
+    ]

@@ -422,7 +422,13 @@ class OpenAICompatible:
         operation = _OPERATIONS[endpoint]
         request = describe_request(call.url, body, operation)
         with audited(
-            call.model, digest, prompt_preview, streamed=False, operation=operation, request=request, headers=added
+            call.model,
+            digest,
+            prompt_preview,
+            streamed=False,
+            operation=operation,
+            request=request,
+            headers=added,
         ) as outcome:
             result, _ = await self._retrying(call, attempt_once)
             outcome.response = result.text
@@ -467,7 +473,13 @@ class OpenAICompatible:
         request = describe_request(call.url, body, operation)
         added: dict[str, str] = {}
         with audited(
-            call.model, digest, prompt_preview, streamed=True, operation=operation, request=request, headers=added
+            call.model,
+            digest,
+            prompt_preview,
+            streamed=True,
+            operation=operation,
+            request=request,
+            headers=added,
         ) as outcome:
             outcome.transcript = reader.transcript
             response, attempt = await self._retrying(call, lambda: self._open_stream(call, body, added))

@@ -105,7 +105,16 @@ def observed() -> bool:
     return ctx is not None and ctx._run.observer is not None
 
 
-_REQUEST_PARAMS = ("temperature", "max_tokens", "top_p", "top_k", "frequency_penalty", "presence_penalty", "seed", "stop")
+_REQUEST_PARAMS = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "top_k",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "stop",
+)
 
 
 def describe_request(url: str, body: Mapping[str, Any], operation: str) -> dict[str, Any]:

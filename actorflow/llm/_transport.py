@@ -298,8 +298,12 @@ class _ReadAlong(httpx.AsyncByteStream):
         try:
             await self._stream.aclose()
         finally:
-            if not self._watch.done:
-                self._end(GeneratorExit() if self._watch.streamed else None, early=True)
+            watch = self._watch
+            if not watch.done:
+                # The SDK closes a stream right after `data: [DONE]`, before the body's end:
+                # that stream was read whole. Closed before [DONE], the caller stopped reading.
+                stopped = watch.streamed and self._incremental and not watch.reader.done
+                self._end(GeneratorExit() if stopped else None, early=stopped)
 
     def _take(self, chunk: bytes) -> None:
         if self._problem is not None:
