@@ -2,7 +2,7 @@
 
 This is the tutorial's program as written, with two changes only: the workflow classes are
 imported from ``actorflow`` instead of ``llama_index.core.workflow``, and ``trio.run``
-replaces ``asyncio.run``. LlamaIndex's ``OpenAI`` LLM, ``OpenAIEmbedding``,
+replaces ``asyncio.run`` (after a ``--help``, which every example takes). LlamaIndex's ``OpenAI`` LLM, ``OpenAIEmbedding``,
 ``SimpleDirectoryReader`` and ``VectorStoreIndex`` run inside the steps unchanged.
 
 It needs the ``llamaindex`` extra (``pip install -e '.[llamaindex]'``) and an OpenAI-compatible
@@ -92,6 +92,9 @@ async def main():
 
 
 if __name__ == "__main__":
+    import argparse
+
     import trio
 
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()  # --help, as every example
     trio.run(main)

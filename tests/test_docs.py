@@ -37,10 +37,7 @@ FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<info>[^`]*)$")
 
 #: Blocks known to fail, each with what is wrong and who fixes it. Strict: once a block works,
 #: its test fails until its entry here is removed.
-KNOWN_BROKEN: dict[str, str] = {
-    "docs/llm.md:18": "JokeEvent is never consumed, so JokeFlow is not a valid workflow (issue 10, "
-    "item 17: the owner of docs/llm.md fixes the block, then deletes this entry)",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 
 
 @attrs.frozen

@@ -7,6 +7,7 @@ records for the same request.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -127,12 +128,13 @@ async def test_sdk_tool_calls_are_recorded(server: Any, sdk: openai.AsyncOpenAI)
         },
         {"index": 0, "function": {"arguments": 'ty": "Oslo"}'}},
     ]
-    events = tuple(
-        json.dumps(
-            {"model": MODEL, "choices": [{"index": 0, "delta": {"tool_calls": [p]}, "finish_reason": None}]}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        return json.dumps(
+            {"model": MODEL, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         )
-        for p in pieces
-    ) + (json.dumps({"model": MODEL, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]}),)
+
+    events = (*(chunk({"tool_calls": [p]}) for p in pieces), chunk({}, "tool_calls"))
     server.reply(Reply(json=whole), Reply(events=events))
 
     async def calls() -> str | None:
@@ -289,3 +291,55 @@ async def test_the_transport_wraps_the_one_it_is_given() -> None:
     assert seen == ["http://llm.test/v1/models"] and Inner.closed
     with pytest.raises(TypeError, match="must be an httpx.AsyncBaseTransport"):
         AuditedTransport(object())  # type: ignore[arg-type]
+
+
+class _Chunks(httpx.AsyncByteStream):
+    """A response body that arrives in pieces, as from a socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for i in range(0, len(self.data), 7):
+            yield self.data[i : i + 7]
+
+
+async def test_answers_built_whole_or_compressed_are_read_too() -> None:
+    """An answer a transport built whole (MockTransport) and a gzip-compressed streamed one are recorded as usual."""
+    completion = json.dumps(llm_server.chat_completion("whole answer")).encode()
+    chunk = {
+        "model": MODEL,
+        "choices": [{"index": 0, "delta": {"content": "zipped"}, "finish_reason": "stop"}],
+    }
+    sse = f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode()
+
+    class Answers(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if json.loads(request.content).get("stream"):
+                headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+                return httpx.Response(200, headers=headers, stream=_Chunks(gzip.compress(sse)))
+            return httpx.Response(200, content=completion, headers={"content-type": "application/json"})
+
+    async def calls() -> list[str]:
+        texts = []
+        for transport in (
+            httpx.MockTransport(lambda request: httpx.Response(200, content=completion)),
+            Answers(),
+        ):
+            async with audited_http_client(transport=transport) as http:
+                client = openai.AsyncOpenAI(base_url="http://llm.test/v1", api_key=SECRET, http_client=http)
+                answer = await client.chat.completions.create(model=MODEL, messages=MESSAGES)  # type: ignore[arg-type]
+                texts.append(answer.choices[0].message.content or "")
+                if isinstance(transport, Answers):
+                    stream = await client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True)  # type: ignore[arg-type]
+                    texts.append("".join([c.choices[0].delta.content or "" async for c in stream]))
+        return texts
+
+    texts, records = await _traced(calls)
+
+    assert texts == ["whole answer", "whole answer", "zipped"]
+    assert [(r["response"], r["streamed"], r["error"]) for r in records] == [
+        ("whole answer", False, None),
+        ("whole answer", False, None),
+        ("zipped", True, None),
+    ]

@@ -110,7 +110,14 @@ class AuditedTransport(httpx.AsyncBaseTransport):
         except BaseException as exc:
             watch.finish(error=exc)
             raise
-        response.stream = _ReadAlong(response.stream, watch, response)
+        try:
+            content = response.content  # a transport that built its answer whole (MockTransport)
+        except httpx.ResponseNotRead:
+            response.stream = _ReadAlong(response.stream, watch, response)
+        else:
+            along = _ReadAlong(response.stream, watch, response, decoded=True)
+            along._take(content)
+            along._end(None)
         return response
 
     async def aclose(self) -> None:
@@ -177,13 +184,16 @@ class _Watch:
         response: httpx.Response | None = None,
         body: bytes | None = None,
         problem: str | None = None,
+        decoded: bool = False,
     ) -> None:
-        """Report the call, once; never raises."""
+        """Report the call, once; never raises. ``decoded``: ``body`` is without its Content-Encoding."""
         if self.done:
             return
         self.done = True
         try:
             fields: dict[str, Any] = {}
+            if body is not None and response is not None and not decoded:
+                body = _decoded(response, body)
             if isinstance(error, BaseException):
                 error = self._error_text(error)
             elif response is not None and not response.is_success:
@@ -199,7 +209,7 @@ class _Watch:
                 }
             elif response is not None and response.is_success and body is not None and error is None:
                 try:
-                    answer = parse_completion(self.endpoint, json.loads(_decoded(response, body)))
+                    answer = parse_completion(self.endpoint, json.loads(body))
                 except ValueError as exc:
                     kind = "chat completion" if self.endpoint == "chat" else "text completion"
                     error = f"LLMResponseError: {self.call}: the answer is not a {kind} ({exc})"
@@ -239,13 +249,12 @@ class _Watch:
         text = f"LLMStatusError: {self.call}: HTTP {response.status_code} {response.reason_phrase}".rstrip()
         server_message = None
         if body:
-            decoded = _decoded(response, body)
             try:
-                server_message = error_message(json.loads(decoded))
+                server_message = error_message(json.loads(body))
             except ValueError:
                 pass
             if server_message is None:
-                server_message = decoded.decode("utf-8", "replace").strip() or None
+                server_message = body.decode("utf-8", "replace").strip() or None
         if server_message:
             text += f"; the server said: {excerpt(server_message)!r}"
         return text
@@ -263,14 +272,17 @@ def _decoded(response: httpx.Response, body: bytes) -> bytes:
 class _ReadAlong(httpx.AsyncByteStream):
     """The answer's byte stream, passed on unchanged while the call's watch reads along."""
 
-    def __init__(self, stream: Any, watch: _Watch, response: httpx.Response) -> None:
+    def __init__(
+        self, stream: Any, watch: _Watch, response: httpx.Response, *, decoded: bool = False
+    ) -> None:
         self._stream = stream
         self._watch = watch
         self._response = response
         self._iterator: AsyncIterator[bytes] | None = None
         # A streamed answer is read as it comes when it is not compressed; anything else
         # (a JSON answer, a compressed stream) is kept, up to the event bound, and read at the end.
-        identity = response.headers.get("content-encoding", "identity").lower() in ("", "identity")
+        identity = decoded or response.headers.get("content-encoding", "identity").lower() in ("", "identity")
+        self._identity = identity
         self._incremental = watch.streamed and identity and response.is_success
         self._kept: list[bytes] = []
         self._kept_size = 0
@@ -331,10 +343,12 @@ class _ReadAlong(httpx.AsyncByteStream):
         if watch.streamed and self._problem is None and error is None and not early:
             try:
                 if not self._incremental and body is not None and self._response.is_success:
-                    watch.reader.feed(_decoded(self._response, body))
+                    watch.reader.feed(body if self._identity else _decoded(self._response, body))
                 watch.reader.end()
             except AttemptFailed as failed:
                 self._problem = failed.reason
             except Exception as exc:
                 self._problem = f"it could not be read ({type(exc).__name__}: {exc})"
-        watch.finish(error=error, response=self._response, body=body, problem=self._problem)
+        watch.finish(
+            error=error, response=self._response, body=body, problem=self._problem, decoded=self._identity
+        )
