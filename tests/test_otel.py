@@ -786,3 +786,88 @@ async def test_untraced_runs_get_no_trace_ids(clean_structlog: None) -> None:
     structlog.configure(processors=[actorflow.otel.add_trace_ids, keep])
     await JokeFlow(trace=True).run(topic="plain")
     assert records and not any("trace_id" in r or "span_id" in r for r in records)
+
+
+# -- a real server -------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> Any:
+    """The loopback OpenAI-compatible server of tests/llm_server.py."""
+    import llm_server  # registered by conftest.py
+
+    return await nursery.start(llm_server.LLMServer().serve)
+
+
+def traceparent_of(span: ReadableSpan) -> str:
+    context = span.context
+    return f"00-{trace.format_trace_id(context.trace_id)}-{trace.format_span_id(context.span_id)}-{context.trace_flags:02x}"
+
+
+async def test_the_server_sees_the_traceparent_of_the_llm_span(otel: Telemetry, server: Any) -> None:
+    """Every request of an actorflow.llm call (its retry too) carries the W3C traceparent of
+    the call's span, which has the GenAI attributes of the request and the answer."""
+    import llm_server
+
+    from actorflow.llm import OpenAICompatible
+
+    usage = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    server.reply(
+        llm_server.Reply(503), llm_server.Reply(json=llm_server.chat_completion("Paris.", usage=usage))
+    )
+    llm = OpenAICompatible(llm_server.MODEL, base_url=server.base_url, api_key="sk-test", retry_delay=0)
+
+    class Asks(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=str(await llm.acomplete("Capital of France?", temperature=0.1)))
+
+    with trio.fail_after(30):
+        async with llm:
+            assert await Asks().run() == "Paris."
+    (span,) = otel.named("chat ")
+    (ask,) = otel.named("step ask")
+    assert parent_of(span) == ask.context.span_id
+    assert [r.headers["traceparent"] for r in server.requests] == [traceparent_of(span)] * 2
+    assert span.attributes is not None
+    assert {k: v for k, v in span.attributes.items() if k.startswith(("gen_ai", "server"))} == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": llm_server.MODEL,
+        "gen_ai.request.temperature": 0.1,
+        "server.address": "127.0.0.1",
+        "server.port": server.port,
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.usage.input_tokens": 9,
+        "gen_ai.usage.output_tokens": 2,
+    }
+    assert span.attributes["actorflow.llm.outcome"] == "finished"
+
+
+async def test_openai_sdk_calls_get_spans_and_traceparents_too(otel: Telemetry, server: Any) -> None:
+    """A call of the openai SDK through audited_http_client() has its LLM span, and the
+    server sees that span's traceparent."""
+    import llm_server
+    import openai
+
+    from actorflow.llm import audited_http_client
+
+    server.reply(llm_server.Reply(json=llm_server.chat_completion("Mars.")))
+
+    class Asks(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            async with audited_http_client() as http:
+                sdk = openai.AsyncOpenAI(
+                    base_url=server.base_url, api_key="sk-test", http_client=http, max_retries=0
+                )
+                answer = await sdk.chat.completions.create(
+                    model=llm_server.MODEL, messages=[{"role": "user", "content": "Name a planet."}]
+                )
+            return StopEvent(result=answer.choices[0].message.content)
+
+    with trio.fail_after(30):
+        assert await Asks().run() == "Mars."
+    (span,) = otel.named("chat ")
+    (request,) = server.requests
+    assert request.headers["traceparent"] == traceparent_of(span)
+    assert span.attributes is not None and span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
