@@ -17,6 +17,7 @@ everything through its one cancel scope: so no ExceptionGroup ever forms around 
 
 from __future__ import annotations
 
+import contextvars
 import reprlib
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from ._context import Context, current_context
 from ._events import Event
 from ._exceptions import WorkflowRuntimeError
 from ._invoke import is_cancellation, make_call
+from ._isolate import Isolated
 from ._observe import StepCancelled, StepFailed, StepFinished, StepStarted
 from ._router import BATCH, UNROUTED
 
@@ -49,6 +51,7 @@ class StepActor:
         "_send_nowait",
         "backlog",
         "failed",
+        "free_first",
         "idle",
         "index",
         "inflight",
@@ -78,6 +81,8 @@ class StepActor:
         """Worker tasks started (at most ``num_workers``), the run's own task included."""
         self.idle = 0
         """Workers parked on the inbox that no event has been handed to yet."""
+        self.free_first = False
+        """Worker number 0 is free again (the run's task ran the first event and left)."""
         self.queued = 0
         """Events delivered and not yet taken by a worker (handed over, channel, backlog)."""
         self.inflight = 0
@@ -147,8 +152,12 @@ class StepActor:
         return send
 
     def _start_worker(self, first: Any) -> None:
-        worker = self.workers
-        self.workers = worker + 1
+        # Live workers are 0 .. workers-1, but for worker 0 once the run's task has left it.
+        if self.free_first:
+            worker, self.free_first = 0, False
+        else:
+            worker = self.workers
+        self.workers += 1
         name = f"actorflow step {self.spec.name}" + (f"[{worker}]" if worker else "")
         run = self._run
         if run.durable is not None:  # a durable run's loop: invocations are transactions
@@ -215,27 +224,28 @@ class StepActor:
         self.inflight += 1
         self.peak_queued = max(self.peak_queued, self.queued)
 
-    async def run_claimed(self, first: Any) -> None:
+    async def run_claimed(self, first: Any, context: contextvars.Context) -> None:
         """Handle the run's first event in the calling task (the run's own), then step aside.
 
-        The calling task counts as one of the step's workers while it runs the step (and
-        any events queued for the step meanwhile); when the inbox is empty it returns, and
-        the next event starts a worker task of its own.
+        The calling task counts as worker 0 of the step while it runs the step (and any
+        events queued for the step meanwhile); when the inbox is empty it returns, and the
+        next event starts a worker task of its own. The step runs in ``context`` (a copy of
+        the caller's ContextVars, as a task of its own would get), so what it sets stays
+        with the run.
         """
-        token = current_context.set(None)
-        try:
-            if self._run.durable is not None:
-                await self._run.durable.work(self, 0, first, inline=True)
-            elif self._run.observer is None:
-                await self._work(0, first, inline=True)
-            else:
-                await self._work_observed(0, first, inline=True)
-        finally:
-            current_context.reset(token)
+        run = self._run
+        if run.durable is not None:
+            work = run.durable.work(self, 0, first, inline=True)
+        elif run.observer is None:
+            work = self._work(0, first, inline=True)
+        else:
+            work = self._work_observed(0, first, inline=True)
+        await Isolated(work, context)
 
     def _handed_on(self) -> None:
         """The run's task leaves the step's worker slot: queued events get a worker task."""
         self.workers -= 1
+        self.free_first = True  # the next worker started is worker 0
         if self.queued > self.inflight and not self._run.over:
             self._start_worker(None)
 
@@ -326,7 +336,7 @@ class StepActor:
                         return
                 emit(result)
                 result = None
-            elif not self.running and not self.queued:
+            elif self.running == self.waiting and not self.queued:
                 run.check_stall()  # this step went idle without emitting: is the run stuck?
             event = None
             budget -= 1
@@ -385,7 +395,8 @@ class StepActor:
                 result = await call(event)
             except BaseException as exc:
                 if is_cancellation(exc):
-                    if cancelled_hook is not None:
+                    # Between attempts no attempt runs: the failed one has its step_failed.
+                    if cancelled_hook is not None and not ctx._retry_pending:
                         cancelled_hook(
                             StepCancelled(
                                 info, name, worker, event_id, event, ctx.attempt, ctx._attempt_time()
@@ -419,7 +430,7 @@ class StepActor:
                         emitted_ids,
                     )
                 )
-            if result is None and not self.running and not self.queued:
+            if result is None and self.running == self.waiting and not self.queued:
                 run.check_stall()
             event = result = item = None
             budget -= 1

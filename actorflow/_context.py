@@ -125,8 +125,10 @@ class Context(Generic[StateT]):
         "_emit",
         "_emitted",
         "_emitted_ids",
+        "_retry_pending",
         "_run",
         "_step_scope",
+        "_task",
         "attempt",
         "worker",
     )
@@ -136,6 +138,9 @@ class Context(Generic[StateT]):
         self._actor = actor
         self.worker = worker
         """Index of the worker task running the step (0 .. num_workers-1)."""
+        self._task = trio.lowlevel.current_task()
+        """The worker's task: a wait in it suspends the invocation (one in a task the step
+        started does not: the step may be busy meanwhile)."""
         # Observed runs number each emission and tell the observers, with the cause event;
         # plain runs go straight to the router. Chosen once, here.
         self._emit: Callable[[Event], None] = (
@@ -149,6 +154,8 @@ class Context(Generic[StateT]):
         self._step_scope: trio.CancelScope | None = None
         self._collecting: tuple[Sequence[type[Event]], CollectBuffer] | None = None
         self._attempt_started = 0.0
+        self._retry_pending = False
+        """A failed attempt waits for its retry: no attempt is running."""
         self.attempt = 1
         """Which attempt of the current invocation this is: 1, then 2... under a retry policy."""
 
@@ -351,6 +358,7 @@ class Context(Generic[StateT]):
         """An observed invocation of input ``event_id`` begins."""
         self._cause = event_id
         self.attempt = 1
+        self._retry_pending = False
         self._attempt_started = trio.current_time()
         self._emitted = self._emitted_ids = None
 
@@ -362,9 +370,15 @@ class Context(Generic[StateT]):
         return out
 
     def _next_attempt(self, attempt: int) -> None:
-        """A retry attempt begins."""
+        """An attempt begins: what earlier attempts emitted stays sent, but is not its own."""
         self.attempt = attempt
         self._attempt_started = trio.current_time()
+        self._retry_pending = False
+        self._emitted = self._emitted_ids = None
+
+    def _await_retry(self) -> None:
+        """The attempt failed and the retry policy waits before the next one."""
+        self._retry_pending = True
 
     def _attempt_time(self) -> float:
         """Seconds since the current attempt began (observed runs and retried steps)."""

@@ -88,6 +88,8 @@ class RunHandle:
         accepts the event's type and no step waits for it.
         """
         run = self._run
+        if not run.started:
+            await run.wait_started()  # backpressure needs the run's inboxes: wait for them
         run.check_inject(event)
         await run.wait_for_room(event, None, None)
         run.inject(event)
@@ -107,10 +109,17 @@ class RunHandle:
 
 @asynccontextmanager
 async def open_run(run: Run) -> AsyncIterator[RunHandle]:
-    """Run ``run`` in a task of its own while the ``async with`` body runs in the caller's."""
+    """Run ``run`` in a task of its own while the ``async with`` body runs in the caller's.
+
+    Like a nursery, it raises both failures, never in a group: when the run fails while the
+    body is busy, the run's error (with a note naming what the body then raised, if anything
+    but the cancellation); when the body raises first, its error (with a note naming the
+    run's, if the run then failed too).
+    """
     handle = RunHandle(run)
     body_scope = trio.CancelScope()
     body_error: BaseException | None = None
+    run_failed_first = False
 
     async def serve() -> None:
         outcome = await (run.execute() if run.durable is None else run.durable.execute())
@@ -125,16 +134,31 @@ async def open_run(run: Run) -> AsyncIterator[RunHandle]:
                     yield handle
             except BaseException as exc:  # raised again below, once the run has ended
                 body_error = exc
+                run_failed_first = _failed(run) is not None
             finally:
                 run.leave()  # leaving the block ends a run still going (a durable one stays resumable)
     except BaseExceptionGroup as group:
         # Cancellation from outside (or a KeyboardInterrupt): re-raise it bare. A body that
         # was only cancelled because the run task failed gives way to that failure.
-        if body_error is not None and not isinstance(body_error, trio.Cancelled):
+        if body_error is not None and not isinstance(body_error, trio.Cancelled) and not run_failed_first:
             raise body_error from None
         raise unwrap_group(group) from None
-    if body_error is not None:
-        raise body_error
+    run_error = None if handle._reported else _failed(run)
+    if body_error is None:
+        if run_error is not None:
+            raise run_error
+        return
+    if run_error is not None and not isinstance(body_error, trio.Cancelled):
+        if run_failed_first:
+            run_error.add_note(f"(the open_run block then raised {type(body_error).__name__}: {body_error})")
+            raise run_error from None
+        body_error.add_note(f"(the run then failed with {type(run_error).__name__}: {run_error})")
+    raise body_error
+
+
+def _failed(run: Run) -> BaseException | None:
+    """The error of a run that failed or timed out, else None."""
     outcome = run.outcome
-    if outcome is not None and outcome.kind in ("failed", "timed_out") and not handle._reported:
-        raise outcome.error  # type: ignore[misc]
+    if outcome is not None and outcome.kind in ("failed", "timed_out"):
+        return outcome.error
+    return None

@@ -91,6 +91,7 @@ def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> 
                 if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
                     raise
                 reports.retrying(ctx, event, attempt, ctx._attempt_time(), exc)
+                ctx._await_retry()
                 await trio.sleep(policy.wait_before(attempt))
                 attempt += 1
                 reports.attempt_started(ctx, event, attempt)

@@ -172,7 +172,12 @@ class StepFailed:
 
 @attrs.frozen
 class StepCancelled:
-    """A step invocation was cancelled (the run ended while it ran, or its timeout passed)."""
+    """A step invocation was cancelled: the run ended while an attempt of it ran.
+
+    (A step's own ``timeout=`` is a :class:`StepFailed` with a ``StepTimeoutError``; a run
+    that ends while a failed attempt waits for its retry reports nothing more: that
+    attempt's :class:`StepFailed` with ``retrying=True`` is its last record.)
+    """
 
     run: RunInfo
     step: str

@@ -15,10 +15,11 @@ caught when it returns.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import trio
@@ -34,6 +35,7 @@ from ._exceptions import (
     WorkflowStalledError,
     WorkflowTimeoutError,
 )
+from ._invoke import is_cancellation
 from ._observe import EventEmitted, EventTaken, RunEnded, RunInfo, RunStarted, StepInfo
 from ._router import STOP, UNROUTED, WAITED, Router
 from ._statistics import RunStatistics, StepStatistics
@@ -75,6 +77,7 @@ class Run:
 
     __slots__ = (
         "_asked",
+        "_base_context",
         "_buffers",
         "_done",
         "_early",
@@ -83,8 +86,10 @@ class Run:
         "_id",
         "_limited",
         "_nursery",
+        "_observe",
         "_scope",
         "_spent",
+        "_started",
         "_started_at",
         "_stop_event",
         "_store",
@@ -117,7 +122,7 @@ class Run:
         start_event: Event,
         *,
         timeout: float | None,
-        observer: ObserverDispatch | None,
+        observe: Callable[[], ObserverDispatch | None] | None,
         stream: bool,
         limiter: trio.Semaphore | None = None,
         run_id: str | None = None,
@@ -128,23 +133,19 @@ class Run:
         self.spec = spec
         self.start_event = start_event
         self.timeout = timeout
-        self.observer = observer
+        self._observe = observe
+        self.observer: ObserverDispatch | None = None
+        """The run's observers: chosen when it starts (None: nobody observes it)."""
         self.limiter = limiter
         self.durable = durable
         """The durable side of the run (``actorflow.durable``): its commits, its journals."""
-        self.tagged = observer is not None or durable is not None
-        """Whether events travel with their ids, as ``(event, event_id)`` (observed and durable runs)."""
+        self.tagged = durable is not None
+        """Whether events travel with their ids, as ``(event, event_id)`` (observed and durable
+        runs; decided when the run starts)."""
         self._spent = 0.0
         """Seconds of the timeout used up before this run object (a restored run's earlier sessions)."""
         self.info: RunInfo | None = None
         """What observers are told about the run (observed runs only)."""
-        if observer is not None:
-            self.info = RunInfo(
-                run_id=self.id,
-                workflow=spec.name,
-                timeout=timeout,
-                steps=tuple(StepInfo(s.name, s.accepts, s.emits, s.num_workers) for s in spec.steps),
-            )
         self.outcome: Outcome | None = None
         self.over = False
         """Whether the outcome is decided: actors start nothing once it is."""
@@ -156,6 +157,7 @@ class Run:
         """The routed InputRequiredEvents among those, oldest first (for snapshots)."""
         self._finished = False
         self._done: trio.Event | None = None
+        self._started: trio.Event | None = None
         self._store: Store | None = None
         self._buffers: dict[tuple[int, tuple[type[Event], ...]], CollectBuffer] | None = None
         self._waiters: Waiters | None = None
@@ -172,6 +174,8 @@ class Run:
         if stream:
             self._stream_send, self.stream = trio.open_memory_channel[Event](math.inf)
         self._nursery: trio.Nursery | None = None
+        self._base_context: contextvars.Context | None = None
+        """The ContextVars a step of the run starts with: the caller's, when the run started."""
         self.actors = tuple(StepActor(self, s, i) for i, s in enumerate(spec.steps))
         deliver = [a.deliver for a in self.actors] if durable is None else durable.attach(self)
         self.router = Router(spec.routes, deliver, self._special)
@@ -207,6 +211,14 @@ class Run:
         """Whether the run has ended and every task of it has exited."""
         return self._finished
 
+    async def wait_started(self) -> None:
+        """Wait until the run has started (or ended without starting)."""
+        if self.started:
+            return
+        if self._started is None:
+            self._started = trio.Event()
+        await self._started.wait()
+
     async def wait_finished(self) -> None:
         """Wait until :attr:`finished`."""
         if self._finished:
@@ -217,8 +229,10 @@ class Run:
 
     def spawn(self, fn: Any, *args: Any, name: str) -> None:
         """Start a task of the run (a step's worker) in the run's nursery."""
-        assert self._nursery is not None, "a run starts tasks only while it is going"
-        self._nursery.start_soon(fn, *args, name=name)
+        assert self._nursery is not None and self._base_context is not None, "the run is not going"
+        # From the run's base context, not the emitting step's: what a step set in its
+        # ContextVars does not leak into the workers it happens to start.
+        self._base_context.run(self._nursery.start_soon, fn, *args, name=name)
 
     def new_event_id(self) -> int:
         """The next event id of this (observed) run: 1, 2, 3... in emission order."""
@@ -251,10 +265,22 @@ class Run:
     def fail(self, error: BaseException, step: str | None) -> None:
         """End the run with ``error`` (a step's own exception is kept as it is, plus a note).
 
-        A second error while the run is ending is not dropped: it becomes a note on the
-        first (naming its step, type and message), which is what the caller gets.
+        The first ending decides the outcome, with these exceptions, so that no error is lost
+        and none hides a worse one:
+
+        - an error raised after the run's deadline passed (a step's cleanup while the timeout
+          cancels it) is a note on the timeout, which is recorded first;
+        - an error raised while the run winds down after its StopEvent, or while it is being
+          cancelled (``handle.cancel()``, leaving ``open_run``), becomes the outcome: as an
+          error in a nursery's child outlives the nursery's result;
+        - a ``KeyboardInterrupt`` always becomes the outcome, with the error it replaces as a
+          note;
+        - any other second error is a note on the first (its step, type and message).
         """
         outcome = self.outcome
+        if outcome is None and self.deadline != math.inf and trio.current_time() >= self.deadline:
+            self._time_out()  # the deadline came first; this error is part of the ending
+            outcome = self.outcome
         if outcome is None:
             if step is not None:
                 error.add_note(f"(raised by step {step!r} of workflow {self.spec.name})")
@@ -263,13 +289,17 @@ class Run:
         if error is outcome.error:
             return
         where = f"step {step!r}" if step is not None else "the runtime"
-        if outcome.kind == "finished":
-            # A step raised while the run wound down after its StopEvent: that error is the
-            # run's outcome, as an error in a nursery's child outlives the nursery's result.
+        replaces = {
+            "finished": "after its StopEvent",
+            "cancelled": "while it was being cancelled",
+        }.get(outcome.kind)
+        if replaces is not None or isinstance(error, KeyboardInterrupt):
             error.add_note(
-                f"(raised by step {step!r} of workflow {self.spec.name} while the run was ending "
-                f"after its StopEvent)"
+                f"(raised by {where} of workflow {self.spec.name} while the run was ending"
+                + (f" {replaces})" if replaces else ")")
             )
+            if outcome.error is not None and replaces is None:
+                error.add_note(f"(the run was ending with {type(outcome.error).__name__}: {outcome.error})")
             self.outcome = Outcome("failed", error=error)
             return
         if outcome.error is not None:
@@ -528,10 +558,10 @@ class Run:
         """Run to the end in the calling task; return the outcome.
 
         Only cancellation from outside the run propagates out of here (as a bare
-        ``trio.Cancelled``, never wrapped in an ExceptionGroup).
+        ``trio.Cancelled``, never wrapped in an ExceptionGroup), and KeyboardInterrupt.
         """
         try:
-            if self.limiter is not None:
+            if self.limiter is not None and self.outcome is None:
                 await self._queue()
             if self.outcome is None:
                 await self._serve()
@@ -539,12 +569,15 @@ class Run:
             # The run's own scope catches every cancellation it caused, so this is
             # cancellation from outside (or a KeyboardInterrupt): end the run and let it out.
             outcome = self.outcome
-            if outcome is not None and outcome.kind == "failed":
+            error = unwrap_group(exc)
+            if outcome is not None and outcome.kind == "failed" and not isinstance(error, KeyboardInterrupt):
                 # A step's error raced the outside cancellation: trio would surface the error
                 # rather than lose it, and so do we.
                 self._finish(outcome)
                 raise outcome.error from None  # type: ignore[misc]
-            error = unwrap_group(exc)
+            ending = outcome.error if outcome is not None else None
+            if ending is not None and ending is not error and not isinstance(error, trio.Cancelled):
+                error.add_note(f"(the run was ending with {type(ending).__name__}: {ending})")
             # Cancellation from outside; anything else (a KeyboardInterrupt) fails the run.
             self.outcome = (
                 Outcome("cancelled") if isinstance(error, trio.Cancelled) else Outcome("failed", error=error)
@@ -555,9 +588,8 @@ class Run:
         finally:
             if self._limited:
                 self.limiter.release()  # type: ignore[union-attr]
-        if self.outcome is None:
-            self._time_out()  # the deadline passed while the run's task ran the first step
-        assert self.outcome is not None
+        if self.outcome is None:  # cannot happen: every way out of _serve sets it
+            raise AssertionError(f"run {self.id} of {self.spec.name} ended without an outcome")
         self._finish(self.outcome)
         return self.outcome
 
@@ -569,20 +601,41 @@ class Run:
             self._limited = True
         self._scope = None
 
-    async def _serve(self) -> None:
-        observer = self.observer
+    def _open(self) -> None:
+        """The run starts: choose its observers and tell them."""
         self.started = True
-        self._started_at = now = trio.current_time()
-        if observer is not None and observer.run_started is not None:
-            assert self.info is not None
-            durable = self.durable
-            if durable is None:
-                observer.run_started(RunStarted(self.info, self.start_event))
-            else:
-                observer.run_started(
-                    RunStarted(self.info, self.start_event, durable.sessions, durable.audit_seq)
-                )
-        deadline = self.deadline = math.inf if self.timeout is None else now + self.timeout - self._spent
+        if self._started is not None:
+            self._started.set()
+        self._started_at = trio.current_time()
+        observe, self._observe = self._observe, None
+        observer = self.observer = observe() if observe is not None else None
+        self.tagged = observer is not None or self.durable is not None
+        if observer is not None:
+            spec = self.spec
+            self.info = RunInfo(
+                run_id=self.id,
+                workflow=spec.name,
+                timeout=self.timeout,
+                steps=tuple(StepInfo(s.name, s.accepts, s.emits, s.num_workers) for s in spec.steps),
+            )
+            if observer.run_started is not None:
+                durable = self.durable
+                if durable is None:
+                    observer.run_started(RunStarted(self.info, self.start_event))
+                else:
+                    observer.run_started(
+                        RunStarted(self.info, self.start_event, durable.sessions, durable.audit_seq)
+                    )
+
+    async def _serve(self) -> None:
+        self._open()
+        deadline = self.deadline = (
+            math.inf if self.timeout is None else self._started_at + self.timeout - self._spent
+        )
+        # What steps start with: the caller's ContextVars as they are now (a task of the run
+        # would get a copy; the first step, which runs in this task, gets one of its own).
+        first_context = contextvars.copy_context()
+        self._base_context = contextvars.copy_context()
         async with trio.open_nursery() as nursery:
             self._scope = scope = nursery.cancel_scope
             self._nursery = nursery
@@ -604,34 +657,31 @@ class Run:
             self._early = None
             if first is not None:
                 try:
-                    await first.run_claimed(item)
-                except trio.Cancelled:
-                    if not self.over and scope.cancel_called and trio.current_time() >= deadline:
+                    await first.run_claimed(item, first_context)
+                except BaseException as exc:
+                    # Cancelled, or a group of them from a nursery inside the first step.
+                    if is_cancellation(exc) and not self.over and trio.current_time() >= deadline:
                         self._time_out()  # the first step was still running: the report names it
                     raise
             if self.over:
                 return
-            if deadline == math.inf:
-                if nursery.child_tasks:
-                    return  # the nursery waits for the workers
-                # No task of the run is left and it has not ended: it waits for the outside
-                # (an answer to an InputRequiredEvent). Keep the nursery open until it ends.
-                with trio.CancelScope() as watch:
-                    self._watch = watch
-                    await trio.sleep_forever()
-                self._watch = None
-                return
-            scope.deadline = math.inf  # from here on this task watches the deadline itself
-            if trio.current_time() >= deadline:
-                self._time_out(late=[first.spec.name] if first is not None else [])
-                return
+            if deadline != math.inf:
+                scope.deadline = math.inf  # from here on this task watches the deadline itself
+                if trio.current_time() >= deadline:
+                    self._time_out(late=[first.spec.name] if first is not None else [])
+                    return
             with trio.CancelScope() as watch:
                 self._watch = watch
+                # Until the deadline, or (none) until the run ends: a StopEvent cancels the
+                # watch, every other ending the whole scope.
                 await trio.sleep_until(deadline)
             self._watch = None
-            self._time_out()
+            if not self.over:
+                self._time_out()
 
     def _finish(self, outcome: Outcome) -> None:
+        if not self.started:
+            self._open()  # ended before it started (cancelled while queued): observers see both ends
         self._nursery = None
         if self._stream_send is not None:
             self._stream_send.close()

@@ -41,6 +41,8 @@ class Waiter:
     timeout: float | None
     done: trio.Event = attrs.Factory(trio.Event)
     result: Event | None = None
+    suspends: bool = True
+    """Whether the wait suspends its invocation (it runs in the worker's own task)."""
 
     def matches(self, event: Event) -> bool:
         if not isinstance(event, self.event_type):
@@ -105,7 +107,8 @@ class Waiters:
         """``waiter`` takes ``event``; it is routed to no step."""
         self._taken(waiter, item)
         waiter.result = event
-        waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
+        if waiter.suspends:
+            waiter.actor.waiting -= 1  # no longer waiting, even before it resumes
         self._remove(waiter)
         waiter.done.set()
 
@@ -153,9 +156,14 @@ class Waiters:
             )
         waiter = Waiter(event_type, dict(requirements or {}), actor, ctx.worker, ctx._cause, timeout)
         self._add(waiter)  # before the first yield: an answer can't slip past
-        actor.waiting += 1
-        if actor.room_waiters and actor.room is not None:
-            actor.room.unpark_all()  # producers waiting on this step's inbox re-check it
+        # Only a wait in the worker's own task suspends the invocation; one in a task the
+        # step started leaves the step counted as running (it may be busy meanwhile), so it
+        # can never make the run look stalled.
+        waiter.suspends = trio.lowlevel.current_task() is ctx._task
+        if waiter.suspends:
+            actor.waiting += 1
+            if actor.room_waiters and actor.room is not None:
+                actor.room.unpark_all()  # producers waiting on this step's inbox re-check it
         step_scope = ctx._step_scope
         remaining = 0.0
         if step_scope is not None:  # waiting does not count against the step's timeout=
@@ -163,7 +171,8 @@ class Waiters:
             step_scope.deadline = math.inf
         try:
             if timeout is None:
-                self._went_quiet()
+                if waiter.suspends:
+                    self._went_quiet()
                 await waiter.done.wait()
             else:
                 with trio.move_on_after(timeout):
@@ -179,7 +188,8 @@ class Waiters:
             # When the run itself is ending, leave the books as they are: the timeout error
             # reads them to say which steps were waiting.
             if waiter.result is None and not self._is_ending():
-                actor.waiting -= 1
+                if waiter.suspends:
+                    actor.waiting -= 1
                 self._remove(waiter)
             if step_scope is not None:
                 step_scope.deadline = trio.current_time() + remaining

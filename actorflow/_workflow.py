@@ -145,32 +145,36 @@ class Workflow:
         run_id: str | None = None,
         durable: Any = None,
     ) -> Run:
-        timeout, verbose = self._config()
+        timeout, _ = self._config()
         wf_spec = spec(type(self))
         event = _start_event(wf_spec, start_event, kwargs)
-        trace = self._actorflow_trace
-        traced = trace or (trace is None and _tracing.is_enabled())  # decided once per run
-        observer = None
-        if traced or verbose or self._actorflow_observers or global_observers():
-            observers: list[Observer] = []
-            if traced:
-                observers.append(_tracing.Tracer())  # first: nothing before it can make it miss a hook
-            observers += global_observers()
-            observers += self._actorflow_observers
-            if verbose:
-                observers.append(VerbosePrinter())
-            observer = ObserverDispatch(observers)
         return Run(
             self,
             wf_spec,
             event,
             timeout=timeout,
-            observer=observer,
+            observe=self._observers,
             stream=stream,
             limiter=self._actorflow_limiter,
             run_id=run_id,
             durable=durable,
         )
+
+    def _observers(self) -> ObserverDispatch | None:
+        """The observers of a run starting now (None: nobody observes it), decided once."""
+        trace = self._actorflow_trace
+        traced = trace or (trace is None and _tracing.is_enabled())
+        verbose = self._actorflow_verbose
+        if not (traced or verbose or self._actorflow_observers or global_observers()):
+            return None
+        observers: list[Observer] = []
+        if traced:
+            observers.append(_tracing.Tracer())  # first: nothing before it can make it miss a hook
+        observers += global_observers()
+        observers += self._actorflow_observers
+        if verbose:
+            observers.append(VerbosePrinter())
+        return ObserverDispatch(observers)
 
     async def run(
         self,

@@ -335,3 +335,379 @@ async def test_an_instance_mapping_to_none_runs_a_step_in_the_loop() -> None:
     wf.__dict__["_actorflow_executors"] = {"only": None}
     assert executor_for(wf, spec) is None
     assert await wf.run() is not None
+
+
+# -- what a hostile review of the new core found (one test each) ---------------------------
+
+from actorflow import (  # noqa: E402
+    HumanResponseEvent,
+    InputRequiredEvent,
+    Observer,
+    RetryPolicy,
+    WorkflowCancelledError,
+    WorkflowStalledError,
+)
+
+
+class Ask(Workflow):
+    @step
+    async def ask(self, ev: StartEvent) -> InputRequiredEvent:
+        return InputRequiredEvent(prefix="Your name? ")
+
+    @step
+    async def answer(self, ev: HumanResponseEvent) -> StopEvent:
+        return StopEvent(result=f"hello {ev.response}")
+
+
+async def test_open_run_without_a_timeout_waits_for_the_outside(autojump_clock: trio.abc.Clock) -> None:
+    """With timeout=None and nothing left to do but wait for an answer, the run waits."""
+    async with Ask(timeout=None).open_run() as handle:
+        await trio.sleep(10)
+        await handle.send_event(HumanResponseEvent(response="Ada"))
+        assert await handle.result() == "hello Ada"
+
+
+async def test_the_run_error_wins_over_what_it_caused_in_the_block(autojump_clock: trio.abc.Clock) -> None:
+    """A run that fails while the body sends raises its own error, noting the body's."""
+
+    class Flow(Workflow):
+        external_events = (Item,)
+
+        @step
+        async def first(self, ev: StartEvent) -> None:
+            return None
+
+        @step(inbox=1)
+        async def consume(self, ev: Item) -> StopEvent | None:
+            await trio.sleep(1)
+            if ev.n == 3:
+                raise ValueError(f"item {ev.n} is corrupt")
+            return None
+
+    with pytest.raises(ValueError, match="item 3 is corrupt") as caught:
+        async with Flow().open_run() as handle:
+            for n in range(100):
+                await handle.send_event(Item(n=n))
+    assert any("the open_run block then raised WorkflowRuntimeError" in n for n in caught.value.__notes__)
+
+
+async def test_a_body_error_notes_the_run_error_that_followed() -> None:
+    """The body raises first; the run's cleanup then fails: the body's error, with a note."""
+
+    class Flow(Workflow):
+        @step
+        async def first(self, ev: StartEvent) -> StopEvent:
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise RuntimeError("cleanup failed")
+
+    with trio.fail_after(5), pytest.raises(KeyError) as caught:
+        async with Flow(timeout=None).open_run():
+            await trio.sleep(0.01)
+            raise KeyError("the body's own error")
+    assert any("the run then failed with RuntimeError: cleanup failed" in n for n in caught.value.__notes__)
+
+
+async def test_steps_neither_see_nor_change_the_callers_contextvars() -> None:
+    """Every step starts from the caller's ContextVars; what a step sets stays in that step."""
+    import contextvars
+
+    request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+    class Job(Event):
+        rid: str
+
+    class Done(Event):
+        seen: str | None
+
+    class Flow(Workflow):
+        @step
+        async def split(self, ctx: Context, ev: StartEvent) -> Job | None:
+            assert request_id.get() == "caller"
+            request_id.set("set-by-split")
+            for rid in ("r1", "r2"):
+                ctx.send_event(Job(rid=rid))
+            return None
+
+        @step
+        async def handle(self, ev: Job) -> Done:
+            seen = request_id.get()
+            request_id.set(ev.rid)
+            return Done(seen=seen)
+
+        @step
+        async def report(self, ctx: Context, ev: Done) -> StopEvent | None:
+            got = ctx.collect_events(ev, [Done, Done])
+            return None if got is None else StopEvent(result=[d.seen for d in got])
+
+    request_id.set("caller")
+    assert await Flow().run() == ["caller", "r1"]  # handle's one worker keeps its own changes
+    assert request_id.get() == "caller"
+
+
+async def test_a_stall_is_reported_while_another_worker_waits(autojump_clock: trio.abc.Clock) -> None:
+    """One worker waits for an answer nobody can send, the other goes idle: a stall, at once."""
+
+    class Answer(Event):
+        pass
+
+    class Flow(Workflow):
+        @step
+        async def start(self, ctx: Context, ev: StartEvent) -> Item | None:
+            ctx.send_event(Item(n=0))
+            ctx.send_event(Item(n=1))
+            return None
+
+        @step(num_workers=2)
+        async def a(self, ctx: Context, ev: Item) -> StopEvent | None:
+            if ev.n == 0:
+                await ctx.wait_for_event(Answer)
+                return StopEvent()
+            await trio.sleep(1)
+            return None
+
+    with pytest.raises(WorkflowStalledError, match="waits for a Answer"):
+        await Flow(timeout=600).run()
+    assert trio.current_time() < 10
+
+
+async def test_cancelling_a_queued_run_does_not_wait_for_a_slot(autojump_clock: trio.abc.Clock) -> None:
+    """handle.cancel() before the run got a max_concurrent_runs slot ends it at once."""
+
+    class Slow(Workflow):
+        @step
+        async def first(self, ev: StartEvent) -> StopEvent:
+            await trio.sleep(ev.get("sleep", 0))
+            return StopEvent(result="done")
+
+    wf = Slow(max_concurrent_runs=1, timeout=None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: wf.run(sleep=1000))
+        await trio.sleep(0.1)
+        t0 = trio.current_time()
+        async with wf.open_run(sleep=0) as handle:
+            handle.cancel()
+            with pytest.raises(WorkflowCancelledError):
+                await handle.result()
+        assert trio.current_time() - t0 < 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_keyboard_interrupt_during_the_ending_is_not_swallowed() -> None:
+    """A KeyboardInterrupt raised while a run is already failing is what the caller gets."""
+
+    class Flow(Workflow):
+        @step
+        async def first(self, ctx: Context, ev: StartEvent) -> Item | None:
+            ctx.send_event(Item(n=1))
+            ctx.send_event(Item(n=2))
+            return None
+
+        @step(num_workers=2)
+        async def work(self, ev: Item) -> StopEvent:
+            if ev.n == 1:
+                await trio.sleep(0.01)
+                raise ValueError("step error")
+            try:
+                await trio.sleep(10)
+            finally:
+                raise KeyboardInterrupt
+
+    with trio.fail_after(5), pytest.raises(KeyboardInterrupt) as caught:
+        await Flow().run()
+    assert any("ValueError: step error" in n for n in caught.value.__notes__)
+
+
+async def test_a_cleanup_error_during_cancellation_reaches_the_caller() -> None:
+    """Leaving open_run early cancels the run; a step's cleanup error then is raised."""
+
+    class Flow(Workflow):
+        @step
+        async def first(self, ev: StartEvent) -> StopEvent:
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise RuntimeError("cleanup failed: connection pool left dirty")
+
+    with trio.fail_after(5), pytest.raises(RuntimeError, match="cleanup failed") as caught:
+        async with Flow(timeout=None).open_run():
+            await trio.sleep(0.01)
+    assert any("while it was being cancelled" in n for n in caught.value.__notes__)
+
+
+async def test_a_timeout_stays_a_timeout_when_the_first_step_cleans_up_badly(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The deadline cancels the first step, whose finally raises: a timeout, with a note."""
+
+    class Flow(Workflow):
+        @step
+        async def first(self, ev: StartEvent) -> StopEvent:
+            try:
+                await trio.sleep(100)
+            finally:
+                raise OSError("could not close the connection")
+
+    with pytest.raises(WorkflowTimeoutError, match="still running: first") as caught:
+        await Flow(timeout=1).run()
+    assert any("also raised OSError" in n for n in caught.value.__notes__)
+
+
+async def test_a_wait_in_a_task_the_step_started_is_no_stall(autojump_clock: trio.abc.Clock) -> None:
+    """A step that waits in a child task while it works is running, not stalled."""
+
+    class Progress(Event):
+        pct: int
+
+    class Flow(Workflow):
+        @step
+        async def work(self, ctx: Context, ev: StartEvent) -> Progress | StopEvent:
+            got = []
+
+            async def watch() -> None:
+                got.append(await ctx.wait_for_event(Progress))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                await trio.sleep(1)
+                ctx.send_event(Progress(pct=100))
+            return StopEvent(result=f"saw {got[0].pct}%")
+
+        @step
+        async def log(self, ev: Progress) -> None:
+            return None
+
+    assert await Flow().run() == "saw 100%"
+
+
+async def test_concurrent_invocations_have_distinct_worker_numbers() -> None:
+    """After the run's task leaves worker 0 of a step, the next worker started is worker 0."""
+    running: dict[int, int] = {}
+
+    class Flow(Workflow):
+        @step(num_workers=2)
+        async def work(self, ctx: Context, ev: StartEvent | Item) -> Item | StopEvent | None:
+            if isinstance(ev, StartEvent):
+                ctx.send_event(Item(n=1))
+                return None
+            running[ev.n] = ctx.worker
+            if ev.n == 1:
+                ctx.send_event(Item(n=2))
+                await trio.sleep(0.02)
+                return None
+            await trio.sleep(0.01)
+            return StopEvent(result=sorted(running.values()))
+
+    with trio.fail_after(5):
+        assert await Flow().run() == [0, 1]
+
+
+class _Log(Observer):
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, int, tuple[int, ...]]] = []
+
+    def step_cancelled(self, record: object) -> None:
+        self.lines.append(("cancelled", record.attempt, ()))  # type: ignore[attr-defined]
+
+    def step_finished(self, record: object) -> None:
+        self.lines.append(("finished", record.attempt, record.emitted_ids))  # type: ignore[attr-defined]
+
+
+async def test_records_of_retried_attempts_are_each_attempts_own(autojump_clock: trio.abc.Clock) -> None:
+    """An attempt's step_finished lists only its own emissions; a run ending between attempts
+    reports no cancellation of an attempt that already failed."""
+
+    class EmitsThenFails(Workflow):
+        @step(retry=RetryPolicy(max_attempts=2, delay=1, jitter=0))
+        async def flaky(self, ctx: Context, ev: StartEvent) -> Item | StopEvent:
+            ctx.send_event(Item(n=ctx.attempt))
+            if ctx.attempt == 1:
+                raise ValueError("boom")
+            return StopEvent(result="ok")
+
+        @step
+        async def sink(self, ev: Item) -> None:
+            return None
+
+    class BetweenAttempts(Workflow):
+        @step(retry=RetryPolicy(max_attempts=3, delay=10, jitter=0))
+        async def flaky(self, ev: StartEvent) -> StopEvent:
+            raise ValueError("boom")
+
+    log = _Log()
+    assert await EmitsThenFails(observers=[log]).run() == "ok"
+    assert ("finished", 2, (3, 4)) in log.lines  # 2 was attempt 1's
+    log = _Log()
+    with pytest.raises(WorkflowTimeoutError):
+        await BetweenAttempts(timeout=5, observers=[log]).run()
+    assert log.lines == []
+
+
+async def test_sending_into_a_queued_run_waits_for_it(autojump_clock: trio.abc.Clock) -> None:
+    """handle.send_event before the run started waits for it, so backpressure holds."""
+
+    class Flow(Workflow):
+        external_events = (Item,)
+
+        @step
+        async def first(self, ev: StartEvent) -> StopEvent | None:
+            if ev.get("hold"):
+                await trio.sleep(1000)
+                return StopEvent()
+            return None
+
+        @step(inbox=4)
+        async def consume(self, ev: Item) -> StopEvent | None:
+            await trio.sleep(1)
+            return None
+
+    wf = Flow(max_concurrent_runs=1, timeout=None)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: wf.run(hold=True))
+        await trio.sleep(0.1)
+        async with wf.open_run() as handle:
+            for n in range(20):
+                await handle.send_event(Item(n=n))
+                assert handle.statistics().steps["consume"].queued <= 5
+            assert trio.current_time() >= 1000  # it waited for the slot
+            handle.cancel()
+
+
+async def test_observers_are_chosen_when_the_run_starts(autojump_clock: trio.abc.Clock) -> None:
+    """A run queued behind max_concurrent_runs gets the observers in force when it starts;
+    one cancelled before it started still gets run_started and run_ended."""
+    import actorflow
+
+    class Seen(Observer):
+        def __init__(self) -> None:
+            self.hooks: list[str] = []
+
+        def run_started(self, record: object) -> None:
+            self.hooks.append("run_started")
+
+        def run_ended(self, record: object) -> None:
+            self.hooks.append(f"run_ended {record.outcome}")  # type: ignore[attr-defined]
+
+    class Slow(Workflow):
+        @step
+        async def first(self, ev: StartEvent) -> StopEvent:
+            await trio.sleep(ev.get("sleep", 0))
+            return StopEvent()
+
+    wf = Slow(max_concurrent_runs=1, timeout=None)
+    seen = Seen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: wf.run(sleep=2))
+        await trio.sleep(0.1)
+        async with wf.open_run() as queued:
+            actorflow.add_observer(seen)
+            try:
+                await queued.result()
+                async with wf.open_run(sleep=100) as cancelled:
+                    nursery.start_soon(lambda: wf.run(sleep=5))
+                    cancelled.cancel()
+            finally:
+                actorflow.remove_observer(seen)
+    assert seen.hooks[:2] == ["run_started", "run_ended finished"]
+    assert "run_ended cancelled" in seen.hooks

@@ -246,7 +246,7 @@ def _ended_run(workflow: Workflow, record: RunRecord, serializer: JsonSerializer
         wf_spec,
         event if event is not None else wf_spec.start_type(),
         timeout=None,
-        observer=None,
+        observe=None,
         stream=stream,
         run_id=record.run_id,
     )
