@@ -27,6 +27,7 @@ from ._events import WorkflowTimedOutEvent as WorkflowTimedOutEvent
 from ._exceptions import ActorflowError as ActorflowError
 from ._exceptions import ContextSerdeError as ContextSerdeError
 from ._exceptions import ContextStateError as ContextStateError
+from ._exceptions import LLMAPIKeyError as LLMAPIKeyError
 from ._exceptions import LLMConnectionError as LLMConnectionError
 from ._exceptions import LLMError as LLMError
 from ._exceptions import LLMResponseError as LLMResponseError
@@ -109,6 +110,7 @@ __all__ = [
     "InternalDispatchEvent",
     "JsonSerializer",
     "LLMCalled",
+    "LLMAPIKeyError",
     "LLMConnectionError",
     "LLMError",
     "LLMResponseError",

@@ -34,6 +34,7 @@ from ._observe import StepCancelled, StepFailed, StepFinished, StepStarted
 from ._router import BATCH, UNROUTED
 
 if TYPE_CHECKING:
+    from ._executor import Placement
     from ._observe import ObserverDispatch, RunInfo
     from ._run import Run
     from ._step import StepSpec
@@ -57,6 +58,7 @@ class StepActor:
         "inflight",
         "last",
         "peak_queued",
+        "placements",
         "processed",
         "queued",
         "retried",
@@ -101,6 +103,8 @@ class StepActor:
         """Invocations that failed for good (after any retries)."""
         self.retried = 0
         """Attempts that failed and were retried."""
+        self.placements: dict[Placement, int] | None = None
+        """Where an executor ran the step's invocations, and how many (steps with executors)."""
         self.last: Any = None
         """The event a worker took most recently (for stall reports)."""
         self.room: trio.lowlevel.ParkingLot | None = None
@@ -399,7 +403,14 @@ class StepActor:
                     if cancelled_hook is not None and not ctx._retry_pending:
                         cancelled_hook(
                             StepCancelled(
-                                info, name, worker, event_id, event, ctx.attempt, ctx._attempt_time()
+                                info,
+                                name,
+                                worker,
+                                event_id,
+                                event,
+                                ctx.attempt,
+                                ctx._attempt_time(),
+                                placement=ctx._placement,
                             )
                         )
                     raise
@@ -428,6 +439,7 @@ class StepActor:
                         ctx._attempt_time(),
                         emitted,
                         emitted_ids,
+                        placement=ctx._placement,
                     )
                 )
             if result is None and self.running == self.waiting and not self.queued:
@@ -454,6 +466,7 @@ class StepActor:
                     ctx._attempt_time(),
                     error,
                     False,
+                    placement=ctx._placement,
                 )
             )
         self._run.fail(error, step)
@@ -469,9 +482,27 @@ class StepActor:
         if observer is not None and observer.step_failed is not None and info is not None:
             observer.step_failed(
                 StepFailed(
-                    info, self.spec.name, ctx.worker, ctx._cause or 0, event, attempt, duration, error, True
+                    info,
+                    self.spec.name,
+                    ctx.worker,
+                    ctx._cause or 0,
+                    event,
+                    attempt,
+                    duration,
+                    error,
+                    True,
+                    placement=ctx._placement,
                 )
             )
+
+    def ran_on(self, ctx: Context[Any], placement: Placement | None) -> None:
+        """An executor ran the invocation there (None: it did not say)."""
+        ctx._placement = placement
+        if placement is not None:
+            ran = self.placements
+            if ran is None:
+                ran = self.placements = {}
+            ran[placement] = ran.get(placement, 0) + 1
 
     def attempt_started(self, ctx: Context[Any], event: Any, attempt: int) -> None:
         """A retry attempt begins."""

@@ -125,6 +125,7 @@ class Context(Generic[StateT]):
         "_emit",
         "_emitted",
         "_emitted_ids",
+        "_placement",
         "_retry_pending",
         "_run",
         "_step_scope",
@@ -156,6 +157,8 @@ class Context(Generic[StateT]):
         self._attempt_started = 0.0
         self._retry_pending = False
         """A failed attempt waits for its retry: no attempt is running."""
+        self._placement: Any = None
+        """Where an executor ran the current attempt (steps with executors)."""
         self.attempt = 1
         """Which attempt of the current invocation this is: 1, then 2... under a retry policy."""
 
@@ -374,6 +377,7 @@ class Context(Generic[StateT]):
         self.attempt = attempt
         self._attempt_started = trio.current_time()
         self._retry_pending = False
+        self._placement = None
         self._emitted = self._emitted_ids = None
 
     def _await_retry(self) -> None:

@@ -52,7 +52,6 @@ __all__ = [
     "ProcessExecutor",
     "RemoteContext",
     "ThreadExecutor",
-    "executor_for",
     "last_placement",
 ]
 
@@ -117,17 +116,6 @@ class Executor(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
-
-
-def executor_for(workflow: Workflow, spec: StepSpec) -> Executor | None:
-    """The executor of step ``spec`` in ``workflow``: the instance's mapping, else the decorator's.
-
-    ``Workflow(executors={"step": None})`` brings a step back into the run's loop.
-    """
-    mapping: Mapping[str, Executor | None] = getattr(workflow, "_actorflow_executors", None) or {}
-    if spec.name in mapping:
-        return mapping[spec.name]
-    return spec.executor
 
 
 # -- what travels, and what comes back ------------------------------------------------------

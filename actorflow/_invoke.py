@@ -36,6 +36,8 @@ class _Reports(Protocol):
 
     def attempt_started(self, ctx: Context[Any], event: Any, attempt: int) -> None: ...
 
+    def ran_on(self, ctx: Context[Any], placement: Any) -> None: ...
+
 
 def executor_for(workflow: Workflow, spec: StepSpec) -> Any:
     """The executor a step runs on: ``Workflow(executors=...)`` first, then ``@step(executor=)``.
@@ -58,7 +60,13 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
         run_remote = executor.run
 
         async def call(event: Any) -> Any:
-            return await run_remote(spec, workflow, ctx, event)
+            try:
+                return await run_remote(spec, workflow, ctx, event)
+            finally:
+                # Where it ran, as the executor said (in this task), for records and statistics.
+                from ._executor import last_placement
+
+                reports.ran_on(ctx, last_placement())
 
     elif spec.ctx == "first":
         call = functools.partial(func, workflow, ctx)

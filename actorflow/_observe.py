@@ -20,11 +20,14 @@ import itertools
 import logging
 import sys
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 import attrs
 
 from ._events import Event
+
+if TYPE_CHECKING:
+    from ._executor import Placement
 
 __all__ = [
     "EventEmitted",
@@ -151,6 +154,8 @@ class StepFinished:
     """What it emitted, returned value last (``ctx.send_event`` calls first, in order)."""
     emitted_ids: tuple[int, ...]
     """The ids of ``emitted``, in the same order."""
+    placement: Placement | None = None
+    """Where an executor ran the attempt (executor, node, pid); None in the run's own loop."""
 
 
 @attrs.frozen
@@ -168,6 +173,8 @@ class StepFailed:
     """What it raised (or the runtime's verdict on what it returned)."""
     retrying: bool
     """Whether the step's retry policy runs it again; False means the run fails with it."""
+    placement: Placement | None = None
+    """Where an executor ran the attempt (executor, node, pid); None in the run's own loop."""
 
 
 @attrs.frozen
@@ -186,6 +193,8 @@ class StepCancelled:
     event: Event
     attempt: int
     duration: float
+    placement: Placement | None = None
+    """Where an executor ran the attempt (executor, node, pid); None in the run's own loop."""
 
 
 @attrs.frozen

@@ -52,6 +52,13 @@ class _Special:
     def __repr__(self) -> str:
         return f"<route {self.name} {self.targets}>"
 
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        # The constant routes are compared by identity: a pickled workflow class (shipped to
+        # a worker by value) must find the very same objects again.
+        if self.name in _CONSTANT:
+            return self.name.upper()
+        return (INPUT, (self.targets,))
+
 
 #: StopEvent types: the run ends; no step gets them.
 STOP = _Special("stop")
@@ -63,6 +70,8 @@ UNROUTED = _Special("unrouted")
 #: A type some step waits for in ``ctx.wait_for_event`` (set per run): waiters first, then
 #: the route the workflow class gives it.
 WAITED = _Special("waited")
+
+_CONSTANT = frozenset({"stop", "unrouted", "waited"})
 
 #: What a route table maps an event type to: step actor indices, or a special route.
 Route = tuple[int, ...] | _Special

@@ -724,6 +724,7 @@ class Run:
                     processed=a.processed,
                     failed=a.failed,
                     retried=a.retried,
+                    ran_on=dict(a.placements) if a.placements else {},
                 )
                 for a in self.actors
             },

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
+
+if TYPE_CHECKING:
+    from ._executor import Placement
 
 __all__ = ["RunStatistics", "StepStatistics"]
 
@@ -33,6 +37,9 @@ class StepStatistics:
     """Invocations that failed for good (after retries)."""
     retried: int
     """Failed attempts that its RetryPolicy retried."""
+    ran_on: Mapping[Placement, int] = attrs.field(factory=dict)
+    """Where an executor ran its invocations (executor, node, pid), and how many ran there;
+    empty for a step that runs in the run's own loop."""
 
 
 @attrs.frozen

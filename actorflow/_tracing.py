@@ -300,6 +300,11 @@ def _chain_resume(log: Any, run_id: str, prev_hash: str) -> None:
 _H = TypeVar("_H", bound=Callable[..., None])
 
 
+def _ran_on(placement: Any) -> dict[str, Any]:
+    """Where an executor ran an attempt, as a record field."""
+    return {"executor": placement.executor, "node": placement.node, "pid": placement.pid}
+
+
 def _step_fields(record: Any) -> dict[str, Any]:
     """What every step record carries: which invocation it is about."""
     return {
@@ -447,6 +452,17 @@ class Tracer(Observer):
     def step_finished(self, record: StepFinished) -> None:
         if self._closed:
             return
+        if record.placement is not None:  # ran on an executor: the record says where
+            self._emit(
+                "step.finished",
+                {
+                    **_step_fields(record),
+                    "duration_s": record.duration,
+                    "emitted": len(record.emitted),
+                    "ran_on": _ran_on(record.placement),
+                },
+            )
+            return
         self._seq += 1
         self._log.info(
             "step.finished",
@@ -473,6 +489,7 @@ class Tracer(Observer):
                 "duration_s": record.duration,
                 **_error_fields(record.error),
                 "retrying": bool(record.retrying),
+                **({"ran_on": _ran_on(record.placement)} if record.placement is not None else {}),
             },
         )
 
@@ -480,7 +497,10 @@ class Tracer(Observer):
     def step_cancelled(self, record: StepCancelled) -> None:
         if self._closed:
             return
-        self._emit("step.cancelled", {**_step_fields(record), "duration_s": record.duration})
+        fields = {**_step_fields(record), "duration_s": record.duration}
+        if record.placement is not None:
+            fields["ran_on"] = _ran_on(record.placement)
+        self._emit("step.cancelled", fields)
 
     @_guarded
     def event_taken(self, record: EventTaken) -> None:

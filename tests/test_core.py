@@ -711,3 +711,52 @@ async def test_observers_are_chosen_when_the_run_starts(autojump_clock: trio.abc
                 actorflow.remove_observer(seen)
     assert seen.hooks[:2] == ["run_started", "run_ended finished"]
     assert "run_ended cancelled" in seen.hooks
+
+
+async def test_where_an_executor_ran_a_step_is_in_records_statistics_and_the_trail() -> None:
+    """A step on an executor: its records, its statistics and its audit records say where it ran."""
+    import os
+
+    from structlog.testing import capture_logs
+
+    from actorflow import ThreadExecutor
+
+    class Seen(Observer):
+        def __init__(self) -> None:
+            self.placements: list[object] = []
+
+        def step_finished(self, record: object) -> None:
+            self.placements.append(record.placement)  # type: ignore[attr-defined]
+
+    class Flow(Workflow):
+        @step
+        async def first(self, ev: StartEvent) -> Item:
+            return Item(n=1)
+
+        @step(executor=ThreadExecutor())
+        def crunch(self, ev: Item) -> StopEvent:
+            return StopEvent(result=ev.n + 1)
+
+    seen = Seen()
+    with trio.fail_after(30), capture_logs() as logs:
+        async with Flow(observers=[seen], trace=True).open_run() as handle:
+            assert await handle.result() == 2
+            stats = handle.statistics()
+    here, thread = seen.placements
+    assert here is None  # the first step ran in the run's own loop
+    assert (thread.executor, thread.pid) == ("thread", os.getpid())  # type: ignore[attr-defined]
+    assert stats.steps["crunch"].ran_on == {thread: 1} and stats.steps["first"].ran_on == {}
+    (finished,) = [r for r in logs if r["event"] == "step.finished" and r["step"] == "crunch"]
+    assert finished["ran_on"] == {"executor": "thread", "node": thread.node, "pid": os.getpid()}  # type: ignore[attr-defined]
+
+
+def test_route_constants_keep_their_identity_through_pickling() -> None:
+    """A route table pickled by value (a workflow shipped to a worker) still routes."""
+    import pickle
+
+    from actorflow._router import INPUT, STOP, UNROUTED, WAITED
+
+    for constant in (STOP, UNROUTED, WAITED):
+        assert pickle.loads(pickle.dumps(constant)) is constant
+    again = pickle.loads(pickle.dumps(INPUT((1, 2))))
+    assert again.name == "input" and again.targets == (1, 2)

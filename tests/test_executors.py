@@ -44,7 +44,8 @@ from actorflow import (
     WorkflowTimeoutError,
     step,
 )
-from actorflow._executor import executor_for, last_placement
+from actorflow._executor import last_placement
+from actorflow._invoke import executor_for
 from actorflow._workflow import spec as spec_of
 
 
