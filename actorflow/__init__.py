@@ -9,6 +9,7 @@ cancellation and timeouts.
 
 from typing import TYPE_CHECKING, Any
 
+from ._catch import catch_error as catch_error
 from ._context import Context as Context
 from ._events import Event as Event
 from ._events import HumanResponseEvent as HumanResponseEvent
@@ -72,7 +73,41 @@ from ._observe import add_observer as add_observer
 from ._observe import remove_observer as remove_observer
 from ._observe import report_llm_call as report_llm_call
 from ._observe import report_llm_started as report_llm_started
+from ._resource import Resource as Resource
+from ._resource import ResourceConfig as ResourceConfig
+from ._resource import ResourceManager as ResourceManager
+from ._retry import ConstantDelayRetryPolicy as ConstantDelayRetryPolicy
+from ._retry import ExponentialBackoffRetryPolicy as ExponentialBackoffRetryPolicy
+from ._retry import RetryInfo as RetryInfo
 from ._retry import RetryPolicy as RetryPolicy
+from ._retry import retry_all as retry_all
+from ._retry import retry_always as retry_always
+from ._retry import retry_any as retry_any
+from ._retry import retry_if_exception as retry_if_exception
+from ._retry import retry_if_exception_cause_type as retry_if_exception_cause_type
+from ._retry import retry_if_exception_message as retry_if_exception_message
+from ._retry import retry_if_exception_type as retry_if_exception_type
+from ._retry import retry_if_not_exception_message as retry_if_not_exception_message
+from ._retry import retry_if_not_exception_type as retry_if_not_exception_type
+from ._retry import retry_never as retry_never
+from ._retry import retry_policy as retry_policy
+from ._retry import retry_unless_exception_type as retry_unless_exception_type
+from ._retry import stop_after_attempt as stop_after_attempt
+from ._retry import stop_after_delay as stop_after_delay
+from ._retry import stop_all as stop_all
+from ._retry import stop_any as stop_any
+from ._retry import stop_before_delay as stop_before_delay
+from ._retry import stop_never as stop_never
+from ._retry import wait_chain as wait_chain
+from ._retry import wait_combine as wait_combine
+from ._retry import wait_exponential as wait_exponential
+from ._retry import wait_exponential_jitter as wait_exponential_jitter
+from ._retry import wait_fixed as wait_fixed
+from ._retry import wait_full_jitter as wait_full_jitter
+from ._retry import wait_incrementing as wait_incrementing
+from ._retry import wait_none as wait_none
+from ._retry import wait_random as wait_random
+from ._retry import wait_random_exponential as wait_random_exponential
 from ._serializers import BaseSerializer as BaseSerializer
 from ._serializers import JsonSerializer as JsonSerializer
 from ._serializers import PickleSerializer as PickleSerializer
@@ -96,6 +131,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "ActorflowError",
     "BaseSerializer",
+    "ConstantDelayRetryPolicy",
     "Context",
     "ContextSerdeError",
     "ContextStateError",
@@ -104,6 +140,7 @@ __all__ = [
     "EventEmitted",
     "EventTaken",
     "Executor",
+    "ExponentialBackoffRetryPolicy",
     "HumanResponseEvent",
     "InMemoryStateStore",
     "InputRequiredEvent",
@@ -123,8 +160,12 @@ __all__ = [
     "ProcessExecutor",
     "RemoteContext",
     "RemoteContextError",
+    "Resource",
+    "ResourceConfig",
     "ResourceCycleError",
     "ResourceError",
+    "ResourceManager",
+    "RetryInfo",
     "RetryPolicy",
     "RunArgumentsError",
     "RunEnded",
@@ -163,13 +204,42 @@ __all__ = [
     "WorkflowTimeoutError",
     "WorkflowValidationError",
     "add_observer",
+    "catch_error",
     "draw_all_possible_flows",
     "draw_execution",
     "remove_observer",
     "report_llm_call",
     "report_llm_started",
+    "retry_all",
+    "retry_always",
+    "retry_any",
+    "retry_if_exception",
+    "retry_if_exception_cause_type",
+    "retry_if_exception_message",
+    "retry_if_exception_type",
+    "retry_if_not_exception_message",
+    "retry_if_not_exception_type",
+    "retry_never",
+    "retry_policy",
+    "retry_unless_exception_type",
     "step",
+    "stop_after_attempt",
+    "stop_after_delay",
+    "stop_all",
+    "stop_any",
+    "stop_before_delay",
+    "stop_never",
     "to_mermaid",
+    "wait_chain",
+    "wait_combine",
+    "wait_exponential",
+    "wait_exponential_jitter",
+    "wait_fixed",
+    "wait_full_jitter",
+    "wait_incrementing",
+    "wait_none",
+    "wait_random",
+    "wait_random_exponential",
 ]
 
 from ._public import fixup_module_metadata as _fixup

@@ -194,8 +194,13 @@ class StepActor:
         """
         name = self.spec.name
         if not isinstance(event, Event):
+            lead = (
+                f"Step function {name} returned {type(event).__name__} instead of an Event instance. "
+                if how == "returned"
+                else ""
+            )
             raise WorkflowRuntimeError(
-                f"step {name!r} {how} {type(event).__name__} {reprlib.repr(event)}, which is not "
+                f"{lead}step {name!r} {how} {type(event).__name__} {reprlib.repr(event)}, which is not "
                 f"an Event; a step returns an Event instance or None"
             )
         event_type = type(event)
@@ -327,8 +332,12 @@ class StepActor:
                 if is_cancellation(exc):  # from a nursery inside the step
                     raise
                 self.failed += 1
-                run.fail(exc, self.spec.name)
-                return
+                if not run.spec.handlers or not run.recover(self, event, exc, ctx):
+                    run.fail(exc, self.spec.name)
+                    return
+                self.running -= 1  # a @catch_error handler took the failure: go on
+                event = None
+                continue
             self.running -= 1
             self.processed += 1
             if result is not None:
@@ -414,7 +423,11 @@ class StepActor:
                             )
                         )
                     raise
-                self._failed_observed(ctx, event, exc, name)
+                if self._failed_observed(ctx, event, exc, name):
+                    self.running -= 1  # a @catch_error handler took the failure: go on
+                    ctx._end()
+                    event = result = item = None
+                    continue
                 return
             if result is not None and type(result) not in self.spec.emit_ok:
                 try:
@@ -450,8 +463,9 @@ class StepActor:
                 budget = BATCH
                 await trio.lowlevel.checkpoint()
 
-    def _failed_observed(self, ctx: Context[Any], event: Any, error: BaseException, step: str | None) -> None:
-        """Report a failed invocation of an instrumented run, then end the run with it."""
+    def _failed_observed(self, ctx: Context[Any], event: Any, error: BaseException, step: str | None) -> bool:
+        """Report a failed invocation of an instrumented run, then end the run with it; True
+        when a ``@catch_error`` handler took the failure instead."""
         self.failed += 1
         observer, info = self._run.observer, self._run.info
         if observer is not None and observer.step_failed is not None and info is not None:
@@ -469,7 +483,10 @@ class StepActor:
                     placement=ctx._placement,
                 )
             )
+        if step is not None and self._run.spec.handlers and self._run.recover(self, event, error, ctx):
+            return True
         self._run.fail(error, step)
+        return False
 
     # -- what make_call reports back ----------------------------------------------------------
 

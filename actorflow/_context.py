@@ -13,13 +13,17 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
+from pydantic import BaseModel
 
 from ._events import Event, InputRequiredEvent
 from ._exceptions import WorkflowRuntimeError
 from ._observe import EventEmitted
+from ._retry import RetryInfo
+from ._state import DictState, InMemoryStateStore
 
 if TYPE_CHECKING:
     from ._actor import StepActor
@@ -31,43 +35,20 @@ if TYPE_CHECKING:
 __all__ = ["CollectBuffer", "Context", "Store", "current_context"]
 
 EventT = TypeVar("EventT", bound=Event)
-StateT = TypeVar("StateT")
+StateT = TypeVar("StateT", bound="BaseModel")
 
 #: The Context of the step invocation running in this task, if any. Set once per worker task
 #: (trio gives each task its own copy of the context), so code a step calls, such as the LLM
 #: client's audit hook, can tell which run and step it serves without being passed ``ctx``.
 current_context: ContextVar[Context[Any] | None] = ContextVar("actorflow_current_context", default=None)
 
-_MISSING: Any = object()
 
+class Store(InMemoryStateStore[Any]):
+    """The store of a run (``ctx.store``): an :class:`InMemoryStateStore` of ``DictState`` unless
+    the run's steps ask for a typed state. Durable runs subclass it to journal writes."""
 
-class Store:
-    """A run's key-value store, shared by all its steps and private to the run.
-
-    The methods are async for compatibility with LlamaIndex's ``ctx.store``; they complete
-    without waiting (nothing else can touch the store in between, trio being single-threaded).
-    """
-
-    __slots__ = ("_data",)
-
-    def __init__(self) -> None:
-        self._data: dict[str, Any] = {}
-
-    async def get(self, key: str, default: Any = _MISSING) -> Any:
-        """Return the value stored under ``key``; ``default`` if absent, else ``KeyError``."""
-        try:
-            return self._data[key]
-        except KeyError:
-            if default is _MISSING:
-                raise KeyError(
-                    f"{key!r} is not in the run's store (it holds {sorted(self._data)!r}); "
-                    f"pass default= to get a value instead"
-                ) from None
-            return default
-
-    async def set(self, key: str, value: Any) -> None:
-        """Store ``value`` under ``key`` for the rest of the run."""
-        self._data[key] = value
+    def __init__(self, state: BaseModel | None = None) -> None:
+        super().__init__(state if state is not None else DictState())
 
 
 class CollectBuffer:
@@ -127,6 +108,7 @@ class Context(Generic[StateT]):
         "_emitted_ids",
         "_placement",
         "_retry_pending",
+        "_retrying",
         "_run",
         "_step_scope",
         "_task",
@@ -159,6 +141,8 @@ class Context(Generic[StateT]):
         """A failed attempt waits for its retry: no attempt is running."""
         self._placement: Any = None
         """Where an executor ran the current attempt (steps with executors)."""
+        self._retrying: tuple[float, Exception, datetime] | None = None
+        """(when the first attempt began, the last error, when it failed) once an attempt failed."""
         self.attempt = 1
         """Which attempt of the current invocation this is: 1, then 2... under a retry policy."""
 
@@ -175,17 +159,25 @@ class Context(Generic[StateT]):
     @classmethod
     def _of_run(cls, run: Run) -> Context[Any]:
         """The run's context outside any step (``handle.ctx``, ``Context.from_dict``)."""
-        ctx: Context[Any] = cls.__new__(cls)
-        ctx._run = run
-        ctx._actor = None  # type: ignore[assignment]
-        ctx.worker = -1
-        ctx._cause = None
-        ctx._emitted, ctx._emitted_ids = [], []
-        ctx._step_scope = None
-        ctx._collecting = None
-        ctx._attempt_started = 0.0
-        ctx.attempt = 1
-        ctx._emit = run._emit_from_outside
+        from ._outside import OutsideContext
+
+        return OutsideContext(run)
+
+    @staticmethod
+    def get_step_context() -> Context[Any]:
+        """The Context of the step invocation running now, for decorators around steps and
+        code they call; a ``WorkflowRuntimeError`` outside a step."""
+        ctx = current_context.get()
+        if ctx is None:
+            raise WorkflowRuntimeError(
+                "Context.get_step_context() may only be called from within a step function"
+            )
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:  # a sync step's worker thread: calls go through the trio thread
+            from ._sync import ThreadContext
+
+            return ThreadContext(ctx)  # type: ignore[return-value]
         return ctx
 
     @property
@@ -227,8 +219,12 @@ class Context(Generic[StateT]):
         return cls._of_run(restored_run(workflow, data, serializer))
 
     @property
-    def store(self) -> Store:
-        """The run's key-value store (``await ctx.store.set(k, v)``, ``await ctx.store.get(k)``)."""
+    def store(self) -> InMemoryStateStore[StateT]:
+        """The run's state (``await ctx.store.get("a.b", default=...)``, ``set``, ``edit_state()``...).
+
+        One pydantic model per run: ``DictState`` unless a step's context is annotated
+        ``Context[MyState]``, in which case every step of the run shares one ``MyState``.
+        """
         return self._run.store
 
     # -- emitting ---------------------------------------------------------------------------
@@ -301,8 +297,10 @@ class Context(Generic[StateT]):
     async def wait_for_event(
         self,
         event_type: type[EventT],
-        timeout: float | None = None,
+        waiter_event: Event | None = None,
+        waiter_id: str | None = None,
         requirements: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> EventT:
         """Suspend this invocation until an event of exactly ``event_type`` arrives; return it.
 
@@ -310,11 +308,15 @@ class Context(Generic[StateT]):
         :class:`HumanResponseEvent` answering an :class:`InputRequiredEvent`. The wait is
         registered before this call first yields, so an answer sent right after the request
         is never lost. A waiting step gets a matching event before normal routing, and an
-        event it takes is not routed to steps. ``requirements`` are field values the event
-        must have. Raises :class:`WaitForEventTimeoutError` after ``timeout`` seconds. Time
-        spent here does not count against the step's own ``timeout=``.
+        event it takes is not routed to steps. ``waiter_event`` is written to the stream when
+        the wait begins, once per ``waiter_id`` (a second wait of an id already waiting does
+        not write it again). ``requirements`` are field values the event must have. Raises
+        :class:`WaitForEventTimeoutError` after ``timeout`` seconds. Time spent here does not
+        count against the step's own ``timeout=``.
         """
-        event: EventT = await self._run.waiters.wait(self, event_type, timeout, requirements)
+        event: EventT = await self._run.waiters.wait(
+            self, event_type, timeout, requirements, waiter_id, waiter_event
+        )
         return event
 
     def collect_events(self, event: Event, expected: Sequence[type[Event]]) -> list[Event] | None:
@@ -383,6 +385,23 @@ class Context(Generic[StateT]):
     def _await_retry(self) -> None:
         """The attempt failed and the retry policy waits before the next one."""
         self._retry_pending = True
+
+    def retry_info(self) -> RetryInfo:
+        """Where the running invocation is in its retries (0 and no error on the first attempt)."""
+        retrying = self._retrying
+        if retrying is None or self.attempt == 1:
+            return RetryInfo(retry_number=0, elapsed_seconds=0.0, last_exception=None, last_failed_at=None)
+        first, error, failed_at = retrying
+        return RetryInfo(
+            retry_number=self.attempt - 1,
+            elapsed_seconds=trio.current_time() - first,
+            last_exception=error,
+            last_failed_at=failed_at,
+        )
+
+    def _attempt_failed(self, first: float, error: Exception) -> None:
+        """An attempt failed and will be retried (``first``: when the first attempt began)."""
+        self._retrying = (first, error, datetime.now(UTC))
 
     def _attempt_time(self) -> float:
         """Seconds since the current attempt began (observed runs and retried steps)."""

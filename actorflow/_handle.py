@@ -3,22 +3,25 @@
 ``async with wf.open_run(...) as handle:`` behaves like a nursery whose one child is the run:
 if the run fails while the block's body is busy, the body is cancelled and the run's error is
 raised when the block exits; leaving the block while the run is still going cancels the run,
-quietly. An error that ``handle.result()`` already raised is not raised a second time.
+quietly. An error that ``handle.result()`` already raised is not raised a second time. A body
+that reads the event stream is not cancelled: the stream tells it how the run ended
+(``WorkflowFailedEvent``, ``WorkflowTimedOutEvent``), as in LlamaIndex.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
 
-from ._context import Context
-from ._events import Event
+from ._events import Event, StopEvent
 from ._exceptions import WorkflowRuntimeError
+from ._outside import OutsideContext
 from ._run import Run, unwrap_group
 from ._statistics import RunStatistics
+from ._stream import EventStream, InternalEvents
 
 __all__ = ["RunHandle", "open_run"]
 
@@ -26,16 +29,61 @@ __all__ = ["RunHandle", "open_run"]
 class RunHandle:
     """A run in progress, as seen from the code that opened it with ``open_run``."""
 
-    __slots__ = ("_reported", "_run", "_streaming")
+    __slots__ = ("_consumed", "_ctx", "_reported", "_run", "_streaming")
 
     def __init__(self, run: Run) -> None:
         self._run = run
         self._reported = False
+        self._consumed = False
         self._streaming = False
+        self._ctx: OutsideContext | None = None
 
     def __repr__(self) -> str:
         state = self._run.outcome.kind if self._run.outcome else "running"
         return f"<RunHandle {self._run.spec.name} {self.run_id} {state}>"
+
+    def __str__(self) -> str:
+        return (
+            f"RunHandle(workflow={self._run.spec.name}, run_id={self.run_id}, result={self.get_stop_event()})"
+        )
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await handle`` is ``await handle.result()``, as ``await handler`` in LlamaIndex."""
+        return self.result().__await__()
+
+    @property
+    def ctx(self) -> OutsideContext:
+        """The run's Context seen from outside: ``store``, ``send_event``, ``is_running``."""
+        if self._ctx is None:
+            self._ctx = OutsideContext(self._run)
+        return self._ctx
+
+    def is_done(self) -> bool:
+        """Whether the run has ended (every task of it has exited)."""
+        return self._run.finished
+
+    def get_stop_event(self) -> StopEvent | None:
+        """The event that ended the run (its StopEvent, or WorkflowTimedOutEvent,
+        WorkflowCancelledEvent, WorkflowFailedEvent); None while it runs."""
+        return self._run.end_event() if self._run.finished else None
+
+    async def stop_event_result(self) -> StopEvent:
+        """Wait for the run to end; its StopEvent, or raise its error."""
+        await self._run.wait_finished()
+        outcome = self._run.outcome
+        assert outcome is not None
+        if outcome.error is not None:
+            self._reported = True
+            raise outcome.error
+        stop = self._run.end_event()
+        assert stop is not None
+        return stop
+
+    async def cancel_run(self) -> None:
+        """Cancel the run and wait until it has ended (``result()`` then raises
+        WorkflowCancelledError); nothing happens to a run that has already ended."""
+        self._run.cancel()
+        await self._run.wait_finished()
 
     @property
     def run_id(self) -> str:
@@ -47,19 +95,31 @@ class RunHandle:
         """Whether the run has ended (every task of it has exited)."""
         return self._run.finished
 
-    def stream_events(self) -> trio.MemoryReceiveChannel[Event]:
-        """The events steps write with ``ctx.write_event_to_stream``, in order.
+    def stream_events(self, expose_internal: bool = False) -> EventStream:
+        """The events steps write with ``ctx.write_event_to_stream``, in order, then the one
+        that ended the run: its StopEvent, or ``WorkflowTimedOutEvent``,
+        ``WorkflowCancelledEvent``, ``WorkflowFailedEvent`` (``result()`` still raises).
 
-        Iterate it with ``async for``; the iteration ends when the run ends (after the events
-        written before that). A run has one stream: calling this twice is an error.
+        Iterate it with ``async for``. ``expose_internal=True`` adds the runtime's own events
+        (``StepStateChanged`` as invocations start and end, ``WorkflowIdleEvent``); ask for
+        them first thing in the ``open_run`` block, before the run starts. Events are read
+        once: calling this again after the StopEvent was read raises WorkflowRuntimeError.
         """
-        if self._streaming:
+        if self._consumed:
             raise WorkflowRuntimeError(
-                f"stream_events() was already called for run {self.run_id}; a run has one stream"
+                f"All the streamed events have already been consumed (run {self.run_id}: its "
+                f"stream ended with its StopEvent)."
             )
-        self._streaming = True
-        assert self._run.stream is not None
-        return self._run.stream
+        run = self._run
+        if expose_internal and not run.internal:
+            run.add_observer(InternalEvents(run))
+            run.internal = True
+        assert run.stream is not None
+        self._streaming = True  # the body learns how the run ends from the stream: see open_run
+        return EventStream(run.stream, expose_internal, self._spent)
+
+    def _spent(self) -> None:
+        self._consumed = True
 
     async def result(self) -> Any:
         """Wait for the run to end; return its result or raise its error.
@@ -97,11 +157,6 @@ class RunHandle:
             await run.durable.sent()  # a durable run has the event in its store when this returns
         await trio.lowlevel.checkpoint()
 
-    @property
-    def ctx(self) -> Context[Any]:
-        """The run's context, as seen from outside any step: its store, ``to_dict()``."""
-        return Context._of_run(self._run)
-
     def statistics(self) -> RunStatistics:
         """Counters of the run so far, per step: running, queued, processed, failed, retried..."""
         return self._run.statistics()
@@ -123,8 +178,11 @@ async def open_run(run: Run) -> AsyncIterator[RunHandle]:
 
     async def serve() -> None:
         outcome = await (run.execute() if run.durable is None else run.durable.execute())
-        if outcome.kind in ("failed", "timed_out"):
-            body_scope.cancel()  # like a nursery: a failing child cancels the body
+        if outcome.kind in ("failed", "timed_out") and not handle._streaming:
+            # Like a nursery: a failing child cancels the body. A body reading the stream is
+            # told by the stream instead (it ends with WorkflowFailedEvent or
+            # WorkflowTimedOutEvent), and result() raises the error, as in LlamaIndex.
+            body_scope.cancel()
 
     try:
         async with trio.open_nursery() as nursery:

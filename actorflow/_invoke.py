@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from ._exceptions import StepTimeoutError
+from ._resource import wrap_call
+from ._sync import ThreadContext, thread_call
 
 if TYPE_CHECKING:
     from ._context import Context
@@ -55,6 +57,7 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
     """The step function bound to ``workflow`` (and ``ctx``): one call per event."""
     func = spec.func
     call: Call
+    step_ctx: Any
     executor = executor_for(workflow, spec)
     if executor is not None:
         run_remote = executor.run
@@ -68,48 +71,57 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
 
                 reports.ran_on(ctx, last_placement())
 
-    elif spec.ctx == "first":
-        call = functools.partial(func, workflow, ctx)
-    elif spec.ctx == "last":
-        call = lambda event: func(workflow, event, ctx)  # noqa: E731
+    elif spec.resources:  # a step with resources: built, then passed by name
+        step_ctx = ctx if not spec.sync else ThreadContext(ctx)
+        call = wrap_call(func, workflow, spec, step_ctx, trio.to_thread.run_sync if spec.sync else None)
     else:
-        call = functools.partial(func, workflow)
-    if spec.retry is None and spec.timeout is None:
+        step_ctx = ctx if not spec.sync else ThreadContext(ctx)
+        if spec.ctx == "first":
+            call = functools.partial(func, workflow, step_ctx)
+        elif spec.ctx == "last":
+            call = lambda event: func(workflow, event, step_ctx)  # noqa: E731
+        else:
+            call = functools.partial(func, workflow)
+        if spec.sync:
+            call = thread_call(call)  # a sync 'def' step: in a worker thread
+    if spec.retry_policy is None and spec.timeout is None:
         return call
     return _guard(spec, ctx, call, reports)
 
 
 def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> Call:
     """Wrap ``call`` in the step's timeout and retry policy."""
-    policy, timeout = spec.retry, spec.timeout
+    policy, timeout = spec.retry_policy, spec.timeout
 
     async def guarded(event: Any) -> Any:
         attempt = 1
+        first = trio.current_time()
+        ctx._retrying = None
         while True:
             ctx._next_attempt(attempt)
             try:
                 if timeout is None:
                     return await call(event)
-                return await _within(timeout, spec.name, attempt, policy, ctx, call, event)
+                return await _within(timeout, spec.name, attempt, ctx, call, event)
             except trio.Cancelled:
                 raise
             except BaseException as exc:
-                if is_cancellation(exc):
+                if is_cancellation(exc) or policy is None or not isinstance(exc, Exception):
                     raise
-                if policy is None or attempt >= policy.max_attempts or not isinstance(exc, policy.retry_on):
+                delay = policy.next(trio.current_time() - first, attempt, exc)
+                if delay is None:
                     raise
+                ctx._attempt_failed(first, exc)
                 reports.retrying(ctx, event, attempt, ctx._attempt_time(), exc)
                 ctx._await_retry()
-                await trio.sleep(policy.wait_before(attempt))
+                await trio.sleep(max(float(delay), 0.0))
                 attempt += 1
                 reports.attempt_started(ctx, event, attempt)
 
     return guarded
 
 
-async def _within(
-    timeout: float, name: str, attempt: int, policy: Any, ctx: Context[Any], call: Call, event: Any
-) -> Any:
+async def _within(timeout: float, name: str, attempt: int, ctx: Context[Any], call: Call, event: Any) -> Any:
     """One attempt under the step's ``timeout=``: a cancel scope of its own.
 
     A step that blocks the loop (``time.sleep``) cannot be interrupted, but its overrun is
@@ -126,10 +138,7 @@ async def _within(
             ctx._set_step_scope(None)
     # wait_for_event lifts the deadline while waiting and sets it back after: read it again.
     if scope.cancelled_caught or (scope.deadline != math.inf and trio.current_time() >= scope.deadline):
-        raise StepTimeoutError(
-            f"step {name!r} timed out after {timeout:g}s (attempt {attempt}"
-            + (f" of {policy.max_attempts})" if policy else ")")
-        )
+        raise StepTimeoutError(f"step {name!r} timed out after {timeout:g}s (attempt {attempt})")
     return result
 
 

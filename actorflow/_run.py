@@ -20,6 +20,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import trio
@@ -28,21 +29,40 @@ from . import _stall
 from ._actor import StepActor
 from ._backpressure import wait_for_room
 from ._context import CollectBuffer, Store, current_context
-from ._events import Event, HumanResponseEvent, StopEvent
+from ._events import (
+    Event,
+    HumanResponseEvent,
+    StepFailedEvent,
+    StopEvent,
+    WorkflowCancelledEvent,
+    WorkflowFailedEvent,
+    WorkflowIdleEvent,
+    WorkflowTimedOutEvent,
+)
 from ._exceptions import (
     WorkflowCancelledError,
     WorkflowRuntimeError,
     WorkflowStalledError,
+    WorkflowStepDoesNotExistError,
     WorkflowTimeoutError,
 )
 from ._invoke import is_cancellation
-from ._observe import EventEmitted, EventTaken, RunEnded, RunInfo, RunStarted, StepInfo
+from ._observe import (
+    EventEmitted,
+    EventTaken,
+    Observer,
+    ObserverDispatch,
+    RunEnded,
+    RunInfo,
+    RunStarted,
+    StepInfo,
+)
 from ._router import STOP, UNROUTED, WAITED, Router
+from ._state import InMemoryStateStore, state_from_type
 from ._statistics import RunStatistics, StepStatistics
 from ._waiters import Waiter, Waiters
 
 if TYPE_CHECKING:
-    from ._observe import ObserverDispatch
     from ._router import _Special
     from ._validate import WorkflowSpec
     from ._workflow import Workflow
@@ -82,11 +102,13 @@ class Run:
         "_done",
         "_early",
         "_event_ids",
+        "_failed_step",
         "_finished",
         "_id",
         "_limited",
         "_nursery",
         "_observe",
+        "_recoveries",
         "_scope",
         "_spent",
         "_started",
@@ -100,6 +122,7 @@ class Run:
         "deadline",
         "durable",
         "info",
+        "internal",
         "limiter",
         "observer",
         "outcome",
@@ -152,18 +175,23 @@ class Run:
         self.started = False
         self.deadline = math.inf
         self.pending_input = 0
+        self.internal = False
+        """Whether the stream carries the runtime's own events (``expose_internal=True``)."""
         """InputRequiredEvents emitted and not yet answered by a HumanResponseEvent from outside."""
         self._asked: deque[Event] | None = None
         """The routed InputRequiredEvents among those, oldest first (for snapshots)."""
         self._finished = False
         self._done: trio.Event | None = None
         self._started: trio.Event | None = None
-        self._store: Store | None = None
+        self._store: InMemoryStateStore[Any] | None = None
         self._buffers: dict[tuple[int, tuple[type[Event], ...]], CollectBuffer] | None = None
         self._waiters: Waiters | None = None
         self._early: list[Event] | None = None
         """Events sent from outside before the run started: routed right after the StartEvent."""
         self._event_ids = 0
+        self._failed_step: str | None = None
+        self._recoveries: dict[int, int] | None = None
+        """Recoveries made so far per @catch_error handler (by step index)."""
         self._stop_event: StopEvent | None = None
         self._scope: trio.CancelScope | None = None
         self._watch: trio.CancelScope | None = None
@@ -188,10 +216,14 @@ class Run:
         return self._id
 
     @property
-    def store(self) -> Store:
-        """The run's key-value store, made when a step first uses it."""
+    def store(self) -> InMemoryStateStore[Any]:
+        """The run's state store, made when a step first uses it (from the state model's defaults)."""
         if self._store is None:
-            self._store = Store() if self.durable is None else self.durable.new_store()
+            self._store = (
+                Store(state_from_type(self.spec.state_type))
+                if self.durable is None
+                else self.durable.new_store()
+            )
         return self._store
 
     @property
@@ -233,6 +265,46 @@ class Run:
         # From the run's base context, not the emitting step's: what a step set in its
         # ContextVars does not leak into the workers it happens to start.
         self._base_context.run(self._nursery.start_soon, fn, *args, name=name)
+
+    def add_observer(self, observer: Observer) -> None:
+        """Observe this run too (``stream_events(expose_internal=True)``); only before it starts.
+
+        A run is observed or not from its start (its workers carry event ids or not), so an
+        observer can join only a run that has not started.
+        """
+        if self.started:
+            raise WorkflowRuntimeError(
+                f"run {self.id} of {self.spec.name} has already started, so it can no longer be "
+                f"observed; call stream_events(expose_internal=True) first thing in the open_run "
+                f"block, before anything awaits"
+            )
+        chosen = self._observe
+
+        def observe() -> ObserverDispatch:
+            base = chosen() if chosen is not None else None
+            return ObserverDispatch([*(base.observers if base is not None else ()), observer])
+
+        self._observe = observe
+
+    def end_event(self) -> StopEvent | None:
+        """The event that ends the run's stream: its StopEvent, or what ended it otherwise."""
+        outcome = self.outcome
+        if outcome is None:
+            return None
+        if outcome.kind == "finished":
+            return self._stop_event
+        if outcome.kind == "timed_out":
+            return WorkflowTimedOutEvent(
+                timeout=self.timeout or 0.0,
+                active_steps=[a.spec.name for a in self.actors if a.running],
+            )
+        if outcome.kind == "cancelled":
+            return WorkflowCancelledEvent()
+        error = outcome.error
+        return WorkflowFailedEvent(
+            step_name=self._failed_step or "",
+            exception=error if isinstance(error, Exception) else RuntimeError(repr(error)),
+        )
 
     def new_event_id(self) -> int:
         """The next event id of this (observed) run: 1, 2, 3... in emission order."""
@@ -282,6 +354,7 @@ class Run:
             self._time_out()  # the deadline came first; this error is part of the ending
             outcome = self.outcome
         if outcome is None:
+            self._failed_step = step
             if step is not None:
                 error.add_note(f"(raised by step {step!r} of workflow {self.spec.name})")
             self._end(Outcome("failed", error=error))
@@ -306,6 +379,40 @@ class Run:
             outcome.error.add_note(
                 f"(while the run was ending, {where} also raised {type(error).__name__}: {error})"
             )
+
+    def recover(self, actor: StepActor, event: Any, error: BaseException, ctx: Any) -> bool:
+        """A step failed for good: hand a StepFailedEvent to its ``@catch_error`` handler.
+
+        False when no handler covers the step, its recoveries are spent, the error is no
+        ``Exception``, or the run is ending: then the run fails with the error.
+        """
+        handler = self.spec.handlers.get(actor.index)
+        if handler is None or self.over or not isinstance(error, Exception):
+            return False
+        spent = self._recoveries = self._recoveries or {}
+        count = spent.get(handler, 0) + 1
+        max_recoveries = self.spec.steps[handler].catch[1]  # type: ignore[index]
+        if count > max_recoveries:
+            error.add_note(
+                f"(the @catch_error handler {self.spec.steps[handler].name!r} already recovered "
+                f"{max_recoveries} time(s) in this run, its max_recoveries)"
+            )
+            return False
+        spent[handler] = count
+        now = trio.current_time()
+        retrying = ctx._retrying
+        first = retrying[0] if retrying is not None else ctx._attempt_started or now
+        failed = StepFailedEvent(
+            step_name=actor.spec.name,
+            input_event=event,
+            exception=error,
+            attempts=ctx.attempt,
+            elapsed_seconds=max(now - first, 0.0) if first else 0.0,
+            failed_at=datetime.now(UTC),
+        )
+        item = failed if self.observer is None else ctx._note_directed(failed, self.spec.steps[handler].name)
+        self.router.deliver_to(handler, item)
+        return True
 
     def cancel(self) -> None:
         """End the run as cancelled, unless it has already ended."""
@@ -431,22 +538,34 @@ class Run:
     def _actor_named(self, step: str, sender: str, event: Event) -> StepActor:
         actor = next((a for a in self.actors if a.spec.name == step), None)
         if actor is None:
-            raise WorkflowRuntimeError(
-                f"step {sender!r} sent a {type(event).__name__} to step {step!r}, but "
-                f"{self.spec.name} has no such step (its steps: "
+            raise WorkflowStepDoesNotExistError(
+                f"Step {step} does not exist: {sender} sent a {type(event).__name__} to step "
+                f"{step!r}, but {self.spec.name} has no such step (its steps: "
                 f"{', '.join(a.spec.name for a in self.actors)})"
             )
         if actor.index not in self.spec.routes.targets(type(event)):
             accepted = " | ".join(t.__name__ for t in actor.spec.accepts)
             raise WorkflowRuntimeError(
-                f"step {sender!r} sent a {type(event).__name__} to step {step!r}, which accepts only {accepted}"
+                f"{sender} sent a {type(event).__name__} to step {step!r}, which accepts only {accepted}"
             )
         return actor
 
     def send_to_step(self, ctx: Any, event: Event, step: str) -> None:
         """``ctx.send_event(event, step=step)``: deliver ``event`` to that one step."""
-        actor = self._actor_named(step, ctx._actor.spec.name, event)
+        actor = self._actor_named(step, f"step {ctx._actor.spec.name!r}", event)
         item = event if self.observer is None else ctx._note_directed(event, step)
+        self.router.deliver_to(actor.index, item)
+
+    def inject_to_step(self, event: Event, step: str) -> None:
+        """``handle.ctx.send_event(event, step=step)``: from outside, to that one step."""
+        self.check_inject(event)
+        actor = self._actor_named(step, "the caller", event)
+        if not self.started:
+            raise WorkflowRuntimeError(
+                f"run {self.id} has not started yet, so its steps cannot be sent events one by "
+                f"one; send it without step= (it is routed after the StartEvent)"
+            )
+        item = event if self.observer is None else self._outside_item(event)
         self.router.deliver_to(actor.index, item)
 
     def check_inject(self, event: Event) -> None:
@@ -551,6 +670,8 @@ class Run:
                 pending_input=self.pending_input,
             )
             self.fail(WorkflowStalledError(report), None)
+        elif self.internal and all(a.running == a.waiting and not a.queued for a in self.actors):
+            self.publish(WorkflowIdleEvent())  # quiet until someone outside answers
 
     # -- running ----------------------------------------------------------------------------
 
@@ -684,6 +805,9 @@ class Run:
             self._open()  # ended before it started (cancelled while queued): observers see both ends
         self._nursery = None
         if self._stream_send is not None:
+            end = self.end_event()
+            if end is not None:
+                self.publish(end)  # the stream ends with the StopEvent, as in LlamaIndex
             self._stream_send.close()
         for actor in self.actors:
             if actor.room_waiters and actor.room is not None:  # handle.send_event callers: the run is over

@@ -92,7 +92,12 @@ def get_by_path(state: Any, path: str, default: Any = _MISSING) -> Any:
     except Exception:
         if default is not _MISSING:
             return default
-        raise ValueError(f"Path '{path}' not found in state") from None
+        held = sorted(state._data) if isinstance(state, DictLikeModel) else []
+        held += list(type(state).model_fields) if isinstance(state, BaseModel) else []
+        raise ValueError(
+            f"Path '{path}' not found in state (its top-level keys: {', '.join(map(repr, held)) or 'none'}); "
+            f"pass default= to get a value instead"
+        ) from None
     return value
 
 
@@ -139,6 +144,13 @@ class InMemoryStateStore(Generic[StateT]):
         """The state's model class (``DictState`` by default)."""
         self._lock = trio.Lock()
         self._holder: trio.lowlevel.Task | None = None
+
+    @property
+    def _data(self) -> dict[str, Any]:
+        """The state's values as a live dict (DictState's data; a typed state's fields), for
+        the durable runs' snapshots and journal."""
+        state: Any = self._state
+        return state._data if isinstance(state, DictLikeModel) else state.__dict__
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[None]:

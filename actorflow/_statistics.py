@@ -36,7 +36,7 @@ class StepStatistics:
     failed: int
     """Invocations that failed for good (after retries)."""
     retried: int
-    """Failed attempts that its RetryPolicy retried."""
+    """Failed attempts that its retry policy retried."""
     ran_on: Mapping[Placement, int] = attrs.field(factory=dict)
     """Where an executor ran its invocations (executor, node, pid), and how many ran there;
     empty for a step that runs in the run's own loop."""

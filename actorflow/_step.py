@@ -14,15 +14,17 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, Union, overload
 
 import attrs
+from pydantic import BaseModel
 
 from ._context import Context
-from ._events import Event
+from ._events import Event, StepFailedEvent
 from ._exceptions import WorkflowDefinitionError
 from ._executor import Executor
+from ._resource import check_config_types, check_cycles, descriptor_of
 from ._retry import RetryPolicy
 
 __all__ = ["DEFAULT_INBOX", "StepSpec", "UnresolvedHint", "resolve", "step", "step_marker"]
@@ -33,6 +35,9 @@ __all__ = ["DEFAULT_INBOX", "StepSpec", "UnresolvedHint", "resolve", "step", "st
 DEFAULT_INBOX = 64
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The graph checks a step can be exempted from (``@step(skip_graph_checks=[...])``).
+STEP_GRAPH_CHECKS = frozenset({"reachability", "dead_end"})
 _STEP_ATTR = "__actorflow_step__"
 
 
@@ -56,12 +61,26 @@ class StepSpec:
     """Capacity of the actor's inbox channel."""
     ctx: Literal["first", "last"] | None
     """Where the ``ctx: Context`` parameter sits relative to the event parameter, if any."""
-    retry: RetryPolicy | None = None
+    retry_policy: RetryPolicy | None = None
     """How failed invocations are retried (None: never)."""
     timeout: float | None = None
     """Seconds one invocation may take (None: no limit of its own)."""
     executor: Executor | None = None
     """Where the body runs (None: in the run's trio loop); ``Workflow(executors=...)`` overrides it."""
+    state_type: type[BaseModel] | None = None
+    """The run state model the ``ctx: Context[MyState]`` parameter names (None: untyped)."""
+    sync: bool = False
+    """A plain ``def`` step: each invocation runs in a worker thread."""
+    skip_graph_checks: frozenset[str] = frozenset()
+    """Graph checks this step is exempt from (``"reachability"``, ``"dead_end"``)."""
+    resources: tuple[tuple[str, Any, Any], ...] = ()
+    """The resource parameters: (name, Resource or ResourceConfig, annotated type)."""
+    catch: tuple[tuple[str, ...] | None, int] | None = None
+    """For a ``@catch_error`` handler: (the steps it covers or None for all, max_recoveries)."""
+    event_param: str = "ev"
+    """The event parameter's name."""
+    ctx_param: str | None = None
+    """The context parameter's name, if the step takes one."""
     emit_ok: set[type[Event]] = attrs.field(init=False, eq=False, repr=False)
     """Types this step may emit without further checks: the declared ones, and subclasses
     of them seen at run time that the workflow class routes (shared by every run)."""
@@ -83,8 +102,12 @@ class _StepDraft:
     num_workers: int
     accept_subclasses: bool
     inbox: int
-    retry: RetryPolicy | None
+    retry_policy: RetryPolicy | None
     timeout: float | None
+    skip_graph_checks: frozenset[str]
+    free: bool
+    catch: tuple[tuple[str, ...] | None, int] | None
+    """A module-level function added to a workflow class (``@step(workflow=...)``): no ``self``."""
     localns: Mapping[str, Any]
     """Names visible where the function was defined (class body and enclosing function)."""
     executor: Executor | None = None
@@ -98,9 +121,12 @@ def step(
     num_workers: int = 1,
     accept_subclasses: bool = False,
     inbox: int = DEFAULT_INBOX,
-    retry: RetryPolicy | None = None,
+    retry_policy: RetryPolicy | None = None,
     timeout: float | None = None,
     executor: Executor | None = None,
+    workflow: type | None = None,
+    accept_event_subclasses: bool | None = None,
+    skip_graph_checks: Sequence[str] = (),
 ) -> Callable[[_F], _F]: ...
 def step(
     func: Any = None,
@@ -109,9 +135,12 @@ def step(
     num_workers: int = 1,
     accept_subclasses: bool = False,
     inbox: int = DEFAULT_INBOX,
-    retry: RetryPolicy | None = None,
+    retry_policy: RetryPolicy | None = None,
     timeout: float | None = None,
     executor: Executor | None = None,
+    workflow: type | None = None,
+    accept_event_subclasses: bool | None = None,
+    skip_graph_checks: Sequence[str] = (),
 ) -> Any:
     """Mark an ``async def`` method of a :class:`Workflow` as a step.
 
@@ -121,11 +150,16 @@ def step(
     caps the concurrent invocations of the step per run (default 1: one event at a time).
     ``accept_subclasses=True`` routes instances of subclasses of the accepted types here too.
     ``inbox`` is the capacity of the step's inbox: ``ctx.asend_event`` waits while it is full.
-    ``retry=RetryPolicy(...)`` retries failed invocations; ``timeout=S`` cancels an invocation
-    that takes longer than S seconds and fails it with ``StepTimeoutError``.
+    ``retry_policy=...`` retries failed invocations (``retry_policy(retry=, wait=, stop=)``,
+    ``ConstantDelayRetryPolicy``, ``ExponentialBackoffRetryPolicy``, or any object with their
+    ``next`` method); ``timeout=S`` cancels an invocation that takes longer than S seconds and
+    fails it with ``StepTimeoutError``. A plain ``def`` step runs in a worker thread.
+    ``workflow=MyWorkflow`` adds a module-level function (no ``self``) to that class as a step
+    (``Workflow.add_step``); ``accept_event_subclasses`` is LlamaIndex's name of
+    ``accept_subclasses``; ``skip_graph_checks=["reachability", "dead_end"]`` exempts the step
+    from those definition checks.
     ``executor=`` runs the body elsewhere (``ThreadExecutor()``, ``ProcessExecutor()``,
-    ``actorflow.ray.RayExecutor()``; see ``docs/scale.md``); a step with an executor may be a
-    plain ``def``.
+    ``actorflow.ray.RayExecutor()``; see ``docs/scale.md``).
     """
     if func is not None and not callable(func):
         raise WorkflowDefinitionError(
@@ -136,30 +170,47 @@ def step(
     def decorate(f: _F) -> _F:
         # sys._getframe(1) is the class body applying the decorator: its names (and those of
         # the function around it) resolve hints naming events defined in local scopes.
-        return _mark(f, sys._getframe(1), options)
+        return _mark(f, sys._getframe(1), options, workflow)
 
+    if accept_event_subclasses is not None:
+        accept_subclasses = accept_subclasses or bool(accept_event_subclasses)
     options = dict(
         num_workers=num_workers,
         accept_subclasses=bool(accept_subclasses),
         inbox=inbox,
-        retry=retry,
+        retry_policy=retry_policy,
         timeout=timeout,
         executor=executor,
+        skip_graph_checks=skip_graph_checks,
     )
+    if workflow is not None and not (isinstance(workflow, type) and hasattr(workflow, "add_step")):
+        raise WorkflowDefinitionError(f"@step(workflow=...) needs a Workflow subclass, got {workflow!r}")
     if func is None:
         return decorate
     return _mark(func, sys._getframe(1), options)
 
 
-def _mark(func: _F, frame: types.FrameType, options: dict[str, Any]) -> _F:
+def _mark(
+    func: _F,
+    frame: types.FrameType,
+    options: dict[str, Any],
+    workflow: Any = None,
+    catch: tuple[tuple[str, ...] | None, int] | None = None,
+) -> _F:
     _check_options(func, **options)
-    _check_function(func, sync_ok=options["executor"] is not None)
-    draft = _StepDraft(func, localns=_scope_of(frame), **options)
+    params = list(inspect.signature(func).parameters)
+    # A function added to a class that takes ``self`` anyway is called as a method.
+    free = workflow is not None and not (params and params[0] == "self")
+    _check_function(func, free)
+    options = {**options, "skip_graph_checks": frozenset(options["skip_graph_checks"])}
+    draft = _StepDraft(func, localns=_scope_of(frame), free=free, catch=catch, **options)
     try:
         marker: StepSpec | _StepDraft = resolve(draft, func.__name__)
     except UnresolvedHint:
         marker = draft  # retried when the class is defined, then when it is instantiated
     setattr(func, _STEP_ATTR, marker)
+    if workflow is not None:
+        workflow.add_step(func)
     return func
 
 
@@ -185,8 +236,9 @@ def _check_options(
     num_workers: Any,
     accept_subclasses: bool,
     inbox: Any,
-    retry: Any,
+    retry_policy: Any,
     timeout: Any,
+    skip_graph_checks: Any,
     executor: Any = None,
 ) -> None:
     name = getattr(func, "__qualname__", repr(func))
@@ -195,10 +247,10 @@ def _check_options(
             f"step {name!r}: executor must be an actorflow.Executor, e.g. executor=ProcessExecutor(), "
             f"got {executor!r}"
         )
-    if retry is not None and not isinstance(retry, RetryPolicy):
+    if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
         raise WorkflowDefinitionError(
-            f"step {name!r}: retry must be a RetryPolicy, e.g. retry=RetryPolicy(max_attempts=3), "
-            f"got {retry!r}"
+            f"step {name!r}: retry_policy must have a next(elapsed_time, attempts, error) method, "
+            f"e.g. retry_policy=retry_policy(stop=stop_after_attempt(3)), got {retry_policy!r}"
         )
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
@@ -207,33 +259,52 @@ def _check_options(
             f"step {name!r}: timeout must be a positive number of seconds or None, got {timeout!r}"
         )
     if not isinstance(num_workers, int) or isinstance(num_workers, bool) or num_workers < 1:
-        raise WorkflowDefinitionError(f"step {name!r}: num_workers must be an int >= 1, got {num_workers!r}")
+        raise WorkflowDefinitionError(
+            f"step {name!r}: num_workers must be an integer greater than 0, got {num_workers!r}"
+        )
+    if isinstance(skip_graph_checks, str) or not set(skip_graph_checks) <= STEP_GRAPH_CHECKS:
+        raise WorkflowDefinitionError(
+            f"step {name!r}: skip_graph_checks must list names of {sorted(STEP_GRAPH_CHECKS)}, "
+            f"got {skip_graph_checks!r}"
+        )
     if not isinstance(inbox, int) or isinstance(inbox, bool) or inbox < 0:
         raise WorkflowDefinitionError(f"step {name!r}: inbox must be an int >= 0, got {inbox!r}")
 
 
-def _check_function(func: Any, sync_ok: bool = False) -> None:
-    """Reject what can never be a step, whatever its hints say (a plain def needs an executor)."""
+def _is_free_function(qualname: str) -> bool:
+    """Whether ``qualname`` names a module-level or nested function rather than a method."""
+    parts = qualname.split(".")
+    return len(parts) == 1 or parts[-2] == "<locals>"
+
+
+def _check_function(func: Any, free: bool = False) -> None:
+    """Reject what can never be a step, whatever its hints say."""
     name = getattr(func, "__qualname__", repr(func))
     if not inspect.isfunction(func):
         raise WorkflowDefinitionError(
             f"@step must decorate an 'async def' method, got {type(func).__name__} {name!r}"
         )
-    if not inspect.iscoroutinefunction(inspect.unwrap(func)) and not (
-        sync_ok and not inspect.isasyncgenfunction(func) and not inspect.isgeneratorfunction(func)
-    ):
-        kind = "an async generator" if inspect.isasyncgenfunction(func) else "a plain 'def'"
+    inner = inspect.unwrap(func)
+    if inspect.isasyncgenfunction(inner) or inspect.isgeneratorfunction(inner):
+        kind = "an async generator" if inspect.isasyncgenfunction(inner) else "a generator"
         raise WorkflowDefinitionError(
-            f"step {name!r} is {kind}; steps must be 'async def' methods that return an "
-            f"Event or None. Write 'async def {func.__name__}(self, ev: SomeEvent) -> ...'"
+            f"step {name!r} is {kind}; steps are 'async def' (or plain 'def') methods that "
+            f"return an Event or None. Write 'async def {func.__name__}(self, ev: SomeEvent) -> ...'"
         )
     sig = inspect.signature(func)
     params = list(sig.parameters.values())
-    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
-        raise WorkflowDefinitionError(f"step {name!r} must be a method: its first parameter is 'self'")
-    rest = params[1:]
+    if not free:
+        if _is_free_function(name) and (not params or params[0].name != "self"):
+            raise WorkflowDefinitionError(
+                f"To decorate {func.__name__} please pass a workflow class to the @step decorator. "
+                f"(@step(workflow=MyWorkflow) adds a module-level function to that class; or make it "
+                f"a method of a Workflow subclass)"
+            )
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise WorkflowDefinitionError(f"step {name!r} must be a method: its first parameter is 'self'")
+    rest = params if free else params[1:]
     bad = [p.name for p in rest if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if bad or not 1 <= len(rest) <= 2:
+    if bad or not rest:
         raise WorkflowDefinitionError(
             f"step {name!r} must take 'self', optionally 'ctx: Context', and one event "
             f"parameter, e.g. 'async def {func.__name__}(self, ctx: Context, ev: MyEvent)'; "
@@ -273,39 +344,84 @@ def resolve(draft: _StepDraft, name: str, extra_ns: Mapping[str, Any] | None = N
     if extra_ns:
         localns.update(extra_ns)
     sig = inspect.signature(func)
-    params = list(sig.parameters.values())[1:]
+    params = list(sig.parameters.values())[0 if draft.free else 1 :]
     hints = {p.name: _evaluate(p.annotation, func, localns) for p in params}
     returns = _evaluate(sig.return_annotation, func, localns)
     qual = func.__qualname__
 
     ctx_params = [p for p in params if _is_context(hints[p.name])]
-    event_params = [p for p in params if not _is_context(hints[p.name])]
+    resource_params = [p for p in params if descriptor_of(hints[p.name]) is not None]
+    event_params = [p for p in params if p not in ctx_params and p not in resource_params]
     if len(event_params) != 1 or len(ctx_params) > 1:
         raise WorkflowDefinitionError(
-            f"step {qual!r} must take exactly one event parameter and at most one "
-            f"'ctx: Context'; its parameters are annotated "
-            f"{ {p.name: _hint_name(hints[p.name]) for p in params} }"
+            f"step {qual!r} must take exactly one event parameter, at most one 'ctx: Context' "
+            f"and any number of resources (Annotated[T, Resource(factory)]); its parameters are "
+            f"annotated { {p.name: _hint_name(hints[p.name]) for p in params} }"
         )
+    resources = []
+    for p in resource_params:
+        descriptor: Any = descriptor_of(hints[p.name])
+        descriptor.set_localns(localns)
+        resources.append((p.name, descriptor, typing.get_args(hints[p.name])[0]))
+    found: list[str] = []
+    check_cycles(qual, resources, found)
+    check_config_types(qual, resources, found)
+    if found:
+        raise WorkflowDefinitionError("; ".join(found))
     event_param = event_params[0]
     ctx: Literal["first", "last"] | None = None
     if ctx_params:
         ctx = "first" if params.index(ctx_params[0]) < params.index(event_param) else "last"
 
     accepts = _event_types(hints[event_param.name], qual, f"parameter {event_param.name!r}", False)
+    if draft.catch is not None and accepts != (StepFailedEvent,):
+        raise WorkflowDefinitionError(
+            f"@catch_error handler '{func.__name__}' must accept StepFailedEvent as its event "
+            f"parameter (ev: StepFailedEvent), got {' | '.join(t.__name__ for t in accepts)}"
+        )
     emits = _event_types(returns, qual, "return hint", True)
+    state_type = _state_type(hints[ctx_params[0].name], qual) if ctx_params else None
     return StepSpec(
         name=name,
-        func=func,
+        func=_as_method(func) if draft.free else func,
         accepts=accepts,
         emits=emits,
         num_workers=draft.num_workers,
         accept_subclasses=draft.accept_subclasses,
         inbox=draft.inbox,
         ctx=ctx,
-        retry=draft.retry,
+        retry_policy=draft.retry_policy,
         timeout=None if draft.timeout is None else float(draft.timeout),
         executor=draft.executor,
+        state_type=state_type,
+        sync=not inspect.iscoroutinefunction(inspect.unwrap(func)),
+        skip_graph_checks=draft.skip_graph_checks,
+        resources=tuple(resources),
+        event_param=event_param.name,
+        ctx_param=ctx_params[0].name if ctx_params else None,
+        catch=draft.catch,
     )
+
+
+def _as_method(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A free function as the runtime calls steps: with the workflow first (ignored)."""
+    if inspect.iscoroutinefunction(inspect.unwrap(func)):
+
+        async def step_method(_workflow: Any, *args: Any, **kwargs: Any) -> Any:
+            return await func(*args, **kwargs)
+
+    else:
+
+        def step_method(_workflow: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            return func(*args, **kwargs)
+
+    step_method.__name__, step_method.__qualname__, step_method.__doc__ = (
+        func.__name__,
+        func.__qualname__,
+        func.__doc__,
+    )
+    step_method.__actorflow_free__ = func  # type: ignore[attr-defined]
+    return step_method
 
 
 def _evaluate(annotation: Any, func: Callable[..., Any], localns: dict[str, Any]) -> Any:
@@ -319,7 +435,29 @@ def _evaluate(annotation: Any, func: Callable[..., Any], localns: dict[str, Any]
 
 
 def _is_context(hint: Any) -> bool:
-    return isinstance(hint, type) and issubclass(hint, Context)
+    origin = typing.get_origin(hint) or hint  # Context[MyState] is a generic alias of Context
+    return isinstance(origin, type) and issubclass(origin, Context)
+
+
+def _state_type(hint: Any, qual: str) -> type[BaseModel] | None:
+    """The state model of a ``Context[MyState]`` hint (None for a bare ``Context``)."""
+    args = typing.get_args(hint)
+    if not args or args[0] is Any:
+        return None
+    state = args[0]
+    if not (isinstance(state, type) and issubclass(state, BaseModel)):
+        raise WorkflowDefinitionError(
+            f"step {qual!r}: the context parameter is annotated Context[{_hint_name(state)}]; the "
+            f"state type must be a pydantic model (a BaseModel subclass), e.g. Context[MyState]"
+        )
+    required = [n for n, f in state.model_fields.items() if f.is_required()]
+    if required:
+        raise WorkflowDefinitionError(
+            f"step {qual!r}: the state model {state.__name__} has fields without defaults "
+            f"({', '.join(required)}); a run builds its state from the model's defaults, so give "
+            f"every field one"
+        )
+    return state
 
 
 def _hint_name(hint: Any) -> str:

@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import attrs
+from pydantic import BaseModel
 
-from ._events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
+from ._catch import handler_table
+from ._events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StepFailedEvent, StopEvent
 from ._exceptions import WorkflowDefinitionError
 from ._router import RouteTable
+from ._state import DictState
 from ._step import StepSpec
 
 __all__ = ["WorkflowSpec", "build_spec"]
@@ -36,6 +39,10 @@ class WorkflowSpec:
     """Per step, the steps its events can lead to, directly or through others."""
     external: tuple[type[Event], ...] = ()
     """Accepted types that come from outside (``external_events``, HumanResponseEvent)."""
+    state_type: type[BaseModel] = DictState
+    """The run state's model: the most derived ``Context[MyState]`` of the steps, else DictState."""
+    handlers: Mapping[int, int] = attrs.field(factory=dict)
+    """Step index -> the index of the ``@catch_error`` handler that recovers its failures."""
 
     def may_wait(self, source: int, target: int) -> bool:
         """Whether ``source`` may wait for room in ``target``'s inbox without risking deadlock.
@@ -60,6 +67,7 @@ def build_spec(
     *,
     reserved: Mapping[str, str] | None = None,
     external: Sequence[object] = (),
+    skip_graph_checks: frozenset[str] = frozenset(),
 ) -> WorkflowSpec:
     """Check ``steps`` as a workflow called ``name``; raise one error listing every problem.
 
@@ -89,49 +97,65 @@ def build_spec(
 
     if steps and not starts:
         found.append(
-            "no step accepts a StartEvent; the first step's event parameter must be annotated "
-            "with StartEvent or a subclass of it"
+            "At least one Event of type StartEvent must be received by any step: no step accepts "
+            "a StartEvent; the first step's event parameter must be annotated with StartEvent or "
+            "a subclass of it"
         )
     if len(starts) > 1:
         found.append(
-            f"steps accept {len(starts)} StartEvent types ({_names(starts)}); a workflow has "
-            f"exactly one, which run() builds from its keyword arguments"
+            f"Only one type of StartEvent is allowed per workflow, found {len(starts)}: steps accept "
+            f"{len(starts)} StartEvent types ({_names(starts)}); a workflow has exactly one, which "
+            f"run() builds from its keyword arguments"
         )
     if steps and not stops:
         found.append(
-            "no step can return a StopEvent, so no run could ever finish; annotate the last "
-            "step with '-> StopEvent' (or a subclass of it)"
+            "At least one Event of type StopEvent must be returned by any step: no step can return "
+            "a StopEvent, so no run could ever finish; annotate the last step with '-> StopEvent' "
+            "(or a subclass of it)"
         )
     if len(stops) > 1:
         found.append(
-            f"steps return {len(stops)} StopEvent types ({_names(stops)}); a workflow has "
-            f"exactly one result type"
+            f"Only one type of StopEvent is allowed per workflow, found {len(stops)}: steps return "
+            f"{len(stops)} StopEvent types ({_names(stops)}); a workflow has exactly one result type"
         )
     for s in steps:
         stop_in = [t for t in s.accepts if issubclass(t, StopEvent)]
         if stop_in:
             found.append(
-                f"step {s.name!r} accepts {_names(stop_in)}; a StopEvent ends the run and is "
-                f"never delivered to a step"
+                f"Step '{s.name}' cannot accept StopEvent. StopEvent signals the end of the workflow. "
+                f"Use a different Event type instead. (step {s.name!r} accepts {_names(stop_in)}; a "
+                f"StopEvent ends the run and is never delivered to a step)"
             )
     for t in emitted:
-        if issubclass(t, StopEvent | InputRequiredEvent) or consumed(t):
+        if (
+            issubclass(t, StopEvent | InputRequiredEvent)
+            or consumed(t)
+            or "terminal_event" in skip_graph_checks
+        ):
             continue
         by = [s.name for s in steps if t in s.emits]
         found.append(
+            f"The following events are produced but never consumed: {t.__name__}. "
             f"{t.__name__} is produced by {_quoted(by)} but no step accepts it; add a step "
             f"whose event parameter is annotated with {t.__name__}, or remove it from the "
             f"return hint"
         )
+    handlers = handler_table(steps, found)
     for t in accepted:
         if issubclass(t, (StartEvent, StopEvent, HumanResponseEvent, *outside)) or _emitted_to(t, steps):
             continue
+        if t is StepFailedEvent and all(s.catch is not None for s in steps if t in s.accepts):
+            continue  # the runtime sends it to @catch_error handlers
         by = [s.name for s in steps if t in s.accepts]
         found.append(
+            f"The following events are consumed but never produced: {t.__name__}. "
             f"{t.__name__} is accepted by {_quoted(by)} but no step returns it; add it to the "
             f"return hint of the step that emits it (ctx.send_event also needs that), or list it "
             f"in the workflow's external_events if it comes from outside through send_event()"
         )
+    state_type = _state_type(steps, found)
+    if steps and starts:
+        _graph_checks(steps, starts[0], outside, skip_graph_checks, found)
     if found:
         raise WorkflowDefinitionError(
             f"{name} is not a valid workflow:\n" + "\n".join(f"  - {p}" for p in found)
@@ -144,7 +168,89 @@ def build_spec(
         routes=RouteTable(steps, starts[0]),
         reach=_reachability(steps),
         external=tuple(t for t in accepted if issubclass(t, (HumanResponseEvent, *outside))),
+        state_type=state_type,
+        handlers=handlers,
     )
+
+
+def _graph_checks(
+    steps: Sequence[StepSpec],
+    start: type[StartEvent],
+    outside: tuple[type[Event], ...],
+    skip: frozenset[str],
+    found: list[str],
+) -> None:
+    """LlamaIndex's graph checks: every step reachable from the run's inputs, none a dead end."""
+
+    def feeds(source: StepSpec, target: StepSpec) -> bool:
+        return any(
+            e in target.accepts or (target.accept_subclasses and issubclass(e, target.accepts))
+            for e in source.emits
+            if not issubclass(e, StopEvent)
+        )
+
+    edges = [[j for j, t in enumerate(steps) if feeds(s, t)] for s in steps]
+    inputs: tuple[type, ...] = (start, HumanResponseEvent, StepFailedEvent, *outside)
+    seeds = [i for i, s in enumerate(steps) if any(issubclass(t, inputs) for t in s.accepts)]
+    if "reachability" not in skip:
+        reached = set(seeds)
+        todo = list(seeds)
+        while todo:
+            for j in edges[todo.pop()]:
+                if j not in reached:
+                    reached.add(j)
+                    todo.append(j)
+        lost = [
+            s.name
+            for i, s in enumerate(steps)
+            if i not in reached and "reachability" not in s.skip_graph_checks
+        ]
+        if lost:
+            found.append(
+                f"Unreachable steps: {', '.join(lost)}; no event from the run's start (or from "
+                f"outside: HumanResponseEvent, external_events) leads to them. If they get events "
+                f"another way, exempt them with @step(skip_graph_checks=['reachability'])"
+            )
+    if "dead_end" not in skip:
+        ends = {
+            i
+            for i, s in enumerate(steps)
+            if any(issubclass(e, StopEvent | InputRequiredEvent) for e in s.emits)
+        }
+        grew = True
+        while grew:  # steps with a path to one that ends the run or asks outside
+            grew = False
+            for i in range(len(steps)):
+                if i not in ends and any(j in ends for j in edges[i]):
+                    ends.add(i)
+                    grew = True
+        dead = [
+            s.name
+            for i, s in enumerate(steps)
+            if s.emits and i not in ends and "dead_end" not in s.skip_graph_checks
+        ]
+        if dead:
+            found.append(
+                f"Dead-end steps: {', '.join(dead)}; nothing they emit can lead to a StopEvent or an "
+                f"InputRequiredEvent. Exempt them with @step(skip_graph_checks=['dead_end']) if that is meant"
+            )
+
+
+def _state_type(steps: Sequence[StepSpec], found: list[str]) -> type[BaseModel]:
+    """The one state model of the run: every ``Context[T]`` must be on one line of inheritance."""
+    named = _unique(s.state_type for s in steps if s.state_type is not None and s.state_type is not DictState)
+    if not named:
+        return DictState
+    derived = [t for t in named if all(issubclass(t, other) for other in named)]
+    if not derived:
+        by = {t.__name__: [s.name for s in steps if s.state_type is t] for t in named}
+        found.append(
+            "steps name state types that are not one model and its bases "
+            f"({'; '.join(f'{t}: {_quoted(n)}' for t, n in by.items())}); a run has one state, "
+            f"so annotate every step's context with the same Context[MyState]"
+        )
+        return DictState
+    return derived[0]
 
 
 def _reachability(steps: Sequence[StepSpec]) -> tuple[frozenset[int], ...]:

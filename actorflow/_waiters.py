@@ -39,6 +39,8 @@ class Waiter:
     cause: int | None
     """The input event id of the waiting invocation (observed runs)."""
     timeout: float | None
+    waiter_id: str | None = None
+    """The caller's name for the wait (``wait_for_event(waiter_id=...)``), if it gave one."""
     done: trio.Event = attrs.Factory(trio.Event)
     result: Event | None = None
     suspends: bool = True
@@ -134,8 +136,14 @@ class Waiters:
         event_type: type[Event],
         timeout: float | None,
         requirements: Mapping[str, Any] | None,
+        waiter_id: str | None = None,
+        waiter_event: Event | None = None,
     ) -> Any:
-        """Suspend ``ctx``'s invocation until a matching event arrives (``ctx.wait_for_event``)."""
+        """Suspend ``ctx``'s invocation until a matching event arrives (``ctx.wait_for_event``).
+
+        ``waiter_event`` is written to the stream when the wait begins, unless a wait of the
+        same ``waiter_id`` is already under way (it was written for that one).
+        """
         actor = ctx._actor
         name = actor.spec.name
         if not (isinstance(event_type, type) and issubclass(event_type, Event)):
@@ -154,8 +162,21 @@ class Waiters:
                 f"step {name!r}: wait_for_event(timeout=...) must be a positive number of seconds or "
                 f"None, got {timeout!r}"
             )
-        waiter = Waiter(event_type, dict(requirements or {}), actor, ctx.worker, ctx._cause, timeout)
+        if waiter_event is not None and not isinstance(waiter_event, Event):
+            raise WorkflowRuntimeError(
+                f"step {name!r}: wait_for_event(waiter_event=...) needs an Event to write to the "
+                f"stream (e.g. InputRequiredEvent(prefix=...)), got {type(waiter_event).__name__}; "
+                f"pass field values to match as requirements={{...}}"
+            )
+        announce = waiter_event is not None and (
+            waiter_id is None or not any(w.waiter_id == waiter_id for w in self.all())
+        )
+        waiter = Waiter(
+            event_type, dict(requirements or {}), actor, ctx.worker, ctx._cause, timeout, waiter_id
+        )
         self._add(waiter)  # before the first yield: an answer can't slip past
+        if announce:
+            ctx.write_event_to_stream(waiter_event)  # type: ignore[arg-type]
         # Only a wait in the worker's own task suspends the invocation; one in a task the
         # step started leaves the step counted as running (it may be busy meanwhile), so it
         # can never make the run look stalled.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import FrameType
 from typing import Any, ClassVar
@@ -14,12 +14,18 @@ import trio
 
 from . import _tracing
 from ._context import Context
-from ._events import Event, StartEvent
-from ._exceptions import RunArgumentsError, WorkflowDefinitionError, WorkflowRuntimeError
+from ._events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
+from ._exceptions import (
+    RunArgumentsError,
+    WorkflowDefinitionError,
+    WorkflowRuntimeError,
+    WorkflowValidationError,
+)
 from ._executor import Executor
 from ._handle import RunHandle, open_run
 from ._observe import Observer, ObserverDispatch, VerbosePrinter
 from ._observe import observers as global_observers
+from ._resource import ResourceManager
 from ._run import Run
 from ._step import StepSpec, UnresolvedHint, _StepDraft, resolve, step_marker
 from ._validate import WorkflowSpec, build_spec
@@ -28,6 +34,10 @@ __all__ = ["Workflow"]
 
 _SPEC = "__actorflow_spec__"
 _PENDING = "__actorflow_pending__"
+_FREE = "__actorflow_free_steps__"
+
+#: Graph checks ``Workflow(skip_graph_checks=...)`` knows by name (LlamaIndex's).
+WORKFLOW_GRAPH_CHECKS = frozenset({"reachability", "terminal_event", "dead_end"})
 
 
 class Workflow:
@@ -52,14 +62,30 @@ class Workflow:
     """
 
     __actorflow_spec__: ClassVar[WorkflowSpec | None] = None
+    __actorflow_skip__: ClassVar[frozenset[str]] = frozenset()
 
     external_events: ClassVar[tuple[type[Event], ...]] = ()
     """Event types that enter runs only from outside, through ``RunHandle.send_event``: no
     step needs to produce them. (HumanResponseEvent and its subclasses always may.)"""
 
-    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
-        """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none)."""
+    def __init_subclass__(
+        cls, *, abstract: bool = False, skip_graph_checks: Iterable[str] = (), **kwargs: Any
+    ) -> None:
+        """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none).
+
+        ``skip_graph_checks={"reachability", "terminal_event", "dead_end"}`` (any of them) turns
+        those checks of the class off, as ``Workflow(skip_graph_checks=...)`` does in LlamaIndex.
+        """
         super().__init_subclass__(**kwargs)
+        unknown = sorted(set(skip_graph_checks) - WORKFLOW_GRAPH_CHECKS)
+        if isinstance(skip_graph_checks, str) or unknown:
+            raise WorkflowValidationError(
+                f"{cls.__name__}: unknown graph check names: {', '.join(unknown) or skip_graph_checks!r}. "
+                f"Valid names are: {', '.join(sorted(WORKFLOW_GRAPH_CHECKS))}"
+            )
+        cls.__actorflow_skip__ = frozenset(skip_graph_checks) | getattr(
+            cls, "__actorflow_skip__", frozenset()
+        )
         frame = sys._getframe(1)  # the scope that executes the class statement...
         while frame.f_code.co_name == "__init_subclass__" and frame.f_back is not None:
             frame = frame.f_back  # ...past the __init_subclass__ of classes in between
@@ -85,6 +111,11 @@ class Workflow:
         observers: Sequence[Observer] = (),
         executors: Mapping[str, Executor | None] | None = None,
         durable: Any = None,
+        num_concurrent_runs: int | None = None,
+        workflow_name: str | None = None,
+        disable_validation: bool = False,
+        skip_graph_checks: Iterable[str] | None = None,
+        resource_manager: ResourceManager | None = None,
     ) -> None:
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
@@ -93,6 +124,29 @@ class Workflow:
         self._actorflow_timeout = None if timeout is None else float(timeout)
         self._actorflow_verbose = bool(verbose)
         self._actorflow_trace = trace
+        if num_concurrent_runs is not None:
+            if max_concurrent_runs is not None and max_concurrent_runs != num_concurrent_runs:
+                raise ValueError(
+                    "pass max_concurrent_runs= or num_concurrent_runs= (LlamaIndex's name), not both"
+                )
+            max_concurrent_runs = num_concurrent_runs
+        if workflow_name is not None and not (isinstance(workflow_name, str) and workflow_name):
+            raise ValueError(f"workflow_name must be a non-empty string or None, got {workflow_name!r}")
+        self._actorflow_name = workflow_name
+        if resource_manager is not None and not isinstance(resource_manager, ResourceManager):
+            raise TypeError(
+                f"resource_manager must be a ResourceManager, got {type(resource_manager).__name__}"
+            )
+        self._actorflow_resources = resource_manager or ResourceManager()
+        unknown = sorted(set(skip_graph_checks or ()) - WORKFLOW_GRAPH_CHECKS)
+        if unknown:
+            raise WorkflowValidationError(
+                f"Unknown graph check names: {', '.join(unknown)}. Valid names are: "
+                f"{', '.join(sorted(WORKFLOW_GRAPH_CHECKS))}"
+            )
+        # The class's graph was checked when it was defined; these are kept for validate().
+        self._disable_validation = bool(disable_validation)
+        self._skip_graph_checks = frozenset(skip_graph_checks or ())
         if max_concurrent_runs is not None and (
             not isinstance(max_concurrent_runs, int)
             or isinstance(max_concurrent_runs, bool)
@@ -114,6 +168,65 @@ class Workflow:
         self._actorflow_limiter = None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
         wf_spec = spec(type(self))  # the class is checked by now at the latest
         self._actorflow_executors = _check_executors(wf_spec, executors)
+
+    @property
+    def workflow_name(self) -> str:
+        """The workflow's name: ``workflow_name=`` if given, else ``"{module}.{qualname}"``."""
+        name: str | None = self.__dict__.get("_actorflow_name")
+        return name if name is not None else f"{type(self).__module__}.{type(self).__qualname__}"
+
+    @property
+    def start_event_class(self) -> type[StartEvent]:
+        """The StartEvent type this workflow's runs begin with."""
+        return spec(type(self)).start_type
+
+    @property
+    def stop_event_class(self) -> type[StopEvent]:
+        """The StopEvent type this workflow's runs end with."""
+        return spec(type(self)).stop_type
+
+    @property
+    def events(self) -> list[type[Event]]:
+        """Every event type the workflow's steps accept or return."""
+        found: list[type[Event]] = []
+        for s in spec(type(self)).steps:
+            found += [t for t in (*s.accepts, *s.emits) if t not in found]
+        return found
+
+    def validate(self) -> bool:
+        """Check the workflow again (actorflow checked it when the class was defined, and
+        raises ``WorkflowDefinitionError`` for a problem then); True when a step asks for
+        outside input (an InputRequiredEvent or a HumanResponseEvent), as in LlamaIndex."""
+        checked = spec(type(self))
+        return any(
+            issubclass(t, InputRequiredEvent | HumanResponseEvent)
+            for s in checked.steps
+            for t in (*s.accepts, *s.emits)
+        )
+
+    @classmethod
+    def add_step(cls, func: Callable[..., Any]) -> None:
+        """Add ``func``, a module-level function decorated with ``@step(workflow=cls)`` (or
+        ``@step``), to the class's steps; a class already checked is checked again now."""
+        marker = step_marker(func)
+        name = getattr(func, "__name__", repr(func))
+        if marker is None:
+            raise WorkflowDefinitionError(f"Step function {name} is missing the `@step` decorator.")
+        if name in _collect(cls):
+            raise WorkflowDefinitionError(
+                f"A step {name} is already part of this workflow, please choose another name."
+            )
+        free = dict(cls.__dict__.get(_FREE) or {})
+        free[name] = func
+        setattr(cls, _FREE, free)
+        if cls.__dict__.get(_SPEC) is None:
+            return  # checked when the class is first instantiated
+        try:
+            _compile(cls, {})
+        except BaseException:
+            free.pop(name)
+            setattr(cls, _FREE, free)
+            raise
 
     @property
     def timeout(self) -> float | None:
@@ -156,7 +269,7 @@ class Workflow:
             observe=self._observers,
             stream=stream,
             limiter=self._actorflow_limiter,
-            run_id=run_id,
+            run_id=_check_run_id(run_id),
             durable=durable,
         )
 
@@ -331,7 +444,8 @@ def _collect(cls: type[Workflow]) -> dict[str, tuple[StepSpec | _StepDraft, Any]
 
     An override that is no step removes one. The attribute may be a decorator's wrapper
     around the function ``@step`` marked (``functools.wraps`` copies the mark): the wrapper is
-    what runs.
+    what runs. Module-level functions added with ``add_step`` come after a class's methods,
+    with None for the attribute (the runtime calls the step's own function).
     """
     steps: dict[str, tuple[StepSpec | _StepDraft, Any]] = {}
     for klass in reversed(cls.__mro__):
@@ -342,10 +456,16 @@ def _collect(cls: type[Workflow]) -> dict[str, tuple[StepSpec | _StepDraft, Any]
                 steps[name] = (marker, value)
             elif name in steps:
                 del steps[name]
+        for name, func in (klass.__dict__.get(_FREE) or {}).items():
+            marker = step_marker(func)
+            if marker is not None:
+                steps.pop(name, None)
+                steps[name] = (marker, None)
     return steps
 
 
-_RESERVED = {name: f"Workflow.{name}" for name in dir(Workflow) if not name.startswith("_")}
+#: Every attribute the Workflow base class (and object) has: a step of that name would hide it.
+_RESERVED = {name: f"Workflow.{name}" for name in dir(Workflow)}
 
 
 def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
@@ -354,12 +474,16 @@ def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
     problems: list[str] = []
     for name, (marker, value) in _collect(cls).items():
         if isinstance(marker, StepSpec):
+            if value is None:  # a module-level function added with add_step
+                value = marker.func
             if marker.name != name or marker.func is not value:  # renamed, or wrapped later
                 marker = attrs.evolve(marker, name=name, func=value)
             specs.append(marker)
             continue
         try:
             resolved = resolve(marker, name, scope)
+            if value is None:
+                value = resolved.func
             specs.append(resolved if resolved.func is value else attrs.evolve(resolved, func=value))
         except UnresolvedHint as exc:
             exc.step = name  # type: ignore[attr-defined]
@@ -370,9 +494,21 @@ def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
         raise WorkflowDefinitionError(
             f"{cls.__name__} is not a valid workflow:\n" + "\n".join(f"  - {p}" for p in problems)
         )
-    result = build_spec(cls.__name__, specs, reserved=_RESERVED, external=tuple(cls.external_events))
+    result = build_spec(
+        cls.__name__,
+        specs,
+        reserved=_RESERVED,
+        external=tuple(cls.external_events),
+        skip_graph_checks=cls.__actorflow_skip__,
+    )
     setattr(cls, _SPEC, result)
     return result
+
+
+def _check_run_id(run_id: object) -> str | None:
+    if run_id is not None and not (isinstance(run_id, str) and run_id):
+        raise RunArgumentsError(f"run_id must be a non-empty string or None, got {run_id!r}")
+    return run_id
 
 
 def _start_event(wf_spec: WorkflowSpec, start_event: Event | None, kwargs: Mapping[str, Any]) -> Event:

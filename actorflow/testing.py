@@ -1,14 +1,78 @@
 """Helpers for testing code that runs workflows.
 
-``leftover_tasks()`` answers the question every structured-concurrency test should ask after
-a run ends, whatever way it ended: is anything of it still running?
+``WorkflowTestRunner`` runs a workflow to its end and collects what it streamed, as the
+runner of LlamaIndex Workflows does. ``leftover_tasks()`` answers the question every
+structured-concurrency test should ask after a run ends, whatever way it ended: is anything
+of it still running?
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
 import trio
 
-__all__ = ["leftover_tasks"]
+from ._events import Event, StartEvent
+
+if TYPE_CHECKING:
+    from ._context import Context
+    from ._workflow import Workflow
+
+__all__ = ["WorkflowTestResult", "WorkflowTestRunner", "leftover_tasks"]
+
+
+@attrs.define
+class WorkflowTestResult:
+    """What one run streamed and returned."""
+
+    collected: list[Event]
+    """The streamed events in order (the StopEvent last), less the excluded types."""
+    event_types: dict[type[Event], int]
+    """How many of ``collected`` there are of each type."""
+    result: Any
+    """What the run returned."""
+    ctx: Context[Any]
+    """The run's context seen from outside (``ctx.store`` holds its final state)."""
+
+
+class WorkflowTestRunner:
+    """Runs a workflow end to end and collects the events it streams (LlamaIndex's runner)."""
+
+    def __init__(self, workflow: Workflow) -> None:
+        self._workflow = workflow
+
+    async def run(
+        self,
+        start_event: StartEvent | None = None,
+        ctx: Context[Any] | None = None,
+        expose_internal: bool = True,
+        exclude_events: Sequence[type[Event]] | None = None,
+        **kwargs: Any,
+    ) -> WorkflowTestResult:
+        """Run the workflow (``start_event=`` or keyword arguments build its StartEvent) and
+        collect its stream; ``expose_internal`` adds the runtime's StepStateChanged events,
+        ``exclude_events`` leaves out events of those exact types. A failed run raises."""
+        if ctx is not None:
+            kwargs["ctx"] = ctx
+        if start_event is not None:
+            kwargs["start_event"] = start_event
+        excluded = tuple(exclude_events or ())
+        collected: list[Event] = []
+        async with self._workflow.open_run(**kwargs) as handle:
+            async for event in handle.stream_events(expose_internal=expose_internal):
+                if type(event) not in excluded:
+                    collected.append(event)
+            result = await handle.result()
+        return WorkflowTestResult(
+            collected=collected,
+            event_types=dict(Counter(type(e) for e in collected)),
+            result=result,
+            ctx=handle.ctx,
+        )
+
 
 #: Every task actorflow spawns is named with this prefix, so it can be found again.
 TASK_PREFIX = "actorflow "

@@ -66,7 +66,8 @@ async def streamed(workflow: ReportFlow) -> None:
     async with workflow.open_run(chunks=4) as handle:
         log("streamed", f"run {handle.run_id[:8]} started")
         async for ev in handle.stream_events():
-            log("streamed", f"progress {ev.done}/{ev.total}")
+            if isinstance(ev, ProgressEvent):
+                log("streamed", f"progress {ev.done}/{ev.total}")
         log("streamed", f"result: {await handle.result()!r}")
 
 

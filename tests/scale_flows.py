@@ -8,10 +8,10 @@ from pathlib import Path
 import trio
 
 from actorflow import (
+    ConstantDelayRetryPolicy,
     Context,
     Event,
     Observer,
-    RetryPolicy,
     StartEvent,
     StepFailed,
     StopEvent,
@@ -117,7 +117,7 @@ class Sleeper(Workflow):
 class Fragile(Workflow):
     """Writes its pid per attempt; the first attempt waits to be killed, the second finishes."""
 
-    @step(retry=RetryPolicy(max_attempts=2, delay=0))
+    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=2, delay=0))
     async def work(self, ctx: Context, ev: StartEvent) -> StopEvent:
         Path(ev.dir, f"pid{ctx.attempt}").write_text(str(os.getpid()))
         if ctx.attempt == 1:

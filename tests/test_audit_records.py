@@ -15,9 +15,9 @@ from structlog.testing import capture_logs
 
 import actorflow
 from actorflow import (
+    ConstantDelayRetryPolicy,
     Context,
     Event,
-    RetryPolicy,
     StartEvent,
     StopEvent,
     Workflow,
@@ -212,7 +212,7 @@ async def test_retried_step_records_each_attempt(autojump_clock: trio.abc.Clock)
     class Flaky(Workflow):
         tries = 0
 
-        @step(retry=RetryPolicy(max_attempts=3, delay=1, backoff="fixed", jitter=0))
+        @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=3, delay=1))
         async def once(self, ev: StartEvent) -> StopEvent:
             Flaky.tries += 1
             if Flaky.tries < 3:
@@ -366,8 +366,9 @@ async def test_event_taken_by_a_waiting_step_is_recorded() -> None:
 
     with capture_logs() as logs:
         async with Asker(trace=True).open_run() as handle:
-            async for _ in handle.stream_events():
-                await handle.send_event(HumanResponseEvent(response="Ada"))
+            async for ev in handle.stream_events():
+                if isinstance(ev, InputRequiredEvent):
+                    await handle.send_event(HumanResponseEvent(response="Ada"))
             assert await handle.result() == "Ada"
     _check_envelope(logs, "Asker")
     (taken,) = _by(logs, "event.taken")

@@ -360,7 +360,9 @@ class Workshop(actorflow.Workflow):
             ctx.send_event(Piece(i=i))
         return None
 
-    @actorflow.step(num_workers=2, retry=actorflow.RetryPolicy(max_attempts=2, delay=0, jitter=0))
+    @actorflow.step(
+        num_workers=2, retry_policy=actorflow.ConstantDelayRetryPolicy(maximum_attempts=2, delay=0)
+    )
     async def work(self, ctx: actorflow.Context, ev: Piece) -> Made:
         await trio.sleep(1)
         if ev.i == 4 and ctx.attempt == 1:
@@ -568,7 +570,7 @@ BAD_INPUT = {
     ),
     "malformed workflow": (
         ["draw", "malformed:Malformed"],
-        "Malformed is not a valid workflow: - no step can return a StopEvent",
+        "Malformed is not a valid workflow: - At least one Event of type StopEvent must be returned by any step",
     ),
     "bad key=value": (
         ["run", "flows:Echo", "not-a-key=1"],

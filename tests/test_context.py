@@ -131,7 +131,7 @@ async def test_send_event_to_a_bad_step_is_a_runtime_error(target: str, message:
 
 
 async def test_the_store_is_shared_by_the_steps_of_a_run() -> None:
-    """ctx.store.set in one step is visible to ctx.store.get in the next; a miss is a KeyError."""
+    """ctx.store.set in one step is visible to ctx.store.get in the next; a miss is a ValueError naming the path."""
 
     class Flow(Workflow):
         @step
@@ -142,7 +142,9 @@ async def test_the_store_is_shared_by_the_steps_of_a_run() -> None:
         @step
         async def finish(self, ctx: Context, ev: TaskEvent) -> StopEvent:
             default = await ctx.store.get("missing", default="d")
-            with pytest.raises(KeyError, match="'missing' is not in the run's store"):
+            with pytest.raises(
+                ValueError, match=r"Path 'missing' not found in state \(its top-level keys: 'query'\)"
+            ):
                 await ctx.store.get("missing")
             return StopEvent(result=(await ctx.store.get("query"), default))
 
@@ -150,7 +152,7 @@ async def test_the_store_is_shared_by_the_steps_of_a_run() -> None:
 
 
 async def test_events_written_to_the_stream_reach_the_handle(autojump_clock: trio.abc.Clock) -> None:
-    """write_event_to_stream feeds handle.stream_events(), which ends with the run."""
+    """write_event_to_stream feeds handle.stream_events(), which ends with the run's StopEvent."""
 
     class Flow(Workflow):
         @step
@@ -161,9 +163,10 @@ async def test_events_written_to_the_stream_reach_the_handle(autojump_clock: tri
             return StopEvent(result="done")
 
     async with Flow().open_run() as handle:
-        seen = [ev.msg async for ev in handle.stream_events()]
+        seen = [ev async for ev in handle.stream_events()]
         assert await handle.result() == "done"
-    assert seen == ["step 0", "step 1", "step 2"]
+    assert [ev.msg for ev in seen[:-1]] == ["step 0", "step 1", "step 2"]
+    assert seen[-1] == StopEvent(result="done")
 
 
 async def test_stream_writes_without_a_reader_are_dropped() -> None:

@@ -18,13 +18,13 @@ class OtherEvent(Event):
 # -- @step ------------------------------------------------------------------------------------
 
 
-def test_sync_function_is_rejected_at_decoration() -> None:
-    """@step on a plain def names the function and says steps must be async def."""
-    with pytest.raises(WorkflowDefinitionError, match=r"'.*sync_step' is a plain 'def'.*async def"):
+def test_generator_function_is_rejected_at_decoration() -> None:
+    """@step on a generator names the function and says what a step is."""
+    with pytest.raises(WorkflowDefinitionError, match=r"'.*gen_step' is a generator; steps are 'async def'"):
 
         @step
-        def sync_step(self, ev: StartEvent) -> StopEvent:  # type: ignore[no-untyped-def]
-            return StopEvent()
+        def gen_step(self, ev: StartEvent) -> StopEvent:  # type: ignore[no-untyped-def]
+            yield StopEvent()
 
 
 def test_missing_event_hint_is_rejected() -> None:
@@ -63,7 +63,9 @@ def test_hint_that_is_not_an_event_is_rejected() -> None:
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_num_workers_must_be_a_positive_int(bad: object) -> None:
     """num_workers < 1 (or not an int) is a definition error naming the step."""
-    with pytest.raises(WorkflowDefinitionError, match=r"'.*s': num_workers must be an int >= 1"):
+    with pytest.raises(
+        WorkflowDefinitionError, match=r"'.*s': num_workers must be an integer greater than 0"
+    ):
 
         @step(num_workers=bad)  # type: ignore[arg-type]
         async def s(self, ev: StartEvent) -> StopEvent:

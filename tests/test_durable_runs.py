@@ -15,14 +15,17 @@ from actorflow import (
     Event,
     HumanResponseEvent,
     InputRequiredEvent,
-    RetryPolicy,
     RunArgumentsError,
     StartEvent,
     StopEvent,
     Workflow,
     WorkflowCancelledError,
     WorkflowTimeoutError,
+    retry_if_exception_type,
+    retry_policy,
     step,
+    stop_after_attempt,
+    wait_none,
 )
 from actorflow.durable import RunConflictError, SQLiteStore, snapshot_from_dict
 
@@ -331,7 +334,11 @@ async def test_a_retried_attempt_drops_what_the_failed_attempt_emitted(store: SQ
     got: list[int] = []
 
     class Retry(Workflow):
-        @step(retry=RetryPolicy(max_attempts=3, retry_on=(KeyError,), delay=0))
+        @step(
+            retry_policy=retry_policy(
+                retry=retry_if_exception_type(KeyError), wait=wait_none(), stop=stop_after_attempt(3)
+            )
+        )
         async def flaky(self, ctx: Context, ev: StartEvent) -> Job | None:
             ctx.send_event(Job(i=ctx.attempt))
             if ctx.attempt < 3:

@@ -293,7 +293,7 @@ async def test_lost_worker_without_retries_fails_the_run(tmp_path: Path) -> None
     """With no retry left, the run fails with the WorkerLostError itself."""
 
     class Once(Fragile):
-        @step(retry=None)
+        @step(retry_policy=None)
         async def work(self, ctx: Context, ev: StartEvent) -> StopEvent:
             Path(ev.dir, "pid1").write_text(str(os.getpid()))
             await trio.sleep(30)

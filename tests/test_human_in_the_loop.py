@@ -42,6 +42,8 @@ async def test_wait_for_event_suspends_the_step_until_the_answer() -> None:
     wf = Greeter()
     async with wf.open_run() as handle:
         async for ev in handle.stream_events():
+            if isinstance(ev, StopEvent):
+                break  # the stream ends with the run's StopEvent
             assert isinstance(ev, InputRequiredEvent)
             assert ev.prefix == "Your name?"
             await handle.send_event(HumanResponseEvent(response="Ada"))
@@ -164,8 +166,9 @@ class Approval(Workflow):
 async def test_returned_input_required_event_goes_to_the_stream() -> None:
     """A step returning InputRequiredEvent writes it to the stream; the answer is routed."""
     async with Approval().open_run() as handle:
-        async for _ev in handle.stream_events():
-            await handle.send_event(HumanResponseEvent(response="yes"))
+        async for ev in handle.stream_events():
+            if isinstance(ev, InputRequiredEvent):
+                await handle.send_event(HumanResponseEvent(response="yes"))
         assert await handle.result() is True
 
 
@@ -205,6 +208,8 @@ async def test_input_request_written_to_the_stream_waits_for_an_answer(
 
     async with Asker().open_run() as handle:
         async for ev in handle.stream_events():
+            if isinstance(ev, StopEvent):
+                break
             assert isinstance(ev, InputRequiredEvent)
             await trio.sleep(0.01)  # the run must not stall while the question is open
             await handle.send_event(HumanResponseEvent(response="yes"))

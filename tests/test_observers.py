@@ -154,7 +154,7 @@ async def test_failures_retries_and_timeouts_are_observed(autojump_clock: trio.a
     attempts = []
 
     class Flaky(Workflow):
-        @step(retry=actorflow.RetryPolicy(max_attempts=2, delay=0.1))
+        @step(retry_policy=actorflow.ConstantDelayRetryPolicy(maximum_attempts=2, delay=0.1))
         async def flaky(self, ctx: Context, ev: StartEvent) -> StopEvent:
             attempts.append(ctx.attempt)
             if ctx.attempt == 1:

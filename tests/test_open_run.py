@@ -13,6 +13,7 @@ from actorflow import (
     StopEvent,
     Workflow,
     WorkflowCancelledError,
+    WorkflowCancelledEvent,
     WorkflowRuntimeError,
     WorkflowTimeoutError,
     step,
@@ -164,13 +165,13 @@ async def test_host_cancellation_of_open_run_is_bare_cancelled(autojump_clock: t
     assert caught == [trio.Cancelled]
 
 
-async def test_stream_is_single_use() -> None:
-    """A run has one event stream."""
+async def test_stream_is_read_once() -> None:
+    """A stream read to its StopEvent cannot be read again; its end event says how the run ended."""
     async with Conversation().open_run() as handle:
-        handle.stream_events()
-        with pytest.raises(WorkflowRuntimeError, match="already called"):
-            handle.stream_events()
         handle.cancel()
+        assert [type(ev) async for ev in handle.stream_events()] == [WorkflowCancelledEvent]
+        with pytest.raises(WorkflowRuntimeError, match="All the streamed events have already been consumed"):
+            handle.stream_events()
 
 
 async def test_runs_can_run_beside_the_applications_own_tasks(autojump_clock: trio.abc.Clock) -> None:

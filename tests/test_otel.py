@@ -23,12 +23,12 @@ from opentelemetry.trace import SpanKind, StatusCode
 import actorflow
 import actorflow.otel
 from actorflow import (
+    ConstantDelayRetryPolicy,
     Context,
     Event,
     HumanResponseEvent,
     InputRequiredEvent,
     Observer,
-    RetryPolicy,
     StartEvent,
     StopEvent,
     Workflow,
@@ -249,7 +249,7 @@ async def test_a_retried_step_has_a_span_per_attempt(otel: Telemetry, autojump_c
         async def first(self, ev: StartEvent) -> Task:
             return Task(part="x")
 
-        @step(retry=RetryPolicy(max_attempts=2, delay=0.5))
+        @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=2, delay=0.5))
         async def flaky(self, ctx: Context, ev: Task) -> StopEvent:
             if ctx.attempt == 1:
                 raise ValueError("first attempt fails")
@@ -725,7 +725,7 @@ class Retried(Workflow):
 
     llm = ScriptedLLM(lambda prompt: "ok")
 
-    @step(retry=RetryPolicy(max_attempts=2, delay=0))
+    @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=2, delay=0))
     async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
         await self.llm.acomplete("q")
         if ctx.attempt == 1:

@@ -6,15 +6,26 @@ import pytest
 import trio
 
 from actorflow import (
+    ConstantDelayRetryPolicy,
     Context,
-    RetryPolicy,
+    ExponentialBackoffRetryPolicy,
+    RetryInfo,
     StartEvent,
     StepTimeoutError,
     StopEvent,
     Workflow,
     WorkflowDefinitionError,
     WorkflowTimeoutError,
+    retry_if_exception_message,
+    retry_if_exception_type,
+    retry_policy,
     step,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_chain,
+    wait_exponential,
+    wait_fixed,
+    wait_random_exponential,
 )
 
 
@@ -34,10 +45,18 @@ class FlakyFlow(Workflow):
         self.failures = failures
         self.error = error
         self.attempts: list[tuple[int, float]] = []
+        self.infos: list[RetryInfo] = []
 
-    @step(retry=RetryPolicy(max_attempts=4, delay=1, backoff="exponential", jitter=0, retry_on=Flaky))
+    @step(
+        retry_policy=retry_policy(
+            retry=retry_if_exception_type(Flaky),
+            wait=wait_exponential(multiplier=1),
+            stop=stop_after_attempt(4),
+        )
+    )
     async def call_service(self, ctx: Context, ev: StartEvent) -> StopEvent:
         self.attempts.append((ctx.attempt, trio.current_time()))
+        self.infos.append(ctx.retry_info())
         if len(self.attempts) <= self.failures:
             raise self.error(f"attempt {ctx.attempt} failed")
         return StopEvent(result=f"ok on attempt {ctx.attempt}")
@@ -50,6 +69,19 @@ async def test_failed_attempts_are_retried_with_exponential_backoff(autojump_clo
     assert [a for a, _ in wf.attempts] == [1, 2, 3]
     starts = [t - wf.attempts[0][1] for _, t in wf.attempts]
     assert starts == pytest.approx([0, 1, 3])
+    first, second, third = wf.infos
+    assert (first.retry_number, first.last_exception, first.last_failed_at) == (0, None, None)
+    assert (second.retry_number, str(second.last_exception), second.elapsed_seconds) == (
+        1,
+        "attempt 1 failed",
+        1,
+    )
+    assert (third.retry_number, str(third.last_exception), third.elapsed_seconds) == (
+        2,
+        "attempt 2 failed",
+        3,
+    )
+    assert second.last_failed_at is not None and second.last_failed_at.tzinfo is not None
 
 
 async def test_exhausted_retries_raise_the_last_error(autojump_clock: trio.abc.Clock) -> None:
@@ -68,37 +100,41 @@ async def test_errors_outside_retry_on_are_not_retried(autojump_clock: trio.abc.
     assert len(wf.attempts) == 1
 
 
-async def test_fixed_backoff_and_jitter_bounds(autojump_clock: trio.abc.Clock) -> None:
-    """Fixed backoff waits the same each time; jitter stays within its fraction."""
-    policy = RetryPolicy(delay=2, backoff="fixed", jitter=0.25)
-    waits = [policy.wait_before(n) for n in range(1, 50)]
-    assert all(1.5 <= w <= 2.5 for w in waits)
-    assert len(set(waits)) > 1
-    capped = RetryPolicy(delay=1, max_delay=5, jitter=0)
-    assert [capped.wait_before(n) for n in range(1, 6)] == [1, 2, 4, 5, 5]
+def test_the_ready_made_policies_wait_as_in_llamaindex() -> None:
+    """ConstantDelay waits its delay until its attempts are spent; ExponentialBackoff doubles, capped."""
+    err = Exception()
+    constant = ConstantDelayRetryPolicy(maximum_attempts=3, delay=4.2)
+    assert [constant.next(0.0, n, err) for n in (1, 2, 3)] == [4.2, 4.2, None]
+    exponential = ExponentialBackoffRetryPolicy(initial_delay=1, multiplier=2, max_delay=5, jitter=False)
+    assert [exponential.next(0.0, n, err) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 5, None]
+    jittered = ExponentialBackoffRetryPolicy(initial_delay=1, multiplier=2, max_delay=100)
+    waits = [jittered.next(0.0, 3, err, seed=s) for s in range(50)]
+    assert all(0 <= w <= 4 for w in waits if w is not None) and len(set(waits)) > 1
+    assert jittered.next(0.0, 3, err, seed=7) == jittered.next(0.0, 3, err, seed=7)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"max_attempts": 0}, "max_attempts must be an int >= 1"),
-        ({"delay": -1}, "delay must be a number >= 0"),
-        ({"backoff": "linear"}, "backoff"),
-        ({"retry_on": ()}, "retry_on must be a non-empty tuple of exception types"),
-        ({"retry_on": (int,)}, "retry_on must be a non-empty tuple of exception types"),
-    ],
-)
-def test_bad_retry_policies_are_rejected(kwargs: dict[str, object], message: str) -> None:
-    """A RetryPolicy validates its fields when it is made."""
-    with pytest.raises(ValueError, match=message):
-        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+def test_composed_policies_combine_conditions_waits_and_stops() -> None:
+    """retry_policy(retry=, wait=, stop=) with |, & and + behaves as its parts say."""
+    policy = retry_policy(
+        retry=retry_if_exception_type(Flaky) | retry_if_exception_message(match="again"),
+        wait=wait_fixed(1) + wait_chain(wait_fixed(0), wait_fixed(10)),
+        stop=stop_after_attempt(4) | stop_after_delay(30),
+    )
+    assert policy.next(0.0, 1, Flaky()) == 1
+    assert policy.next(0.0, 2, Fatal("try again")) == 11
+    assert policy.next(0.0, 2, Fatal("no")) is None
+    assert policy.next(0.0, 4, Flaky()) is None
+    assert policy.next(31.0, 2, Flaky()) is None
+    assert all(0 <= wait_random_exponential(max=8)(3) <= 8 for _ in range(20))
 
 
 def test_step_options_are_checked_at_decoration() -> None:
-    """retry= must be a RetryPolicy and timeout= a positive number."""
-    with pytest.raises(WorkflowDefinitionError, match="retry must be a RetryPolicy"):
+    """retry_policy= needs a next() method and timeout= a positive number."""
+    with pytest.raises(
+        WorkflowDefinitionError, match=r"retry_policy must have a next\(elapsed_time, attempts, error\)"
+    ):
 
-        @step(retry=3)  # type: ignore[arg-type]
+        @step(retry_policy=3)  # type: ignore[arg-type]
         async def a(self, ev: StartEvent) -> StopEvent:
             return StopEvent()
 
@@ -118,7 +154,14 @@ class SlowService(Workflow):
         self.calls = 0
         self.cancelled = 0
 
-    @step(timeout=2, retry=RetryPolicy(max_attempts=3, delay=1, jitter=0, retry_on=StepTimeoutError))
+    @step(
+        timeout=2,
+        retry_policy=retry_policy(
+            retry=retry_if_exception_type(StepTimeoutError),
+            wait=wait_exponential(multiplier=1),
+            stop=stop_after_attempt(3),
+        ),
+    )
     async def call(self, ev: StartEvent) -> StopEvent:
         self.calls += 1
         if self.calls <= self.hangs:
@@ -142,7 +185,7 @@ async def test_step_timeout_cancels_the_invocation_and_retries(autojump_clock: t
 async def test_step_timeout_error_names_the_step(autojump_clock: trio.abc.Clock) -> None:
     """Without retries left, StepTimeoutError (a WorkflowTimeoutError) names the step."""
     wf = SlowService(hangs=5, timeout=60)
-    with pytest.raises(StepTimeoutError, match=r"step 'call' timed out after 2s \(attempt 3 of 3\)") as info:
+    with pytest.raises(StepTimeoutError, match=r"step 'call' timed out after 2s \(attempt 3\)") as info:
         await wf.run()
     assert isinstance(info.value, WorkflowTimeoutError)
 

@@ -351,13 +351,17 @@ class DurableContext(Context[Any]):
     async def wait_for_event(
         self,
         event_type: type[Any],
-        timeout: float | None = None,
+        waiter_event: Event | None = None,
+        waiter_id: str | None = None,
         requirements: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Suspend until an event of ``event_type`` arrives (journaled: a re-run gets the same)."""
         inv = self._inv
         if inv is None:
-            return await super().wait_for_event(event_type, timeout, requirements)
+            return await super().wait_for_event(event_type, waiter_event, waiter_id, requirements, timeout)
+        if waiter_event is not None:
+            self.write_event_to_stream(waiter_event)  # a re-run asks again, on the new stream
         return await self._durable.wait(self, inv, event_type, timeout, requirements)
 
 

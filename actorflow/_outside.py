@@ -1,0 +1,87 @@
+"""``handle.ctx``: the run's Context as seen from outside it (LlamaIndex's ``handler.ctx``).
+
+It offers what makes sense from outside a step: the run's ``store``, ``send_event`` (sync, as
+in LlamaIndex: no waiting for room), ``write_event_to_stream``, ``is_running`` and ``run_id``.
+What only a step can do (``collect_events``, ``wait_for_event``) names the step-side way.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._context import Context
+from ._events import Event
+from ._exceptions import WorkflowRuntimeError, WorkflowStepDoesNotExistError
+
+if TYPE_CHECKING:
+    from ._run import Run
+    from ._state import InMemoryStateStore
+
+__all__ = ["OutsideContext"]
+
+
+class OutsideContext(Context[Any]):
+    """The run's Context from outside: ``handle.ctx``."""
+
+    __slots__ = ()
+
+    def __init__(self, run: Run) -> None:  # no actor: nothing here runs as a step
+        self._run = run
+        self._actor = None  # type: ignore[assignment]
+        self.worker = -1
+        self.attempt = 1
+        self._cause = None
+        self._emitted, self._emitted_ids = [], []
+        self._step_scope = None
+        self._collecting = None
+        self._attempt_started = 0.0
+        self._retrying = None
+        self._emit = run._emit_from_outside
+
+    def __repr__(self) -> str:
+        return f"<Context of run {self._run.id} of {self._run.spec.name} (from outside)>"
+
+    @property
+    def store(self) -> InMemoryStateStore[Any]:
+        """The run's state store, shared with its steps."""
+        return self._run.store
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the run has started and not ended."""
+        return self._run.started and not self._run.over
+
+    def send_event(self, event: Event, step: str | None = None) -> None:
+        """Send ``event`` into the run now, as ``await handle.send_event(event)`` does without
+        waiting for room; ``step=`` delivers it to that one step."""
+        run = self._run
+        if step is None:
+            run.inject(event)
+            return
+        run.check_inject(event)
+        if step not in {a.spec.name for a in run.actors}:
+            raise WorkflowStepDoesNotExistError(
+                f"Step {step} does not exist in {run.spec.name} (its steps: "
+                f"{', '.join(a.spec.name for a in run.actors)})"
+            )
+        run.inject_to_step(event, step)
+
+    async def asend_event(self, event: Event, step: str | None = None) -> None:
+        """Like :meth:`send_event`, waiting first while a receiving step's inbox is full."""
+        await self._run.wait_for_room(event, step, None)
+        self.send_event(event, step)
+
+    def write_event_to_stream(self, event: Event) -> None:
+        """Write ``event`` to the run's event stream."""
+        self._run.publish(event)
+
+    def collect_events(self, event: Event, expected: Any) -> list[Event] | None:
+        raise WorkflowRuntimeError(
+            "collect_events() is for steps: call it on the ctx a step receives, not on handle.ctx"
+        )
+
+    async def wait_for_event(self, *args: Any, **kwargs: Any) -> Any:
+        raise WorkflowRuntimeError(
+            "wait_for_event() is for steps: call it on the ctx a step receives; from outside, "
+            "read handle.stream_events() and answer with handle.ctx.send_event(...)"
+        )
