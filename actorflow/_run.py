@@ -410,7 +410,12 @@ class Run:
             elapsed_seconds=max(now - first, 0.0) if first else 0.0,
             failed_at=datetime.now(UTC),
         )
-        item = failed if self.observer is None else ctx._note_directed(failed, self.spec.steps[handler].name)
+        if not self.tagged:
+            item: Any = failed
+        elif self.observer is not None:
+            item = ctx._note_directed(failed, self.spec.steps[handler].name)
+        else:
+            item = self._outside_item(failed)
         self.router.deliver_to(handler, item)
         return True
 
@@ -565,7 +570,7 @@ class Run:
                 f"run {self.id} has not started yet, so its steps cannot be sent events one by "
                 f"one; send it without step= (it is routed after the StartEvent)"
             )
-        item = event if self.observer is None else self._outside_item(event)
+        item = event if not self.tagged else self._outside_item(event)
         self.router.deliver_to(actor.index, item)
 
     def check_inject(self, event: Event) -> None:

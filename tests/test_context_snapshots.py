@@ -65,6 +65,8 @@ async def test_a_run_waiting_for_input_continues_from_its_snapshot() -> None:
     assert await ctx.store.get("asked") is True
     async with wf.open_run(ctx=ctx) as handle:
         async for ev in handle.stream_events():
+            if isinstance(ev, StopEvent):
+                break  # the stream ends with the run's StopEvent
             assert isinstance(ev, InputRequiredEvent) and ev.prefix == "your name?"
             await handle.send_event(HumanResponseEvent(response="ada"))
         assert await handle.result() == "hello ada"
@@ -187,6 +189,8 @@ async def test_an_emitted_question_is_asked_again_after_a_restore() -> None:
     wf = Returns(timeout=None)
     async with wf.open_run(ctx=Context.from_dict(wf, data)) as handle:
         async for ev in handle.stream_events():
+            if isinstance(ev, StopEvent):
+                break
             assert isinstance(ev, InputRequiredEvent) and ev.prefix == "amount?"
             await handle.send_event(HumanResponseEvent(response="21"))
         assert await handle.result() == 42

@@ -340,10 +340,10 @@ async def test_an_instance_mapping_to_none_runs_a_step_in_the_loop() -> None:
 # -- what a hostile review of the new core found (one test each) ---------------------------
 
 from actorflow import (  # noqa: E402
+    ConstantDelayRetryPolicy,
     HumanResponseEvent,
     InputRequiredEvent,
     Observer,
-    RetryPolicy,
     WorkflowCancelledError,
     WorkflowStalledError,
 )
@@ -619,7 +619,7 @@ async def test_records_of_retried_attempts_are_each_attempts_own(autojump_clock:
     reports no cancellation of an attempt that already failed."""
 
     class EmitsThenFails(Workflow):
-        @step(retry=RetryPolicy(max_attempts=2, delay=1, jitter=0))
+        @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=2, delay=1))
         async def flaky(self, ctx: Context, ev: StartEvent) -> Item | StopEvent:
             ctx.send_event(Item(n=ctx.attempt))
             if ctx.attempt == 1:
@@ -631,7 +631,7 @@ async def test_records_of_retried_attempts_are_each_attempts_own(autojump_clock:
             return None
 
     class BetweenAttempts(Workflow):
-        @step(retry=RetryPolicy(max_attempts=3, delay=10, jitter=0))
+        @step(retry_policy=ConstantDelayRetryPolicy(maximum_attempts=3, delay=10))
         async def flaky(self, ev: StartEvent) -> StopEvent:
             raise ValueError("boom")
 

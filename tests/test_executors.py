@@ -78,16 +78,17 @@ async def _wait_for_file(path: Path) -> str:
 
 
 def test_step_records_its_executor() -> None:
-    """@step(executor=...) lands in the StepSpec; a plain def step is allowed only with one."""
+    """@step(executor=...) lands in the StepSpec; a plain def step without one runs in a thread."""
     steps = {s.name: s for s in spec_of(SyncFan).steps}
     assert isinstance(steps["crunch"].executor, ThreadExecutor)
     assert steps["fan"].executor is None
-    with pytest.raises(WorkflowDefinitionError, match="plain 'def'"):
 
-        class NoExecutor(Workflow):
-            @step
-            def go(self, ev: StartEvent) -> StopEvent:  # type: ignore[type-var]
-                return StopEvent()
+    class NoExecutor(Workflow):
+        @step
+        def go(self, ev: StartEvent) -> StopEvent:
+            return StopEvent()
+
+    assert spec_of(NoExecutor).steps[0].sync and spec_of(NoExecutor).steps[0].executor is None
 
 
 def test_step_refuses_what_is_not_an_executor() -> None:

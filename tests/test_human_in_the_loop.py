@@ -232,6 +232,8 @@ async def test_a_run_without_timeout_waits_for_the_answer_with_no_task_left(
 
     async with Returns(timeout=None).open_run() as handle:
         async for ev in handle.stream_events():
+            if isinstance(ev, StopEvent):
+                break
             assert isinstance(ev, InputRequiredEvent)
             await trio.sleep(10)
             await handle.send_event(HumanResponseEvent(response="later"))
