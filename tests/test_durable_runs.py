@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+from pydantic import BaseModel
 
 from actorflow import (
     Context,
+    DictState,
     Event,
     HumanResponseEvent,
     InputRequiredEvent,
@@ -145,7 +147,8 @@ async def test_a_run_its_host_left_resumes_where_it_stopped(store: SQLiteStore) 
     assert final is not None and final.snapshot is not None
     state = snapshot_from_dict(final.snapshot).state.values
     assert state is not None
-    assert state["hop.2"] == 2 and state["hop.1"] == 1 and state["hop.5"] == 1  # ctx.attempt
+    # "hop.2" is a dotted path, as in LlamaIndex: the state holds {"hop": {"2": ...}}
+    assert state["hop"]["2"] == 2 and state["hop"]["1"] == 1 and state["hop"]["5"] == 1  # ctx.attempt
     assert [i.attempt for i in store.invocations("r2") if i.event_id == 5] == [2]
 
 
@@ -291,6 +294,92 @@ async def test_a_commit_leaves_out_the_store_writes_of_invocations_in_progress(s
     record = store.get("w")
     assert record is not None and record.snapshot is not None
     assert record.snapshot["state"]["state_data"]["_data"] == {"total": "11"}
+
+
+class Tally(BaseModel):
+    total: int = 1
+    by: dict[str, int] = {}
+
+
+async def write_the_store(ctx: Context[Any], writer: str) -> None:
+    if writer == "dotted set":
+        await ctx.store.set("by.work", 10)
+    elif writer == "set_state":
+        await ctx.store.set_state(DictState(total=1, by={"work": 10}))
+    else:
+        async with ctx.store.edit_state() as state:
+            if isinstance(state, Tally):
+                state.by = {"work": 10}
+            else:
+                state["by"] = {"work": 10}
+
+
+class DictWrites(Workflow):
+    writer = "dotted set"
+    gate: trio.Event
+    wrote: trio.Event
+
+    @step
+    async def begin(self, ctx: Context, ev: StartEvent) -> Job:
+        await ctx.store.set("total", 1)
+        return Job(i=1)
+
+    @step
+    async def work(self, ctx: Context, ev: Job) -> StopEvent:
+        await write_the_store(ctx, self.writer)
+        self.wrote.set()
+        await self.gate.wait()
+        return StopEvent(result=await ctx.store.get("by.work"))
+
+
+class TypedWrites(Workflow):
+    writer = "edit_state"
+    gate: trio.Event
+    wrote: trio.Event
+
+    @step
+    async def begin(self, ctx: Context[Tally], ev: StartEvent) -> Job:
+        return Job(i=1)
+
+    @step
+    async def work(self, ctx: Context[Tally], ev: Job) -> StopEvent:
+        await write_the_store(ctx, self.writer)
+        self.wrote.set()
+        await self.gate.wait()
+        return StopEvent(result=await ctx.store.get("by.work"))
+
+
+@pytest.mark.parametrize(
+    ("kind", "writer"),
+    [
+        (DictWrites, "dotted set"),
+        (DictWrites, "edit_state"),
+        (DictWrites, "set_state"),
+        (TypedWrites, "edit_state"),
+    ],
+)
+async def test_every_store_writer_is_left_out_while_its_invocation_is_in_progress(
+    store: SQLiteStore, kind: type[DictWrites | TypedWrites], writer: str
+) -> None:
+    """Dotted-path ``set``, ``edit_state`` and ``set_state``, of dict and typed state, all commit
+    with their invocation only."""
+    wf = kind(durable=store)
+    wf.writer, wf.gate, wf.wrote = writer, trio.Event(), trio.Event()
+
+    def committed(snapshot: dict[str, Any]) -> dict[str, Any]:
+        values = snapshot_from_dict(snapshot).state.values
+        assert values is not None
+        return dict(values)
+
+    async with wf.open_run(run_id="w") as handle:
+        with trio.fail_after(10):
+            await wf.wrote.wait()
+        assert committed(handle.ctx.to_dict()).get("by", {}) == {}
+        wf.gate.set()
+        assert await handle.result() == 10
+    record = store.get("w")
+    assert record is not None and record.snapshot is not None
+    assert committed(record.snapshot)["by"] == {"work": 10}
 
 
 async def test_a_rerun_takes_its_collects_and_waits_from_its_journal(store: SQLiteStore) -> None:

@@ -29,11 +29,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
+from pydantic import BaseModel
 
 from .._context import CollectBuffer, Context, Store, _check_expected, current_context
 from .._events import Event, InputRequiredEvent, StopEvent
@@ -42,6 +44,7 @@ from .._invoke import is_cancellation, make_call
 from .._observe import EventEmitted, StepCancelled, StepFinished, StepStarted
 from .._router import BATCH
 from .._serializers import BaseSerializer, JsonSerializer
+from .._state import state_from_type
 from ._records import Commit, ErrorInfo, InvocationRecord, RunRecord
 from ._snapshot import (
     Collected,
@@ -185,7 +188,7 @@ class StateLog:
         for writer, key, value in ops:
             if writer is not None and not writer.done:
                 break
-            base[key] = value
+            _apply(base, key, value)
             done += 1
         del ops[:done]
         if not ops:
@@ -199,27 +202,62 @@ class StateLog:
         out = dict(self.base)
         for writer, key, value in self.ops:
             if writer is None or writer.done:
-                out[key] = value
+                _apply(out, key, value)
         return out
 
 
+#: A logged write's value when the write removed the key (``clear()``, ``set_state``).
+_DELETED: Any = object()
+
+
+def _apply(values: dict[str, Any], key: str, value: Any) -> None:
+    if value is _DELETED:
+        values.pop(key, None)
+    else:
+        values[key] = value
+
+
+def _changed(before: Any, after: Any) -> bool:
+    if before is after:
+        return False
+    try:
+        return bool(before != after)
+    except Exception:  # a value without a plain truth for ==: count it changed
+        return True
+
+
 class DurableStore(Store):
-    """A durable run's ``ctx.store``: every write is logged in the run's :class:`StateLog`."""
+    """A durable run's ``ctx.store``: every write is logged in the run's :class:`StateLog`.
+
+    Each writer (``set`` of a dotted path, ``set_state``, ``clear``, ``edit_state``) commits a
+    new state object, so the top-level keys it changed are found by comparing the state before
+    with the state after, and logged with their writer; the log stays keyed by top-level key.
+    """
 
     __slots__ = ("_log",)
 
-    def __init__(self, log: StateLog, values: Mapping[str, Any] | None = None) -> None:
-        super().__init__()
+    def __init__(self, log: StateLog, state: BaseModel, values: Mapping[str, Any] | None = None) -> None:
+        super().__init__(state)
         self._log = log
         if values:
             self._data.update(values)
 
-    async def set(self, key: str, value: Any) -> None:
-        """Store ``value`` under ``key`` for the rest of the run."""
-        ctx = current_context.get()
-        writer = ctx._inv if isinstance(ctx, DurableContext) and ctx._run.store is self else None
-        self._log.write(writer, key, value, self._data)
-        self._data[key] = value
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        async with super()._writing():
+            before = self._data
+            yield
+            after = self._data
+            if after is before:
+                return
+            ctx = current_context.get()
+            writer = ctx._inv if isinstance(ctx, DurableContext) and ctx._run.store is self else None
+            log = self._log
+            for key, value in after.items():
+                if _changed(before.get(key, _DELETED), value):
+                    log.write(writer, key, value, before)
+            for key in before.keys() - after.keys():
+                log.write(writer, key, _DELETED, before)
 
 
 class DurableBuffer(CollectBuffer):
@@ -457,7 +495,7 @@ class DurableRun:
         values: Mapping[str, Any] | None = None
         if self.snapshot is not None and self.snapshot.state.values is not None:
             values = self.snapshot.state.values
-        return DurableStore(self.log, values)
+        return DurableStore(self.log, state_from_type(self.run.spec.state_type), values)
 
     def stopping(self) -> None:
         for stop in self.on_stop:
