@@ -25,6 +25,7 @@ The tree::
     ├── ResourceError                   a step's resource could not be built
     │   └── ResourceCycleError          resource factories depend on each other in a cycle
     ├── WorkerLostError                 the process (or Ray node) running a step invocation died
+    ├── ReplayError                     a trail or workflow that audit.replay() cannot replay
     └── LLMError                        a call through actorflow.llm failed
         ├── LLMAPIKeyError              the API key cannot be sent (checked when the client is made)
         ├── LLMConnectionError          the server could not be reached
@@ -54,6 +55,7 @@ __all__ = [
     "LLMStatusError",
     "LLMTimeoutError",
     "RemoteContextError",
+    "ReplayError",
     "ResourceCycleError",
     "ResourceError",
     "RunArgumentsError",
@@ -263,3 +265,12 @@ class RunConflictError(StoreError):
 class StoredRunError(ActorflowError):
     """A durable run's stored error, when its own exception class can no longer be rebuilt: it
     names the original type and message."""
+
+
+class ReplayError(ActorflowError, ValueError):
+    """A trail or workflow that ``actorflow.audit.replay()`` cannot replay.
+
+    The trail fails ``verify``, has no such run, is a run of another workflow, or holds an
+    input that cannot be made again; the message says which. A replay that runs and finds
+    the code doing something else is no error: its report says where.
+    """

@@ -12,12 +12,14 @@ configures structlog; these are the pieces for the application's processor chain
   file-wide chain on top,
 
 and the pieces that read the file back: :func:`verify` (the first broken record, if any),
-:func:`load_run` / :func:`load_runs` (records and causal tree). ``docs/audit.md`` has the
-record schema and exactly what the chains detect.
+:func:`load_run` / :func:`load_runs` (records and causal tree), and :func:`replay`, which runs
+a recorded run again against today's code, with the trail's LLM answers, and names the first
+divergence. ``docs/audit.md`` has the record schema and exactly what the chains detect.
 """
 
 from .._tracing import disable as disable
 from .._tracing import enable as enable
+from .._exceptions import ReplayError as ReplayError
 from .._tracing import is_enabled as is_enabled
 from ._chain import HashChain as HashChain
 from ._load import AuditFileError as AuditFileError
@@ -28,6 +30,11 @@ from ._load import load_run as load_run
 from ._load import load_runs as load_runs
 from ._redact import REDACTED as REDACTED
 from ._redact import Redactor as Redactor
+from ._replay import Divergence as Divergence
+from ._replay import ReplayReport as ReplayReport
+from ._replay import RunReplay as RunReplay
+from ._replay import Unanswerable as Unanswerable
+from ._replay import replay as replay
 from ._sink import JSONLinesSink as JSONLinesSink
 from ._sink import processors as processors
 from ._verify import Problem as Problem
@@ -36,6 +43,7 @@ from ._verify import verify as verify
 
 __all__ = [
     "AuditFileError",
+    "Divergence",
     "EventNode",
     "HashChain",
     "Invocation",
@@ -43,7 +51,11 @@ __all__ = [
     "Problem",
     "REDACTED",
     "Redactor",
+    "ReplayError",
+    "ReplayReport",
+    "RunReplay",
     "RunTrace",
+    "Unanswerable",
     "VerifyResult",
     "disable",
     "enable",
@@ -51,6 +63,7 @@ __all__ = [
     "load_run",
     "load_runs",
     "processors",
+    "replay",
     "verify",
 ]
 
