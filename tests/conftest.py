@@ -31,7 +31,7 @@ def _register_sibling(name: str) -> None:
     spec.loader.exec_module(module)
 
 
-for _helper in ("llm_server", "audit_flows", "durable_flows", "durable_crash", "scale_flows"):
+for _helper in ("llm_server", "audit_flows", "durable_flows", "durable_crash", "scale_flows", "replay_flows"):
     _register_sibling(_helper)
 
 

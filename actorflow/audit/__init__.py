@@ -17,9 +17,9 @@ a recorded run again against today's code, with the trail's LLM answers, and nam
 divergence. ``docs/audit.md`` has the record schema and exactly what the chains detect.
 """
 
+from .._exceptions import ReplayError as ReplayError
 from .._tracing import disable as disable
 from .._tracing import enable as enable
-from .._exceptions import ReplayError as ReplayError
 from .._tracing import is_enabled as is_enabled
 from ._chain import HashChain as HashChain
 from ._load import AuditFileError as AuditFileError

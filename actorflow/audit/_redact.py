@@ -22,13 +22,16 @@ from typing import Any
 
 from ._canon import is_record
 
-__all__ = ["LLM_CALL", "REDACTED", "Redactor"]
+__all__ = ["LLM_ANSWER", "LLM_CALL", "REDACTED", "Redactor"]
 
 #: What a redacted value is replaced with (unless ``Redactor(marker=...)`` says otherwise).
 REDACTED = "[REDACTED]"
 
 #: The name ``fields`` and ``when`` know an ``llm.called`` record's fields by.
 LLM_CALL = "llm.called"
+
+#: The fields of an ``llm.called`` record that hold the model's answer (``llm_answers=False``).
+LLM_ANSWER = ("response", "tool_calls")
 
 _ERROR_RECORDS = frozenset({"step.failed", "run.failed", "run.timed_out", "run.cancelled", "llm.called"})
 
@@ -70,7 +73,8 @@ class Redactor:
     ``result`` of ``run.finished`` (as the fields of its StopEvent type: ``result`` for a
     plain StopEvent) and to ``llm.called`` records. ``errors=True`` also replaces the
     exception messages of failure records and of failed LLM calls (their ``error_type``
-    stays).
+    stays). ``llm_answers=False`` takes the model's answers out of every ``llm.called``
+    record (``response`` and ``tool_calls``; the trail then cannot be replayed).
 
     Put it before :class:`HashChain`. Records that are not audit records pass untouched.
     """
@@ -84,6 +88,7 @@ class Redactor:
         when: Callable[[str, str, Any], bool] | None = None,
         errors: bool = False,
         marker: str = REDACTED,
+        llm_answers: bool = True,
     ) -> None:
         problems: list[str] = []
         table: dict[str, tuple[tuple[str, ...], ...]] = {}
@@ -113,6 +118,9 @@ class Redactor:
             problems.append(f"marker must be a str, got {type(marker).__name__}")
         if problems:
             raise ValueError("invalid Redactor:\n" + "\n".join(f"  - {p}" for p in problems))
+        if not llm_answers:
+            known = table.get(LLM_CALL, ())
+            table[LLM_CALL] = (*known, *((n,) for n in LLM_ANSWER if (n,) not in known))
         self._fields = table
         self._when = when
         self._errors = bool(errors)

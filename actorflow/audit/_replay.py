@@ -246,36 +246,70 @@ class ReplayReport:
 
 
 class _ReplayClock(trio.abc.Clock):
-    """Real time, plus jumps: when the run can do nothing but wait for time, time passes at once.
+    """Virtual time that stands still while tasks run and jumps when they all wait for it.
 
     trio asks :meth:`deadline_to_sleep_time` only when no task can run; the clock then jumps
-    to the deadline, unless a worker thread is busy (the thread's work takes real time) or
-    the replay's driver holds it (it is looking at the quiet run and may send an event in).
+    to the next deadline, as ``trio.testing.MockClock(autojump_threshold=0)`` would, so the
+    order in which concurrent branches finish is the order of their (recorded) durations, not
+    of the machine's load. Unlike ``MockClock``, it runs in real time while something outside
+    trio's tasks is at work: a worker thread (a sync step, ``trio.to_thread``), or a socket
+    a task waits on (real I/O); jumping then would fire timeouts the work never took. The
+    replay's driver can ``hold`` it, to look at the quiet run before time moves on.
     """
 
     def __init__(self) -> None:
-        self._base = 0.0
-        self._offset = 0.0
+        self._virtual = 0.0
+        self._real_since: float | None = None
         self.hold = False
         self.limiter: trio.CapacityLimiter | None = None
+        self.io_baseline = 0
+        """Tasks trio itself keeps waiting on a descriptor (its wake-up socket)."""
 
     def start_clock(self) -> None:
-        self._base = time.perf_counter()
+        pass
+
+    async def calibrate(self) -> None:
+        """Take the thread limiter and the I/O waits trio has of its own (from inside the run)."""
+        self.limiter = trio.to_thread.current_default_thread_limiter()
+        await trio.lowlevel.checkpoint()  # trio's own waits have begun by now
+        self.io_baseline = _io_waiting(trio.lowlevel.current_statistics().io_statistics)
 
     def current_time(self) -> float:
-        return time.perf_counter() - self._base + self._offset
+        if self._real_since is None:
+            return self._virtual
+        return self._virtual + (time.perf_counter() - self._real_since)
 
-    def threads_busy(self) -> bool:
-        return self.limiter is not None and self.limiter.borrowed_tokens > 0
+    def busy_outside(self) -> bool:
+        """Whether a worker thread or real I/O is under way (time must pass as it does)."""
+        if self.limiter is not None and self.limiter.borrowed_tokens > 0:
+            return True
+        return _io_waiting(trio.lowlevel.current_statistics().io_statistics) > self.io_baseline
 
     def deadline_to_sleep_time(self, deadline: float) -> float:
-        wait = deadline - self.current_time()
+        if self._real_since is not None:
+            self._virtual += time.perf_counter() - self._real_since
+            self._real_since = None
+        wait = deadline - self._virtual
         if wait <= 0:
             return 0.0
-        if self.hold or math.isinf(deadline) or self.threads_busy():
+        if self.busy_outside():
+            self._real_since = time.perf_counter()
             return wait
-        self._offset += wait
+        if self.hold or math.isinf(deadline):
+            return wait
+        self._virtual = deadline
         return 0.0
+
+
+def _io_waiting(io: Any) -> int:
+    """How many tasks wait on a socket or file descriptor (epoll, kqueue and IOCP name the
+    counts differently: ``tasks_waiting_read``, ``tasks_waiting``, ...)."""
+    total = 0
+    for name in dir(io):
+        count = getattr(io, name) if name.startswith("tasks_waiting") else None
+        if isinstance(count, int) and not isinstance(count, bool):
+            total += count
+    return total
 
 
 # -- replaying one run -------------------------------------------------------------------------
@@ -763,7 +797,7 @@ async def _drive(rep: _Replayer, handle: RunHandle, workflow: Workflow) -> None:
                 await _perform(rep, handle, workflow, action)
                 continue
         stats = trio.lowlevel.current_statistics()
-        if rep.stopped is None and math.isinf(stats.seconds_to_next_deadline) and not clock.threads_busy():
+        if rep.stopped is None and math.isinf(stats.seconds_to_next_deadline) and not clock.busy_outside():
             # Nothing can happen any more by itself, and the trail's next outside event is
             # not due: the run will never get where the trail says it was when it came.
             if next_action < len(actions):
@@ -1094,10 +1128,13 @@ def _compare_handlers(rep: _Replayer, rec: RecEvent, rep_id: int, early: bool) -
             )
         elif rec_inv is None and rep_inv is not None:
             prior_rec = rec.handlers.get((step, attempt - 1))
+            # Where the trail says who ran on the event (or that the retried attempt was the last).
+            starts = [i.started_seq for i in rec.handlers.values() if i.started_seq is not None]
+            seq = prior_rec.ended_seq if prior_rec is not None else min(starts, default=None)
             out.append(
                 rep.divergence(
                     "routing",
-                    (prior_rec.ended_seq if prior_rec is not None else None) or rec.seq,
+                    seq or rec.seq,
                     step,
                     rec,
                     f"step {step!r} did not run on it"
@@ -1368,7 +1405,7 @@ def _replay_one(trail: Trail, workflow: Workflow) -> RunReplay:
     bound = _SLACK + float((trail.closing or {}).get("duration_s") or 0.0)
 
     async def main() -> None:
-        clock.limiter = trio.to_thread.current_default_thread_limiter()
+        await clock.calibrate()
         copy_ = _replay_copy(workflow, rep)
         with trio.move_on_after(bound) as scope, _answering(rep):
             try:

@@ -395,6 +395,7 @@ def processors(
     passthrough: bool = False,
     fsync: bool = False,
     file_chain: bool = True,
+    llm_answers: bool = True,
 ) -> list[Any]:
     """The ready audit chain: ``[add_trace_ids,] [redact,] HashChain(key), JSONLinesSink(path, key=key)``.
 
@@ -402,10 +403,15 @@ def processors(
     not depend on the application's other processors; audit records stop at the sink, all
     other records go on down the list. ``actorflow.otel.add_trace_ids`` comes first when
     OpenTelemetry is installed: records of runs it traces get ``trace_id`` and ``span_id``.
+    ``llm_answers=False`` keeps the models' answers out of the file (a ``Redactor`` that takes
+    ``response`` and ``tool_calls`` out of every ``llm.called`` record; such a trail cannot be
+    replayed).
     """
     chain: list[Any] = _otel_processors()
     if redact is not None:
         chain.append(redact)
+    if not llm_answers:
+        chain.append(Redactor(llm_answers=False))
     chain.append(HashChain(key=key, file_chain=file_chain))
     chain.append(JSONLinesSink(path, key=key, passthrough=passthrough, fsync=fsync, file_chain=file_chain))
     return chain
