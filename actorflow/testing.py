@@ -3,11 +3,13 @@
 ``WorkflowTestRunner`` runs a workflow to its end and collects what it streamed, as the
 runner of LlamaIndex Workflows does. ``leftover_tasks()`` answers the question every
 structured-concurrency test should ask after a run ends, whatever way it ended: is anything
-of it still running?
+of it still running? ``assert_replays()`` keeps recorded trails (production runs, say) as
+regression tests of a workflow.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -19,9 +21,10 @@ from ._events import Event, StartEvent
 
 if TYPE_CHECKING:
     from ._context import Context
+    from .audit import ReplayReport
     from ._workflow import Workflow
 
-__all__ = ["WorkflowTestResult", "WorkflowTestRunner", "leftover_tasks"]
+__all__ = ["WorkflowTestResult", "WorkflowTestRunner", "assert_replays", "leftover_tasks"]
 
 
 @attrs.define
@@ -94,3 +97,26 @@ def leftover_tasks() -> list[str]:
                     found.append(str(child.name))
                 pending.append(child)
     return sorted(found)
+
+
+def assert_replays(
+    path: str | os.PathLike[str],
+    workflow: Workflow | type[Workflow],
+    *,
+    run_id: str | None = None,
+    key: bytes | None = None,
+) -> ReplayReport:
+    """Replay the runs recorded in the audit file ``path`` with ``workflow``; fail unless the
+    code does just what the trail says (``actorflow.audit.replay``). Returns the report.
+
+    A trail that cannot be replayed (it fails ``verify``, has no run of this workflow) raises
+    ``actorflow.audit.ReplayError``; one that replays differently, or holds a call whose answer
+    it lacks, raises ``AssertionError`` with the report, which names the first divergence.
+    Call it from synchronous code (a plain test function): it runs its own trio loop.
+    """
+    from .audit import replay
+
+    report = replay(path, workflow, run_id=run_id, key=key)
+    if not report.ok:
+        raise AssertionError(f"{os.fspath(path)} does not replay the same:\n{report}")
+    return report

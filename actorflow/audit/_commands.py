@@ -1,4 +1,5 @@
-"""The bodies of ``python -m actorflow audit verify FILE`` and ``trace show FILE [--run ID]``.
+"""The bodies of ``python -m actorflow audit verify FILE``, ``audit replay FILE MODULE:CLASS``
+and ``trace show FILE [--run ID]``.
 
 The CLI module parses arguments and calls these; they print to ``out`` and return the exit
 status (0 fine, 1 what was asked for is broken or missing, 2 the file cannot be read).
@@ -7,13 +8,13 @@ status (0 fine, 1 what was asked for is broken or missing, 2 the file cannot be 
 from __future__ import annotations
 
 import os
-from typing import TextIO
+from typing import Any, TextIO
 
 from ._load import AuditFileError, _build, read_file
 from ._show import _clean, render
 from ._verify import verify
 
-__all__ = ["read_key", "show_command", "verify_command"]
+__all__ = ["read_key", "replay_command", "show_command", "verify_command"]
 
 
 class _KeyUnreadable(Exception):
@@ -93,6 +94,42 @@ def verify_command(
         print(f"expected head {expect_head} found", file=out)
     print(f"head {result.head}", file=out)
     return 0
+
+
+def replay_command(
+    path: str,
+    workflow: Any,
+    *,
+    run_id: str | None = None,
+    out: TextIO,
+    key_file: str | None = None,
+    key_env: str | None = None,
+) -> int:
+    """``audit replay FILE MODULE:CLASS [--run ID]``: replay the recorded runs and print how
+    each went; 0 the same, 1 diverged, 2 not replayable (or a call it cannot answer)."""
+    from .._exceptions import ReplayError
+    from ._replay import replay
+
+    try:
+        key = read_key(key_file, key_env)
+    except _KeyUnreadable as exc:
+        print(f"error: {exc}", file=out)
+        return 2
+    try:
+        report = replay(path, workflow, run_id=run_id, key=key)
+    except ReplayError as exc:
+        print(f"error: {_clean(exc)}", file=out)
+        return 2
+    except AuditFileError as exc:
+        print(
+            f"error: {_clean(exc)}; check the file with 'python -m actorflow audit verify {path}'", file=out
+        )
+        return 2
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=out)
+        return 2
+    print(str(report), file=out)
+    return report.exit_status
 
 
 def show_command(path: str, run_id: str | None, *, out: TextIO, color: bool = False) -> int:

@@ -1,6 +1,6 @@
-"""``actorflow audit verify`` and ``actorflow trace show|draw``: reading audit trace files.
+"""``actorflow audit verify|replay`` and ``actorflow trace show|draw``: reading audit trace files.
 
-``actorflow.audit`` does the reading and checking; ``actorflow.draw`` the drawing.
+``actorflow.audit`` does the reading, checking and replaying; ``actorflow.draw`` the drawing.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ __all__ = ["register"]
 
 
 def register(commands: Commands) -> None:
-    """Add ``audit verify``, ``trace show`` and ``trace draw``."""
-    audit = commands.group("audit", help="check audit trace files")
+    """Add ``audit verify``, ``audit replay``, ``trace show`` and ``trace draw``."""
+    audit = commands.group("audit", help="check audit trace files, replay the runs they recorded")
     verify = audit.add(
         "verify",
         _cmd_audit_verify,
@@ -39,6 +39,27 @@ def register(commands: Commands) -> None:
         "--expect-head",
         metavar="HASH",
         help="a head printed earlier: the file must still contain the line it was the head of",
+    )
+    replay = audit.add(
+        "replay",
+        _cmd_audit_replay,
+        help="re-run recorded runs against today's code and name the first divergence",
+        description="Re-run the runs recorded in FILE with the workflow MODULE:CLASS, every LLM call "
+        "answered from the trail (no network), and name the first place where the code now does "
+        "something else. Exits 0 (the same), 1 (diverged), 2 (the file or workflow cannot be "
+        "replayed, or a call's answer is not in the trail).",
+    )
+    replay.add_argument("file", metavar="FILE")
+    replay.add_argument(
+        "target", metavar="MODULE:CLASS", help="the workflow (a class made with no arguments, or an instance)"
+    )
+    replay.add_argument("--run", metavar="RUN_ID", help="only this run (an id or a unique prefix of one)")
+    replay_key = replay.add_mutually_exclusive_group()
+    replay_key.add_argument(
+        "--key-file", metavar="PATH", help="the HMAC key of a keyed trail, from this file"
+    )
+    replay_key.add_argument(
+        "--key-env", metavar="NAME", help="the HMAC key of a keyed trail, from this variable"
     )
 
     trace = commands.group("trace", help="look at the runs recorded in a trace file")
@@ -76,6 +97,18 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
         status: int = commands.verify_command(
             path, out=sys.stdout, key_file=args.key_file, key_env=args.key_env, expect_head=args.expect_head
         )
+    return status
+
+
+def _cmd_audit_replay(args: argparse.Namespace) -> int:
+    from ._target import load_target
+
+    path = existing(args.file)
+    commands = _audit_commands()
+    target = load_target(args.target)
+    status: int = commands.replay_command(
+        path, target, run_id=args.run, out=sys.stdout, key_file=args.key_file, key_env=args.key_env
+    )
     return status
 
 
