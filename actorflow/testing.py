@@ -21,8 +21,8 @@ from ._events import Event, StartEvent
 
 if TYPE_CHECKING:
     from ._context import Context
-    from .audit import ReplayReport
     from ._workflow import Workflow
+    from .audit import ReplayReport
 
 __all__ = ["WorkflowTestResult", "WorkflowTestRunner", "assert_replays", "leftover_tasks"]
 

@@ -33,17 +33,20 @@ def record(
     *,
     redact: audit.Redactor | None = None,
     llm_answers: bool = True,
+    virtual: bool = True,
 ) -> Any:
-    """Run ``main`` (under trio, on a virtual clock) with its audit trail written to ``path``."""
+    """Run ``main`` under trio (on a virtual clock unless it talks to real sockets:
+    ``virtual=False``) with its audit trail written to ``path``."""
     chain = audit.processors(path, redact=redact, llm_answers=llm_answers)
     structlog.configure(processors=chain)
 
     async def bounded() -> Any:
-        with trio.fail_after(600):
+        with trio.fail_after(600 if virtual else 60):
             return await main()
 
     try:
-        return trio.run(bounded, clock=trio.testing.MockClock(autojump_threshold=0))
+        clock = trio.testing.MockClock(autojump_threshold=0) if virtual else None
+        return trio.run(bounded, clock=clock)
     finally:
         chain[-1].close()
         structlog.reset_defaults()

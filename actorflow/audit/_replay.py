@@ -1242,7 +1242,7 @@ def _compare_run(rep: _Replayer) -> list[Divergence]:
             value_of(ended.result) if closing.get("result_type") == "StopEvent" else payload_of(ended.result)
         )
         got = normal(got)
-        want_text = comparable(closing.get("result"), _result_paths(redacted, result_field))
+        want_text = comparable(normal(closing.get("result")), _result_paths(redacted, result_field))
         if comparable(got, _result_paths(redacted, result_field)) != want_text:
             return [
                 rep.divergence(
@@ -1450,20 +1450,28 @@ def _replay_one(trail: Trail, workflow: Workflow) -> RunReplay:
 
 
 def _replay_copy(workflow: Workflow, rep: _Replayer) -> Workflow:
-    """The workflow object the replay runs: a shallow copy that traces nothing and is watched
-    by the replayer alone (the original keeps its own settings)."""
+    """The workflow object the replay runs: a shallow copy that traces nothing, is watched by
+    the replayer alone, stores nothing (a durable workflow's store is left alone) and runs
+    every step in the run's loop (an executor's steps too: their LLM calls are answered
+    there, and no worker process is started)."""
+    from .._invoke import executor_for
+    from .._workflow import spec
+
     made = copy.copy(workflow)
-    for name, value in (
-        ("_actorflow_trace", False),
-        ("_actorflow_observers", (rep,)),
-        ("_actorflow_verbose", False),
-        ("_actorflow_limiter", None),
-    ):
-        if name not in vars(made):
-            raise ReplayError(
-                f"{type(workflow).__name__} has no {name} (did its __init__ call super().__init__()?)"
-            )
-        setattr(made, name, value)
+    required = ("_actorflow_trace", "_actorflow_observers", "_actorflow_verbose", "_actorflow_limiter")
+    missing = [name for name in required if name not in vars(made)]
+    if missing:
+        raise ReplayError(
+            f"{type(workflow).__name__} has no {missing[0]}: did its __init__ call super().__init__()?"
+        )
+    made._actorflow_trace = False
+    made._actorflow_observers = (rep,)
+    made._actorflow_verbose = False
+    made._actorflow_limiter = None
+    vars(made)["_actorflow_durable"] = None
+    in_loop = {s.name: None for s in spec(type(workflow)).steps if executor_for(workflow, s) is not None}
+    if in_loop:
+        vars(made)["_actorflow_executors"] = {**(vars(workflow).get("_actorflow_executors") or {}), **in_loop}
     return made
 
 

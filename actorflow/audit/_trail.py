@@ -225,7 +225,7 @@ def _read(records: Sequence[Mapping[str, Any]]) -> Trail:
                 cause_id=r.get("cause_id"),
                 seq=seq,
             )
-            ev.comparable = comparable(ev.payload, ev.redacted)
+            ev.comparable = comparable(normal(ev.payload), ev.redacted)
             events[event_id] = ev
             if step is None:
                 if event_id != 1:

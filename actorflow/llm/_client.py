@@ -6,7 +6,8 @@ One request goes through three layers, each in one place:
   ``AttemptFailed`` there, and nowhere else;
 - the retry loop, ``OpenAICompatible._retrying``: retries what may succeed next time, then
   turns the last ``AttemptFailed`` into the ``LLMError`` the caller sees;
-- the audit seam, ``_record.audited``: every call ends there exactly once.
+- the audit seam, ``_record.audited``: every call ends there exactly once; inside it, under
+  ``actorflow.audit.replay``, the answer seam (``_answers.py``) answers instead of the server.
 
 ``trio.Cancelled`` is a ``BaseException``, so none of these layers can catch it: a cancel
 scope around a call aborts the request at once, mid-stream too, and cancellation propagates
@@ -15,6 +16,7 @@ as trio code expects. httpx is imported when a client is made, not with ``actorf
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from .._exceptions import LLMAPIKeyError, LLMResponseError
+from ._answers import Question, answer_source, stream_of
 from ._failure import AttemptFailed, Call
 from ._record import audited, describe_request, preview, preview_messages, sha256_messages, sha256_text
 from ._sse import DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_LINE_BYTES
@@ -430,7 +433,11 @@ class OpenAICompatible:
             request=request,
             headers=added,
         ) as outcome:
-            result, _ = await self._retrying(call, attempt_once)
+            source = answer_source()
+            if source is None:
+                result, _ = await self._retrying(call, attempt_once)
+            else:  # replayed: the trail answers, nothing is sent
+                result = await source.answer(Question(call.model, digest, prompt_preview, False, operation))
             outcome.response = result.text
             outcome.finish_reason = result.finish_reason
             outcome.tool_calls = result.tool_calls
@@ -481,6 +488,13 @@ class OpenAICompatible:
             request=request,
             headers=added,
         ) as outcome:
+            source = answer_source()
+            if source is not None:  # replayed: the trail answers, nothing is sent
+                answer = await source.answer(Question(call.model, digest, prompt_preview, True, operation))
+                async with contextlib.aclosing(stream_of(answer, outcome, call.model)) as replayed:
+                    async for piece in replayed:
+                        yield piece
+                return
             outcome.transcript = reader.transcript
             response, attempt = await self._retrying(call, lambda: self._open_stream(call, body, added))
             # From here on nothing is retried: text handed to the caller cannot be taken back.

@@ -3,30 +3,21 @@
 They return the same ``CompletionResponse`` / ``CompletionDelta`` objects as
 ``OpenAICompatible``, go through the same audit seam, and are trio-friendly: every call is
 a checkpoint and an optional ``latency`` is a ``trio.sleep``, so timeouts and cancellation
-behave as with a server, and ``autojump_clock`` tests run instantly.
+behave as with a server, and ``autojump_clock`` tests run instantly. Under
+``actorflow.audit.replay`` they answer from the trail, like every client (``_answers.py``).
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
 from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 import trio
 
+from ._answers import Question, answer_source, stream_of
 from ._record import CallOutcome, audited, preview, preview_messages, sha256_messages, sha256_text
-from ._types import (
-    CompletionDelta,
-    CompletionResponse,
-    MessagesLike,
-    ToolCallDelta,
-    Transcript,
-    coerce_messages,
-)
-
-# Pieces a streamed answer is cut into: each word with the whitespace after it, so that the
-# pieces join back into exactly the scripted text.
-_PIECE = re.compile(r"\s*\S+\s*|\s+")
+from ._types import CompletionDelta, CompletionResponse, MessagesLike, coerce_messages
 
 Answer = str | CompletionResponse
 """What a script gives for one call: the text, or a whole response (with tool calls, say)."""
@@ -90,15 +81,19 @@ class ScriptedLLM:
 
     async def acomplete(self, prompt: str, **params: Any) -> CompletionResponse:
         """Answer ``prompt`` with the next scripted response."""
-        with audited(self.model, sha256_text(prompt), preview(prompt), streamed=False) as outcome:
-            return self._response(await self._answer(prompt), outcome)
+        digest, prompt_preview = sha256_text(prompt), preview(prompt)
+        with audited(self.model, digest, prompt_preview, streamed=False) as outcome:
+            return self._response(await self._answer(prompt, digest, prompt_preview, False), outcome)
 
     async def achat(self, messages: MessagesLike, **params: Any) -> CompletionResponse:
         """Answer the conversation's last message with the next scripted response."""
         chat = coerce_messages(messages)
         prompt_preview = preview_messages([m.model_dump() for m in chat])
-        with audited(self.model, sha256_messages(chat), prompt_preview, streamed=False) as outcome:
-            return self._response(await self._answer(chat[-1].content), outcome)
+        digest = sha256_messages(chat)
+        with audited(self.model, digest, prompt_preview, streamed=False) as outcome:
+            return self._response(
+                await self._answer(chat[-1].content, digest, prompt_preview, False), outcome
+            )
 
     def astream_complete(self, prompt: str, **params: Any) -> AsyncGenerator[CompletionDelta, None]:
         """Stream the next scripted response word by word, a checkpoint between pieces."""
@@ -120,9 +115,14 @@ class ScriptedLLM:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
-    async def _answer(self, prompt: str) -> CompletionResponse:
+    async def _answer(
+        self, prompt: str, digest: str, prompt_preview: str, streamed: bool
+    ) -> CompletionResponse:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
+        source = answer_source()
+        if source is not None:  # replayed: the trail answers, the script is not consulted
+            return await source.answer(Question(self.model, digest, prompt_preview, streamed))
         if self.latency:
             await trio.sleep(self.latency)
         else:
@@ -169,30 +169,10 @@ class ScriptedLLM:
         self, prompt: str, digest: str, prompt_preview: str
     ) -> AsyncGenerator[CompletionDelta, None]:
         with audited(self.model, digest, prompt_preview, streamed=True) as outcome:
-            transcript = outcome.transcript = Transcript()
-            response = await self._answer(prompt)
-            pieces = _PIECE.findall(response.text) or [""]
-            calls = tuple(
-                ToolCallDelta(index=i, id=call.id, name=call.name, arguments=call.arguments)
-                for i, call in enumerate(response.tool_calls)
-            )
-            for i, piece in enumerate(pieces):
-                if i:
-                    await trio.lowlevel.checkpoint()
-                last = i == len(pieces) - 1
-                finish_reason = response.finish_reason if last else None
-                outcome.finish_reason = finish_reason
-                outcome.usage = response.usage if last else None
-                choice = {"index": 0, "delta": {"content": piece}, "finish_reason": finish_reason}
-                yield CompletionDelta._in_stream(
-                    transcript,
-                    piece,
-                    calls if last else (),
-                    model=response.model or self.model,
-                    finish_reason=finish_reason,
-                    usage=response.usage if last else None,
-                    raw={"object": "chat.completion.chunk", "model": self.model, "choices": [choice]},
-                )
+            response = await self._answer(prompt, digest, prompt_preview, True)
+            async with contextlib.aclosing(stream_of(response, outcome, self.model)) as deltas:
+                async for delta in deltas:
+                    yield delta
 
 
 def _echo(prompt: str) -> str:

@@ -10,7 +10,9 @@ the same parser ``OpenAICompatible`` uses, and reports the call through the same
 ``_record._record_call``, once the caller has read or closed the answer.
 
 It never changes what passes through, never raises anything of its own into the caller,
-and outside a step of an observed run it only forwards (one check per request).
+and outside a step of an observed run it only forwards (one check per request). Under
+``actorflow.audit.replay`` it sends nothing: the trail's answer comes back as the server's
+response would have (``_answers.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 import httpx
 import trio
 
+from .._exceptions import LLMConnectionError, LLMStatusError, LLMTimeoutError
+from ._answers import AnswerSource, Question, answer_source, wire_body
 from ._client import REPORTED
 from ._failure import AttemptFailed, Call, excerpt
 from ._record import (
@@ -105,8 +109,12 @@ class AuditedTransport(httpx.AsyncBaseTransport):
         if not isinstance(body, dict):
             return await self._transport.handle_async_request(request)
         watch = _Watch(self, request, endpoint, body)
+        source = answer_source()
         try:
-            response = await self._transport.handle_async_request(request)
+            if source is None:
+                response = await self._transport.handle_async_request(request)
+            else:  # replayed: the trail answers, nothing is sent
+                response = await _replayed(source, watch, request)
         except BaseException as exc:
             watch.finish(error=exc)
             raise
@@ -122,6 +130,24 @@ class AuditedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+
+async def _replayed(source: AnswerSource, watch: _Watch, request: httpx.Request) -> httpx.Response:
+    """The trail's answer as the server's HTTP response would have been, or the network
+    failure the trail recorded, raised as httpx raises it (so the client retries as it did)."""
+    question = Question(watch.call.model, watch.digest, watch.preview, watch.streamed, watch.operation)
+    try:
+        answer = await source.answer(question)
+    except LLMStatusError as exc:
+        error = {"error": {"message": exc.server_message or str(exc)}}
+        return httpx.Response(exc.status_code, json=error, request=request)
+    except LLMConnectionError as exc:
+        raise httpx.ConnectError(str(exc), request=request) from None
+    except LLMTimeoutError as exc:
+        raise httpx.ReadTimeout(str(exc), request=request) from None
+    kind = "text/event-stream" if watch.streamed else "application/json"
+    content = wire_body(answer, chat=watch.endpoint == "chat", streamed=watch.streamed)
+    return httpx.Response(200, headers={"content-type": kind}, content=content, request=request)
 
 
 def audited_http_client(
