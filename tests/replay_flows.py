@@ -16,12 +16,15 @@ from actorflow import (
     Event,
     HumanResponseEvent,
     InputRequiredEvent,
-    RetryPolicy,
     StartEvent,
     StopEvent,
     Workflow,
     audit,
+    retry_if_exception_type,
+    retry_policy,
     step,
+    stop_after_attempt,
+    wait_fixed,
 )
 
 # -- recording -------------------------------------------------------------------------------
@@ -179,7 +182,12 @@ class Review(Workflow):
             ctx.send_event(Draft(index=i, topic=ev.topic))
         return None
 
-    @step(num_workers=3, retry=RetryPolicy(max_attempts=3, delay=0.5, jitter=0, retry_on=Flaky))
+    @step(
+        num_workers=3,
+        retry_policy=retry_policy(
+            retry=retry_if_exception_type(Flaky), wait=wait_fixed(0.5), stop=stop_after_attempt(3)
+        ),
+    )
     async def write(self, ctx: Context, ev: Draft) -> Written:
         await trio.sleep(0.1 * (3 - ev.index % 3))
         if ev.index == self.fail_once and ctx.attempt == 1:

@@ -28,12 +28,15 @@ from actorflow import (
     Context,
     Event,
     LLMTimeoutError,
-    RetryPolicy,
     StartEvent,
     StopEvent,
     Workflow,
     audit,
+    retry_if_exception_type,
+    retry_policy,
     step,
+    stop_after_attempt,
+    wait_fixed,
 )
 from actorflow.audit import replay
 from actorflow.cli import main
@@ -252,7 +255,11 @@ class Flaky(Workflow):
 
     llm = ScriptedLLM([LLMTimeoutError("the model did not answer in time"), "fine"])
 
-    @step(retry=RetryPolicy(max_attempts=2, delay=1, jitter=0, retry_on=LLMTimeoutError))
+    @step(
+        retry_policy=retry_policy(
+            retry=retry_if_exception_type(LLMTimeoutError), wait=wait_fixed(1), stop=stop_after_attempt(2)
+        )
+    )
     async def ask(self, ev: StartEvent) -> StopEvent:
         return StopEvent(result=str(await self.llm.acomplete("How are you?")))
 
