@@ -439,6 +439,7 @@ def test_audit_exports_are_pinned() -> None:
     """actorflow.audit exports exactly its documented names, each under that module's name."""
     assert sorted(audit.__all__) == [
         "AuditFileError",
+        "Divergence",
         "EventNode",
         "HashChain",
         "Invocation",
@@ -446,7 +447,11 @@ def test_audit_exports_are_pinned() -> None:
         "Problem",
         "REDACTED",
         "Redactor",
+        "ReplayError",
+        "ReplayReport",
+        "RunReplay",
         "RunTrace",
+        "Unanswerable",
         "VerifyResult",
         "disable",
         "enable",
@@ -454,6 +459,7 @@ def test_audit_exports_are_pinned() -> None:
         "load_run",
         "load_runs",
         "processors",
+        "replay",
         "verify",
     ]
     for name in audit.__all__:
