@@ -22,7 +22,7 @@ from ._events import Event, StartEvent
 if TYPE_CHECKING:
     from ._context import Context
     from ._workflow import Workflow
-    from .audit import ReplayReport
+    from .audit import Redactor, ReplayReport
 
 __all__ = ["WorkflowTestResult", "WorkflowTestRunner", "assert_replays", "leftover_tasks"]
 
@@ -105,9 +105,11 @@ def assert_replays(
     *,
     run_id: str | None = None,
     key: bytes | None = None,
+    redact: Redactor | None = None,
 ) -> ReplayReport:
     """Replay the runs recorded in the audit file ``path`` with ``workflow``; fail unless the
-    code does just what the trail says (``actorflow.audit.replay``). Returns the report.
+    code does just what the trail says (``actorflow.audit.replay``; ``redact``: the Redactor
+    the trail was written with, for what the report quotes). Returns the report.
 
     A trail that cannot be replayed (it fails ``verify``, has no run of this workflow) raises
     ``actorflow.audit.ReplayError``; one that replays differently, or holds a call whose answer
@@ -116,7 +118,7 @@ def assert_replays(
     """
     from .audit import replay
 
-    report = replay(path, workflow, run_id=run_id, key=key)
+    report = replay(path, workflow, run_id=run_id, key=key, redact=redact)
     if not report.ok:
         raise AssertionError(f"{os.fspath(path)} does not replay the same:\n{report}")
     return report

@@ -537,7 +537,8 @@ else:
 
 
 def test_the_audit_trail_of_a_run_killed_and_resumed_is_one_run(tmp_path: Path) -> None:
-    """After SIGKILL and a resume in a new process, the file holds one run that verifies."""
+    """After SIGKILL and a resume in a new process, the file holds one run that verifies and
+    replays as one run against the same code; a changed hop is named where it departs."""
     import subprocess
     import sys
 
@@ -563,6 +564,34 @@ def test_the_audit_trail_of_a_run_killed_and_resumed_is_one_run(tmp_path: Path) 
     assert len(set(run.events)) == len([r for r in run.records if r["event"] == "event.emitted"])
     page = draw_execution(run, filename=tmp_path / "run.html")
     assert page.exists()
+    report = audit.replay(trail, Chain)
+    assert report.ok, str(report)
+    assert any("resumed 1 time" in n for n in report.runs[0].notes), report.runs[0].notes
+    d = audit.replay(trail, ChainEndsEarly).divergence
+    hop_0 = next(r for r in run.records if r["event"] == "event.emitted" and r.get("payload") == {"n": 0})
+    resumed_at = next(r["seq"] for r in run.records if r["event"] == "run.resumed")
+    assert d is not None and (d.kind, d.seq, d.step) == ("missing_event", hop_0["seq"], "hop"), str(d)
+    assert d.seq > resumed_at and d.event_type == "Hop" and d.event_payload == {"n": 1}, str(d)
+    assert f"Hop #{hop_0['event_id']}" in d.expected and "StopEvent" in d.got, str(d)
+
+
+def _chain_ends_early() -> type[Workflow]:
+    class Chain(Workflow):
+        """Chain, changed: the hop on 1 ends the run."""
+
+        @step
+        async def begin(self, ev: StartEvent) -> Hop:
+            return Hop(n=ev.hops)
+
+        @step
+        async def hop(self, ctx: Context, ev: Hop) -> Hop | StopEvent:
+            await ctx.store.set(f"hop.{ev.n}", ctx.attempt)
+            return StopEvent(result={"done": True}) if ev.n <= 1 else Hop(n=ev.n - 1)
+
+    return Chain
+
+
+ChainEndsEarly = _chain_ends_early()
 
 
 HUMAN = """

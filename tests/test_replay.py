@@ -450,6 +450,9 @@ def test_a_redacted_human_answer_is_sent_with_the_marker(tmp_path: pathlib.Path)
     # The code reads the answer: with the marker it no longer approves, which the trail's
     # redacted result cannot contradict.
     assert report.ok, explain(report)
+    assert any("HumanResponseEvent #" in n and "response redacted" in n for n in report.runs[0].notes), str(
+        report
+    )
 
 
 # -- the resumed run of a durable workflow ------------------------------------------------------------

@@ -58,6 +58,7 @@ from .._observe import (
 from .._tracing import payload_of, value_of
 from ._canon import canonical
 from ._load import load_runs
+from ._redact import _ERROR_RECORDS, LLM_CALL, REDACTED, Redactor
 from ._trail import OutsideAction, RecEvent, RecInvocation, Trail, comparable, normal, same
 from ._verify import verify
 
@@ -355,9 +356,10 @@ class _Stop(Exception):
 class _Replayer(Observer):
     """Watches the replayed run, pairs its events with the trail's, answers its LLM calls."""
 
-    def __init__(self, trail: Trail, clock: _ReplayClock) -> None:
+    def __init__(self, trail: Trail, clock: _ReplayClock, hide: _Hider) -> None:
         self.trail = trail
         self.clock = clock
+        self.hide = hide
         self.run_id: str | None = None
         self.handle: RunHandle | None = None
         self.events: dict[int, _RepEvent] = {}
@@ -586,7 +588,7 @@ class _Replayer(Observer):
             inv.step,
             self.trail.events.get(rec_inv.event_id),
             f"LLM call {index + 1} with the prompt {was} (sha256 {str(call.get('prompt_sha256'))[:12]})",
-            f"the prompt {_quote(preview)}",
+            f"the prompt {_quote(self.hide.prompt(preview))}",
         )
 
     async def answer(self, question: Any) -> Any:
@@ -603,7 +605,7 @@ class _Replayer(Observer):
                     None,
                     None,
                     "no LLM call outside the steps of this run",
-                    f"an LLM call ({_quote(question.prompt_preview)}) from outside them (another run?)",
+                    f"an LLM call ({_quote(self.hide.prompt(question.prompt_preview))}) from outside them (another run?)",
                 )
             )
             await trio.sleep_forever()
@@ -625,7 +627,7 @@ class _Replayer(Observer):
                     step,
                     rec_input,
                     f"no invocation of {step!r} on this event" if rec_input else "no such event",
-                    f"an invocation that makes an LLM call ({_quote(question.prompt_preview)})",
+                    f"an invocation that makes an LLM call ({_quote(self.hide.prompt(question.prompt_preview))})",
                 )
             )
             await trio.sleep_forever()
@@ -649,7 +651,7 @@ class _Replayer(Observer):
                     step,
                     rec_input,
                     f"{len(calls)} LLM call{'' if len(calls) == 1 else 's'} in this invocation",
-                    f"LLM call {index + 1} ({_quote(question.prompt_preview)})",
+                    f"LLM call {index + 1} ({_quote(self.hide.prompt(question.prompt_preview))})",
                 )
             )
             await trio.sleep_forever()
@@ -871,6 +873,11 @@ async def _perform(rep: _Replayer, handle: RunHandle, workflow: Workflow, action
         return
     rec = action.event
     assert rec is not None
+    if rec.redacted:
+        rep.notes.append(
+            f"{rec.event_type} #{rec.event_id} came from outside with {', '.join(rec.redacted)} redacted in "
+            "the trail: the replay sent it with the redaction marker in their place"
+        )
     try:
         event = _rebuild(
             workflow, rec.event_type, rec.payload, rep.notes, f"{rec.event_type} #{rec.event_id}"
@@ -1014,7 +1021,7 @@ def _compare(rep: _Replayer) -> list[Divergence]:
                     rec.step,
                     trail.events.get(rec.cause_id) if rec.cause_id is not None else None,
                     f"it emitted {rec.event_type} #{rec.event_id} {_quote(rec.payload)}",
-                    f"{ev.event_type} {_quote(ev.payload)}",
+                    f"{ev.event_type} {_quote(rep.hide.payload(ev.event_type, ev.payload))}",
                 )
             )
         out += _compare_handlers(rep, rec, rep_id, early)
@@ -1062,7 +1069,10 @@ def _missing_event(rep: _Replayer, rec: RecEvent, early: bool) -> list[Divergenc
     if rep_inv is None:
         return []  # its emitter did not run: reported as routing (or upstream)
     emitted = [rep.events[i] for i in rep_inv.emitted]
-    got = ", ".join(f"{e.event_type} {_quote(e.payload, 60)}" for e in emitted) or "nothing"
+    got = (
+        ", ".join(f"{e.event_type} {_quote(rep.hide.payload(e.event_type, e.payload), 60)}" for e in emitted)
+        or "nothing"
+    )
     index = key[3] if key is not None else 0
     return [
         rep.divergence(
@@ -1092,7 +1102,7 @@ def _extra_event(rep: _Replayer, ev: _RepEvent) -> list[Divergence]:
             ev.step,
             rec_cause,
             f"it emitted {shown}" + ("" if rec_inv.ended else f" before it was {rec_inv.outcome}"),
-            f"it also emitted {ev.event_type} {_quote(ev.payload)}",
+            f"it also emitted {ev.event_type} {_quote(rep.hide.payload(ev.event_type, ev.payload))}",
             consequence=rec_inv.outcome == "cancelled",
         )
     ]
@@ -1178,7 +1188,7 @@ def _compare_invocation(
                 rec_inv.step,
                 rec,
                 f"it {_ending(rec_inv.outcome, rec_inv.error_type, rec_inv.error)}",
-                f"it {_ending(rep_inv.outcome, rep_inv.error_type, rep_inv.error)}",
+                f"it {_ending(rep_inv.outcome, rep_inv.error_type, rep.hide.error(rep_inv.error))}",
             )
         )
     unused = [i for i in range(len(rec_inv.llm_calls)) if i not in rep_inv.used]
@@ -1217,7 +1227,7 @@ def _compare_run(rep: _Replayer) -> list[Divergence]:
                 None,
                 None,
                 f"the run {expected}",
-                f"it {_run_ending(ended.outcome, _type_name(type(error)) if error else None, _message(error) if error else None, None)}",
+                f"it {_run_ending(ended.outcome, _type_name(type(error)) if error else None, rep.hide.error(_message(error)) if error else None, None)}",
             )
         ]
     if (
@@ -1251,10 +1261,20 @@ def _compare_run(rep: _Replayer) -> list[Divergence]:
                     None,
                     None,
                     f"the run returned {_quote(closing.get('result'))}",
-                    f"it returned {_quote(got)}",
+                    f"it returned {_quote(_shown_result(rep, closing, got))}",
                 )
             ]
     return []
+
+
+def _shown_result(rep: _Replayer, closing: Mapping[str, Any], got: Any) -> Any:
+    """The run's result now, as the report may show it (read as the trail reads its own)."""
+    result_type = str(closing.get("result_type"))
+    field = closing.get("result_field")
+    if isinstance(field, str):
+        shown = rep.hide.payload(result_type, {field: got})
+        return shown.get(field) if isinstance(shown, dict) else shown
+    return rep.hide.payload(result_type, got)
 
 
 def _result_paths(redacted: Sequence[str], field: Any) -> list[str]:
@@ -1286,6 +1306,66 @@ def _run_ending(outcome: str | None, error_type: str | None, error: str | None, 
     return str(outcome).replace("_", " ")
 
 
+# -- what a report may quote of the code's own values ------------------------------------------------
+
+
+class _Hider:
+    """The values the code made now, as a report may quote them: with every field the trail
+    redacted in a record of the same type (an event type, the run's result, the LLM calls,
+    the error messages) and every field ``replay(redact=...)`` names replaced by the marker,
+    so a divergence never shows what the trail kept out of the file."""
+
+    def __init__(self, records: Sequence[Mapping[str, Any]], redact: Redactor | None) -> None:
+        fields: dict[str, set[str]] = {}
+        whole: set[str] = set()
+        self.errors = False
+        for r in records:
+            names = [n for n in r.get("redacted") or () if isinstance(n, str)]
+            if not names:
+                continue
+            name = r.get("event")
+            if name in _ERROR_RECORDS and "error" in names:
+                self.errors = True
+                if name != LLM_CALL:
+                    continue
+            if name == "event.emitted":
+                kind = str(r.get("event_type"))
+            elif name == "run.finished":
+                kind = str(r.get("result_type"))
+            elif name == LLM_CALL:
+                kind = LLM_CALL
+            else:
+                continue
+            if "*" in names:
+                whole.add(kind)
+            fields.setdefault(kind, set()).update(n for n in names if n != "*")
+        self._trail = Redactor({k: sorted(v) for k, v in fields.items() if v})
+        self._whole = whole
+        self._given = redact
+
+    def payload(self, event_type: str, payload: Any) -> Any:
+        """``payload`` of an event (or result) of type ``event_type``, as it may be shown."""
+        if event_type in self._whole:
+            return REDACTED
+        out, _ = self._trail._redact(event_type, payload)
+        if self._given is not None:
+            out, _ = self._given._redact(event_type, out)
+        return out
+
+    def prompt(self, preview: Any) -> Any:
+        """The start of a prompt made now, as it may be shown."""
+        shown = self.payload(LLM_CALL, {"prompt_preview": preview})
+        return shown.get("prompt_preview") if isinstance(shown, dict) else REDACTED
+
+    def error(self, message: str | None) -> str | None:
+        """An error message of the code's, as it may be shown (hidden if the trail hid them)."""
+        if message is None:
+            return None
+        if self.errors or (self._given is not None and self._given._errors):
+            return REDACTED
+        return message
+
+
 # -- the entry point -------------------------------------------------------------------------------
 
 
@@ -1295,13 +1375,17 @@ def replay(
     *,
     run_id: str | None = None,
     key: bytes | None = None,
+    redact: Redactor | None = None,
 ) -> ReplayReport:
     """Re-run the runs recorded in the audit file ``path`` with ``workflow`` (an instance, or a
     class made with no arguments) and compare what it does with what the trail says.
 
     ``run_id`` picks one run (a unique prefix will do); without it every run of this
     workflow in the file is replayed. ``key`` is the trail's HMAC key. The file must pass
-    :func:`verify` first. Every LLM call is answered from the trail (no network). Returns a
+    :func:`verify` first. Every LLM call is answered from the trail (no network). What the
+    report quotes of the code's own values goes through the trail's redaction (each field the
+    trail redacted in a record of that type) and ``redact``, the Redactor the trail was
+    written with (for types and rules the trail never had to use). Returns a
     :class:`ReplayReport`; raises :class:`~actorflow.ReplayError` for a trail or workflow
     that cannot be replayed (it fails ``verify``, has no such run, is another workflow's).
     Runs its own trio loop: from async code, call it in a thread
@@ -1355,16 +1439,17 @@ def replay(
                 f"{name} has no run of {wf_name}"
                 + (f" (it has runs of {', '.join(others)})" if others else " (it has no runs)")
             )
+    hide = _Hider([r for run in runs for r in run.records], redact)
     results = []
     for trace in chosen:
         trail = Trail.from_records(trace.records)
-        results.append(_replay_one(trail, workflow))
+        results.append(_replay_one(trail, workflow, hide))
     return ReplayReport(path=name, runs=tuple(results))
 
 
-def _replay_one(trail: Trail, workflow: Workflow) -> RunReplay:
+def _replay_one(trail: Trail, workflow: Workflow, hide: _Hider) -> RunReplay:
     clock = _ReplayClock()
-    rep = _Replayer(trail, clock)
+    rep = _Replayer(trail, clock, hide)
     notes: list[str] = rep.notes
     unanswerable = tuple(
         Unanswerable(trail.run_id, int(call["seq"]), inv.step, inv.event_id, i + 1, problem)
