@@ -333,7 +333,7 @@ class StepActor:
                     raise
                 self.failed += 1
                 if not run.spec.handlers or not run.recover(self, event, exc, ctx):
-                    run.fail(exc, self.spec.name)
+                    run.fail(exc, self.spec.name, ctx._given_up())
                     return
                 self.running -= 1  # a @catch_error handler took the failure: go on
                 event = None
@@ -485,7 +485,7 @@ class StepActor:
             )
         if step is not None and self._run.spec.handlers and self._run.recover(self, event, error, ctx):
             return True
-        self._run.fail(error, step)
+        self._run.fail(error, step, None if step is None else ctx._given_up())
         return False
 
     # -- what make_call reports back ----------------------------------------------------------

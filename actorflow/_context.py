@@ -106,6 +106,7 @@ class Context(Generic[StateT]):
         "_emit",
         "_emitted",
         "_emitted_ids",
+        "_first_started",
         "_placement",
         "_retry_pending",
         "_retrying",
@@ -137,6 +138,9 @@ class Context(Generic[StateT]):
         self._step_scope: trio.CancelScope | None = None
         self._collecting: tuple[Sequence[type[Event]], CollectBuffer] | None = None
         self._attempt_started = 0.0
+        self._first_started: float | None = None
+        """When the invocation's first attempt began (steps with a retry policy or timeout,
+        and observed runs); None where nothing times invocations."""
         self._retry_pending = False
         """A failed attempt waits for its retry: no attempt is running."""
         self._placement: Any = None
@@ -364,7 +368,7 @@ class Context(Generic[StateT]):
         self._cause = event_id
         self.attempt = 1
         self._retry_pending = False
-        self._attempt_started = trio.current_time()
+        self._attempt_started = self._first_started = trio.current_time()
         self._emitted = self._emitted_ids = None
 
     def _end(self) -> tuple[tuple[Event, ...], tuple[int, ...]]:
@@ -402,6 +406,11 @@ class Context(Generic[StateT]):
     def _attempt_failed(self, first: float, error: Exception) -> None:
         """An attempt failed and will be retried (``first``: when the first attempt began)."""
         self._retrying = (first, error, datetime.now(UTC))
+
+    def _given_up(self) -> tuple[int, float | None]:
+        """The invocation failed for good: its attempts, and seconds since the first began."""
+        first = self._first_started
+        return self.attempt, (None if first is None else trio.current_time() - first)
 
     def _attempt_time(self) -> float:
         """Seconds since the current attempt began (observed runs and retried steps)."""

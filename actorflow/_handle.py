@@ -17,9 +17,9 @@ from typing import Any
 import trio
 
 from ._events import Event, StopEvent
-from ._exceptions import WorkflowRuntimeError
+from ._exceptions import WorkflowCancelledError, WorkflowRuntimeError
 from ._outside import OutsideContext
-from ._run import Run, unwrap_group
+from ._run import Outcome, Run, unwrap_group
 from ._statistics import RunStatistics
 from ._stream import EventStream, InternalEvents
 
@@ -29,11 +29,13 @@ __all__ = ["RunHandle", "open_run"]
 class RunHandle:
     """A run in progress, as seen from the code that opened it with ``open_run``."""
 
-    __slots__ = ("_consumed", "_ctx", "_reported", "_run", "_streaming")
+    __slots__ = ("_awaiting", "_consumed", "_ctx", "_reported", "_run", "_streaming")
 
     def __init__(self, run: Run) -> None:
         self._run = run
         self._reported = False
+        self._awaiting = 0
+        """Tasks waiting in result() / stop_event_result(): they get the run's error themselves."""
         self._consumed = False
         self._streaming = False
         self._ctx: OutsideContext | None = None
@@ -69,15 +71,31 @@ class RunHandle:
 
     async def stop_event_result(self) -> StopEvent:
         """Wait for the run to end; its StopEvent, or raise its error."""
-        await self._run.wait_finished()
-        outcome = self._run.outcome
-        assert outcome is not None
+        outcome = await self._outcome()
         if outcome.error is not None:
             self._reported = True
             raise outcome.error
         stop = self._run.end_event()
         assert stop is not None
         return stop
+
+    async def _outcome(self) -> Outcome:
+        """Wait for the run's end; how it ended. A run its host cancelled is an error here
+        too: whoever awaits the handle afterwards must not take it for a result of None."""
+        run = self._run
+        self._awaiting += 1
+        try:
+            await run.wait_finished()
+        finally:
+            self._awaiting -= 1
+        outcome = run.outcome
+        assert outcome is not None
+        if outcome.kind == "cancelled" and outcome.error is None:
+            error = WorkflowCancelledError(
+                f"run {run.id} of {run.spec.name} was cancelled by its host (a cancel scope around it)"
+            )
+            return outcome._replace(error=error)
+        return outcome
 
     async def cancel_run(self) -> None:
         """Cancel the run and wait until it has ended (``result()`` then raises
@@ -128,9 +146,7 @@ class RunHandle:
         Raises the step's own exception when a step failed, ``WorkflowTimeoutError`` on
         timeout, ``WorkflowCancelledError`` after :meth:`cancel`.
         """
-        await self._run.wait_finished()
-        outcome = self._run.outcome
-        assert outcome is not None
+        outcome = await self._outcome()
         if outcome.error is not None:
             self._reported = True
         return outcome.unwrap()
@@ -178,10 +194,11 @@ async def open_run(run: Run) -> AsyncIterator[RunHandle]:
 
     async def serve() -> None:
         outcome = await (run.execute() if run.durable is None else run.durable.execute())
-        if outcome.kind in ("failed", "timed_out") and not handle._streaming:
+        if outcome.kind in ("failed", "timed_out") and not (handle._streaming or handle._awaiting):
             # Like a nursery: a failing child cancels the body. A body reading the stream is
             # told by the stream instead (it ends with WorkflowFailedEvent or
-            # WorkflowTimedOutEvent), and result() raises the error, as in LlamaIndex.
+            # WorkflowTimedOutEvent), and a body awaiting the handle gets the error from
+            # result(), and may handle it and go on, as in LlamaIndex.
             body_scope.cancel()
 
     try:

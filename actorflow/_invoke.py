@@ -9,6 +9,8 @@ hot path pays for nothing it does not use.
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -83,7 +85,7 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
         else:
             call = functools.partial(func, workflow)
         if spec.sync:
-            call = thread_call(call)  # a sync 'def' step: in a worker thread
+            call = thread_call(call, spec.name)  # a sync 'def' step: in a worker thread
     if spec.retry_policy is None and spec.timeout is None:
         return call
     return _guard(spec, ctx, call, reports)
@@ -92,10 +94,13 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
 def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> Call:
     """Wrap ``call`` in the step's timeout and retry policy."""
     policy, timeout = spec.retry_policy, spec.timeout
+    # As LlamaIndex: a policy whose next() takes ``seed`` gets one derived from the run, the
+    # step and the failure count, so its jitter is the same on every replay of the run.
+    seeded = policy is not None and "seed" in inspect.signature(policy.next).parameters
 
     async def guarded(event: Any) -> Any:
         attempt = 1
-        first = trio.current_time()
+        first = ctx._first_started = trio.current_time()
         ctx._retrying = None
         while True:
             ctx._next_attempt(attempt)
@@ -108,17 +113,28 @@ def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> 
             except BaseException as exc:
                 if is_cancellation(exc) or policy is None or not isinstance(exc, Exception):
                     raise
-                delay = policy.next(trio.current_time() - first, attempt, exc)
+                elapsed = trio.current_time() - first
+                if seeded:
+                    delay = policy.next(elapsed, attempt, exc, seed=_jitter_seed(ctx, spec.name, attempt))
+                else:
+                    delay = policy.next(elapsed, attempt, exc)
                 if delay is None:
                     raise
                 ctx._attempt_failed(first, exc)
                 reports.retrying(ctx, event, attempt, ctx._attempt_time(), exc)
                 ctx._await_retry()
-                await trio.sleep(max(float(delay), 0.0))
+                delay = float(delay)
+                await trio.sleep(delay if delay > 0.0 else 0.0)  # NaN and negatives: at once, as LlamaIndex
                 attempt += 1
                 reports.attempt_started(ctx, event, attempt)
 
     return guarded
+
+
+def _jitter_seed(ctx: Context[Any], step: str, failures: int) -> int:
+    """LlamaIndex's retry seed: the first 32 bits of sha256("run_id:step:failures")."""
+    digest = hashlib.sha256(f"{ctx._run.id}:{step}:{failures}".encode()).hexdigest()
+    return int(digest, 16) & 0xFFFF_FFFF
 
 
 async def _within(timeout: float, name: str, attempt: int, ctx: Context[Any], call: Call, event: Any) -> Any:

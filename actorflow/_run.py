@@ -104,6 +104,7 @@ class Run:
         "_event_ids",
         "_failed_step",
         "_finished",
+        "_given_up",
         "_id",
         "_limited",
         "_nursery",
@@ -190,6 +191,8 @@ class Run:
         """Events sent from outside before the run started: routed right after the StartEvent."""
         self._event_ids = 0
         self._failed_step: str | None = None
+        self._given_up: tuple[int, float | None] | None = None
+        """The failed step's attempts and seconds since its first (WorkflowFailedEvent)."""
         self._recoveries: dict[int, int] | None = None
         """Recoveries made so far per @catch_error handler (by step index)."""
         self._stop_event: StopEvent | None = None
@@ -301,9 +304,12 @@ class Run:
         if outcome.kind == "cancelled":
             return WorkflowCancelledEvent()
         error = outcome.error
+        attempts, elapsed = self._given_up or (None, None)
         return WorkflowFailedEvent(
             step_name=self._failed_step or "",
             exception=error if isinstance(error, Exception) else RuntimeError(repr(error)),
+            attempts=attempts,
+            elapsed_seconds=elapsed,
         )
 
     def new_event_id(self) -> int:
@@ -334,7 +340,9 @@ class Run:
             if self._scope is not None:
                 self._scope.cancel()
 
-    def fail(self, error: BaseException, step: str | None) -> None:
+    def fail(
+        self, error: BaseException, step: str | None, given_up: tuple[int, float | None] | None = None
+    ) -> None:
         """End the run with ``error`` (a step's own exception is kept as it is, plus a note).
 
         The first ending decides the outcome, with these exceptions, so that no error is lost
@@ -355,6 +363,7 @@ class Run:
             outcome = self.outcome
         if outcome is None:
             self._failed_step = step
+            self._given_up = given_up
             if step is not None:
                 error.add_note(f"(raised by step {step!r} of workflow {self.spec.name})")
             self._end(Outcome("failed", error=error))
@@ -585,9 +594,19 @@ class Run:
         # of them would take this very event.
         routed = self.router.class_route(type(event)) is not UNROUTED
         if not routed and (self._waiters is None or self._waiters.find(event) is None):
+            name = type(event).__name__
+            waiting = self._waiters.waiting_for(type(event)) if self._waiters is not None else []
+            if waiting:  # field names only: a requirement's value may be a secret
+                fields = sorted({k for w in waiting for k in w.requirements})
+                raise WorkflowRuntimeError(
+                    f"no step of {self.spec.name} accepts {name}, and this one matches none of the "
+                    f"waits for one (step {waiting[0].actor.spec.name!r} waits for a {name} "
+                    f"with requirements on {fields}), so sending it to the run would do nothing"
+                )
             raise WorkflowRuntimeError(
-                f"no step of {self.spec.name} accepts {type(event).__name__} and no step is "
-                f"waiting for one (ctx.wait_for_event), so sending it to the run would do nothing"
+                f"no step of {self.spec.name} accepts {name} and no step is waiting for one "
+                f"(ctx.wait_for_event; a wait already answered takes no second answer), so "
+                f"sending it to the run would do nothing"
             )
 
     def inject(self, event: Event) -> None:

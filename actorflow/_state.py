@@ -4,8 +4,11 @@
 ``Context[MyState]``). Reads are lock-free and see committed state; writers (``set``,
 ``set_state``, ``clear``, ``edit_state``) take one trio lock, and ``edit_state`` edits a copy
 that is committed when its block exits, so a block that awaits cannot interleave with another
-writer and an error inside the block commits nothing. The state stays a plain pydantic model,
-so it can be dumped (``model_dump``) by whoever persists runs.
+writer and an error inside the block commits nothing. No writer changes a committed state in
+place, so a reader's ``get_state()`` never changes under it: ``set`` copies only the containers
+on its path, ``edit_state`` copies the data and shares live handles (``Field(exclude=True)``
+fields, values ``deepcopy`` cannot copy), as LlamaIndex does. The state stays a plain pydantic
+model, so it can be dumped (``model_dump``) by whoever persists runs.
 
 Dotted paths (``"user.profile.name"``) walk dict keys, list indices and attributes; written by
 hand because the rules (DictState's data before its attributes, dicts made on the way) are
@@ -119,12 +122,113 @@ def set_by_path(state: Any, path: str, value: Any) -> None:
     _assign(current, segments[-1], value)
 
 
-def _copy(state: StateT) -> StateT:
-    """A copy to edit: deep where values allow it, the value itself where they do not."""
+#: Values that are their own copy.
+_ATOMS = frozenset({int, float, bool, str, bytes, complex, type(None)})
+
+
+def copy_for_edit(value: Any, memo: dict[int, Any]) -> Any:
+    """A copy of ``value`` an ``edit_state`` block may change without readers seeing it.
+
+    Data is copied, live handles are shared, as in LlamaIndex: a model field declared
+    ``Field(exclude=True)``, and any value ``copy.deepcopy`` cannot copy (a lock, a client).
+    Built-in containers and models are walked here so the rule reaches values nested in
+    them; ``memo`` is deepcopy's (cycles end, a value referenced twice stays one value).
+    """
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if isinstance(value, BaseModel):
+        if kind.__deepcopy__ is not BaseModel.__deepcopy__:  # the model says how it copies
+            return _deepcopy_or_share(value, memo)
+        try:
+            return _copy_model(value, memo)
+        except Exception:
+            memo[key] = value
+            return value
+    if kind is list:
+        items: list[Any] = []
+        memo[key] = items
+        items.extend(copy_for_edit(item, memo) for item in value)
+        return items
+    if kind is dict:
+        entries: dict[Any, Any] = {}
+        memo[key] = entries
+        for k, item in value.items():
+            entries[copy_for_edit(k, memo)] = copy_for_edit(item, memo)
+        return entries
+    if kind in (tuple, set, frozenset):
+        made = kind(copy_for_edit(item, memo) for item in value)
+        return memo.setdefault(key, made)  # a cycle through its items may have made it already
+    return _deepcopy_or_share(value, memo)
+
+
+def _deepcopy_or_share(value: Any, memo: dict[int, Any]) -> Any:
     try:
-        return copy.deepcopy(state)
-    except Exception:  # a live handle (lock, client) in the state: share what cannot be copied
-        return state.model_copy(deep=False)
+        return copy.deepcopy(value, memo)
+    except Exception:  # a live handle: share it
+        memo[id(value)] = value
+        return value
+
+
+def _copy_model(model: BaseModel, memo: dict[int, Any]) -> BaseModel:
+    new = copy.copy(model)  # a new instance with its own __dict__, extra and private dicts
+    memo[id(model)] = new
+    fields = type(model).model_fields
+    values = new.__dict__
+    for name, value in values.items():
+        info = fields.get(name)
+        if info is None or info.exclude is not True:
+            values[name] = copy_for_edit(value, memo)
+    for extra in (new.__pydantic_extra__, new.__pydantic_private__):
+        if extra:
+            for name, value in extra.items():
+                extra[name] = copy_for_edit(value, memo)
+    return new
+
+
+class _CannotRebuild(Exception):
+    """A container on a write's path that ``set_copied`` cannot copy by itself."""
+
+
+def _shallow(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is dict:
+        return dict(obj)
+    if kind is list:
+        return list(obj)
+    if isinstance(obj, BaseModel) and kind.__copy__ is BaseModel.__copy__:
+        return copy.copy(obj)  # its own __dict__ and extra dicts (a DictState's data)
+    raise _CannotRebuild
+
+
+def set_copied(state: StateT, path: str, value: Any) -> StateT:
+    """A new state with ``value`` at ``path``: the containers on the path are copied, every
+    other value is shared with ``state`` (which readers may hold, so it is never written)."""
+    if not path:
+        raise ValueError("Path cannot be empty")
+    segments = path.split(".")
+    if len(segments) > MAX_DEPTH:
+        raise ValueError(f"Path length exceeds {MAX_DEPTH} segments")
+    try:
+        root = current = _shallow(state)
+        for i, segment in enumerate(segments[:-1]):
+            try:
+                child = _step(current, segment)
+            except (KeyError, AttributeError, IndexError, TypeError):
+                set_by_path(current, ".".join(segments[i:]), value)  # new dicts from here on
+                return root  # type: ignore[no-any-return]
+            child = _shallow(child)
+            _assign(current, segment, child)
+            current = child
+    except _CannotRebuild:
+        copied = copy_for_edit(state, {})
+        set_by_path(copied, path, value)
+        return copied  # type: ignore[no-any-return]
+    _assign(current, segments[-1], value)
+    return root  # type: ignore[no-any-return]
 
 
 class InMemoryStateStore(Generic[StateT]):
@@ -189,9 +293,7 @@ class InMemoryStateStore(Generic[StateT]):
     async def set(self, path: str, value: Any) -> None:
         """Write ``value`` at dotted ``path``, making dicts for missing segments."""
         async with self._writing():
-            state = _copy(self._state)
-            set_by_path(state, path, value)
-            self._state = state
+            self._state = set_copied(self._state, path, value)
 
     async def clear(self) -> None:
         """Reset the state to its type's defaults."""
@@ -202,6 +304,6 @@ class InMemoryStateStore(Generic[StateT]):
     async def edit_state(self) -> AsyncIterator[StateT]:
         """``async with store.edit_state() as state:`` edit a copy, committed when the block exits."""
         async with self._writing():
-            state = _copy(self._state)
+            state = copy_for_edit(self._state, {})
             yield state
             self._state = state

@@ -62,11 +62,16 @@ class ThreadContext:
         )
 
 
-def thread_call(bound: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """``bound(event)`` as an awaitable that runs it in a worker thread."""
+def thread_call(bound: Callable[[Any], Any], step: str) -> Callable[[Any], Any]:
+    """``bound(event)`` as an awaitable that runs it in a worker thread.
+
+    The thread is trio's (``trio.to_thread``): trio keeps an idle one for a few seconds after
+    it returns, to reuse it, so a thread may outlive the run though nothing of the run runs.
+    """
     run_sync = trio.to_thread.run_sync
+    name = f"actorflow step {step}"
 
     async def call(event: Any) -> Any:
-        return await run_sync(bound, event)
+        return await run_sync(bound, event, thread_name=name)
 
     return call

@@ -97,6 +97,10 @@ class Waiters:
                 return waiter
         return None
 
+    def waiting_for(self, event_type: type[Event]) -> list[Waiter]:
+        """The waiters for exactly ``event_type`` (to say why an event matched none)."""
+        return list(self._by_type.get(event_type, ()))
+
     def offer(self, event: Event, item: Any) -> bool:
         """Give ``event`` to a waiter it matches; False when none does (route it normally)."""
         waiter = self.find(event)
@@ -201,7 +205,8 @@ class Waiters:
                 if waiter.result is None:
                     raise WaitForEventTimeoutError(
                         f"step {name!r} waited {timeout:g}s for a {event_type.__name__}"
-                        + (f" with {dict(requirements)}" if requirements else "")
+                        # field names only: a requirement's value may be a secret (a token)
+                        + (f" matching its requirements on {sorted(requirements)}" if requirements else "")
                         + " and none came"
                     )
             return waiter.result

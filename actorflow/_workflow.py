@@ -540,9 +540,11 @@ def _start_event(wf_spec: WorkflowSpec, start_event: Event | None, kwargs: Mappi
         event = start_type(**{k: v for k, v in kwargs.items() if k in declared or not declared})
     except pydantic.ValidationError as exc:
         problems += [_describe(err) for err in exc.errors()]
+        # Not chained to pydantic's error, and no value quoted: an argument may be a secret
+        # (an API key read with its newline), and errors travel to logs.
         raise RunArgumentsError(
             f"{wf_spec.name}: invalid arguments for {start_type.__name__}: " + "; ".join(problems)
-        ) from exc
+        ) from None
     if problems:
         raise RunArgumentsError(
             f"{wf_spec.name}: invalid arguments for {start_type.__name__}: " + "; ".join(problems)
@@ -554,5 +556,5 @@ def _describe(error: Mapping[str, Any]) -> str:
     loc = ".".join(str(part) for part in error.get("loc", ())) or "(root)"
     text = f"field {loc!r}: {error.get('msg', 'invalid')}"
     if error.get("type") != "missing" and "input" in error:
-        text += f" (got {error['input']!r:.60})"
+        text += f" (got a {type(error['input']).__name__})"
     return text

@@ -193,3 +193,68 @@ async def test_runs_can_run_beside_the_applications_own_tasks(autojump_clock: tr
             nursery.start_soon(client, word)
         nursery.start_soon(trio.sleep, 0.02)
     assert sorted(results) == ["a", "b", "c"]
+
+
+async def test_a_body_that_awaits_the_handle_may_handle_the_error_and_go_on() -> None:
+    """As `try: await handler` in LlamaIndex: the body gets the step's error and is not cancelled."""
+
+    class Boom(Workflow):
+        @step
+        async def boom(self, ev: StartEvent) -> StopEvent:
+            await trio.sleep(0.01)
+            raise ValueError("step failed")
+
+    log = []
+    with trio.fail_after(10):
+        async with Boom().open_run() as handle:
+            try:
+                await handle
+            except ValueError as exc:
+                log.append(f"caught {exc}")
+            await trio.sleep(0)
+            log.append("end of body")
+    assert log == ["caught step failed", "end of body"]
+
+
+async def test_awaiting_a_run_its_host_cancelled_raises(autojump_clock: trio.abc.Clock) -> None:
+    """A run ended by a cancel scope around it has no result: await handle raises WorkflowCancelledError."""
+
+    class Slow(Workflow):
+        @step
+        async def slow(self, ev: StartEvent) -> StopEvent:
+            await trio.sleep(10)
+            return StopEvent(result="done")
+
+    with trio.move_on_after(1):
+        async with Slow().open_run() as handle:
+            await trio.sleep_forever()
+    with pytest.raises(WorkflowCancelledError, match="cancelled by its host"):
+        await handle
+    assert isinstance(handle.get_stop_event(), WorkflowCancelledEvent)
+
+
+async def test_an_answer_that_matches_no_wait_is_refused_naming_the_wait() -> None:
+    """The refusal names the waiting step and the fields it requires, never their values."""
+
+    asking = trio.Event()
+
+    class Ask(Workflow):
+        @step
+        async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            asking.set()  # no checkpoint until the wait is registered
+            answer = await ctx.wait_for_event(AnswerEvent, requirements={"user": "secret-alice"})
+            return StopEvent(result=answer.text)
+
+    with trio.fail_after(10):
+        async with Ask().open_run() as handle:
+            await asking.wait()
+            with pytest.raises(
+                WorkflowRuntimeError,
+                match=r"step 'ask' waits for a AnswerEvent with requirements on \['user'\]",
+            ) as info:
+                await handle.send_event(AnswerEvent(text="no", user="bob"))
+            assert "secret-alice" not in str(info.value)
+            await handle.send_event(AnswerEvent(text="yes", user="secret-alice"))
+            with pytest.raises(WorkflowRuntimeError, match="a wait already answered takes no second answer"):
+                await handle.send_event(AnswerEvent(text="again", user="secret-alice"))
+            assert await handle == "yes"

@@ -15,6 +15,7 @@ from actorflow import (
     StopEvent,
     Workflow,
     WorkflowDefinitionError,
+    WorkflowFailedEvent,
     WorkflowTimeoutError,
     retry_if_exception_message,
     retry_if_exception_type,
@@ -198,3 +199,41 @@ async def test_statistics_count_processed_failed_and_retried(autojump_clock: tri
     stats = handle.statistics().steps["call_service"]
     assert (stats.processed, stats.failed, stats.retried) == (1, 0, 2)
     assert handle.statistics().state == "finished"
+
+
+class SeededPolicy:
+    """A LlamaIndex-style policy whose next() takes the replay seed."""
+
+    def __init__(self) -> None:
+        self.seeds: list[int | None] = []
+
+    def next(
+        self, elapsed_time: float, attempts: int, error: Exception, *, seed: int | None = None
+    ) -> float | None:
+        self.seeds.append(seed)
+        return float("nan") if attempts == 1 else (None if attempts >= 3 else -5.0)
+
+
+async def test_a_policy_taking_a_seed_gets_the_same_one_for_the_same_failure(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """seed= is derived from run id, step and failure count; NaN and negative delays retry at once."""
+    policy = SeededPolicy()
+
+    class Flow(Workflow):
+        @step(retry_policy=policy)
+        async def call_service(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            raise Flaky(f"attempt {ctx.attempt}")
+
+    for _ in range(2):
+        events = []
+        async with Flow().open_run(run_id="same-run") as handle:
+            async for event in handle.stream_events():
+                events.append(event)
+            with pytest.raises(Flaky, match="attempt 3"):
+                await handle
+        failed = events[-1]
+        assert isinstance(failed, WorkflowFailedEvent)
+        assert failed.attempts == 3 and failed.elapsed_seconds is not None
+    first, second = policy.seeds[:3], policy.seeds[3:]
+    assert first == second and len(set(first)) == 3 and all(isinstance(s, int) for s in first)

@@ -205,3 +205,22 @@ async def test_quiet_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     """Without verbose=True a run prints nothing."""
     await EchoFlow().run(query="q")
     assert capsys.readouterr().out == ""
+
+
+async def test_a_bad_argument_is_named_but_never_quoted() -> None:
+    """RunArgumentsError names the field and the problem; the value (maybe a key) is not in it."""
+    from typing import Annotated
+
+    from pydantic import StringConstraints
+
+    class Keyed(StartEvent):
+        api_key: Annotated[str, StringConstraints(pattern=r"^sk-[A-Za-z0-9]+$")]
+
+    class Flow(Workflow):
+        @step
+        async def go(self, ev: Keyed) -> StopEvent:
+            return StopEvent(result="ok")
+
+    with pytest.raises(RunArgumentsError, match=r"field 'api_key': String should match pattern") as info:
+        await Flow().run(api_key="sk-LIVE0123456789\n")
+    assert "LIVE0123456789" not in str(info.value) and info.value.__cause__ is None

@@ -114,3 +114,48 @@ def test_the_store_needs_a_pydantic_state() -> None:
     """A state that is not a pydantic model is refused when the store is made."""
     with pytest.raises(TypeError, match="pydantic model"):
         InMemoryStateStore({"a": 1})  # type: ignore[type-var]
+
+
+class WithHandle(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(arbitrary_types_allowed=True)
+    items: list[int] = []
+    lock: object = pydantic.Field(default_factory=threading.Lock)
+    client: object = pydantic.Field(default_factory=object, exclude=True)
+    user: dict[str, str] = {"name": "before"}
+
+
+async def test_a_failed_edit_commits_nothing_though_the_state_holds_a_live_handle() -> None:
+    """edit_state copies data value by value, so a lock in the state does not make it edit in place."""
+    store = InMemoryStateStore(WithHandle())
+    with pytest.raises(RuntimeError):
+        async with store.edit_state() as state:
+            state.items.append(1)
+            assert (await store.get_state()).items == []  # readers see the committed state
+            raise RuntimeError("abandon the edit")
+    assert (await store.get_state()).items == []
+
+
+async def test_live_handles_are_shared_and_data_is_copied() -> None:
+    """Field(exclude=True) values and values deepcopy refuses stay the same objects through writes."""
+    store = InMemoryStateStore(WithHandle())
+    client, lock = store._state.client, store._state.lock
+    async with store.edit_state() as state:
+        state.items.append(1)
+    await store.set("user.name", "after")
+    now = await store.get_state()
+    assert now.client is client and now.lock is lock
+    assert now.items == [1] and now.user == {"name": "after"}
+
+
+async def test_set_copies_only_its_path_and_leaves_earlier_snapshots_alone() -> None:
+    """set() shares what is off its path, and a get_state() taken before it does not change."""
+    store = InMemoryStateStore(DictState())
+    docs = [{"i": i} for i in range(1000)]
+    await store.set("docs", docs)
+    await store.set("user", {"name": "before"})
+    before = await store.get_state()
+    await store.set("user.name", "after")
+    await store.set("counter", 1)
+    assert before["user"] == {"name": "before"} and "counter" not in before
+    assert await store.get("user.name") == "after"
+    assert await store.get("docs") is before["docs"]  # off the path: shared, not copied
