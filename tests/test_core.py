@@ -106,20 +106,30 @@ async def test_the_first_step_runs_in_the_callers_task() -> None:
     assert leftover_tasks() == []
 
 
-async def test_a_step_that_blocks_past_its_timeout_is_a_timeout_not_a_result() -> None:
+# A step that blocks the loop is simulated with the mock clock: ``mock_clock.jump()`` moves
+# time on without a checkpoint, as ``time.sleep()`` does, but by the same amount on any machine
+# load (a real sleep of 50 ms against a 10 ms deadline loses when the machine stalls the test
+# for longer than the deadline anywhere else).
+
+
+async def test_a_step_that_blocks_past_its_timeout_is_a_timeout_not_a_result(
+    mock_clock: trio.testing.MockClock,
+) -> None:
     """trio cannot interrupt time.sleep(), but an overrun is known when the step returns."""
 
     class Blocks(Workflow):
         @step(timeout=0.01)
         async def slow(self, ev: StartEvent) -> StopEvent:
-            time.sleep(0.05)
+            mock_clock.jump(0.05)  # blocks the loop past its timeout
             return StopEvent(result="too late")
 
     with pytest.raises(StepTimeoutError, match="step 'slow' timed out after 0.01s"):
         await Blocks().run()
 
 
-async def test_a_run_that_blocks_past_its_timeout_is_a_timeout_not_a_result() -> None:
+async def test_a_run_that_blocks_past_its_timeout_is_a_timeout_not_a_result(
+    mock_clock: trio.testing.MockClock,
+) -> None:
     """A StopEvent that arrives after the run's deadline does not make the run finish."""
 
     class Blocks(Workflow):
@@ -129,20 +139,33 @@ async def test_a_run_that_blocks_past_its_timeout_is_a_timeout_not_a_result() ->
 
         @step
         async def slow(self, ev: Item) -> StopEvent:
-            time.sleep(0.05)
+            mock_clock.jump(0.05)  # blocks the loop past the run's deadline
             return StopEvent(result="too late")
 
     with pytest.raises(WorkflowTimeoutError, match="step 'slow' returned only after the deadline"):
         await Blocks(timeout=0.01).run()
 
 
-async def test_the_first_step_blocking_past_the_deadline_is_named() -> None:
+async def test_a_real_blocking_call_past_the_deadline_is_a_timeout_too() -> None:
+    """The same with time.sleep() itself, on the first step, with a margin no load can eat."""
+
+    class Blocks(Workflow):
+        @step
+        async def first(self, ev: StartEvent) -> StopEvent:
+            time.sleep(0.3)
+            return StopEvent(result="too late")
+
+    with pytest.raises(WorkflowTimeoutError, match="step 'first' returned only after the deadline"):
+        await Blocks(timeout=0.1).run()
+
+
+async def test_the_first_step_blocking_past_the_deadline_is_named(mock_clock: trio.testing.MockClock) -> None:
     """The StartEvent's step runs in the run's task; its overrun is caught when it returns."""
 
     class Blocks(Workflow):
         @step
         async def first(self, ev: StartEvent) -> Item:
-            time.sleep(0.05)
+            mock_clock.jump(0.05)
             return Item(n=1)
 
         @step

@@ -80,7 +80,8 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Co
         async def one(name: str) -> None:
             done[name] = await run_example(INVOCATIONS[name], cwd, example_env())
 
-        with trio.fail_after(60):
+        # Generous: on a loaded machine six Python processes starting at once take long.
+        with trio.fail_after(240):
             async with trio.open_nursery() as nursery:
                 for name in INVOCATIONS:
                     nursery.start_soon(one, name)
@@ -102,7 +103,7 @@ def help_outputs(
         async def one(script: str) -> None:
             done[script] = await run_example([script, "--help"], cwd, example_env())
 
-        with trio.fail_after(120):
+        with trio.fail_after(240):
             async with trio.open_nursery() as nursery:
                 for path in EXAMPLES.glob("*.py"):
                     nursery.start_soon(one, path.name)
