@@ -294,7 +294,7 @@ async def test_waiting_with_requirements_works_for_an_event_with_a_field_named_g
         async with Waits().open_run() as handle:
             while not handle.statistics().steps["start"].waiting:
                 await trio.sleep(0)
-            with pytest.raises(WorkflowRuntimeError, match="no step is waiting"):
+            with pytest.raises(WorkflowRuntimeError, match="matches none of the waits for one"):
                 await handle.send_event(Lookup(get="a", key=1))
             await handle.send_event(Lookup(get="b", key=2))
             assert await handle.result() == "b"
