@@ -382,6 +382,11 @@ class ObserverDispatch:
             bound = tuple(getattr(o, hook) for o in self.observers if _overrides(o, hook))
             setattr(self, hook, self._caller(hook, bound) if bound else None)
 
+    @property
+    def watches(self) -> bool:
+        """Whether any observer overrides any hook (if none does, the run goes unobserved)."""
+        return any(getattr(self, hook) is not None for hook in HOOKS)
+
     def _caller(self, hook: str, bound: tuple[Callable[[Any], None], ...]) -> Callable[[Any], None]:
         if len(bound) == 1:
             (only,) = bound

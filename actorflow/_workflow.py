@@ -287,7 +287,9 @@ class Workflow:
         observers += self._actorflow_observers
         if verbose:
             observers.append(VerbosePrinter())
-        return ObserverDispatch(observers)
+        dispatch = ObserverDispatch(observers)
+        # Observers that override no hook watch nothing: the run takes the unobserved loops.
+        return dispatch if dispatch.watches else None
 
     async def run(
         self,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
 
-from actorflow import Context, Event, StartEvent, StopEvent, Workflow, step
+from actorflow import Context, Event, Observer, StartEvent, StopEvent, Workflow, step
 
 from . import _events
 from ._harness import clock
@@ -183,16 +183,24 @@ def _timed(wf: Workflow, cap: float = math.inf) -> float:
     return trio.run(main)
 
 
-def _new(cls: type[Workflow], trace: bool | None = None, **attrs: Any) -> Workflow:
-    wf = cls(timeout=None, trace=trace)
+def _new(
+    cls: type[Workflow], trace: bool | None = None, observers: Sequence[Observer] | None = None, **attrs: Any
+) -> Workflow:
+    wf = cls(timeout=None, trace=trace) if observers is None else cls(timeout=None, observers=observers)
     for k, v in attrs.items():
         setattr(wf, k, v)
     return wf
 
 
-def chain(hops: int, types: int = 2, trace: bool | None = None, cap: float = math.inf) -> float:
+def chain(
+    hops: int,
+    types: int = 2,
+    trace: bool | None = None,
+    cap: float = math.inf,
+    observers: Sequence[Observer] | None = None,
+) -> float:
     """Seconds for one event bounced ``hops`` times around a ring of ``types`` steps."""
-    return _timed(_new(ring(types), trace, hops=hops), cap)
+    return _timed(_new(ring(types), trace, observers, hops=hops), cap)
 
 
 def blob_chain(hops: int, text: str, trace: bool | None = None, cap: float = math.inf) -> float:
@@ -200,9 +208,15 @@ def blob_chain(hops: int, text: str, trace: bool | None = None, cap: float = mat
     return _timed(_new(BlobChain, trace, hops=hops, text=text), cap)
 
 
-def fan_out(n: int, workers: int, trace: bool | None = None, cap: float = math.inf) -> float:
+def fan_out(
+    n: int,
+    workers: int,
+    trace: bool | None = None,
+    cap: float = math.inf,
+    observers: Sequence[Observer] | None = None,
+) -> float:
     """Seconds to fan ``n`` events out to ``workers`` workers and collect the results."""
-    return _timed(_new(fanout(workers), trace, n=n, expected=[_events.Done] * n), cap)
+    return _timed(_new(fanout(workers), trace, observers, n=n, expected=[_events.Done] * n), cap)
 
 
 def pipeline_run(stages: int, m: int, cap: float = math.inf) -> float:

@@ -63,6 +63,12 @@ class Config:
     """Each measured sample of a flatness row runs at least this many hops (small N repeat)."""
     tracing_hops: int
     tracing_fan: int
+    observer_hops: int
+    """Hops of the observers scenario's chain."""
+    observer_fan: int
+    """N of the observers scenario's fan-out (W=4)."""
+    observer_rounds: int
+    """Rounds of the observers scenario's unobserved rows (short samples, many rounds)."""
     audit_records: int
     """Records written per measured sample of the audit-record row."""
     large_payload: int
@@ -105,6 +111,9 @@ FULL = Config(
     scaling_min_hops=100_000,
     tracing_hops=10_000,
     tracing_fan=10_000,
+    observer_hops=2_000,
+    observer_fan=2_000,
+    observer_rounds=60,
     audit_records=5_000,
     large_payload=1_000_000,
     large_payload_hops=20,
@@ -143,6 +152,9 @@ QUICK = Config(
     scaling_min_hops=0,
     tracing_hops=100,
     tracing_fan=100,
+    observer_hops=300,
+    observer_fan=100,
+    observer_rounds=1,
     audit_records=200,
     large_payload=100_000,
     large_payload_hops=4,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from . import _actorflow, _audit, _direct, _events, _imports, _memory, _routed
+from . import _actorflow, _audit, _direct, _events, _imports, _memory, _observers, _routed
 from ._report import AF, DIRECT, LLAMA, PGRAPH, ROUTED, Figure, Report, Scenario, Variants
 
 
@@ -329,6 +329,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("memory", "memory: RSS per live run, bytes held per routed event", memory, _DISPATCH),
         *_audit.SCENARIOS,
+        *_observers.SCENARIOS,
         *_imports.SCENARIOS,
         Scenario("context", "context: constructing one event", event_cost, (AF, LLAMA)),
     )

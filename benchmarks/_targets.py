@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
-from . import _audit, _scenarios
+from . import _audit, _observers, _scenarios
 from ._report import AF, DIRECT, LLAMA, Report, label, x
 
 PASS, MISS, SKIP, INFO = "PASS", "MISS", "SKIP", "INFO"
@@ -138,6 +138,26 @@ def targets(report: Report) -> list[Target]:
             "import trio, pydantic",
             1.15,
         ),
+        # -- issue 15: a run nobody observes costs what an unobserved run always did --------
+        *(
+            ratio_at_most(
+                report,
+                f"{shape} with {what} vs no observer",
+                "observers",
+                case,
+                system,
+                _observers.NONE,
+                1.05,
+            )
+            for shape, case in (
+                ("chain", f"chain N={c.observer_hops:,}"),
+                ("fan-out", f"fan-out N={c.observer_fan:,} W=4"),
+            )
+            for what, system in (
+                ("observers=[]", _observers.EMPTY),
+                ("an Observer() that overrides no hook", _observers.IDLE),
+            )
+        ),
         # -- kept from issue 4 ----------------------------------------------------------------
         _flat(report, "step types", [s.types_case(t, c.scaling_types_hops) for t in c.scaling_types]),
         _flat(report, "events", [s.hops_case(h) for h in c.scaling_hops]),
@@ -164,6 +184,26 @@ def targets(report: Report) -> list[Target]:
         ),
         # -- figures with no target -------------------------------------------------------
         _rss(report),
+        *(
+            _info(
+                report,
+                f"{what} vs no observer",
+                lambda case=case, system=system: x(report.ratio("observers", case, system, _observers.NONE)),
+            )
+            for what, case, system in (
+                ("chain with one observer hook", f"chain N={c.observer_hops:,}", _observers.ONE_HOOK),
+                (
+                    "chain with actorflow.otel instrumented",
+                    _observers.otel_case(f"chain N={c.observer_hops:,}"),
+                    _observers.OTEL,
+                ),
+                (
+                    "fan-out with actorflow.otel instrumented",
+                    _observers.otel_case(f"fan-out N={c.observer_fan:,} W=4"),
+                    _observers.OTEL,
+                ),
+            )
+        ),
         _info(
             report,
             "traced fan-out (audit.processors JSONL) vs untraced",

@@ -95,6 +95,14 @@ class SyncFan(Fan):
         return out
 
 
+class UsesStore(Workflow):
+    """A step that reads the store, which it cannot do on an executor."""
+
+    @step(executor=ThreadExecutor())
+    def peek(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        return StopEvent(result=ctx.store)
+
+
 class Failing(Workflow):
     """Its one step raises a custom exception."""
 
@@ -112,6 +120,41 @@ class Sleeper(Workflow):
         await trio.sleep(30)
         Path(ev.sidefile).write_text("woke up")
         return StopEvent(result="rested")
+
+
+class Nap(Event):
+    """Sleep remotely."""
+
+
+class Fail(Event):
+    """Fail in the loop, once the remote nap has begun."""
+
+
+class SleeperBesideAFailure(Workflow):
+    """``nap`` (for an executor) writes its pid and sleeps 30 s before its side effect;
+    ``boom``, in the loop, raises as soon as the pid is there: the run fails while nap runs.
+    The files are the instance's ``pidfile`` and ``sidefile`` (they travel with it)."""
+
+    pidfile = sidefile = ""
+
+    @step
+    async def begin(self, ctx: Context, ev: StartEvent) -> Nap | Fail | None:
+        ctx.send_event(Nap())
+        ctx.send_event(Fail())
+        return None
+
+    @step
+    async def nap(self, ev: Nap) -> StopEvent:
+        Path(self.pidfile).write_text(str(os.getpid()))
+        await trio.sleep(30)
+        Path(self.sidefile).write_text("woke up")
+        return StopEvent(result="rested")
+
+    @step
+    async def boom(self, ev: Fail) -> StopEvent:
+        while not (Path(self.pidfile).exists() and Path(self.pidfile).read_text()):
+            await trio.sleep(0.02)
+        raise Overheated("failed while nap ran")
 
 
 class Fragile(Workflow):

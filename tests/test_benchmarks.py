@@ -34,6 +34,7 @@ TIMED = (
     "runs",
     "scaling",
     "tracing",
+    "observers",
     "audit-record",
     "large-payload",
     "imports",
@@ -79,6 +80,18 @@ def test_every_scenario_reports_positive_timings(quick_run: dict[str, Any]) -> N
             assert t["seconds"] and all(s is not None and 0 < s < 60 for s in t["seconds"]), t
             assert t["us_per_unit"] > 0 and t["per_second"] > 0
     assert not quick_run["json"]["crashed"]
+
+
+def test_the_observer_rows_cover_every_way_of_watching(quick_run: dict[str, Any]) -> None:
+    """The observers scenario times the chain and the fan-out unobserved three ways, with one
+    hook, and with actorflow.otel (the SDK is in the test extra)."""
+    rows = {
+        (t["case"].split()[0], t["system"])
+        for t in quick_run["json"]["timings"]
+        if t["scenario"] == "observers"
+    }
+    ways = {"no observer", "observers=[]", "Observer() idle", "one hook", "otel"}
+    assert rows == {(shape, way) for shape in ("chain", "fan-out") for way in ways}
 
 
 def test_every_system_is_compared(quick_run: dict[str, Any]) -> None:

@@ -23,7 +23,9 @@ from scale_flows import (
     Out,
     Overheated,
     Sleeper,
+    SleeperBesideAFailure,
     SyncFan,
+    UsesStore,
 )
 
 import actorflow
@@ -175,14 +177,6 @@ async def test_remote_context_records_emissions_and_refuses_run_local_parts() ->
         rctx.send_event("not an event")  # type: ignore[arg-type]
 
 
-class UsesStore(Workflow):
-    """A step that reads the store, which it cannot do on an executor."""
-
-    @step(executor=ThreadExecutor())
-    def peek(self, ctx: Context, ev: StartEvent) -> StopEvent:
-        return StopEvent(result=ctx.store)
-
-
 async def test_store_in_a_remote_step_fails_the_run_saying_why() -> None:
     """ctx.store on an executor fails the step with RemoteContextError, naming the step."""
     with pytest.raises(RemoteContextError, match="step 'peek' runs on the thread executor") as info:
@@ -228,6 +222,55 @@ async def test_process_pool_gives_the_in_loop_result() -> None:
     assert os.getpid() not in remote["pids"] and 1 <= len(remote["pids"]) <= 2
 
 
+async def test_where_each_process_invocation_ran_is_in_statistics_and_the_trail() -> None:
+    """Each invocation on the pool is counted under its Placement (process, host, worker pid)
+    in the statistics, and its step.finished record names the same; in-loop steps have none."""
+    import socket
+
+    from structlog.testing import capture_logs
+
+    wf = Fan(executors={"crunch": ProcessExecutor(max_workers=2)}, timeout=120, trace=True)
+    with trio.fail_after(120), capture_logs() as logs:
+        async with wf.open_run(count=6) as handle:
+            result = await handle.result()
+            stats = handle.statistics()
+    ran_on = stats.steps["crunch"].ran_on
+    assert sum(ran_on.values()) == 6
+    assert {p.pid for p in ran_on} == set(result["pids"])
+    assert {(p.executor, p.node) for p in ran_on} == {("process", socket.gethostname())}
+    assert stats.steps["fan"].ran_on == {} and stats.steps["gather"].ran_on == {}
+    finished = [r for r in logs if r["event"] == "step.finished"]
+    trail = [r["ran_on"] for r in finished if r["step"] == "crunch"]
+    assert sorted(t["pid"] for t in trail) == sorted(p.pid for p, n in ran_on.items() for _ in range(n))
+    assert all(t["executor"] == "process" and t["node"] == socket.gethostname() for t in trail)
+    assert not any("ran_on" in r for r in finished if r["step"] != "crunch")
+
+
+async def test_a_failed_remote_invocation_says_where_it_ran() -> None:
+    """The step.failed record and the StepFailed record of a remote failure carry its Placement."""
+    from structlog.testing import capture_logs
+
+    failures = Failures()
+    wf = Failing(executors={"heat": ProcessExecutor(max_workers=1)}, observers=[failures], trace=True)
+    with trio.fail_after(120), capture_logs() as logs, pytest.raises(Overheated):
+        await wf.run(temp=100)
+    [record] = failures.records
+    assert record.placement is not None and record.placement.executor == "process"
+    assert record.placement.pid != os.getpid()
+    [failed] = [r for r in logs if r["event"] == "step.failed"]
+    assert failed["ran_on"]["pid"] == record.placement.pid
+
+
+async def test_store_on_a_process_worker_fails_the_run_saying_why() -> None:
+    """ctx.store in a step on the process pool: RemoteContextError naming the step and the executor."""
+    wf = UsesStore(executors={"peek": ProcessExecutor(max_workers=1)}, timeout=120)
+    with (
+        trio.fail_after(120),
+        pytest.raises(RemoteContextError, match="step 'peek' runs on the process executor"),
+    ):
+        await wf.run()
+
+
 async def test_thread_executor_runs_plain_def_steps_with_the_in_loop_result() -> None:
     """A plain def step on ThreadExecutor gives the in-loop result; its streamed events arrive."""
     local = await Fan().run(count=6)
@@ -253,12 +296,24 @@ async def test_run_timeout_kills_the_worker_before_its_side_effect(tmp_path: Pat
     pool = ProcessExecutor(max_workers=1)
     await Fan(executors={"crunch": pool}, timeout=120).run(count=1)  # the worker is up: the 1 s is the step's
     wf = Sleeper(executors={"nap": pool}, timeout=1)
-    with trio.fail_after(30):
+    # Bounded well under the step's 30 s: a worker that was not killed would hold run() there.
+    with trio.fail_after(15):
         with pytest.raises(WorkflowTimeoutError):
             await wf.run(pidfile=str(pidfile), sidefile=str(sidefile))
     pid = int(pidfile.read_text())
     assert not _alive(pid)  # killed and reaped before run() returned
     assert not sidefile.exists()
+
+
+async def test_a_failing_step_kills_the_remote_invocation_beside_it(tmp_path: Path) -> None:
+    """A step that fails in the loop while a remote step sleeps: the run fails with its error,
+    the remote worker is killed before run() returns, the side effect never happens."""
+    wf = SleeperBesideAFailure(executors={"nap": ProcessExecutor(max_workers=1)}, timeout=120)
+    wf.pidfile, wf.sidefile = str(tmp_path / "pid"), str(tmp_path / "side")
+    with trio.fail_after(20), pytest.raises(Overheated, match="failed while nap ran"):
+        await wf.run()
+    assert not _alive(int((tmp_path / "pid").read_text()))
+    assert not (tmp_path / "side").exists()
 
 
 async def test_handle_cancel_stops_an_async_body_in_a_thread(tmp_path: Path) -> None:

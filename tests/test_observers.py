@@ -130,6 +130,25 @@ async def test_hooks_nobody_overrides_are_never_called() -> None:
     assert only.ends == ["finished"]
 
 
+async def test_observers_that_override_no_hook_leave_the_run_unobserved() -> None:
+    """No observer, observers=[] and an Observer overriding nothing all take the unobserved
+    path (no dispatcher, no event ids); one overridden hook makes the run observed."""
+
+    class Ends(Observer):
+        def run_ended(self, record: actorflow.RunEnded) -> None:
+            pass
+
+    for quiet in (PingPong(), PingPong(observers=[]), PingPong(observers=[Observer(), Observer()])):
+        assert quiet._observers() is None
+        assert await quiet.run() == "done"
+    assert PingPong(observers=[Observer(), Ends()])._observers() is not None
+    actorflow.add_observer(idle := Observer())
+    try:
+        assert PingPong()._observers() is None
+    finally:
+        actorflow.remove_observer(idle)
+
+
 async def test_an_observer_that_raises_does_not_break_the_run(caplog: pytest.LogCaptureFixture) -> None:
     """A failing observer is reported once per run on actorflow.observe; the run and the
     other observers go on."""

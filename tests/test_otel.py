@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
+import llm_server  # tests/llm_server.py, registered by conftest.py
 import pytest
 import structlog
 import trio
@@ -172,6 +173,105 @@ async def test_the_first_tutorial_program_is_a_tree_of_run_step_and_llm_spans(ot
     assert linked(critique) == [generate.context.span_id]
     assert critique.links[0].attributes == {"actorflow.event.id": 2, "actorflow.event.type": "JokeEvent"}
     assert linked(generate) == []  # the StartEvent: its parent, the run span, says it all
+
+
+def _tutorial() -> Any:
+    """tests/test_tutorial.py, whose programs are traced below (loaded once, under its name)."""
+    import importlib.util
+    import sys
+
+    if "test_tutorial" not in sys.modules:
+        path = pathlib.Path(__file__).with_name("test_tutorial.py")
+        spec = importlib.util.spec_from_file_location("test_tutorial", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["test_tutorial"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["test_tutorial"]
+
+
+TUTORIAL_TREES: dict[str, tuple[list[str], dict[str, list[str]]]] = {
+    # program: (the span tree, {step span: the spans its links point to, per invocation})
+    "StartEventFlow": (
+        ["run StartEventFlow", "  step handle_start", "  step finish"],
+        {"step handle_start": [], "step finish": ["step handle_start"]},
+    ),
+    "TypedWorkflow": (
+        ["run TypedWorkflow", "  step start", "  step finalize"],
+        {"step start": [], "step finalize": ["step start"]},
+    ),
+    "MyWorkflow": (
+        [
+            "run MyWorkflow",
+            "  step entry_point",
+            "  step basic_step",
+            "  step fan_out",
+            "  step concurrent_step",
+            "  step concurrent_step",
+            "  step concurrent_step",
+            "  step finalize",
+            "  step finalize",
+            "  step finalize",
+        ],
+        {
+            "step entry_point": [],
+            "step basic_step": ["step entry_point"],
+            "step fan_out": ["step basic_step"],
+            "step concurrent_step": ["step fan_out"] * 3,
+            "step finalize": ["step concurrent_step"] * 3,
+        },
+    ),
+    "RAGWorkflow": (
+        ["run RAGWorkflow", "  step retrieve", "  step synthesize", "    chat scripted"],
+        {"step retrieve": [], "step synthesize": ["step retrieve"]},
+    ),
+    "SummarizerWorkflow": (
+        [
+            "run SummarizerWorkflow",
+            "  step extract_points",
+            "    chat scripted",
+            "  step summarize",
+            "    chat scripted",
+        ],
+        {"step extract_points": [], "step summarize": ["step extract_points"]},
+    ),
+}
+
+
+@pytest.mark.parametrize("program", list(TUTORIAL_TREES))
+async def test_the_tutorial_programs_trace_as_trees_of_their_steps(
+    program: str, otel: Telemetry, autojump_clock: trio.abc.Clock
+) -> None:
+    """Each tutorial program gives a run span, a span per step invocation (and per LLM call
+    under it), each step linked to the invocation that emitted its input, the run span naming
+    the start and stop event types."""
+    t = _tutorial()
+    runs: dict[str, Any] = {
+        "StartEventFlow": lambda: t.StartEventFlow().run(query="What is AI?", max_tokens=100),
+        "TypedWorkflow": lambda: t.TypedWorkflow().run(start_event=t.MyStartEvent(query="q")),
+        "MyWorkflow": lambda: t.MyWorkflow(expected=3).run(data="a b c"),
+        "RAGWorkflow": lambda: t.RAGWorkflow(index=t.Index([t.Node("trio nurseries", "a.txt")])).run(
+            query="what are nurseries?"
+        ),
+        "SummarizerWorkflow": lambda: t.SummarizerWorkflow().run(text="One point. Two points."),
+    }
+    with trio.fail_after(30):
+        await runs[program]()
+    tree_of, links_of = TUTORIAL_TREES[program]
+    spans = otel.spans()
+    assert tree(spans) == tree_of
+    names = {s.context.span_id: s.name for s in spans}
+    links: dict[str, list[str]] = defaultdict(list)
+    for s in spans:
+        if s.name.startswith("step "):
+            assert len(s.links) <= 1
+            links[s.name] += [names[i] for i in linked(s)]
+    assert links == links_of
+    (run,) = otel.named("run")
+    assert run.attributes is not None and run.attributes["actorflow.run.outcome"] == "finished"
+    typed = program == "TypedWorkflow"
+    assert run.attributes["actorflow.run.start_event.type"] == ("MyStartEvent" if typed else "StartEvent")
+    assert run.attributes["actorflow.run.stop_event.type"] == ("MyStopEvent" if typed else "StopEvent")
 
 
 async def test_llm_spans_follow_the_genai_conventions(otel: Telemetry) -> None:
@@ -530,6 +630,39 @@ async def test_step_spans_say_how_many_events_were_still_queued(otel: Telemetry)
     assert queued == [2, 1, 0]
 
 
+async def test_queue_length_reads_what_waits_for_a_step_while_the_run_goes_on(otel: Telemetry) -> None:
+    """While a one-worker step holds the first of three events, actorflow.step.queue.length
+    reads 2 for it (read from the SDK mid-run); once the run ended, 0."""
+    gate = trio.Event()
+
+    class Held(Workflow):
+        @step
+        async def split(self, ctx: Context, ev: StartEvent) -> Task | None:
+            for part in "abc":
+                ctx.send_event(Task(part=part))
+            return None
+
+        @step
+        async def work(self, ev: Task) -> StopEvent | None:
+            await gate.wait()
+            return StopEvent() if ev.part == "c" else None
+
+    def work_queue() -> list[int]:
+        return [
+            p.value
+            for p in otel.points("actorflow.step.queue.length")
+            if p.attributes["actorflow.step"] == "work"
+        ]
+
+    with trio.fail_after(10):
+        async with Held().open_run() as handle:
+            while work_queue() != [2]:
+                await trio.sleep(0.01)
+            gate.set()
+            await handle.result()
+    assert work_queue() == [0]
+
+
 # -- the LLM start seam ----------------------------------------------------------------------
 
 
@@ -871,3 +1004,36 @@ async def test_openai_sdk_calls_get_spans_and_traceparents_too(otel: Telemetry, 
     (request,) = server.requests
     assert request.headers["traceparent"] == traceparent_of(span)
     assert span.attributes is not None and span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
+
+
+@pytest.mark.filterwarnings(llm_server.SDK_GENERATORS_LEFT_OPEN)  # LlamaIndex leaves them to the GC
+async def test_llamaindex_llm_calls_get_spans_and_traceparents_too(otel: Telemetry, server: Any) -> None:
+    """LlamaIndex's OpenAI LLM over audited_http_client(): each call (a stream too) has its
+    LLM span under the step's, and the server sees that span's traceparent."""
+    from llama_index.llms.openai import OpenAI
+
+    from actorflow.llm import audited_http_client
+
+    class Asks(Workflow):
+        @step
+        async def ask(self, ev: StartEvent) -> StopEvent:
+            async with audited_http_client() as http:
+                llm = OpenAI(
+                    model="gpt-4o-mini",
+                    api_base=server.base_url,
+                    api_key="sk-test",
+                    async_http_client=http,
+                    max_retries=0,
+                )
+                first = await llm.acomplete("Name a moon.")
+                streamed = "".join([p.delta async for p in await llm.astream_complete("Another.")])
+            return StopEvent(result=f"{first} | {streamed}")
+
+    with trio.fail_after(30):
+        assert await Asks().run() == "echo: Name a moon. | echo: Another."
+    spans = otel.named("chat ")
+    (ask,) = otel.named("step ask")
+    assert [s.name for s in spans] == ["chat gpt-4o-mini"] * 2
+    assert all(parent_of(s) == ask.context.span_id for s in spans)
+    assert [r.headers["traceparent"] for r in server.requests] == [traceparent_of(s) for s in spans]
+    assert [s.attributes["actorflow.llm.streamed"] for s in spans] == [False, True]  # type: ignore[index]

@@ -12,9 +12,19 @@ from typing import Any
 
 import pytest
 import trio
-from scale_flows import Doubler, Failing, Failures, Fan, Fragile, Overheated, Sleeper
+from scale_flows import (
+    Doubler,
+    Failing,
+    Failures,
+    Fan,
+    Fragile,
+    Overheated,
+    Sleeper,
+    SleeperBesideAFailure,
+    UsesStore,
+)
 
-from actorflow import WorkerLostError, WorkflowTimeoutError
+from actorflow import RemoteContextError, WorkerLostError, WorkflowTimeoutError
 
 if os.environ.get("ACTORFLOW_REQUIRE_RAY") == "1":  # .ci/run: a missing Ray fails the suite
     import ray
@@ -25,7 +35,8 @@ else:
 
 from actorflow.ray import RayExecutor, RunResult, run_many
 
-pytestmark = pytest.mark.ray
+# Every test runs on the module's Ray instance, whichever of them runs first (or alone, with -k).
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("cluster")]
 
 TESTS = Path(__file__).parent
 
@@ -96,6 +107,38 @@ async def test_ray_executor_gives_the_in_loop_result(cluster: None) -> None:
     await _until_cpus_free(10)
 
 
+async def test_where_each_ray_invocation_ran_is_in_statistics_and_the_trail(cluster: None) -> None:
+    """Each Ray invocation is counted under its Placement (ray, the Ray node id, the worker's
+    pid) in the statistics, and its step.finished record names the same."""
+    from structlog.testing import capture_logs
+
+    node = ray.get_runtime_context().get_node_id()
+    wf = Fan(executors={"crunch": RayExecutor()}, timeout=120, trace=True)
+    with trio.fail_after(120), capture_logs() as logs:
+        async with wf.open_run(count=6) as handle:
+            result = await handle.result()
+            stats = handle.statistics()
+    ran_on = stats.steps["crunch"].ran_on
+    assert sum(ran_on.values()) == 6
+    assert {(p.executor, p.node) for p in ran_on} == {("ray", node)}
+    assert {p.pid for p in ran_on} == set(result["pids"]) and os.getpid() not in result["pids"]
+    trail = [r["ran_on"] for r in logs if r["event"] == "step.finished" and r["step"] == "crunch"]
+    assert sorted(t["pid"] for t in trail) == sorted(p.pid for p, n in ran_on.items() for _ in range(n))
+    assert {t["node"] for t in trail} == {node}
+
+
+async def test_store_in_a_ray_step_fails_the_run_saying_why() -> None:
+    """ctx.store in a step on Ray: RemoteContextError naming the step and the executor, with
+    the remote traceback as a note."""
+    wf = UsesStore(executors={"peek": RayExecutor()}, timeout=120)
+    with (
+        trio.fail_after(120),
+        pytest.raises(RemoteContextError, match="step 'peek' runs on the ray executor") as info,
+    ):
+        await wf.run()
+    assert any("Remote traceback (step 'peek' on the ray executor" in n for n in info.value.__notes__)
+
+
 async def test_ray_remote_exception_reaches_the_caller_with_its_traceback() -> None:
     """A step's exception on a Ray worker arrives as itself, with the remote traceback as a note."""
     with pytest.raises(Overheated, match="core at 451 degrees") as info:
@@ -110,13 +153,26 @@ async def test_run_timeout_cancels_the_ray_task_before_its_side_effect(tmp_path:
     pidfile, sidefile = tmp_path / "pid", tmp_path / "side"
     await Fan(executors={"crunch": RayExecutor()}, timeout=120).run(count=2)  # workers up
     wf = Sleeper(executors={"nap": RayExecutor()}, timeout=1)
-    with trio.fail_after(30):
+    # Bounded well under the step's 30 s: a task that ray.cancel did not stop would hold run() there.
+    with trio.fail_after(15):
         with pytest.raises(WorkflowTimeoutError):
             await wf.run(pidfile=str(pidfile), sidefile=str(sidefile))
     # run() returned once Ray said the task ended; the raylet frees its CPU moments later.
     await _until_cpus_free(5)
     await trio.sleep(2)
     assert not sidefile.exists()
+
+
+async def test_a_failing_step_cancels_the_ray_task_beside_it(tmp_path: Path) -> None:
+    """A step that fails in the loop while a Ray step sleeps: the run fails with its error, the
+    Ray task is gone from the cluster at once, the side effect never happens."""
+    wf = SleeperBesideAFailure(executors={"nap": RayExecutor()}, timeout=120)
+    wf.pidfile, wf.sidefile = str(tmp_path / "pid"), str(tmp_path / "side")
+    with trio.fail_after(60), pytest.raises(Overheated, match="failed while nap ran"):
+        await wf.run()
+    await _until_cpus_free(5)
+    await trio.sleep(2)
+    assert not (tmp_path / "side").exists()
 
 
 async def test_handle_cancel_cancels_the_ray_task(tmp_path: Path) -> None:
