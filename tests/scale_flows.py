@@ -178,6 +178,23 @@ class Doubler(Workflow):
         return StopEvent(result=ev.n * 2)
 
 
+_met = 0
+"""Runs of :class:`Meeting` that arrived in this process."""
+
+
+class Meeting(Workflow):
+    """Each run arrives, then waits until ``ev.k`` runs have arrived in its process: k runs
+    finish only if k of them run at once in one process."""
+
+    @step
+    async def meet(self, ev: StartEvent) -> StopEvent:
+        global _met
+        _met += 1
+        while _met < ev.k:
+            await trio.sleep(0.01)
+        return StopEvent(result=os.getpid())
+
+
 class Failures(Observer):
     """Keeps every StepFailed record."""
 

@@ -18,6 +18,7 @@ from scale_flows import (
     Failures,
     Fan,
     Fragile,
+    Meeting,
     Overheated,
     Sleeper,
     SleeperBesideAFailure,
@@ -226,6 +227,18 @@ async def test_run_many_gives_every_result_with_its_index() -> None:
     assert all(isinstance(e, Overheated) for e in failed.values())
     assert str(failed[3]) == "input 3 overheated"
     await _until_cpus_free(10)  # its workers are gone
+
+
+async def test_run_many_runs_several_whole_runs_at_once_in_one_worker() -> None:
+    """On one worker with concurrency=4, four runs that each wait for all four to arrive end:
+    they ran at once, two chunks of two, in one Ray worker process."""
+    with trio.fail_after(60):
+        async with run_many(
+            Meeting(), ({"k": 4} for _ in range(4)), workers=1, concurrency=4, chunk_size=2
+        ) as results:
+            pids = {r.unwrap() async for r in results}
+    assert len(pids) == 1 and os.getpid() not in pids
+    await _until_cpus_free(10)
 
 
 async def test_run_many_left_early_leaves_nothing_running() -> None:
