@@ -108,7 +108,14 @@ async def run_local(
 
 
 class _RunWorker:
-    """A Ray actor that runs whole runs in a trio loop of its own (made a Ray actor in ``run_many``)."""
+    """A Ray actor that runs whole runs in a trio loop of its own (made a Ray actor in ``run_many``).
+
+    It has no ``async def`` method, on purpose: Ray makes a class with one an asyncio actor,
+    whose sync methods all run, one at a time, on its event loop, so that two chunks sent to
+    one worker would run one after the other. As a threaded actor (``max_concurrency``), each
+    ``run_chunk`` call blocks a thread of its own, and all of them hand their chunks to the
+    one trio loop, where every run of every chunk goes on at once.
+    """
 
     def __init__(self, workflow: bytes) -> None:
         import threading
@@ -117,42 +124,46 @@ class _RunWorker:
 
         self._workflow = cloudpickle.loads(workflow)
         _recompile(type(self._workflow))
-        self._token: trio.lowlevel.TrioToken | None = None
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=trio.run, args=(self._loop,), daemon=True)
+        tokens: list[trio.lowlevel.TrioToken] = []
+        ready = threading.Event()
+        self._thread = threading.Thread(target=trio.run, args=(_serve_loop, tokens, ready), daemon=True)
         self._thread.start()
-        self._ready.wait()
-
-    async def _loop(self) -> None:
-        self._token = trio.lowlevel.current_trio_token()
-        self._ready.set()
-        await trio.sleep_forever()  # the process ends with the actor; nothing to wind down
+        ready.wait()
+        self._token = tokens[0]
 
     def pid(self) -> int:
         return os.getpid()
 
     def run_chunk(self, chunk: list[tuple[int, Input]]) -> bytes:
         """Run every input of ``chunk`` at once; the pickled list of their results."""
-        assert self._token is not None
-        results = trio.from_thread.run(self._run_chunk, chunk, trio_token=self._token)
+        results = trio.from_thread.run(_run_chunk, self._workflow, chunk, trio_token=self._token)
         return _pickle_results(results)
 
-    async def _run_chunk(self, chunk: list[tuple[int, Input]]) -> list[RunResult]:
-        results: list[RunResult] = []
 
-        async def one(index: int, item: Input) -> None:
-            result = await _run_one(self._workflow, index, item)
-            if result.error is not None:
-                text = "".join(traceback.format_exception(result.error)).rstrip()
-                result.error.add_note(
-                    f"Remote traceback (run of input {index}, Ray worker pid {os.getpid()}):\n{text}"
-                )
-            results.append(result)
+async def _serve_loop(tokens: list[trio.lowlevel.TrioToken], ready: Any) -> None:
+    """The worker's trio loop: hands out its token, then waits for chunks forever."""
+    tokens.append(trio.lowlevel.current_trio_token())
+    ready.set()
+    await trio.sleep_forever()  # the process ends with the actor; nothing to wind down
 
-        async with trio.open_nursery() as nursery:
-            for index, item in chunk:
-                nursery.start_soon(one, index, item)
-        return results
+
+async def _run_chunk(workflow: Any, chunk: list[tuple[int, Input]]) -> list[RunResult]:
+    """Every input of ``chunk`` run at once in this loop; their results, errors with remote tracebacks."""
+    results: list[RunResult] = []
+
+    async def one(index: int, item: Input) -> None:
+        result = await _run_one(workflow, index, item)
+        if result.error is not None:
+            text = "".join(traceback.format_exception(result.error)).rstrip()
+            result.error.add_note(
+                f"Remote traceback (run of input {index}, Ray worker pid {os.getpid()}):\n{text}"
+            )
+        results.append(result)
+
+    async with trio.open_nursery() as nursery:
+        for index, item in chunk:
+            nursery.start_soon(one, index, item)
+    return results
 
 
 def _recompile(cls: Any) -> None:
