@@ -20,7 +20,7 @@ import pydantic
 import pytest
 import structlog
 import trio
-from audit_flows import One, Squares
+from audit_flows import Item, One, Squares
 from structlog.testing import capture_logs
 
 from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
@@ -621,6 +621,97 @@ async def test_sink_writes_only_audit_records(tmp_path: Path) -> None:
         ]
         assert seen[0] == {"event": "hello", "run_id": "x", "seq": 1, "n": 1}
         assert len(seen) == (1 + len(records) if passthrough else 1)
+
+
+_VARYING = ("run_id", "timestamp", "duration_s", "hash", "prev_hash", "file_prev")
+
+
+class Doubler(Workflow):
+    @step
+    async def first(self, ev: StartEvent) -> Item:
+        return Item(n=21)
+
+    @step
+    async def second(self, ev: Item) -> StopEvent:
+        return StopEvent(result=ev.n * 2)
+
+
+async def _trail_of(path: Path, **config: Any) -> list[dict[str, Any]]:
+    chain = audit.processors(path)
+    structlog.configure(processors=chain, **config)
+    assert await Doubler(trace=True).run() == 42
+    chain[-1].close()
+    assert audit.verify(path).ok
+    return [json.loads(line) for line in _lines(path)]
+
+
+async def test_tracer_hands_records_to_the_chain_and_sink_directly_with_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+) -> None:
+    """With structlog's stock logger the tracer feeds HashChain+JSONLinesSink as one step; the file is the one structlog's path writes."""
+    taken: list[str] = []
+    fused_with = audit.JSONLinesSink.fused_with
+
+    def spy(self: audit.JSONLinesSink, chain: object) -> Any:
+        take = fused_with(self, chain)
+        if take is None:
+            return None
+
+        def counted(event_dict: Any) -> bool:
+            taken.append(event_dict["event"])
+            return take(event_dict)
+
+        return counted
+
+    monkeypatch.setattr(audit.JSONLinesSink, "fused_with", spy)
+    fused = await _trail_of(tmp_path / "fused.jsonl")
+    assert taken == [r["event"] for r in fused]
+    taken.clear()
+    plain = await _trail_of(tmp_path / "plain.jsonl", wrapper_class=structlog.BoundLogger)
+    assert taken == []  # an application's wrapper class: every record through its info()
+    assert [{k: v for k, v in r.items() if k not in _VARYING} for r in fused] == [
+        {k: v for k, v in r.items() if k not in _VARYING} for r in plain
+    ]
+
+
+async def test_fused_records_keep_structlog_semantics(tmp_path: Path) -> None:
+    """Level filtering, processors before the chain (dropping, changing) and the logger behave as through structlog."""
+    path = tmp_path / "warn.jsonl"
+    chain = audit.processors(path)
+    structlog.configure(processors=chain, wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    assert await One(trace=True).run() == "one"
+    chain[-1].close()
+    assert path.read_bytes() == b""  # info() is filtered out: no record at all
+
+    seen: list[dict[str, Any]] = []
+
+    def pre(logger: Any, name: str, event_dict: Any) -> Any:
+        if event_dict["event"] == "step.started":
+            raise structlog.DropEvent
+        if event_dict["event"] == "step.finished":
+            event_dict["event"] = "app.finished"  # no longer an audit record: on to the rest
+        event_dict["app"] = name
+        return event_dict
+
+    def keep(logger: Any, name: str, event_dict: Any) -> Any:
+        seen.append(dict(event_dict))
+        return event_dict
+
+    class Logger:
+        def info(self, **kw: Any) -> None:
+            seen.append({"logged": kw["event"]})
+
+    path = tmp_path / "pre.jsonl"
+    chain = audit.processors(path)
+    structlog.reset_defaults()
+    structlog.configure(processors=[pre, *chain, keep], logger_factory=lambda *args: Logger())
+    assert await One(trace=True).run() == "one"
+    chain[-1].close()
+    records = [json.loads(line) for line in _lines(path)]
+    assert [r["event"] for r in records] == ["run.started", "event.emitted", "event.emitted", "run.finished"]
+    assert all(r["app"] == "info" for r in records)
+    assert [r.get("event", r.get("logged")) for r in seen] == ["app.finished", "app.finished"]
+    assert seen[0]["seq"] == 5 and "hash" not in seen[0]
 
 
 async def test_odd_values_from_app_processors_are_written_safely(tmp_path: Path) -> None:

@@ -75,6 +75,18 @@ class HashChain:
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         if not is_record(event_dict):
             return event_dict
+        record, data, value = self.link(event_dict)
+        h = record["hash"] = Hashed(value)
+        h.body = data
+        return record
+
+    def link(self, event_dict: MutableMapping[str, Any]) -> tuple[MutableMapping[str, Any], bytes, str]:
+        """Chain one audit record: ``(record, canonical body as ASCII bytes, hash)``.
+
+        What the processor does, without putting ``hash`` into the record: the sink that
+        takes the record from the tracer directly (:meth:`JSONLinesSink.fused_with`) needs
+        only the body and the hash. ``event_dict`` must be an audit record.
+        """
         event_dict.pop("hash", None)
         event_dict.pop("file_prev", None)
         run_id = event_dict["run_id"]
@@ -92,11 +104,9 @@ class HashChain:
         record, body = encode(event_dict)
         data = body.encode("ascii")
         value = digest(data, self._key)
-        h = record["hash"] = Hashed(value)
-        h.body = data
         name = record["event"]
         if name[:4] == "run." and name != "run.started" and name != "run.resumed":  # is_closing(), inlined
             self._last.pop(run_id, None)
         else:
             self._last[run_id] = value
-        return record
+        return record, data, value

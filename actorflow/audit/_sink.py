@@ -39,7 +39,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from types import TracebackType
 from typing import Any
 
@@ -235,28 +235,58 @@ class JSONLinesSink:
                 event_dict = safe
                 if record_hash:
                     event_dict["hash"] = record_hash
-        claim = event_dict.get("file_chain")  # on run.started only
-        if isinstance(claim, bool) and claim is not self._file_chain and event_dict["seq"] == 1:
-            raise ValueError(
-                f"the run's records say file_chain={claim} (HashChain), but {self!r} has "
-                f"file_chain={self._file_chain}: give both the same file_chain"
-            )
-        pending = self._pending
-        pending.append((body, record_hash))
-        self._pending_bytes += len(body)
-        name = event_dict["event"]
-        if (name[:4] == "run." and name != "run.started") or self._pending_bytes > _BATCH_BYTES:
-            self.flush()
-        elif not self._wake.is_set():  # the first of a batch: written FLUSH_DELAY from now
-            if self._writer is None:
-                self._start_writer()
-            self._wake.set()
+        self._queue(body, record_hash, event_dict)
         if self._passthrough:
             if type(h) is Hashed:
                 event_dict["hash"] = record_hash
             event_dict.pop("file_prev", None)
             return event_dict
         raise structlog.DropEvent
+
+    def _queue(self, body: bytes, record_hash: str, record: MutableMapping[str, Any]) -> None:
+        """Queue one record's line for the writer (at once for a closing record or a full batch)."""
+        claim = record.get("file_chain")  # on run.started only
+        if isinstance(claim, bool) and claim is not self._file_chain and record["seq"] == 1:
+            raise ValueError(
+                f"the run's records say file_chain={claim} (HashChain), but {self!r} has "
+                f"file_chain={self._file_chain}: give both the same file_chain"
+            )
+        self._pending.append((body, record_hash))
+        self._pending_bytes += len(body)
+        name = record["event"]
+        if (name[:4] == "run." and name != "run.started") or self._pending_bytes > _BATCH_BYTES:
+            self.flush()
+        elif not self._wake.is_set():  # the first of a batch: written FLUSH_DELAY from now
+            if self._writer is None:
+                self._start_writer()
+            self._wake.set()
+
+    def fused_with(self, chain: object) -> Callable[[MutableMapping[str, Any]], bool] | None:
+        """``chain`` and this sink as one step, for a tracer that hands records to them itself.
+
+        Where the processors hold a :class:`HashChain` right before this sink (as
+        :func:`processors` puts them) and the sink drops what it writes, an audit record
+        that reaches the chain leaves the processor chain at the sink. The returned function
+        does both processors' work on an event dict and says whether it took it (False: not
+        an audit record, let the processors see it); it skips what only a processor chain
+        needs: the ``hash`` value that carries the body, and the ``DropEvent`` raised through
+        structlog for every record. None when there is nothing to fuse (another processor
+        before the sink, or ``passthrough=True``).
+        """
+        if type(chain) is not HashChain or self._passthrough:
+            return None
+        link, queue = chain.link, self._queue
+
+        def take(event_dict: MutableMapping[str, Any]) -> bool:
+            if not is_record(event_dict):
+                return False
+            record, body, record_hash = link(event_dict)
+            if self._fd < 0:
+                raise ValueError(f"{self!r} is closed")
+            queue(body, record_hash, record)
+            return True
+
+        return take
 
     def _start_writer(self) -> None:
         with self._lock:
