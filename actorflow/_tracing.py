@@ -179,6 +179,9 @@ def json_safe(value: Any, _depth: int = 0) -> Any:
     return marker(value)
 
 
+_MODEL_DUMP = pydantic.BaseModel.model_dump
+
+
 def payload_of(event: pydantic.BaseModel) -> Any:
     """An event's fields as JSON data: ``model_dump(mode="json")``, field by field where that fails.
 
@@ -190,7 +193,11 @@ def payload_of(event: pydantic.BaseModel) -> Any:
     own, and only a field that cannot be becomes a marker.
     """
     try:
-        data = event.model_dump(mode="json", fallback=marker)
+        if type(event).model_dump is _MODEL_DUMP:
+            # model_dump() with its defaults, minus its Python frame (a twentieth of a hop)
+            data = event.__pydantic_serializer__.to_python(event, mode="json", fallback=marker)
+        else:  # the event's own model_dump decides
+            data = event.model_dump(mode="json", fallback=marker)
     except Exception:
         return _fields_of(event, 0)
     if isinstance(event, StopEvent) and "result" in data:
@@ -416,6 +423,8 @@ class Tracer(Observer):
     """
 
     __slots__ = ("_closed", "_failed_at", "_log", "_send", "_seq", "_stop", "lost")
+
+    _hooks_never_raise = True  # every hook is @_guarded: the dispatcher calls them directly
 
     def __init__(self) -> None:
         self._log: Any = None

@@ -678,7 +678,9 @@ async def test_fused_records_keep_structlog_semantics(tmp_path: Path) -> None:
     """Level filtering, processors before the chain (dropping, changing) and the logger behave as through structlog."""
     path = tmp_path / "warn.jsonl"
     chain = audit.processors(path)
-    structlog.configure(processors=chain, wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    structlog.configure(
+        processors=chain, wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
+    )
     assert await One(trace=True).run() == "one"
     chain[-1].close()
     assert path.read_bytes() == b""  # info() is filtered out: no record at all
