@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -866,6 +867,30 @@ def test_records_outside_trio_are_written_by_the_writer_thread(tmp_path: Path) -
     log.info("step.started", seq=2)
     log.info("run.finished", seq=3)
     assert [json.loads(line)["seq"] for line in _lines(path)] == [1, 2, 3]
+    chain[-1].close()
+    assert audit.verify(path).ok
+
+
+def test_a_batch_older_than_the_flush_delay_is_written_by_the_next_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While records keep coming, the one that finds the batch FLUSH_DELAY old writes it at once, in its own thread."""
+    from actorflow.audit import _sink
+
+    now = [100.0]
+    monkeypatch.setattr(_sink, "IDLE_DELAY", 3600.0)  # the writer thread stays out of it
+    monkeypatch.setattr(_sink, "time", types.SimpleNamespace(monotonic=lambda: now[0], sleep=time.sleep))
+    path = tmp_path / "audit.jsonl"
+    chain = audit.processors(path)
+    structlog.configure(processors=chain)
+    log = structlog.get_logger("actorflow").bind(run_id="r1", workflow="W")
+    log.info("run.started", seq=1, format="actorflow.audit/2")
+    log.info("step.started", seq=2)
+    assert path.read_bytes() == b""  # a batch in the making
+    now[0] += 2 * _sink.FLUSH_DELAY
+    log.info("step.finished", seq=3)
+    assert [json.loads(line)["seq"] for line in _lines(path)] == [1, 2, 3]
+    log.info("run.finished", seq=4)
     chain[-1].close()
     assert audit.verify(path).ok
 

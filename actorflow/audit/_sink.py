@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import hashlib
 import json
 import logging
 import os
@@ -57,8 +58,11 @@ except ImportError:  # pragma: no cover - Windows: one process per file, then
 __all__ = ["JSONLinesSink", "processors"]
 
 _TAIL_CHUNK = 1 << 16
-#: Seconds a record may wait for the others of its batch.
+#: Seconds a record may wait for the others of its batch while records keep coming.
 FLUSH_DELAY = 0.002
+#: Seconds the writer thread waits before it writes a batch that no later record wrote
+#: (FLUSH_DELAY with ``fsync=True``, whose batches the writer thread writes).
+IDLE_DELAY = 0.02
 #: A batch this large is written at once, by the thread that queued its last record.
 _BATCH_BYTES = 1 << 20
 #: The chain fields at the end of a line the sink wrote.
@@ -94,6 +98,7 @@ class JSONLinesSink:
         "_pending",
         "_pending_bytes",
         "_prev",
+        "_since",
         "_size",
         "_stop",
         "_wake",
@@ -134,6 +139,8 @@ class JSONLinesSink:
         self._pending: collections.deque[tuple[bytes, str]] = collections.deque()
         """(body as ASCII bytes, hash) of the records queued for the writer thread."""
         self._pending_bytes = 0
+        self._since = 0.0
+        """``time.monotonic()`` when the first record of the queued batch came."""
         self._size = -1  # unknown: read the tail before the first chained write
         self._prev = GENESIS
         self._wake = threading.Event()
@@ -251,12 +258,19 @@ class JSONLinesSink:
                 f"the run's records say file_chain={claim} (HashChain), but {self!r} has "
                 f"file_chain={self._file_chain}: give both the same file_chain"
             )
-        self._pending.append((body, record_hash))
+        pending = self._pending
+        if not pending:
+            self._since = time.monotonic()
+        pending.append((body, record_hash))
         self._pending_bytes += len(body)
         name = record["event"]
-        if (name[:4] == "run." and name != "run.started") or self._pending_bytes > _BATCH_BYTES:
+        if (
+            (name[:4] == "run." and name != "run.started")
+            or self._pending_bytes > _BATCH_BYTES
+            or (not self._fsync and time.monotonic() - self._since >= FLUSH_DELAY)
+        ):
             self.flush()
-        elif not self._wake.is_set():  # the first of a batch: written FLUSH_DELAY from now
+        elif not self._wake.is_set():  # the writer thread writes it if no later record does
             if self._writer is None:
                 self._start_writer()
             self._wake.set()
@@ -304,7 +318,7 @@ class JSONLinesSink:
             wake.wait()
             if self._stop:
                 break
-            time.sleep(FLUSH_DELAY)
+            time.sleep(FLUSH_DELAY if self._fsync else IDLE_DELAY)
             wake.clear()  # records queued from here on start the next batch
             self._flush_logged()
 
@@ -349,11 +363,17 @@ class JSONLinesSink:
                     prefix, self._prev = _tail(fd, size, key)
                 prev = self._prev
                 parts.append(prefix)
+                sha256 = hashlib.sha256
                 for body, h in items:
                     parts.append(memoryview(body)[:-1])
                     if h:
                         parts.append(f',"file_prev":"{prev}","hash":"{h}"}}\n'.encode())
-                        prev = file_link(prev, h, key)
+                        # file_link(), inlined for the common case: two frames less a record
+                        prev = (
+                            sha256((prev + h).encode()).hexdigest()
+                            if key is None
+                            else file_link(prev, h, key)
+                        )
                     else:  # a record without a hash: verify() reports it, the chain goes on
                         parts.append(f',"file_prev":"{prev}"}}\n'.encode())
                         prev = file_link(prev, digest(body, key), key)
