@@ -526,8 +526,8 @@ class Tracer(Observer):
     def step_started(self, record: StepStarted) -> None:
         if self._closed:
             return
-        # The hot hooks call the logger themselves: no intermediate dicts (about 0.5 µs of a
-        # record's cost, three records a hop).
+        # The hot hooks build their fields in one dict literal: no intermediate dicts (about
+        # 0.5 µs of a record's cost, three records a hop).
         self._seq += 1
         self._send(
             "step.started",
