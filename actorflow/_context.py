@@ -150,10 +150,12 @@ class Context(Generic[StateT]):
         self.attempt = 1
         """Which attempt of the current invocation this is: 1, then 2... under a retry policy."""
 
-    resumed = False
-    """Whether this invocation's input was carried over a resume of a durable run (queued or in
-    progress in the snapshot it was restored from): a process that ended may have begun it
-    before. Always False outside durable runs."""
+    @property
+    def resumed(self) -> bool:
+        """Whether this invocation's input was carried over a resume of a durable run (queued or
+        in progress in the snapshot it was restored from): a process that ended may have begun
+        it before. Always False outside durable runs."""
+        return False
 
     def __repr__(self) -> str:
         if self._actor is None:

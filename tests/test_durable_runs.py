@@ -665,3 +665,35 @@ async def test_a_resumed_run_keeps_its_store_though_no_step_reads_it(store: SQLi
     record = store.get("keep")
     assert record is not None and record.snapshot is not None
     assert record.snapshot["state"]["state_data"]["_data"] == {"kept": "1"}
+
+
+async def test_an_inbox_item_that_cannot_be_sent_in_is_dropped_with_a_log(
+    store: SQLiteStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bad inbox item is taken out and logged without its payload; the run goes on."""
+
+    class Wait(Workflow):
+        @step
+        async def wait(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            answer = await ctx.wait_for_event(HumanResponseEvent)
+            return StopEvent(result=answer.response)
+
+    async with Wait(durable=store).open_run(run_id="bad-inbox") as handle:
+        with trio.fail_after(10):
+            while (record := store.get("bad-inbox")) is None or record.status != "waiting":
+                await trio.sleep(0.01)
+            with SQLiteStore(tmp_path / "runs.db") as other:
+                other.post(
+                    "bad-inbox",
+                    '{"__is_pydantic": true, "value": {"secret": "hunter2"}, "qualified_name": "nowhere.Nothing"}',
+                    1.0,
+                )
+                while other.inbox("bad-inbox"):
+                    await trio.sleep(0.01)
+                other.post("bad-inbox", J_HUMAN, 2.0)
+            assert await handle.result() == "posted"
+    dropped = [r.getMessage() for r in caplog.records if "was dropped" in r.getMessage()]
+    assert len(dropped) == 1 and "bad-inbox" in dropped[0] and "hunter2" not in dropped[0]
+
+
+J_HUMAN = '{"__is_pydantic": true, "value": {"response": "posted"}, "qualified_name": "actorflow.HumanResponseEvent"}'

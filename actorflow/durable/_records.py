@@ -6,7 +6,7 @@ import base64
 import importlib
 import pickle
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import attrs
 
@@ -140,9 +140,12 @@ class RunRecord:
         return self.status in ENDED
 
 
-@attrs.frozen
-class InvocationRecord:
-    """A step invocation whose completion was committed: it never runs again."""
+class InvocationRecord(NamedTuple):
+    """A step invocation whose completion was committed: it never runs again.
+
+    A named tuple rather than a frozen attrs class: a durable run makes one per invocation,
+    on its hot path, and building it costs a fifth (0.5 µs against 2.5 µs here).
+    """
 
     step: str
     event_id: int
@@ -153,6 +156,8 @@ class InvocationRecord:
     emitted: tuple[int, ...] = ()
     """Ids of the events it emitted (returned or sent), all committed with it."""
     duration_s: float = 0.0
+    """Seconds it ran, by the process's own clock (``time.perf_counter``, not trio's, which a
+    test may make virtual): the figure is read back in other processes."""
 
 
 @attrs.frozen

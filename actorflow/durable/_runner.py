@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -72,84 +73,95 @@ __all__ = ["DurableContext", "DurableRun", "Invocation", "StateLog"]
 
 _log = logging.getLogger("actorflow.durable")
 
+#: ``tuple.__new__``: builds an :class:`InvocationRecord` without its Python-level ``__new__``
+#: (a third of the cost, once per durable invocation).
+_new_tuple = tuple.__new__
+
 #: Event ids a durable run resumed from its store skips (see ``DurableRun.begin_session``).
 ID_GAP = 1 << 20
 
 _MISSING: Any = object()
 
 
-class Invocation:
-    """One step invocation of a durable run, from its start to its completion."""
+class Journal:
+    """What an invocation's collects and waits returned, and the wait it is in now."""
 
-    __slots__ = (
-        "actor",
-        "attempt",
-        "collect_k",
-        "collected",
-        "done",
-        "emitted",
-        "event",
-        "event_id",
-        "held",
-        "interrupted",
-        "replay_wait",
-        "resumed",
-        "started",
-        "taken",
-        "wait_k",
-        "wait_since",
-        "waiting",
-        "worker",
-    )
+    __slots__ = ("collect_k", "collected", "replay_wait", "taken", "wait_k", "wait_since", "waiting")
 
-    def __init__(
-        self,
-        actor: StepActor,
-        worker: int,
-        event_id: int,
-        event: Event,
-        replay: InFlight | None,
-        resumed: bool,
-    ) -> None:
-        self.actor = actor
-        self.worker = worker
-        self.event_id = event_id
-        self.event = event
-        self.attempt = 1 if replay is None else replay.attempt + 1
-        """Attempts begun, this one included: re-runs after a restore and retries count."""
-        self.interrupted = 0 if replay is None else replay.interrupted + 1
-        self.resumed = resumed
-        self.held: list[tuple[Event, int | None]] = []
-        """What it emitted, not routed yet: (event, target step index or None)."""
+    def __init__(self, replay: InFlight | None) -> None:
         self.taken: list[Taken] = [] if replay is None else list(replay.taken)
-        """The journal of its waits: the k-th ``wait_for_event`` returned the k-th."""
+        """The k-th ``wait_for_event`` returned the k-th."""
         self.collected: list[Collected] = [] if replay is None else list(replay.collected)
-        """The journal of its collects: the k-th ``collect_events`` returned the k-th."""
+        """The k-th ``collect_events`` returned the k-th."""
         self.replay_wait = None if replay is None else replay.waiting
         """The wait it was in when the snapshot it was restored from was taken."""
         self.wait_k = 0
         self.collect_k = 0
         self.waiting: Wait | None = None
         self.wait_since = 0.0
-        self.started = trio.current_time()
+
+
+class Invocation:
+    """One step invocation of a durable run, from its start to its completion.
+
+    Made once per invocation on the durable hot path, so it holds only what every invocation
+    needs; its :class:`Journal` is made when it first collects or waits (or is restored).
+    """
+
+    __slots__ = (
+        "actor",
+        "attempt",
+        "done",
+        "event",
+        "event_id",
+        "held",
+        "interrupted",
+        "journal",
+        "resumed",
+        "started",
+        "worker",
+    )
+
+    def __init__(self, actor: StepActor, worker: int, event_id: int, event: Event, started: float) -> None:
+        self.actor = actor
+        self.worker = worker
+        self.event_id = event_id
+        self.event = event
+        self.attempt = 1
+        """Attempts begun, this one included: re-runs after a restore and retries count."""
+        self.interrupted = 0
+        self.resumed = False
+        self.held: list[tuple[Event, int | None]] = []
+        """What it emitted, not routed yet: (event, target step index or None)."""
+        self.journal: Journal | None = None
+        self.started = started
         self.done = False
-        self.emitted: tuple[int, ...] = ()
+
+    def journaled(self) -> Journal:
+        """Its journal, made on first need."""
+        journal = self.journal
+        if journal is None:
+            journal = self.journal = Journal(None)
+        return journal
 
     def record(self, now: float) -> InFlight:
         """Its snapshot record: it runs again on restore, answered from its journal."""
-        waiting = self.waiting
+        journal = self.journal
+        if journal is None:
+            return InFlight(self.worker, self.event_id, self.event, self.attempt, self.interrupted)
+        waiting = journal.waiting
         if waiting is not None:
-            waiting = attrs.evolve(waiting, waited_s=waiting.waited_s + max(now - self.wait_since, 0.0))
-        elif self.replay_wait is not None:
-            waiting = self.replay_wait  # not back in that wait yet: keep the time it waited
+            waiting = attrs.evolve(waiting, waited_s=waiting.waited_s + max(now - journal.wait_since, 0.0))
+        elif journal.replay_wait is not None:
+            waiting = journal.replay_wait  # not back in that wait yet: keep the time it waited
         return InFlight(
             worker=self.worker,
             event_id=self.event_id,
             event=self.event,
             attempt=self.attempt,
             interrupted=self.interrupted,
-            taken=tuple(self.taken),
-            collected=tuple(self.collected),
+            taken=tuple(journal.taken),
+            collected=tuple(journal.collected),
             waiting=waiting,
         )
 
@@ -291,35 +303,34 @@ class DurableBuffer(CollectBuffer):
 class DurableContext(Context[Any]):
     """The ``ctx`` of a durable run's steps: emissions held, collects and waits journaled."""
 
-    __slots__ = ("_attempt_base", "_durable", "_inv", "resumed")
+    __slots__ = ("_attempt_base", "_durable", "_inv")
 
     def __init__(self, run: Run, actor: StepActor, worker: int) -> None:
         super().__init__(run, actor, worker)
         self._durable: DurableRun = run.durable  # type: ignore[assignment]
         self._inv: Invocation | None = None
         self._attempt_base = 0
-        self.resumed = False
+
+    @property
+    def resumed(self) -> bool:
         """Whether this invocation's input was carried over a resume (queued or in progress in
         the snapshot the run was restored from): a process that ended may have begun it before
         (it had, if ``ctx.attempt > 1`` without retries)."""
-
-    def _start(self, inv: Invocation) -> None:
-        self._inv = inv
-        self._cause = inv.event_id
-        self.attempt = inv.attempt
-        self._attempt_base = inv.attempt - 1
-        self._attempt_started = trio.current_time()
-        self.resumed = inv.resumed
+        inv = self._inv
+        return inv is not None and inv.resumed
 
     def _next_attempt(self, attempt: int) -> None:
         """A retry attempt begins: what the failed attempt emitted is dropped, the journal replays."""
+        if attempt == 1 and self._inv is not None:  # the first: attempts before it were cut short
+            self._attempt_base = self._inv.attempt - 1
         self.attempt = self._attempt_base + attempt
         self._attempt_started = trio.current_time()
         inv = self._inv
         if inv is not None:
             inv.attempt = self.attempt
             inv.held.clear()
-            inv.wait_k = inv.collect_k = 0
+            if inv.journal is not None:
+                inv.journal.wait_k = inv.journal.collect_k = 0
 
     # -- emitting: held until the invocation completes ------------------------------------
 
@@ -348,15 +359,17 @@ class DurableContext(Context[Any]):
         """Set ``event`` aside until one of each type in ``expected`` has arrived (journaled)."""
         inv = self._inv
         name = self._actor.spec.name
-        if inv is not None and inv.collect_k < len(inv.collected):
-            entry = inv.collected[inv.collect_k]
-            inv.collect_k += 1
+        journal = None if inv is None else inv.journaled()
+        if journal is not None and journal.collect_k < len(journal.collected):
+            entry = journal.collected[journal.collect_k]
+            journal.collect_k += 1
             if entry.expected != tuple(expected):
                 raise WorkflowRuntimeError(
-                    f"step {name!r} on event #{inv.event_id} ran again and collects "
+                    f"step {name!r} on event #{self._cause} ran again and collects "
                     f"{[getattr(t, '__name__', t) for t in expected]} at its collect_events "
-                    f"#{inv.collect_k}, but that call collected {[t.__name__ for t in entry.expected]} "
-                    f"before: the step must do the same when it runs again"
+                    f"#{journal.collect_k}, but that call collected "
+                    f"{[t.__name__ for t in entry.expected]} before: the step must do the same "
+                    f"when it runs again"
                 )
             return None if entry.events is None else [r.event for r in entry.events]
         if not isinstance(event, Event):
@@ -372,9 +385,9 @@ class DurableContext(Context[Any]):
             self._collecting = (expected, buffer)
         assert isinstance(buffer, DurableBuffer)
         full = buffer.add_ref(event, self._id_of(event))
-        if inv is not None:
-            inv.collected.append(Collected(buffer.expected, None if full is None else tuple(full)))
-            inv.collect_k += 1
+        if journal is not None:
+            journal.collected.append(Collected(buffer.expected, None if full is None else tuple(full)))
+            journal.collect_k += 1
             self._durable.touch()
         return None if full is None else [r.event for r in full]
 
@@ -384,7 +397,8 @@ class DurableContext(Context[Any]):
             return 0
         if event is inv.event:
             return inv.event_id
-        return next((t.event_id for t in inv.taken if t.event is event), 0)
+        taken = inv.journal.taken if inv.journal is not None else ()
+        return next((t.event_id for t in taken if t.event is event), 0)
 
     async def wait_for_event(
         self,
@@ -401,15 +415,6 @@ class DurableContext(Context[Any]):
         if waiter_event is not None:
             self.write_event_to_stream(waiter_event)  # a re-run asks again, on the new stream
         return await self._durable.wait(self, inv, event_type, timeout, requirements)
-
-
-@attrs.frozen
-class _Done:
-    """A completed invocation, until the commit that records it."""
-
-    inv: Invocation
-    outcome: str
-    duration: float
 
 
 class DurableRun:
@@ -442,12 +447,13 @@ class DurableRun:
         self.run: Run = None  # type: ignore[assignment]
         self.pending: list[dict[int, Event]] = []
         """Per step: events delivered and not yet taken by a worker, by id, in delivery order."""
-        self.inflight: dict[tuple[int, int], Invocation] = {}
+        self.contexts: list[DurableContext] = []
+        """The step contexts of the run's workers: each knows its invocation in progress."""
         self.replays: dict[tuple[int, int], InFlight] = {}
         """Invocations restored from the snapshot, not begun again yet: (step index, event id)."""
         self.carried: set[int] = set()
         """Ids of the events carried over the resume, not taken yet (``ctx.resumed``)."""
-        self.done: list[_Done] = []
+        self.done: list[InvocationRecord] = []
         """Invocations completed since the last commit."""
         self.inputs: dict[int, tuple[Event, Invocation | None]] = {}
         """Unanswered InputRequiredEvents in order, with the invocation that wrote one to the
@@ -517,14 +523,21 @@ class DurableRun:
         if self.inputs:
             del self.inputs[next(iter(self.inputs))]
 
+    def in_progress(self) -> list[Invocation]:
+        """The invocations in progress (those of a host that left included)."""
+        return [c._inv for c in self.contexts if c._inv is not None and not c._inv.done]
+
     def taken(self, waiter: Any, item: tuple[Event, int]) -> None:
         """A waiter took ``item``: journal it in the waiting invocation."""
-        inv = self.inflight.get((waiter.actor.index, waiter.cause))
-        if inv is not None:
-            waiter_id = (
-                inv.waiting.waiter_id if inv.waiting is not None else f"{inv.event_id}.{len(inv.taken)}"
-            )
-            inv.taken.append(Taken(waiter_id, item[1], item[0]))
+        for inv in self.in_progress():
+            if inv.actor is waiter.actor and inv.event_id == waiter.cause:
+                journal = inv.journaled()
+                waiting = journal.waiting
+                waiter_id = (
+                    waiting.waiter_id if waiting is not None else f"{inv.event_id}.{len(journal.taken)}"
+                )
+                journal.taken.append(Taken(waiter_id, item[1], item[0]))
+                break
         self.touch()
 
     # -- a session of the run -------------------------------------------------------------------
@@ -583,56 +596,84 @@ class DurableRun:
             run.check_stall()
         return True
 
-    def begin(self, actor: StepActor, worker: int, event_id: int, event: Event) -> Invocation:
-        replay = self.replays.pop((actor.index, event_id), None) if self.replays else None
-        resumed = False
-        if self.carried and event_id in self.carried:
-            self.carried.discard(event_id)
-            resumed = True
-        inv = Invocation(actor, worker, event_id, event, replay, resumed)
-        self.inflight[(actor.index, event_id)] = inv
-        self.touch()
-        return inv
+    def _restored(self, inv: Invocation) -> None:
+        """An invocation begins whose input came from the snapshot: it may run again."""
+        replay = self.replays.pop((inv.actor.index, inv.event_id), None) if self.replays else None
+        if replay is not None:  # it was in progress: it runs again, answered from its journal
+            inv.attempt = replay.attempt + 1
+            inv.interrupted = replay.interrupted + 1
+            inv.journal = Journal(replay)
+        if inv.event_id in self.carried:
+            self.carried.discard(inv.event_id)
+            inv.resumed = True
 
     def complete(self, inv: Invocation) -> tuple[tuple[Event, ...], tuple[int, ...]]:
         """The invocation returned: route what it held, record it; (events, ids) it emitted."""
         run = self.run
         inv.done = True
-        del self.inflight[(inv.actor.index, inv.event_id)]
         held = inv.held
         events: tuple[Event, ...] = ()
         ids: tuple[int, ...] = ()
         if held:
-            items = []
             hook = run.observer.event_emitted if run.observer is not None else None
-            name = inv.actor.spec.name
-            for event, target in held:
+            if hook is None and len(held) == 1:  # the usual case: one returned event
+                event, target = held[0]
                 event_id = run.new_event_id()
-                if hook is not None:
-                    target_name = None if target is None else run.actors[target].spec.name
-                    hook(EventEmitted(run.info, event_id, event, inv.event_id, name, inv.worker, target_name))  # type: ignore[arg-type]
-                items.append(((event, event_id), target))
-            events = tuple(e for e, _ in held)
-            ids = tuple(i[0][1] for i in items)
+                events, ids = (event,), (event_id,)
+                if target is None:
+                    run.router.emit_observed((event, event_id))
+                else:
+                    run.router.deliver_to(target, (event, event_id))
+            else:
+                items = []
+                name = inv.actor.spec.name
+                info: RunInfo = run.info  # type: ignore[assignment]  # observed runs have one
+                for event, target in held:
+                    event_id = run.new_event_id()
+                    if hook is not None:
+                        target_name = None if target is None else run.actors[target].spec.name
+                        hook(EventEmitted(info, event_id, event, inv.event_id, name, inv.worker, target_name))
+                    items.append(((event, event_id), target))
+                events = tuple(e for e, _ in held)
+                ids = tuple(i[0][1] for i in items)
+                run.router.emit_held(items)
             inv.held = []
-            inv.emitted = ids
-            run.router.emit_held(items)
         if self.inputs:
             for key, (event, writer) in self.inputs.items():
                 if writer is inv:
                     self.inputs[key] = (event, None)
-        self.done.append(_Done(inv, "finished", trio.current_time() - inv.started))
+        self.done.append(
+            InvocationRecord(
+                inv.actor.spec.name,
+                inv.event_id,
+                inv.worker,
+                inv.attempt,
+                "finished",
+                ids,
+                perf_counter() - inv.started,
+            )
+        )
         if self.log.ops:
             self.log.settle()
-        self.touch()
+        if not self.dirty:
+            self.touch()
         return events, ids
 
     def failed(self, inv: Invocation) -> None:
         """The invocation failed for good (the run fails with its error)."""
         inv.done = True
         inv.held = []
-        self.inflight.pop((inv.actor.index, inv.event_id), None)
-        self.done.append(_Done(inv, "failed", trio.current_time() - inv.started))
+        self.done.append(
+            InvocationRecord(
+                inv.actor.spec.name,
+                inv.event_id,
+                inv.worker,
+                inv.attempt,
+                "failed",
+                (),
+                perf_counter() - inv.started,
+            )
+        )
 
     async def wait(
         self,
@@ -642,10 +683,11 @@ class DurableRun:
         timeout: float | None,
         requirements: Mapping[str, Any] | None,
     ) -> Any:
-        k = inv.wait_k
-        inv.wait_k += 1
-        if k < len(inv.taken):
-            taken = inv.taken[k]
+        journal = inv.journaled()
+        k = journal.wait_k
+        journal.wait_k += 1
+        if k < len(journal.taken):
+            taken = journal.taken[k]
             if not isinstance(taken.event, event_type):
                 raise WorkflowRuntimeError(
                     f"step {inv.actor.spec.name!r} on event #{inv.event_id} ran again and waits for a "
@@ -657,10 +699,10 @@ class DurableRun:
             return taken.event
         waiter_id = f"{inv.event_id}.{k}"
         waited = 0.0
-        replay = inv.replay_wait
-        if replay is not None and k == len(inv.taken):
+        replay = journal.replay_wait
+        if replay is not None and k == len(journal.taken):
             waiter_id, waited = replay.waiter_id, replay.waited_s
-            inv.replay_wait = None
+            journal.replay_wait = None
         remaining = timeout
         if timeout is not None and waited:
             remaining = timeout - waited
@@ -669,17 +711,17 @@ class DurableRun:
                     f"step {inv.actor.spec.name!r} waited {timeout:g}s for a "
                     f"{getattr(event_type, '__name__', event_type)} (over more than one process) and none came"
                 )
-        inv.waiting = Wait(waiter_id, event_type, dict(requirements or {}), timeout, waited)
-        inv.wait_since = trio.current_time()
+        journal.waiting = Wait(waiter_id, event_type, dict(requirements or {}), timeout, waited)
+        journal.wait_since = trio.current_time()
         self.touch()  # a step starts waiting: another process must see the question
         try:
             event = await self.run.waiters.wait(ctx, event_type, remaining, requirements)
         except trio.Cancelled:
             raise  # the run is ending here: the wait stays in its record, to be taken up again
         except BaseException:
-            inv.waiting = None
+            journal.waiting = None
             raise
-        inv.waiting = None
+        journal.waiting = None
         return event
 
     def take_inbox(self, items: Sequence[Any]) -> None:
@@ -692,20 +734,27 @@ class DurableRun:
                 continue
             self._seen_inbox.add(item.id)
             self.taken_inbox.append(item.id)
+            why: str | None
             try:
                 event = self.serializer.deserialize(item.event)
+            except Exception as exc:  # its message may quote the payload: name only the kind
+                why = f"it cannot be read with {type(self.serializer).__name__} ({type(exc).__name__})"
+            else:
+                why = None
                 if not isinstance(event, Event):
-                    raise WorkflowRuntimeError(
-                        f"inbox item {item.id} holds a {type(event).__name__}, not an Event"
-                    )
-                run.inject(event)
-            except Exception as exc:
+                    why = f"it holds a {type(event).__name__}, not an Event"
+                else:
+                    try:
+                        run.inject(event)
+                    except WorkflowRuntimeError as exc:
+                        why = str(exc)
+            if why is not None:
                 _log.error(
                     "actorflow: durable run %s of %s: inbox item %d was dropped: %s",
                     run.id,
                     run.spec.name,
                     item.id,
-                    exc,
+                    why,
                 )
         self.touch()
 
@@ -767,26 +816,17 @@ class DurableRun:
             self.run.fail(error, None)
 
     def _records(self) -> tuple[InvocationRecord, ...]:
-        done, self.done = self.done, []
-        return tuple(
-            InvocationRecord(
-                step=d.inv.actor.spec.name,
-                event_id=d.inv.event_id,
-                worker=d.inv.worker,
-                attempt=d.inv.attempt,
-                outcome=d.outcome,  # type: ignore[arg-type]
-                emitted=d.inv.emitted,
-                duration_s=d.duration,
-            )
-            for d in done
-        )
+        done = tuple(self.done)
+        self.done.clear()  # in place: the workers hold its append
+        return done
 
     def status(self) -> str:
         """``waiting`` when nothing can happen until an event comes from outside, else ``running``."""
         if any(a.queued for a in self.run.actors):
             return "running"
-        if self.inflight:
-            waits = all(inv.waiting is not None for inv in self.inflight.values())
+        flights = self.in_progress()
+        if flights:
+            waits = all(inv.journal is not None and inv.journal.waiting is not None for inv in flights)
             return "waiting" if waits else "running"
         return "waiting" if self.inputs else "running"
 
@@ -798,7 +838,7 @@ class DurableRun:
         try:
             data = snapshot_to_dict(self.take_snapshot(), self.serializer)
         except ContextSerdeError as exc:
-            self.done = []
+            self.done.clear()
             self.commit_failed(exc)
             return None
         taken, self.taken_inbox = tuple(self.taken_inbox), []
@@ -849,8 +889,8 @@ class DurableRun:
         run = self.run
         now = trio.current_time()
         by_step: dict[int, list[InFlight]] = {}
-        for (index, _), inv in self.inflight.items():
-            by_step.setdefault(index, []).append(inv.record(now))
+        for inv in self.in_progress():
+            by_step.setdefault(inv.actor.index, []).append(inv.record(now))
         steps = []
         for actor in run.actors:
             index = actor.index
@@ -908,6 +948,7 @@ class DurableRun:
         observer = run.observer
         info: RunInfo = run.info  # type: ignore[assignment]  # observed runs have one
         ctx = DurableContext(run, actor, worker)
+        self.contexts.append(ctx)
         current_context.set(ctx)
         call = make_call(actor.spec, run.workflow, ctx, actor)
         name = actor.spec.name
@@ -917,6 +958,11 @@ class DurableRun:
             cancelled_hook = observer.step_cancelled
         emit_ok = actor.spec.emit_ok
         pending = self.pending[actor.index]
+        replays, carried = self.replays, self.carried
+        emit = run.router.emit_observed
+        record = self.done.append
+        log_ops = self.log.ops
+        spare: Invocation | None = None
         park: Callable[[], Awaitable[Any]] | None = None
         budget = BATCH
         item = first
@@ -950,8 +996,25 @@ class DurableRun:
             event, event_id = item
             pending.pop(event_id, None)
             actor.last = event
-            inv = self.begin(actor, worker, event_id, event)
-            ctx._start(inv)
+            # An invocation begins (DurableRun.begin, inlined: this is the hot path).
+            if spare is not None and not log_ops:
+                # The worker's last invocation object, reset: nothing refers to it any more
+                # once it completed and the store log is empty (half the cost of a new one).
+                inv = spare
+                inv.event_id, inv.event, inv.started = event_id, event, perf_counter()
+                inv.attempt, inv.interrupted, inv.resumed, inv.journal, inv.done = 1, 0, False, None, False
+            else:
+                inv = Invocation(actor, worker, event_id, event, perf_counter())
+            spare = None
+            if replays or carried:
+                self._restored(inv)
+            if not self.dirty:
+                self.touch()
+            ctx._inv = inv
+            ctx._cause = event_id
+            ctx.attempt = inv.attempt
+            if observer is not None:
+                ctx._attempt_started = trio.current_time()
             if started_hook is not None:
                 started_hook(StepStarted(info, name, worker, event_id, event, inv.attempt, actor.queued))
             actor.running += 1
@@ -978,10 +1041,29 @@ class DurableRun:
                     return
             actor.running -= 1
             actor.processed += 1
-            if result is not None:
-                inv.held.append((result, None))
-            emitted, ids = self.complete(inv)
+            held = inv.held
+            emitted: tuple[Event, ...]
+            ids: tuple[int, ...]
+            if not held and observer is None and not self.inputs and not log_ops:
+                # Nothing sent, nobody watching: DurableRun.complete inlined, as this is the
+                # hot path (a returned event is routed now, with the record of the completion).
+                inv.done = True
+                if result is None:
+                    emitted = ids = ()
+                else:
+                    new_id = run._event_ids = run._event_ids + 1
+                    emitted, ids = (result,), (new_id,)
+                    emit((result, new_id))
+                fields = (name, event_id, worker, inv.attempt, "finished", ids, perf_counter() - inv.started)
+                record(_new_tuple(InvocationRecord, fields))
+                if not self.dirty:
+                    self.touch()
+            else:
+                if result is not None:
+                    held.append((result, None))
+                emitted, ids = self.complete(inv)
             ctx._inv = None
+            spare = inv
             if finished_hook is not None:
                 finished_hook(
                     StepFinished(
