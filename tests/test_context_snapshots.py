@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 from durable_flows import Opaque
+from pydantic import BaseModel
 
 from actorflow import (
     Context,
@@ -22,6 +24,7 @@ from actorflow import (
     Workflow,
     step,
 )
+from actorflow.durable import SQLiteStore
 
 
 class Job(Event):
@@ -221,3 +224,151 @@ async def test_bad_uses_of_snapshots_name_the_problem() -> None:
         await wf.run(ctx=ctx, extra=1)
     with pytest.raises(ContextSerdeError, match="the workflow has no step .keep."):
         Context.from_dict(Ask(), data, serializer=PickleSerializer())
+
+
+class Cart(BaseModel):
+    items: list[str] = []
+    total: float = 0.0
+
+
+class Shop(Workflow):
+    """A typed state written before a question; the answer is added to it."""
+
+    @step
+    async def ask(self, ctx: Context[Cart], ev: StartEvent) -> StopEvent:
+        async with ctx.store.edit_state() as cart:
+            cart.items.append("pen")
+            cart.total = 2.5
+        answer = await ctx.wait_for_event(HumanResponseEvent)
+        cart = await ctx.store.get_state()
+        return StopEvent(result=(type(cart).__name__, [*cart.items, answer.response], cart.total))
+
+
+async def test_a_typed_state_comes_back_as_its_model() -> None:
+    """A Context[MyState] state is snapshotted as its model and restored as an instance of it."""
+    async with Shop(timeout=None).open_run() as handle:
+        with trio.fail_after(10):
+            while not handle.statistics().steps["ask"].waiting:
+                await trio.sleep(0.001)
+        data = round_trip(handle.ctx.to_dict())
+        handle.cancel()
+    state = data["state"]
+    assert (state["state_type"], state["state_module"]) == ("Cart", __name__)
+    assert "_data" not in state["state_data"]
+    wf = Shop(timeout=None)
+    ctx = Context.from_dict(wf, data)
+    restored = await ctx.store.get_state()
+    assert type(restored) is Cart and restored == Cart(items=["pen"], total=2.5)
+    async with wf.open_run(ctx=ctx) as handle:
+        with trio.fail_after(10):
+            while not handle.statistics().steps["ask"].waiting:
+                await trio.sleep(0.001)
+            await handle.send_event(HumanResponseEvent(response="ink"))
+            # the step ran again from its start: it added its pen to the restored cart again
+            assert await handle.result() == ("Cart", ["pen", "pen", "ink"], 2.5)
+
+
+async def test_a_new_run_with_an_ended_typed_runs_ctx_keeps_its_typed_state() -> None:
+    """run(ctx=) of an ended typed run, live or restored from its snapshot, starts from its model."""
+
+    class Add(Workflow):
+        @step
+        async def add(self, ctx: Context[Cart], ev: StartEvent) -> StopEvent:
+            async with ctx.store.edit_state() as cart:
+                cart.items.append(ev.item)
+            state = await ctx.store.get_state()
+            return StopEvent(result=(type(state).__name__, state.items))
+
+    wf = Add()
+    async with wf.open_run(item="a") as handle:
+        assert await handle.result() == ("Cart", ["a"])
+    assert await wf.run(ctx=handle.ctx, item="b") == ("Cart", ["a", "b"])
+    restored = Context.from_dict(wf, round_trip(handle.ctx.to_dict()))
+    assert await wf.run(ctx=restored, item="c") == ("Cart", ["a", "b", "c"])
+
+
+async def test_a_typed_snapshot_for_another_state_type_is_refused() -> None:
+    """A snapshot whose typed state the workflow's steps do not use is refused, naming both."""
+    async with Shop(timeout=None).open_run() as handle:
+        with trio.fail_after(10):
+            while not handle.statistics().steps["ask"].waiting:
+                await trio.sleep(0.001)
+        data = round_trip(handle.ctx.to_dict())
+        handle.cancel()
+
+    class Other(Workflow):
+        @step
+        async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=None)
+
+    data["workflow"] = "Other"
+    with pytest.raises(ContextSerdeError, match="holds a Cart state, but the workflow's steps use DictState"):
+        Context.from_dict(Other(), data)
+
+
+class Ping(Event):
+    n: int
+
+
+class Go(Event):
+    pass
+
+
+class Early(Workflow):
+    """The result needs both the start step's event and the one sent in."""
+
+    external_events = (Ping,)
+
+    @step
+    async def begin(self, ev: StartEvent) -> Go:
+        return Go()
+
+    @step
+    async def both(self, ctx: Context, ev: Go | Ping) -> StopEvent | None:
+        got = ctx.collect_events(ev, [Go, Ping])
+        return None if got is None else StopEvent(result=got[1].n)
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_a_snapshot_before_the_start_holds_the_start_and_what_was_sent(
+    durable: bool, tmp_path: Path
+) -> None:
+    """Taken before the run started, the router's queue holds its StartEvent, then the events sent in."""
+    with SQLiteStore(tmp_path / "runs.db") as store:
+        wf = Early(timeout=None, durable=store) if durable else Early(timeout=None)
+        async with wf.open_run(**({"run_id": "early"} if durable else {})) as handle:
+            handle.ctx.send_event(Ping(n=3))
+            data = round_trip(handle.ctx.to_dict())
+            assert await handle.result() == 3
+    assert [json.loads(r["event"])["qualified_name"] for r in data["router"]] == [
+        "actorflow.StartEvent",
+        f"{__name__}.Ping",
+    ]
+    assert len({r["event_id"] for r in data["router"]}) == 2
+    assert data["next_event_id"] > max(r["event_id"] for r in data["router"])
+    plain = Early(timeout=None)
+    with trio.fail_after(10):
+        assert await plain.run(ctx=Context.from_dict(plain, data)) == 3
+
+
+async def test_a_restored_run_keeps_its_id_and_counters() -> None:
+    """The run restored from a snapshot has the run's id, and its step counters go on."""
+    async with Fan(trio.Event(), timeout=None).open_run() as handle:
+        with trio.fail_after(10):
+            while (
+                handle.statistics().steps["gather"].processed < 2
+                or handle.statistics().steps["work"].running < 2
+            ):
+                await trio.sleep(0.001)
+        data = round_trip(handle.ctx.to_dict())
+        run_id = handle.run_id
+        handle.cancel()
+    gate = trio.Event()
+    gate.set()
+    wf = Fan(gate, timeout=None)
+    async with wf.open_run(ctx=Context.from_dict(wf, data)) as handle:
+        assert handle.run_id == run_id
+        assert await handle.result() == [0, 10, 20, 30, 40]
+        steps = handle.statistics().steps
+    # 2 jobs and 2 results were processed before the snapshot; 3 of each after it
+    assert (steps["work"].processed, steps["gather"].processed, steps["begin"].processed) == (5, 5, 1)

@@ -367,9 +367,12 @@ async def test_every_store_writer_is_left_out_while_its_invocation_is_in_progres
     wf.writer, wf.gate, wf.wrote = writer, trio.Event(), trio.Event()
 
     def committed(snapshot: dict[str, Any]) -> dict[str, Any]:
-        values = snapshot_from_dict(snapshot).state.values
-        assert values is not None
-        return dict(values)
+        state = snapshot_from_dict(snapshot).state
+        if kind is TypedWrites:  # a typed state is kept as its model
+            assert state.values is None and isinstance(state.model, Tally)
+            return state.model.model_dump()
+        assert state.values is not None
+        return dict(state.values)
 
     async with wf.open_run(run_id="w") as handle:
         with trio.fail_after(10):
@@ -697,3 +700,36 @@ async def test_an_inbox_item_that_cannot_be_sent_in_is_dropped_with_a_log(
 
 
 J_HUMAN = '{"__is_pydantic": true, "value": {"response": "posted"}, "qualified_name": "actorflow.HumanResponseEvent"}'
+
+
+class TypedWait(Workflow):
+    """A typed state written by a committed invocation, read after a wait that outlives the host."""
+
+    @step
+    async def begin(self, ctx: Context[Tally], ev: StartEvent) -> Job:
+        async with ctx.store.edit_state() as state:
+            state.total = 5
+        return Job(i=1)
+
+    @step
+    async def work(self, ctx: Context[Tally], ev: Job) -> StopEvent:
+        answer = await ctx.wait_for_event(HumanResponseEvent)
+        state = await ctx.store.get_state()
+        return StopEvent(result=(type(state).__name__, state.total, answer.response))
+
+
+async def test_a_typed_state_is_committed_and_resumed_as_its_model(store: SQLiteStore) -> None:
+    """A durable run's Context[MyState] is committed as its model and resumed as an instance of it."""
+    async with TypedWait(durable=store, timeout=None).open_run(run_id="typed") as handle:
+        with trio.fail_after(10):
+            while (record := store.get("typed")) is None or record.status != "waiting":
+                await trio.sleep(0.01)
+    record = store.get("typed")
+    assert record is not None and record.snapshot is not None and record.status == "waiting"
+    assert record.snapshot["state"]["state_type"] == "Tally"
+    state = snapshot_from_dict(record.snapshot).state
+    assert state.values is None and state.model == Tally(total=5)
+    async with TypedWait(durable=store, timeout=None).open_run(run_id="typed") as handle:
+        with trio.fail_after(10):
+            await handle.send_event(HumanResponseEvent(response="ok"))
+            assert await handle.result() == ("Tally", 5, "ok")

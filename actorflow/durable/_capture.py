@@ -35,7 +35,7 @@ from .._events import Event
 from .._exceptions import ContextSerdeError, RunArgumentsError, WorkflowRuntimeError
 from .._isolate import Isolated
 from .._serializers import BaseSerializer, JsonSerializer
-from ._runner import DurableRun
+from ._runner import DurableRun, restored_state, state_snapshot
 from ._snapshot import (
     CollectState,
     EventRef,
@@ -126,7 +126,9 @@ class _PlainCapture:
             CollectState(b.step, b.expected, tuple(self.ref(e) for t in b.held for e in b.held[t]))
             for b in buffers
         )
-        early = tuple(RoutedEvent(self.ref(e).event_id, e) for e in run._early or ())
+        # A run not started yet: its StartEvent goes first, before what was sent in meanwhile.
+        unrouted = [*(() if run.started or run.finished else (run.start_event,)), *(run._early or ())]
+        early = tuple(RoutedEvent(self.ref(e).event_id, e) for e in unrouted)
         asked = tuple(self.ref(e) for e in run._asked or ())
         store = run._store
         elapsed = run._spent + (trio.current_time() - run._started_at if run.started else 0.0)
@@ -134,7 +136,7 @@ class _PlainCapture:
             run_id=run.id,
             workflow=run.spec.name,
             is_running=run.outcome is None,
-            state=StateSnapshot(values=dict(store._data) if store is not None else {}),
+            state=state_snapshot(store),
             router=early,
             steps=tuple(steps),
             collect=collect,
@@ -277,7 +279,7 @@ def continued_run(
     if old.spec.name != wf_spec.name:
         raise RunArgumentsError(f"ctx= is the context of a run of {old.spec.name}, not of {wf_spec.name}")
     holder = old.durable if not old.started else None
-    values: Mapping[str, Any] = {}
+    state: StateSnapshot | None = None
     if holder is not None and holder.snapshot is not None:  # from Context.from_dict
         snap = holder.snapshot
         if snap.is_running:
@@ -295,17 +297,16 @@ def continued_run(
             durable = DurableRun(serializer=holder.serializer, snapshot=snap)
             event: Event = wf_spec.start_type.model_construct()  # never routed: the run is restored
             return workflow._new_run(event, {}, stream=stream, run_id=run_id or snap.run_id, durable=durable)
-        values = snap.state.values or {}
+        state = snap.state
     elif not old.finished:
         raise WorkflowRuntimeError(
             f"run {old.id} of {wf_spec.name} is still going: a run's ctx can start another run once it has ended"
         )
-    elif old._store is not None:
-        values = old._store._data
     run = workflow._new_run(start_event, kwargs, stream=stream, run_id=run_id)
-    store = old._store if old.finished and type(old._store) is Store else None
-    if store is None:
-        store = Store()
-        store._data.update(values)
-    run._store = store
+    if old.finished and type(old._store) is Store:
+        run._store = old._store  # the same store, as in LlamaIndex
+    elif old._store is not None:  # a durable run's: its state, in a plain store
+        run._store = Store(old._store._state)
+    elif state is not None:
+        run._store = Store(restored_state(state, wf_spec.state_type))
     return run

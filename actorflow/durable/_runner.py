@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .._context import CollectBuffer, Context, Store, _check_expected, current_context
 from .._events import Event, InputRequiredEvent, StopEvent
@@ -45,7 +45,7 @@ from .._invoke import is_cancellation, make_call
 from .._observe import EventEmitted, StepCancelled, StepFinished, StepStarted
 from .._router import BATCH
 from .._serializers import BaseSerializer, JsonSerializer
-from .._state import state_from_type
+from .._state import DictState, InMemoryStateStore, copy_for_edit, state_from_type
 from ._records import Commit, ErrorInfo, InvocationRecord, RunRecord
 from ._snapshot import (
     Collected,
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from .._run import Outcome, Run
     from ._store import Claim, Committer, RunStore
 
-__all__ = ["DurableContext", "DurableRun", "Invocation", "StateLog"]
+__all__ = ["DurableContext", "DurableRun", "Invocation", "StateLog", "restored_state", "state_snapshot"]
 
 _log = logging.getLogger("actorflow.durable")
 
@@ -248,11 +248,9 @@ class DurableStore(Store):
 
     __slots__ = ("_log",)
 
-    def __init__(self, log: StateLog, state: BaseModel, values: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, log: StateLog, state: BaseModel) -> None:
         super().__init__(state)
         self._log = log
-        if values:
-            self._data.update(values)
 
     @asynccontextmanager
     async def _writing(self) -> AsyncIterator[None]:
@@ -270,6 +268,57 @@ class DurableStore(Store):
                     log.write(writer, key, value, before)
             for key in before.keys() - after.keys():
                 log.write(writer, key, _DELETED, before)
+
+
+def state_snapshot(
+    store: InMemoryStateStore[Any] | None, committed: Mapping[str, Any] | None = None
+) -> StateSnapshot:
+    """The snapshot of a run's state: its values for a dict state, its model for a typed one.
+
+    ``committed``: the top-level values to take instead of the live ones (a durable run's
+    committed state, :meth:`StateLog.committed`); a typed state is then rebuilt from them.
+    """
+    if store is None:
+        return StateSnapshot(values={})
+    state = store._state
+    live = store._data
+    values = live if committed is None else committed
+    if isinstance(state, DictState):
+        return StateSnapshot(values=dict(values))
+    if values is live:  # writers replace the state object, never change it: this one is committed
+        return StateSnapshot.typed(state)
+    return StateSnapshot.typed(type(state).model_construct(_fields_set=state.model_fields_set, **values))
+
+
+def restored_state(state: StateSnapshot, state_type: type[BaseModel]) -> BaseModel:
+    """The state a restored run starts from (a copy: two runs of one snapshot share nothing).
+
+    A typed state must be of the workflow's state type; a dict state's values fill the
+    workflow's dict state, or are validated into its typed state (snapshots taken before
+    typed states were kept as models stored their fields so).
+    """
+    model = state.model
+    if model is not None:
+        if not isinstance(model, state_type):
+            raise ContextSerdeError(
+                f"snapshot field state: the snapshot holds a {type(model).__name__} state, but the "
+                f"workflow's steps use {state_type.__name__}"
+            )
+        return copy_for_edit(model, {})  # type: ignore[no-any-return]
+    fresh = state_from_type(state_type)
+    values = state.values or {}
+    if not values:
+        return fresh
+    if isinstance(fresh, DictState):
+        fresh._data.update(copy_for_edit(dict(values), {}))  # data copied, live handles shared
+        return fresh
+    try:
+        return state_type.model_validate({**fresh.__dict__, **values})
+    except ValidationError as exc:
+        raise ContextSerdeError(
+            f"snapshot field state: the snapshot's values {sorted(values)} are not a "
+            f"{state_type.__name__}, the workflow's state: {exc}"
+        ) from None
 
 
 class DurableBuffer(CollectBuffer):
@@ -472,6 +521,8 @@ class DurableRun:
         """The store's hub (``_session.StoreHub``) that polls the run's inbox."""
         self._seen_inbox: set[int] = set()
         self.continued = False
+        self.restored: BaseModel | None = None
+        """The state restored from the snapshot, until the run's store is made of it."""
         """Whether a run was made from this snapshot already (``run(ctx=...)`` of a restored ctx)."""
 
     @property
@@ -484,6 +535,8 @@ class DurableRun:
         """Bind to ``run`` (from ``Run.__init__``); the router's deliver functions."""
         self.run = run
         run._spent = self.spent
+        if self.snapshot is not None:  # checked now, before anything runs
+            self.restored = restored_state(self.snapshot.state, run.spec.state_type)
         self.pending = [{} for _ in run.actors]
         return [self._delivery(actor) for actor in run.actors]
 
@@ -498,10 +551,11 @@ class DurableRun:
         return durable_deliver
 
     def new_store(self) -> Store:
-        values: Mapping[str, Any] | None = None
-        if self.snapshot is not None and self.snapshot.state.values is not None:
-            values = self.snapshot.state.values
-        return DurableStore(self.log, state_from_type(self.run.spec.state_type), values)
+        state = self.restored
+        if state is None:
+            state = state_from_type(self.run.spec.state_type)
+        self.restored = None
+        return DurableStore(self.log, state)
 
     def stopping(self) -> None:
         for stop in self.on_stop:
@@ -914,19 +968,22 @@ class DurableRun:
         collect = tuple(
             CollectState(b.step, b.expected, b.refs()) for b in buffers if isinstance(b, DurableBuffer)
         )
-        values = dict(self.log.committed(run.store._data))  # a restored store, even if unread yet
-        early = tuple(RoutedEvent(0, e) for e in run._early or ())
+        store = run.store  # made now if no step read it yet: a restored run keeps its state
+        # Not routed yet: the events sent in before the run started (and its StartEvent, if it
+        # has not), numbered here as the ids the run will give them are not known yet.
+        unrouted = [*(() if run.started or ended else (run.start_event,)), *(run._early or ())]
+        early = tuple(RoutedEvent(run._event_ids + 1 + n, e) for n, e in enumerate(unrouted))
         elapsed = self.spent + (now - run._started_at if run.started else 0.0)
         return Snapshot(
             run_id=run.id,
             workflow=run.spec.name,
             is_running=not ended and (run.outcome is None or host_exit(run.outcome)),
-            state=StateSnapshot(values=values),
+            state=state_snapshot(store, self.log.committed(store._data)),
             router=early,
             steps=tuple(steps),
             collect=collect,
             pending_input=tuple(EventRef(i, e) for i, (e, w) in self.inputs.items() if w is None),
-            next_event_id=run._event_ids + 1,
+            next_event_id=run._event_ids + 1 + len(early),
             audit_seq=self._audit_seq(),
             timing=Timing(timeout=run.timeout, elapsed_s=elapsed, sessions=self.sessions),
         )
