@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import io
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from actorflow import (
     stop_after_attempt,
     wait_none,
 )
+from actorflow.audit._commands import show_command
 from actorflow.durable import RunConflictError, SQLiteStore, snapshot_from_dict
 
 
@@ -567,6 +569,10 @@ def test_the_audit_trail_of_a_run_killed_and_resumed_is_one_run(tmp_path: Path) 
     assert len(set(run.events)) == len([r for r in run.records if r["event"] == "event.emitted"])
     page = draw_execution(run, filename=tmp_path / "run.html")
     assert page.exists()
+    shown = io.StringIO()
+    assert show_command(str(trail), None, out=shown) == 0
+    tree = shown.getvalue()
+    assert tree.count("audited") == 1 and "interrupted" in tree and "finished" in tree, tree
     report = audit.replay(trail, Chain)
     assert report.ok, str(report)
     assert any("resumed 1 time" in n for n in report.runs[0].notes), report.runs[0].notes
@@ -733,3 +739,62 @@ async def test_a_typed_state_is_committed_and_resumed_as_its_model(store: SQLite
         with trio.fail_after(10):
             await handle.send_event(HumanResponseEvent(response="ok"))
             assert await handle.result() == ("Tally", 5, "ok")
+
+
+INTERRUPTED = """
+import sys, os, signal, trio
+sys.path.insert(0, sys.argv[2])
+from actorflow.durable import SQLiteStore
+from test_durable_runs import Chain
+wf = Chain(durable=SQLiteStore(sys.argv[1]), timeout=None)
+wf.gate, wf.block_at = trio.Event(), 1
+async def main():
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(lambda: wf.run(run_id="ctrl-c", hops=3))
+        while wf.calls[("hop", 1)] == 0:
+            await trio.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C
+        await trio.sleep_forever()
+trio.run(main)
+"""
+
+
+def test_ctrl_c_leaves_a_durable_run_resumable(tmp_path: Path) -> None:
+    """A process stopped by Ctrl-C commits what its run did and ends nothing: the run resumes."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "runs.db"
+    here = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED, str(path), here], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr, done.stderr
+    with SQLiteStore(path) as store:
+        record = store.get("ctrl-c")
+        assert record is not None and record.status == "running" and store.holder("ctrl-c") is None
+        assert {(i.step, i.event_id) for i in store.invocations("ctrl-c")} >= {("begin", 1), ("hop", 2)}
+        resumed = Chain(durable=store, timeout=None)
+        assert trio.run(lambda: resumed.run(run_id="ctrl-c")) == {"done": True}
+        assert resumed.calls == collections.Counter({("hop", 1): 1, ("hop", 0): 1})
+
+
+async def test_a_timed_out_run_raises_its_timeout_again_and_runs_nothing(store: SQLiteStore) -> None:
+    """Its timeout ends a durable run for good: the same run_id raises the stored timeout."""
+    calls: list[str] = []
+
+    class Slow(Workflow):
+        @step
+        async def wait(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            calls.append("wait")
+            await ctx.wait_for_event(HumanResponseEvent)
+            return StopEvent(result="answered")
+
+    # a real clock (the store's threads and a virtual clock do not mix); the wait never ends
+    with trio.fail_after(30), pytest.raises(WorkflowTimeoutError, match=r"timed out after 0\.2s"):
+        await Slow(durable=store, timeout=0.2).run(run_id="late")
+    record = store.get("late")
+    assert record is not None and record.status == "timed_out"
+    with trio.fail_after(30), pytest.raises(WorkflowTimeoutError, match=r"timed out after 0\.2s"):
+        await Slow(durable=store, timeout=60).run(run_id="late")
+    assert calls == ["wait"]
