@@ -737,6 +737,8 @@ async def test_a_typed_state_is_committed_and_resumed_as_its_model(store: SQLite
     assert state.values is None and state.model == Tally(total=5)
     async with TypedWait(durable=store, timeout=None).open_run(run_id="typed") as handle:
         with trio.fail_after(10):
+            while not handle.statistics().steps["work"].waiting:  # it runs again up to its wait
+                await trio.sleep(0.001)
             await handle.send_event(HumanResponseEvent(response="ok"))
             assert await handle.result() == ("Tally", 5, "ok")
 
