@@ -88,6 +88,32 @@ def test_a_commit_writes_state_invocations_and_taken_events_together(store: SQLi
     assert store.inbox("order-42") == []
 
 
+def test_a_commit_of_many_invocations_writes_every_one(store: SQLiteStore) -> None:
+    """Invocations written a chunk of rows per statement come back whole, in order, ids and all."""
+    store.create(new())
+    emitted = [(), (7,), (8, 9, 10)]
+    first = tuple(
+        InvocationRecord(
+            "work" if i % 2 else "gather", i, i % 3, 1 + i % 2, "finished", emitted[i % 3], i / 1000
+        )
+        for i in range(1, 151)  # more than two chunks, the last one short
+    )
+    second = (InvocationRecord("work", 151, 0, 1, "failed", (), 0.5),)
+    store.commit([Commit("order-42", 0, "running", 1.0, invocations=first)])
+    store.commit([Commit("order-42", 1, "running", 2.0, invocations=second)])
+    assert store.invocations("order-42") == [*first, *second]
+    with pytest.raises(
+        RunConflictError, match=r"the invocation of step .work. on event #149 was committed before"
+    ):
+        store.commit([Commit("order-42", 2, "running", 3.0, invocations=(first[148],))])
+    store.create(new("again"))
+    with pytest.raises(
+        RunConflictError, match=r"the invocation of step .work. on event #149 is in this commit twice"
+    ):
+        store.commit([Commit("again", 0, "running", 3.0, invocations=first[:100] + first[148:149] * 2)])
+    assert store.invocations("again") == []
+
+
 def test_a_commit_that_fails_changes_nothing(store: SQLiteStore) -> None:
     """A commit of an invocation committed before is refused, and no part of the batch is written."""
     store.create(new("a"))

@@ -37,6 +37,7 @@ import json
 import os
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import chain, repeat
@@ -274,19 +275,7 @@ class SQLiteStore:
             try:
                 _insert_invocations(db, run_id, number, c.invocations)
             except sqlite3.IntegrityError as exc:
-                seen = [
-                    i
-                    for i in c.invocations
-                    if db.execute(
-                        "SELECT 1 FROM invocations WHERE run_id = ? AND step = ? AND event_id = ?",
-                        (c.run_id, i.step, i.event_id),
-                    ).fetchone()
-                ]
-                named = ", ".join(f"step {i.step!r} on event #{i.event_id}" for i in seen) or str(exc)
-                raise RunConflictError(
-                    f"run {c.run_id!r}: the invocation of {named} was committed before; an "
-                    f"invocation commits once"
-                ) from exc
+                raise self._twice(db, c, number) from exc
         if c.taken:
             marks = db.executemany(
                 "UPDATE inbox SET taken_in = ? WHERE id = ? AND run_id = ? AND taken_in IS NULL",
@@ -297,6 +286,30 @@ class SQLiteStore:
                     f"run {c.run_id!r}: some of inbox items {list(c.taken)} were taken before or "
                     f"are not this run's"
                 )
+
+    def _twice(self, db: sqlite3.Connection, c: Commit, number: int) -> RunConflictError:
+        """The error for a commit with an invocation that was committed before (the rows this
+        commit inserted before the failing statement are its own, in the same transaction)."""
+        keys = list(dict.fromkeys((i.step, i.event_id) for i in c.invocations))
+        before = [
+            k
+            for k in keys
+            if db.execute(
+                "SELECT 1 FROM invocations WHERE run_id = ? AND step = ? AND event_id = ? AND commit_no < ?",
+                (c.run_id, *k, number),
+            ).fetchone()
+        ]
+        if before:
+            named = ", ".join(f"step {s!r} on event #{e}" for s, e in before)
+            return RunConflictError(
+                f"run {c.run_id!r}: the invocation of {named} was committed before; an invocation "
+                f"commits once"
+            )
+        counts = Counter((i.step, i.event_id) for i in c.invocations)
+        named = ", ".join(f"step {s!r} on event #{e}" for (s, e), n in counts.items() if n > 1)
+        return RunConflictError(
+            f"run {c.run_id!r}: the invocation of {named} is in this commit twice; an invocation commits once"
+        )
 
     def invocations(self, run_id: str) -> list[InvocationRecord]:
         """The run's committed invocations, in commit order."""
