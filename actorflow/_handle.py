@@ -10,6 +10,8 @@ that reads the event stream is not cancelled: the stream tells it how the run en
 
 from __future__ import annotations
 
+import asyncio
+import warnings
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,7 +59,7 @@ class RunHandle:
     def ctx(self) -> OutsideContext:
         """The run's Context seen from outside: ``store``, ``send_event``, ``is_running``."""
         if self._ctx is None:
-            self._ctx = OutsideContext(self._run)
+            self._ctx = OutsideContext(self._run, self.stream_events)
         return self._ctx
 
     def is_done(self) -> bool:
@@ -97,21 +99,48 @@ class RunHandle:
             return outcome._replace(error=error)
         return outcome
 
-    async def cancel_run(self) -> None:
-        """Cancel the run and wait until it has ended (``result()`` then raises
-        WorkflowCancelledError); nothing happens to a run that has already ended."""
+    async def cancel_run(self, *, timeout: float = 5.0) -> None:
+        """Cancel the run and wait until it has ended, or ``timeout`` seconds (LlamaIndex's
+        default, 5.0) have passed (``result()`` then raises WorkflowCancelledError); nothing
+        happens to a run that has already ended. Never raises for the run's outcome, as in
+        LlamaIndex; ``timeout=None`` waits as long as the run takes to end."""
         self._run.cancel()
-        await self._run.wait_finished()
+        if timeout is None:
+            await self._run.wait_finished()
+            return
+        with trio.move_on_after(timeout):
+            await self._run.wait_finished()
 
     @property
     def run_id(self) -> str:
         """The run's unique id (also in its audit records)."""
         return self._run.id
 
-    @property
     def done(self) -> bool:
-        """Whether the run has ended (every task of it has exited)."""
+        """Whether the run has ended: LlamaIndex's deprecated ``handler.done()``; use
+        :meth:`is_done`."""
+        _deprecated("done()", "use handle.is_done()")
         return self._run.finished
+
+    def cancelled(self) -> bool:
+        """Whether the run ended cancelled: LlamaIndex's deprecated ``handler.cancelled()``;
+        catch WorkflowCancelledError from ``await handle`` instead."""
+        _deprecated("cancelled()", "catch WorkflowCancelledError from await handle")
+        outcome = self._run.outcome
+        return self._run.finished and outcome is not None and outcome.kind == "cancelled"
+
+    def exception(self) -> BaseException | None:
+        """The error the run ended with (None for a result): LlamaIndex's deprecated
+        ``handler.exception()``, which, like ``asyncio.Future.exception()``, raises
+        ``asyncio.InvalidStateError`` while the run is going. An error read here is not
+        raised again when the ``open_run`` block exits."""
+        _deprecated("exception()", "use await handle, which raises it")
+        outcome = self._run.outcome
+        if not self._run.finished or outcome is None:
+            raise asyncio.InvalidStateError("Exception is not set.")
+        if outcome.error is not None:
+            self._reported = True
+        return outcome.error
 
     def stream_events(self, expose_internal: bool = False) -> EventStream:
         """The events steps write with ``ctx.write_event_to_stream``, in order, then the one
@@ -155,20 +184,27 @@ class RunHandle:
         """Cancel the run if it is still going; ``result()`` then raises WorkflowCancelledError."""
         self._run.cancel()
 
-    async def send_event(self, event: Event) -> None:
-        """Send ``event`` into the run from outside, as if a step had emitted it.
+    async def send_event(self, event: Event, step: str | None = None) -> None:
+        """Send ``event`` into the run from outside, as if a step had emitted it; ``step=``
+        delivers it to that one step only (as ``ctx.send_event(ev, step=...)``).
 
         Waits while the inbox of a receiving step is full (backpressure for producers
         outside the run). A step waiting in ``ctx.wait_for_event`` for this type gets it
         first. Raises :class:`WorkflowRuntimeError` when the run has ended, or when no step
-        accepts the event's type and no step waits for it.
+        accepts the event's type and no step waits for it, and
+        :class:`WorkflowStepDoesNotExistError` for a ``step=`` the workflow does not have.
         """
         run = self._run
         if not run.started:
             await run.wait_started()  # backpressure needs the run's inboxes: wait for them
         run.check_inject(event)
-        await run.wait_for_room(event, None, None)
-        run.inject(event)
+        if step is not None:
+            self.ctx._check_step(step)
+        await run.wait_for_room(event, step, None)
+        if step is None:
+            run.inject(event)
+        else:
+            run.inject_to_step(event, step)
         if run.durable is not None:
             await run.durable.sent()  # a durable run has the event in its store when this returns
         await trio.lowlevel.checkpoint()
@@ -229,6 +265,14 @@ async def open_run(run: Run) -> AsyncIterator[RunHandle]:
             raise run_error from None
         body_error.add_note(f"(the run then failed with {type(run_error).__name__}: {run_error})")
     raise body_error
+
+
+def _deprecated(what: str, instead: str) -> None:
+    warnings.warn(
+        f"RunHandle.{what} is deprecated, as WorkflowHandler.{what} is in LlamaIndex; {instead}",
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 def _failed(run: Run) -> BaseException | None:

@@ -1,21 +1,25 @@
 """``handle.ctx``: the run's Context as seen from outside it (LlamaIndex's ``handler.ctx``).
 
 It offers what makes sense from outside a step: the run's ``store``, ``send_event`` (sync, as
-in LlamaIndex: no waiting for room), ``write_event_to_stream``, ``is_running`` and ``run_id``.
-What only a step can do (``collect_events``, ``wait_for_event``) names the step-side way.
+in LlamaIndex: no waiting for room), ``write_event_to_stream``, ``stream_events``,
+``running_steps``, ``is_running`` and ``run_id``. What only a step can do (``collect_events``,
+``wait_for_event``, ``retry_info``) names the step-side way.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._context import Context
 from ._events import Event
-from ._exceptions import WorkflowRuntimeError, WorkflowStepDoesNotExistError
+from ._exceptions import ContextStateError, WorkflowRuntimeError, WorkflowStepDoesNotExistError
 
 if TYPE_CHECKING:
+    from ._retry import RetryInfo
     from ._run import Run
     from ._state import InMemoryStateStore
+    from ._stream import EventStream
 
 __all__ = ["OutsideContext"]
 
@@ -23,10 +27,12 @@ __all__ = ["OutsideContext"]
 class OutsideContext(Context[Any]):
     """The run's Context from outside: ``handle.ctx``."""
 
-    __slots__ = ()
+    __slots__ = ("_stream_events",)
 
-    def __init__(self, run: Run) -> None:  # no actor: nothing here runs as a step
+    def __init__(self, run: Run, stream_events: Callable[[], EventStream] | None = None) -> None:
+        # No actor: nothing here runs as a step.
         self._run = run
+        self._stream_events = stream_events
         self._actor = None  # type: ignore[assignment]
         self.worker = -1
         self.attempt = 1
@@ -51,6 +57,22 @@ class OutsideContext(Context[Any]):
         """Whether the run has started and not ended."""
         return self._run.started and not self._run.over
 
+    async def running_steps(self) -> list[str]:
+        """The names of the steps with an invocation running now (one suspended in
+        ``ctx.wait_for_event`` does not count), as LlamaIndex's ``handler.ctx.running_steps()``."""
+        return [a.spec.name for a in self._run.actors if a.running > a.waiting]
+
+    def stream_events(self) -> EventStream:
+        """The run's event stream, as ``handle.stream_events()`` (LlamaIndex's
+        ``handler.ctx.stream_events()``)."""
+        if self._stream_events is None:  # a Context.from_dict(...) not yet given to a run
+            raise ContextStateError("stream_events requires a running workflow. Call workflow.run() first.")
+        return self._stream_events()
+
+    def retry_info(self) -> RetryInfo:
+        """Refused: retries belong to a step's invocation (the ctx a step receives)."""
+        _for_steps("retry_info")
+
     def send_event(self, event: Event, step: str | None = None) -> None:
         """Send ``event`` into the run now, as ``await handle.send_event(event)`` does without
         waiting for room; ``step=`` delivers it to that one step."""
@@ -59,12 +81,16 @@ class OutsideContext(Context[Any]):
             run.inject(event)
             return
         run.check_inject(event)
+        self._check_step(step)
+        run.inject_to_step(event, step)
+
+    def _check_step(self, step: str) -> None:
+        run = self._run
         if step not in {a.spec.name for a in run.actors}:
             raise WorkflowStepDoesNotExistError(
                 f"Step {step} does not exist in {run.spec.name} (its steps: "
                 f"{', '.join(a.spec.name for a in run.actors)})"
             )
-        run.inject_to_step(event, step)
 
     async def asend_event(self, event: Event, step: str | None = None) -> None:
         """Like :meth:`send_event`, waiting first while a receiving step's inbox is full."""
@@ -85,3 +111,8 @@ class OutsideContext(Context[Any]):
             "wait_for_event() is for steps: call it on the ctx a step receives; from outside, "
             "read handle.stream_events() and answer with handle.ctx.send_event(...)"
         )
+
+
+def _for_steps(fn: str) -> NoReturn:
+    """LlamaIndex's ContextStateError for a step-only method called on ``handler.ctx``."""
+    raise ContextStateError(f"{fn} is only available from within step functions.")

@@ -477,7 +477,7 @@ def test_the_timeout_counts_only_the_time_a_process_ran_the_run(tmp_path: Path) 
                     await trio.sleep(0)
                 clock.jump(3.9)
                 await trio.sleep(0)
-                assert not handle.done
+                assert not handle.is_done()
                 clock.jump(0.2)
                 with trio.fail_after(5):
                     with pytest.raises(WorkflowTimeoutError, match="timed out after 10s"):

@@ -64,7 +64,7 @@ async def test_handle_result_and_run_id(autojump_clock: trio.abc.Clock) -> None:
         assert len(handle.run_id) == 32
         await handle.send_event(AnswerEvent(text="42"))
         assert await handle.result() == "got 42"
-    assert handle.done
+    assert handle.is_done()
     assert wf.torn_down == 1  # the step still waiting was cancelled when the run stopped
 
 
@@ -97,7 +97,7 @@ async def test_failing_run_is_raised_at_exit_even_if_the_body_finished(
     with pytest.raises(WorkflowTimeoutError):
         async with Conversation(timeout=1).open_run() as handle:
             await trio.sleep(2)
-    assert handle.done
+    assert handle.is_done()
 
 
 async def test_leaving_the_block_early_cancels_the_run_quietly(autojump_clock: trio.abc.Clock) -> None:

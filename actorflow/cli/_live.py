@@ -229,7 +229,7 @@ class LiveDisplay(Observer):
         start = trio.current_time()
         self.out.write("\x1b[?25l")  # hide the cursor while it jumps around
         try:
-            while not handle.done:
+            while not handle.is_done():
                 size = shutil.get_terminal_size()
                 self.draw(self.render(handle.run_id, trio.current_time() - start, size.columns, size.lines))
                 await trio.sleep(REFRESH)
