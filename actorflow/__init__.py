@@ -55,6 +55,9 @@ from ._executor import Placement as Placement
 from ._executor import ProcessExecutor as ProcessExecutor
 from ._executor import RemoteContext as RemoteContext
 from ._executor import ThreadExecutor as ThreadExecutor
+from ._gather import All as All
+from ._gather import Collect as Collect
+from ._gather import Take as Take
 from ._handle import RunHandle as RunHandle
 from ._observe import EventEmitted as EventEmitted
 from ._observe import EventTaken as EventTaken
@@ -130,7 +133,9 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ActorflowError",
+    "All",
     "BaseSerializer",
+    "Collect",
     "ConstantDelayRetryPolicy",
     "Context",
     "ContextSerdeError",
@@ -185,6 +190,7 @@ __all__ = [
     "StepStatistics",
     "StepTimeoutError",
     "StopEvent",
+    "Take",
     "ThreadExecutor",
     "UnhandledEvent",
     "WaitForEventTimeoutError",

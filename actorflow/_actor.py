@@ -56,6 +56,7 @@ class StepActor:
         "idle",
         "index",
         "inflight",
+        "joined",
         "last",
         "peak_queued",
         "placements",
@@ -110,6 +111,8 @@ class StepActor:
         self.room: trio.lowlevel.ParkingLot | None = None
         """Where ``asend_event`` callers wait for the inbox to have room (made on need)."""
         self.room_waiters = 0
+        self.joined: list[Any] | None = None
+        """A join step's events waiting for the rest of their set, oldest first."""
 
     # -- the inbox ---------------------------------------------------------------------------
 

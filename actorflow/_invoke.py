@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import trio
 
 from ._exceptions import StepTimeoutError
+from ._gather import fanned_out, join_call, scoped
 from ._resource import wrap_call
 from ._sync import ThreadContext, thread_call
 
@@ -73,7 +74,9 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
 
                 reports.ran_on(ctx, last_placement())
 
-    elif spec.resources:  # a step with resources: built, then passed by name
+    elif spec.gather is not None or spec.join or spec.resources:
+        # Built resources, a fan-in's list, a join's events: passed by name (``bound`` holds
+        # the events of a fan-in or join step by parameter).
         step_ctx = ctx if not spec.sync else ThreadContext(ctx)
         call = wrap_call(func, workflow, spec, step_ctx, trio.to_thread.run_sync if spec.sync else None)
     else:
@@ -86,9 +89,16 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
             call = functools.partial(func, workflow)
         if spec.sync:
             call = thread_call(call, spec.name)  # a sync 'def' step: in a worker thread
-    if spec.retry_policy is None and spec.timeout is None:
-        return call
-    return _guard(spec, ctx, call, reports)
+    if spec.retry_policy is not None or spec.timeout is not None:
+        call = _guard(spec, ctx, call, reports)
+    if spec.join:
+        call = join_call(reports, call)  # type: ignore[arg-type]
+    streams = ctx._run.streams
+    if streams is not None:  # a class with fan-in steps: every step knows its stream
+        return scoped(reports, ctx, call, streams)  # type: ignore[arg-type]
+    if spec.fan_out:
+        return fanned_out(reports, ctx, call)  # type: ignore[arg-type]
+    return call
 
 
 def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> Call:

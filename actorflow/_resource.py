@@ -279,9 +279,14 @@ def wrap_call(
     event_param, ctx_param = spec.event_param, spec.ctx_param
     get = manager.get
 
+    bound = spec.gather is not None or bool(spec.join)
+
     async def call(event: Any) -> Any:
         kwargs = {name: await get(d, _annotation=t) for name, d, t in resources}
-        kwargs[event_param] = event
+        if bound:  # a fan-in or join step: its events by parameter
+            kwargs.update(event)
+        else:
+            kwargs[event_param] = event
         if ctx_param is not None:
             kwargs[ctx_param] = step_ctx
         if in_thread is not None:

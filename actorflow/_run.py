@@ -46,6 +46,7 @@ from ._exceptions import (
     WorkflowStepDoesNotExistError,
     WorkflowTimeoutError,
 )
+from ._gather import Streams
 from ._invoke import is_cancellation
 from ._observe import (
     EventEmitted,
@@ -134,6 +135,7 @@ class Run:
         "start_event",
         "started",
         "stream",
+        "streams",
         "tagged",
         "timeout",
         "workflow",
@@ -209,6 +211,11 @@ class Run:
         """The ContextVars a step of the run starts with: the caller's, when the run started."""
         self.actors = tuple(StepActor(self, s, i) for i, s in enumerate(spec.steps))
         deliver = [a.deliver for a in self.actors] if durable is None else durable.attach(self)
+        self.streams: Streams | None = None
+        """The open fan-out streams (classes with fan-in steps only: ``_gather``)."""
+        if spec.gathers and durable is None:  # Workflow(durable=) refuses fan-in steps
+            streams = self.streams = Streams(self, spec.gathers)
+            deliver = [streams.counting(d) for d in deliver]
         self.router = Router(spec.routes, deliver, self._special)
 
     @property
@@ -561,6 +568,12 @@ class Run:
             accepted = " | ".join(t.__name__ for t in actor.spec.accepts)
             raise WorkflowRuntimeError(
                 f"{sender} sent a {type(event).__name__} to step {step!r}, which accepts only {accepted}"
+            )
+        if actor.spec.gather is not None:
+            raise WorkflowRuntimeError(
+                f"{type(event).__name__} was sent to collect step {step!r} via send_event(step=...), "
+                f"but a collect step cannot receive targeted events: it only collects events "
+                f"emitted inside a fan-out stream."
             )
         return actor
 

@@ -81,12 +81,26 @@ class StepSpec:
     """The event parameter's name."""
     ctx_param: str | None = None
     """The context parameter's name, if the step takes one."""
+    fan_out: tuple[type[Event], ...] = ()
+    """Event types the return hint lists inside ``list[...]``: a fan-out step (its returned
+    list opens a stream; see ``_gather``). Also in ``emits``."""
+    bare: tuple[type[Event], ...] = ()
+    """Of ``emits``, the types the return hint names outside a list (all of them when the
+    step does not fan out)."""
+    gather: Any = None
+    """For a fan-in step (``items: list[E]``): its ``Collect`` policy; ``accepts`` are the
+    item types and ``event_param`` the list parameter."""
+    join: tuple[tuple[str, type[Event]], ...] = ()
+    """For a join step (several event parameters): (parameter, event type), in order."""
     emit_ok: set[type[Event]] = attrs.field(init=False, eq=False, repr=False)
     """Types this step may emit without further checks: the declared ones, and subclasses
     of them seen at run time that the workflow class routes (shared by every run)."""
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "emit_ok", set(self.emits))
+        if not self.fan_out:
+            object.__setattr__(self, "bare", self.emits)
+        # A type named only inside list[...] may not be returned bare: it takes the slow path.
+        object.__setattr__(self, "emit_ok", set(self.bare))
 
     @property
     def doc(self) -> str:
@@ -352,11 +366,20 @@ def resolve(draft: _StepDraft, name: str, extra_ns: Mapping[str, Any] | None = N
     ctx_params = [p for p in params if _is_context(hints[p.name])]
     resource_params = [p for p in params if descriptor_of(hints[p.name]) is not None]
     event_params = [p for p in params if p not in ctx_params and p not in resource_params]
-    if len(event_params) != 1 or len(ctx_params) > 1:
+    if not event_params or len(ctx_params) > 1:
         raise WorkflowDefinitionError(
-            f"step {qual!r} must take exactly one event parameter, at most one 'ctx: Context' "
-            f"and any number of resources (Annotated[T, Resource(factory)]); its parameters are "
-            f"annotated { {p.name: _hint_name(hints[p.name]) for p in params} }"
+            f"step {qual!r} must take an event parameter (several for a join, or one "
+            f"'items: list[E]' to collect a fan-out), at most one 'ctx: Context' and any number "
+            f"of resources (Annotated[T, Resource(factory)]); its parameters are annotated "
+            f"{ {p.name: _hint_name(hints[p.name]) for p in params} }"
+        )
+    gathered = {p.name: _collected(hints[p.name], qual, p.name) for p in event_params}
+    gather = next((g for g in gathered.values() if g is not None), None)
+    if gather is not None and len(event_params) > 1:
+        raise WorkflowDefinitionError(
+            f"step {qual!r}: A list[E] collection parameter cannot be combined with other event "
+            f"parameters. Use a single list[E] parameter, or multiple single-event parameters "
+            f"for a multi-slot join."
         )
     resources = []
     for p in resource_params:
@@ -373,13 +396,37 @@ def resolve(draft: _StepDraft, name: str, extra_ns: Mapping[str, Any] | None = N
     if ctx_params:
         ctx = "first" if params.index(ctx_params[0]) < params.index(event_param) else "last"
 
-    accepts = _event_types(hints[event_param.name], qual, f"parameter {event_param.name!r}", False)
+    join: tuple[tuple[str, type[Event]], ...] = ()
+    if gather is not None:
+        accepts = _event_types(gather[0], qual, f"parameter {event_param.name!r}", False)
+    elif len(event_params) > 1:
+        for p in event_params:
+            slot = _event_types(hints[p.name], qual, f"parameter {p.name!r}", False)
+            if len(slot) != 1:
+                raise WorkflowDefinitionError(
+                    f"step {qual!r}: Collect-mode steps (more than one event parameter) require "
+                    f"each event parameter to declare a single event type, but parameter "
+                    f"{p.name!r} declares {len(slot)}. Union-typed collect parameters are not "
+                    f"supported."
+                )
+            join += ((p.name, slot[0]),)
+        accepts = tuple(dict.fromkeys(t for _, t in join))
+    else:
+        accepts = _event_types(hints[event_param.name], qual, f"parameter {event_param.name!r}", False)
+    if (gather is not None or join) and draft.executor is not None:
+        raise WorkflowDefinitionError(
+            f"step {qual!r}: a {'fan-in' if gather is not None else 'join'} step runs in the run's "
+            f"loop; executor= is not supported for it"
+        )
     if draft.catch is not None and accepts != (StepFailedEvent,):
         raise WorkflowDefinitionError(
             f"@catch_error handler '{func.__name__}' must accept StepFailedEvent as its event "
             f"parameter (ev: StepFailedEvent), got {' | '.join(t.__name__ for t in accepts)}"
         )
-    emits = _event_types(returns, qual, "return hint", True)
+    bare_hint, listed_hint = _split_lists(returns)
+    bare = _event_types(bare_hint, qual, "return hint", True)
+    fan_out = _event_types(listed_hint, qual, "return hint's list", False) if listed_hint is not None else ()
+    emits = tuple(dict.fromkeys((*bare, *fan_out)))
     state_type = _state_type(hints[ctx_params[0].name], qual) if ctx_params else None
     return StepSpec(
         name=name,
@@ -400,7 +447,63 @@ def resolve(draft: _StepDraft, name: str, extra_ns: Mapping[str, Any] | None = N
         event_param=event_param.name,
         ctx_param=ctx_params[0].name if ctx_params else None,
         catch=draft.catch,
+        fan_out=fan_out,
+        bare=bare,
+        gather=gather[1] if gather is not None else None,
+        join=join,
     )
+
+
+def _collected(hint: Any, qual: str, name: str) -> tuple[Any, Any] | None:
+    """(the item hint, the Collect policy) of a fan-in parameter (``list[E]``, optionally
+    ``Annotated[list[E], Collect(...)]`` or ``| None``); None for any other parameter."""
+    from ._gather import All, Collect, Take
+
+    marker = None
+    if typing.get_origin(hint) is typing.Annotated:
+        args = typing.get_args(hint)
+        marker = next((a for a in args[1:] if isinstance(a, Collect)), None)
+        if marker is None:
+            return None
+        hint = args[0]
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        members = [a for a in typing.get_args(hint) if a is not types.NoneType]
+        if len(members) == 1 and typing.get_origin(members[0]) is list:
+            hint = members[0]
+    if typing.get_origin(hint) is not list:
+        if marker is not None:
+            raise WorkflowDefinitionError(
+                f"step {qual!r}: Parameter {name!r} carries a Collect marker but is not annotated "
+                f"as list[E] of an Event subclass. Collect markers apply only to collection fan-in "
+                f"(list[Event]) parameters."
+            )
+        return None
+    policy = marker if marker is not None else Collect()
+    if not isinstance(policy.cardinality, All | Take):
+        raise WorkflowDefinitionError(
+            f"step {qual!r}: Collect cardinality on {name!r} must be All() or Take(n). Other "
+            f"cardinalities are not supported."
+        )
+    args = typing.get_args(hint)
+    if len(args) != 1:
+        raise WorkflowDefinitionError(
+            f"step {qual!r}: parameter {name!r} is annotated {hint!r}; a fan-in parameter names "
+            f"its event types, e.g. list[Item] or list[A | B]"
+        )
+    return args[0], policy
+
+
+def _split_lists(hint: Any) -> tuple[Any, Any]:
+    """A return hint split into (its members outside ``list[...]`` as a union, or None; the
+    union of what its ``list[...]`` members hold, or None when there are none)."""
+    members = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else (hint,)
+    bare = [m for m in members if typing.get_origin(m) is not list]
+    listed = [a for m in members if typing.get_origin(m) is list for a in typing.get_args(m)]
+    if len(bare) == len(members):
+        return hint, None
+    bare_hint = Union[tuple(bare)] if bare else None  # noqa: UP007 (a runtime union of types)
+    listed_hint = Union[tuple(listed)] if listed else None  # noqa: UP007
+    return bare_hint, listed_hint
 
 
 def _as_method(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from ._catch import handler_table
 from ._events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StepFailedEvent, StopEvent
 from ._exceptions import WorkflowDefinitionError
+from ._gather import bindings, level_problems
 from ._router import RouteTable
 from ._state import DictState
 from ._step import StepSpec
@@ -43,6 +44,9 @@ class WorkflowSpec:
     """The run state's model: the most derived ``Context[MyState]`` of the steps, else DictState."""
     handlers: Mapping[int, int] = attrs.field(factory=dict)
     """Step index -> the index of the ``@catch_error`` handler that recovers its failures."""
+    gathers: Mapping[int, tuple[int, ...]] = attrs.field(factory=dict)
+    """Fan-out step index -> the ``list[E]`` fan-in steps its streams release (empty: the
+    class has no fan-in step, and its runs keep no streams)."""
 
     def may_wait(self, source: int, target: int) -> bool:
         """Whether ``source`` may wait for room in ``target``'s inbox without risking deadlock.
@@ -155,6 +159,8 @@ def build_spec(
         )
     state_type = _state_type(steps, found)
     if steps and starts:
+        top = [starts[0], *(t for t in accepted if issubclass(t, (HumanResponseEvent, *outside)))]
+        found.extend(level_problems(steps, top))
         _graph_checks(steps, starts[0], outside, skip_graph_checks, found)
     if found:
         raise WorkflowDefinitionError(
@@ -170,6 +176,7 @@ def build_spec(
         external=tuple(t for t in accepted if issubclass(t, (HumanResponseEvent, *outside))),
         state_type=state_type,
         handlers=handlers,
+        gathers=bindings(steps) if any(s.gather is not None for s in steps) else {},
     )
 
 

@@ -17,6 +17,7 @@ from ._context import Context
 from ._events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 from ._exceptions import (
     RunArgumentsError,
+    WorkflowConfigurationError,
     WorkflowDefinitionError,
     WorkflowRuntimeError,
     WorkflowValidationError,
@@ -168,6 +169,13 @@ class Workflow:
         self._actorflow_limiter = None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
         wf_spec = spec(type(self))  # the class is checked by now at the latest
         self._actorflow_executors = _check_executors(wf_spec, executors)
+        if durable is not None:
+            unsupported = [s.name for s in wf_spec.steps if s.gather is not None or s.join]
+            if unsupported:
+                raise WorkflowConfigurationError(
+                    f"{wf_spec.name}: durable runs do not support fan-in (list[E]) or join steps yet "
+                    f"(steps {', '.join(repr(n) for n in unsupported)}); run it without durable="
+                )
 
     @property
     def workflow_name(self) -> str:

@@ -93,14 +93,26 @@ def test_ctx_may_come_before_or_after_the_event() -> None:
     assert Flow().run_sync() is True
 
 
-def test_two_event_parameters_are_rejected() -> None:
-    """A step has exactly one event parameter."""
+def test_two_event_parameters_make_a_join_whose_events_must_meet() -> None:
+    """Two event parameters make a join (LlamaIndex's collect_params); one that can never
+    fill both at one stream level is refused."""
 
-    with pytest.raises(WorkflowDefinitionError, match="exactly one event parameter"):
+    with pytest.raises(WorkflowDefinitionError, match="joins event parameters that are never produced"):
 
         class Flow(Workflow):
             @step
             async def s(self, a: StartEvent, b: MiddleEvent) -> StopEvent:
+                return StopEvent()
+
+
+def test_a_step_without_an_event_parameter_is_rejected() -> None:
+    """A step takes at least one event parameter."""
+
+    with pytest.raises(WorkflowDefinitionError, match="must take an event parameter"):
+
+        class Flow(Workflow):
+            @step
+            async def s(self, ctx: Context) -> StopEvent:
                 return StopEvent()
 
 

@@ -9,7 +9,9 @@ def test_public_names_are_pinned() -> None:
     """actorflow exports exactly the documented names, each importable."""
     assert sorted(actorflow.__all__) == [
         "ActorflowError",
+        "All",
         "BaseSerializer",
+        "Collect",
         "ConstantDelayRetryPolicy",
         "Context",
         "ContextSerdeError",
@@ -64,6 +66,7 @@ def test_public_names_are_pinned() -> None:
         "StepStatistics",
         "StepTimeoutError",
         "StopEvent",
+        "Take",
         "ThreadExecutor",
         "UnhandledEvent",
         "WaitForEventTimeoutError",

@@ -67,6 +67,8 @@ def to_mermaid(workflow: type[Workflow] | Workflow) -> str:
         lines.append(f"    {ids[n.id]}{shape}:::{n.kind}")
     for e in graph.edges:
         arrow = "-.->" if e.kind == "subclass" else "-->"
+        if e.label:
+            arrow = f'-. "{e.label}" .->' if e.kind == "subclass" else f'-- "{e.label}" -->'
         lines.append(f"    {ids[e.source]} {arrow} {ids[e.target]}")
     used = {n.kind for n in graph.nodes}
     lines += [f"    classDef {kind} {style}" for kind, style in _MERMAID_STYLES.items() if kind in used]
@@ -150,11 +152,16 @@ def flow_graph(wf: WorkflowSpec, cls: type[Workflow]) -> Graph:
         for i in wf.routes.targets(t):
             s = wf.steps[i]
             receivers[t].append(s.name)
-            edges.append(Edge(event_id[t], f"s:{s.name}", kind="" if t in s.accepts else "subclass"))
+            kind = "" if t in s.accepts else "subclass"
+            # A fan-in step takes the list of a stream's items; a join, one of each type.
+            label = "list" if s.gather is not None else "join" if s.join else ""
+            edges.append(Edge(event_id[t], f"s:{s.name}", label=label, kind=kind))
     for s in wf.steps:
         for t in s.emits:
             producers[t].append(s.name)
-            edges.append(Edge(f"s:{s.name}", event_id[t]))
+            # A fan-out step's returned list: each item is an event of its own.
+            label = "each" if t in s.fan_out and t not in s.bare else ""
+            edges.append(Edge(f"s:{s.name}", event_id[t], label=label))
 
     from_outside = [t for t in types if _event_kind(t) == "response" or t in external]
     to_outside = [t for t in types if _event_kind(t) == "input"]
@@ -176,6 +183,9 @@ def flow_graph(wf: WorkflowSpec, cls: type[Workflow]) -> Graph:
         )
     for s in wf.steps:
         sub = f"step · {s.num_workers} workers" if s.num_workers > 1 else "step"
+        shape = _shape(s)
+        if shape:
+            sub += f" · {shape}"
         nodes.append(Node(f"s:{s.name}", "step", s.name, sub, _step_details(s, labels)))
     if human:
         nodes.append(
@@ -305,6 +315,19 @@ def _names_or(names: Sequence[str], empty: str) -> str:
     return ", ".join(names) if names else empty
 
 
+def _shape(s: Any) -> str:
+    """How a step takes or returns events, when not one by one: fan-out, fan-in, join."""
+    parts = []
+    if s.gather is not None:
+        card = s.gather.cardinality
+        parts.append("fan-in" + (f" (first {card.n})" if hasattr(card, "n") else ""))
+    if s.join:
+        parts.append("join " + " + ".join(t.__name__ for _, t in s.join))
+    if s.fan_out:
+        parts.append("fan-out")
+    return ", ".join(parts)
+
+
 def _step_details(s: Any, labels: Mapping[type[Event], str]) -> dict[str, Any]:
     try:
         source = f"{Path(inspect.getsourcefile(s.func) or '?').name}:{inspect.getsourcelines(s.func)[1]}"
@@ -313,6 +336,7 @@ def _step_details(s: Any, labels: Mapping[type[Event], str]) -> dict[str, Any]:
     rows = [
         ["accepts", " | ".join(labels[t] for t in s.accepts)],
         ["emits", " | ".join(labels[t] for t in s.emits) or "nothing (returns None)"],
+        *([["shape", _shape(s)]] if _shape(s) else []),
         ["workers", str(s.num_workers)],
         ["subclasses", "accepted too" if s.accept_subclasses else "not accepted"],
         ["function", f"{s.func.__module__}.{s.func.__qualname__}"],
