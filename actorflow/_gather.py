@@ -256,12 +256,16 @@ def fanned_out(actor: StepActor, ctx: Context[Any], call: Call) -> Call:
             except WorkflowRuntimeError as exc:
                 run.fail(exc, None)
                 return None
-            emit = ctx._emit
+            send = ctx.send_event  # a durable run's context holds them until the invocation completes
             for item in result:
-                emit(item)
+                send(item)
             return None
         if result is not None:
-            check_bare(actor, result)
+            try:
+                check_bare(actor, result)
+            except WorkflowRuntimeError as exc:
+                run.fail(exc, None)  # the runtime's verdict, as for any return it refuses
+                return None
         return result
 
     return fan_out

@@ -419,6 +419,12 @@ def _check_executors(
         raise TypeError(
             f"executors[{name!r}] must be an actorflow.Executor (or None for the run's loop), got {value!r}"
         )
+    bound = [s.name for s in wf_spec.steps if (s.gather is not None or s.join) and executors.get(s.name)]
+    if bound:
+        raise ValueError(
+            f"executors names {', '.join(repr(k) for k in bound)}: a fan-in (list[E]) or join step "
+            f"runs in the run's loop, so it cannot have an executor"
+        )
     return dict(executors)
 
 

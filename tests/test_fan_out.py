@@ -360,3 +360,31 @@ def test_durable_runs_refuse_fan_in_and_join_steps(tmp_path: Path) -> None:
 
     with pytest.raises(WorkflowConfigurationError, match="durable runs do not support fan-in"):
         Split(durable=SQLiteStore(tmp_path / "runs.db"))
+
+
+class Counted(Workflow):
+    @step
+    async def split(self, ev: StartEvent) -> list[Item]:
+        return [Item(i=i) for i in range(3)]
+
+    @step
+    async def count(self, ctx: Context, ev: Item) -> StopEvent | None:
+        n = await ctx.store.get("n", default=0) + 1
+        await ctx.store.set("n", n)
+        return StopEvent(result=n) if n == 3 else None
+
+
+async def test_a_durable_run_fans_out_too(tmp_path: Path) -> None:
+    """A fan-out step without a fan-in works in a durable run: each item is routed."""
+    from actorflow.durable import SQLiteStore
+
+    with trio.fail_after(10):
+        assert await Counted(timeout=5, durable=SQLiteStore(tmp_path / "runs.db")).run() == 3
+
+
+def test_a_fan_in_or_join_step_cannot_run_on_an_executor() -> None:
+    """``Workflow(executors={fan-in step: ...})`` is refused: its list is built in the run's loop."""
+    from actorflow import ThreadExecutor
+
+    with pytest.raises(ValueError, match="'gather': a fan-in"):
+        Split(executors={"gather": ThreadExecutor()})
