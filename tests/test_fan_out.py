@@ -16,12 +16,14 @@ from actorflow import (
     Context,
     Event,
     StartEvent,
+    StepFailedEvent,
     StopEvent,
     Take,
     Workflow,
     WorkflowConfigurationError,
     WorkflowDefinitionError,
     WorkflowRuntimeError,
+    catch_error,
     step,
 )
 from actorflow.draw import to_mermaid
@@ -388,3 +390,29 @@ def test_a_fan_in_or_join_step_cannot_run_on_an_executor() -> None:
 
     with pytest.raises(ValueError, match="'gather': a fan-in"):
         Split(executors={"gather": ThreadExecutor()})
+
+
+class Recovered(Workflow):
+    @step
+    async def split(self, ev: StartEvent) -> list[Item]:
+        return [Item(i=i) for i in range(3)]
+
+    @step
+    async def work(self, ev: Item) -> Done:
+        if ev.i == 1:
+            raise ValueError("boom")
+        return Done(i=ev.i)
+
+    @catch_error
+    async def recover(self, ev: StepFailedEvent) -> None:
+        return None
+
+    @step
+    async def gather(self, done: list[Done]) -> StopEvent:
+        return StopEvent(result=sorted(d.i for d in done))
+
+
+async def test_an_item_whose_step_failed_and_was_recovered_does_not_hold_the_stream_open() -> None:
+    """A failure a ``@catch_error`` handler takes closes its item: the fan-in gets the others."""
+    with trio.fail_after(5):
+        assert await Recovered(timeout=5).run() == [0, 2]
