@@ -153,6 +153,46 @@ def test_the_command_line_never_prints_a_redacted_field(
     assert "DIVERGED" in out and RECORDED not in out and NOW not in out, out
 
 
+class Secret(Event):
+    ssn: str
+
+
+def _vault_tells() -> type[Workflow]:
+    class Vault(Workflow):
+        """Vault, changed: it emits an event type the recorded run never had."""
+
+        @step
+        async def find(self, ev: StartEvent) -> Secret:
+            return Secret(ssn=NOW)
+
+        @step
+        async def greet(self, ev: Secret) -> StopEvent:
+            return StopEvent(result={"greeting": "hello", "ssn": ev.ssn})
+
+    return Vault
+
+
+def test_the_command_line_takes_the_redactor_the_trail_was_written_with(
+    vault_trail: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--redact MODULE:NAME masks what that Redactor names (here an event type the trail never
+    held); a name that is not a Redactor is refused, exit 2."""
+    import sys
+
+    module = type(sys)("vault_tells")
+    module.Vault = _vault_tells()  # type: ignore[attr-defined]
+    module.REDACT = audit.Redactor({"Secret": ["ssn"], "Profile": ["ssn"]})  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "vault_tells", module)
+    args = ["audit", "replay", str(vault_trail), "vault_tells:Vault"]
+    assert main(args) == 1
+    assert f'Secret {{"ssn":"{NOW}"}}' in capsys.readouterr().out  # the trail cannot know
+    assert main([*args, "--redact", "vault_tells:REDACT"]) == 1
+    out = capsys.readouterr().out
+    assert "Secret" in out and NOW not in out and RECORDED not in out, out
+    assert main([*args, "--redact", "vault_tells:Vault"]) == 2
+    assert "not an actorflow.audit.Redactor" in capsys.readouterr().err
+
+
 class Asks(Workflow):
     """Asks the model about a person by SSN (the trail redacts the prompt's start)."""
 

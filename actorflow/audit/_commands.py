@@ -104,8 +104,9 @@ def replay_command(
     out: TextIO,
     key_file: str | None = None,
     key_env: str | None = None,
+    redact: Any = None,
 ) -> int:
-    """``audit replay FILE MODULE:CLASS [--run ID]``: replay the recorded runs and print how
+    """``audit replay FILE MODULE:CLASS [--run ID] [--redact MODULE:NAME]``: replay the recorded runs and print how
     each went; 0 the same, 1 diverged, 2 not replayable (or a call it cannot answer)."""
     from .._exceptions import ReplayError
     from ._replay import replay
@@ -116,7 +117,7 @@ def replay_command(
         print(f"error: {exc}", file=out)
         return 2
     try:
-        report = replay(path, workflow, run_id=run_id, key=key)
+        report = replay(path, workflow, run_id=run_id, key=key, redact=redact)
     except ReplayError as exc:
         print(f"error: {_clean(exc)}", file=out)
         return 2

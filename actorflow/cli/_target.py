@@ -14,7 +14,7 @@ from typing import Any
 
 from ._base import CLIError, existing, one_line
 
-__all__ = ["load_target", "parse_params"]
+__all__ = ["load_redactor", "load_target", "parse_params"]
 
 
 def load_target(ref: str) -> Any:
@@ -54,6 +54,30 @@ def load_target(ref: str) -> Any:
         spec(cls)
     except WorkflowDefinitionError as exc:
         raise CLIError(str(exc)) from None
+    return obj
+
+
+def load_redactor(ref: str) -> Any:
+    """The ``actorflow.audit.Redactor`` that ``MODULE:NAME`` or ``path/file.py:NAME`` names
+    (the one the application writes its trail with)."""
+    from ..audit import Redactor
+
+    where, sep, name = ref.rpartition(":")
+    if not sep or not where or not name:
+        raise CLIError(f"{ref!r} is not MODULE:NAME; write e.g. myapp.audit:REDACTOR")
+    module = (
+        _import_file(where)
+        if where.endswith(".py") or os.sep in where or "/" in where
+        else _import_module(where)
+    )
+    obj: Any = module
+    try:
+        for part in name.split("."):
+            obj = getattr(obj, part)
+    except AttributeError:
+        raise CLIError(f"{where} has no {name!r}") from None
+    if not isinstance(obj, Redactor):
+        raise CLIError(f"{ref} is a {type(obj).__name__}, not an actorflow.audit.Redactor")
     return obj
 
 

@@ -54,6 +54,12 @@ def register(commands: Commands) -> None:
         "target", metavar="MODULE:CLASS", help="the workflow (a class made with no arguments, or an instance)"
     )
     replay.add_argument("--run", metavar="RUN_ID", help="only this run (an id or a unique prefix of one)")
+    replay.add_argument(
+        "--redact",
+        metavar="MODULE:NAME",
+        help="the Redactor the trail was written with: the report masks what it names, as well as "
+        "every field the trail redacted",
+    )
     replay_key = replay.add_mutually_exclusive_group()
     replay_key.add_argument(
         "--key-file", metavar="PATH", help="the HMAC key of a keyed trail, from this file"
@@ -101,13 +107,20 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit_replay(args: argparse.Namespace) -> int:
-    from ._target import load_target
+    from ._target import load_redactor, load_target
 
     path = existing(args.file)
     commands = _audit_commands()
     target = load_target(args.target)
+    redact = load_redactor(args.redact) if args.redact else None
     status: int = commands.replay_command(
-        path, target, run_id=args.run, out=sys.stdout, key_file=args.key_file, key_env=args.key_env
+        path,
+        target,
+        run_id=args.run,
+        out=sys.stdout,
+        key_file=args.key_file,
+        key_env=args.key_env,
+        redact=redact,
     )
     return status
 
