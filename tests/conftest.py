@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+import hypothesis
 import pytest
 import structlog
 import trio
@@ -30,6 +31,11 @@ def _register_sibling(name: str) -> None:
     sys.modules[name] = module
     spec.loader.exec_module(module)
 
+
+# Hypothesis's per-example deadline is wall-clock time: a loaded machine breaks it at random.
+# Tests that must be fast say so in benchmarks/, never here.
+hypothesis.settings.register_profile("actorflow", deadline=None)
+hypothesis.settings.load_profile("actorflow")
 
 for _helper in ("llm_server", "audit_flows", "durable_flows", "durable_crash", "scale_flows", "replay_flows"):
     _register_sibling(_helper)
