@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
+from . import _public
 from ._exceptions import WorkflowDefinitionError
 from ._step import DEFAULT_INBOX, StepSpec, _mark
 
@@ -104,3 +105,6 @@ def handler_table(steps: Sequence[StepSpec], found: list[str]) -> dict[int, int]
             if name not in handler_names and index not in table:
                 table[index] = wildcard
     return table
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

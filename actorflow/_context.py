@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import trio
 from pydantic import BaseModel
 
+from . import _public
 from ._events import Event, InputRequiredEvent
 from ._exceptions import WorkflowRuntimeError
 from ._observe import EventEmitted
@@ -447,3 +448,6 @@ def _check_expected(step: str, expected: object) -> tuple[type[Event], ...]:
             f"{list(items)!r:.120}" + (f" ({bad[0]!r} is not an Event type)" if bad else "")
         )
     return items
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
+from . import _public
+
 __all__ = [
     "DictLikeModel",
     "Event",
@@ -326,3 +328,6 @@ class StepStateChanged(InternalDispatchEvent):
     worker_id: str = Field(description="ID of the worker that the step is running on")
     input_event_name: str = Field(description="Name of the input event")
     output_event_name: str | None = Field(description="Name of the output event", default=None)
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

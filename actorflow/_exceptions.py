@@ -44,6 +44,8 @@ propagates as ``trio.Cancelled``, as trio code expects.
 
 from __future__ import annotations
 
+from . import _public
+
 __all__ = [
     "ActorflowError",
     "ContextSerdeError",
@@ -274,3 +276,6 @@ class ReplayError(ActorflowError, ValueError):
     input that cannot be made again; the message says which. A replay that runs and finds
     the code doing something else is no error: its report says where.
     """
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

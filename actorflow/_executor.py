@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 import attrs
 import trio
 
+from . import _public
 from ._events import Event
 from ._exceptions import RemoteContextError, WorkerLostError, WorkflowRuntimeError
 
@@ -693,3 +694,6 @@ def _check_max_workers(value: Any, who: str) -> int | None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
         raise ValueError(f"{who}: max_workers must be an int >= 1 or None, got {value!r}")
     return value
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import _public
 from ._events import Event
 from ._exceptions import WorkflowRuntimeError
 
@@ -486,3 +487,6 @@ def scoped(actor: StepActor, ctx: Context[Any], call: Call, streams: Streams) ->
         return None
 
     return in_stream
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

@@ -18,6 +18,7 @@ from typing import Any
 
 import trio
 
+from . import _public
 from ._events import Event, StopEvent
 from ._exceptions import WorkflowCancelledError, WorkflowRuntimeError
 from ._outside import OutsideContext
@@ -281,3 +282,6 @@ def _failed(run: Run) -> BaseException | None:
     if outcome is not None and outcome.kind in ("failed", "timed_out"):
         return outcome.error
     return None
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

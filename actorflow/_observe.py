@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO
 
 import attrs
 
+from . import _public
 from ._events import Event
 
 if TYPE_CHECKING:
@@ -526,3 +527,6 @@ class VerbosePrinter(Observer):
 
     def run_ended(self, record: RunEnded) -> None:
         self._print(record.run, f"run {record.outcome.replace('_', ' ')}")
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

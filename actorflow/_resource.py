@@ -26,6 +26,7 @@ from typing import Annotated, Any, Generic, TypeVar
 import trio
 from pydantic import BaseModel
 
+from . import _public
 from ._exceptions import ResourceCycleError
 
 __all__ = [
@@ -294,3 +295,6 @@ def wrap_call(
         return await func(workflow, **kwargs)
 
     return call
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

@@ -23,6 +23,8 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from . import _public
+
 __all__ = [
     "ConstantDelayRetryPolicy",
     "ExponentialBackoffRetryPolicy",
@@ -522,3 +524,6 @@ class ExponentialBackoffRetryPolicy(_Composed):
             f"initial_delay={self.initial_delay}, multiplier={self.multiplier}, "
             f"max_delay={self.max_delay}, jitter={self.jitter})"
         )
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

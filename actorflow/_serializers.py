@@ -32,6 +32,7 @@ from typing import Any, get_origin
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+from . import _public
 from ._exceptions import ContextSerdeError
 
 __all__ = [
@@ -325,3 +326,6 @@ def _find_pydantic(value: Any, path: str, depth: int) -> tuple[str, str] | None:
     except Exception:
         return path, type(value).__name__
     return None
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

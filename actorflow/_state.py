@@ -25,6 +25,7 @@ from typing import Any, Generic, TypeVar
 import trio
 from pydantic import BaseModel, ValidationError
 
+from . import _public
 from ._events import DictLikeModel
 
 __all__ = ["MAX_DEPTH", "DictState", "InMemoryStateStore", "state_from_type"]
@@ -307,3 +308,6 @@ class InMemoryStateStore(Generic[StateT]):
             state = copy_for_edit(self._state, {})
             yield state
             self._state = state
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

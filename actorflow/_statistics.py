@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from . import _public
+
 if TYPE_CHECKING:
     from ._executor import Placement
 
@@ -56,3 +58,6 @@ class RunStatistics:
     """Per step, by name, in definition order."""
     pending_input: int
     """InputRequiredEvents not yet answered from outside."""
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

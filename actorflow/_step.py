@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar, Union, overload
 import attrs
 from pydantic import BaseModel
 
+from . import _public
 from ._context import Context
 from ._events import Event, StepFailedEvent
 from ._exceptions import WorkflowDefinitionError
@@ -595,3 +596,6 @@ def _event_types(hint: Any, qual: str, where: str, allow_none: bool) -> tuple[ty
         if member not in found:
             found.append(member)
     return tuple(found)
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

@@ -12,7 +12,7 @@ import attrs
 import pydantic
 import trio
 
-from . import _tracing
+from . import _public, _tracing
 from ._context import Context
 from ._events import Event, HumanResponseEvent, InputRequiredEvent, StartEvent, StopEvent
 from ._exceptions import (
@@ -574,3 +574,6 @@ def _describe(error: Mapping[str, Any]) -> str:
     if error.get("type") != "missing" and "input" in error:
         text += f" (got a {type(error['input']).__name__})"
     return text
+
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow

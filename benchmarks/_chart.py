@@ -30,6 +30,7 @@ _COLOURS = {
     _audit.TRACED_HOP: "#cb181d",
     _audit.DUMPS: "#08519c",
     **dict(zip(_imports.SIDES, ("#ef3b2c", "#2171b5"), strict=True)),
+    **dict(zip(_imports.FIRST_USE, ("#fb6a4a", "#6baed6"), strict=True)),
 }
 _OTHERS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939")
 """For systems added later without a colour of their own."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import attrs
 
-from . import _audit, _observers, _scenarios
+from . import _audit, _imports, _observers, _scenarios
 from ._report import AF, DIRECT, LLAMA, Report, label, x
 
 PASS, MISS, SKIP, INFO = "PASS", "MISS", "SKIP", "INFO"
@@ -42,16 +42,21 @@ def ratio_at_most(
 ) -> Target:
     """``num``'s cost per unit ÷ ``den``'s, in that case, at most ``limit``."""
     r = report.ratio(scenario, case, num, den)
-    measured = x(r)
-    a, b = report.timing(scenario, case, num), report.timing(scenario, case, den)
-    if a is not None and b is not None and not a.capped and not b.capped:
-        measured += f" ({_us(a.cost)} vs {_us(b.cost)} µs per {a.unit})"
     return Target(
         name,
         f"{label(num)} ÷ {label(den)} ≤ {limit:g}× ({scenario}, {case})",
-        measured,
+        _measured(report, scenario, case, num, den),
         _status(None if r is None else r <= limit),
     )
+
+
+def _measured(report: Report, scenario: str, case: str, num: str, den: str) -> str:
+    """The ratio ``num`` ÷ ``den`` as printed, with both costs per unit when measured."""
+    measured = x(report.ratio(scenario, case, num, den))
+    a, b = report.timing(scenario, case, num), report.timing(scenario, case, den)
+    if a is not None and b is not None and not a.capped and not b.capped:
+        measured += f" ({_us(a.cost)} vs {_us(b.cost)} µs per {a.unit})"
+    return measured
 
 
 def _us(seconds: float) -> str:
@@ -203,6 +208,11 @@ def targets(report: Report) -> list[Target]:
                     _observers.OTEL,
                 ),
             )
+        ),
+        _info(
+            report,
+            "first use of actorflow (Workflow, step, events) vs import trio + one pydantic model",
+            lambda: _measured(report, "imports", _imports.FIRST_USE_CASE, *_imports.FIRST_USE),
         ),
         _info(
             report,

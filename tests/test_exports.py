@@ -237,3 +237,53 @@ def test_subpackages_and_drawing_load_on_first_use() -> None:
         "loaded_after": ["actorflow.audit", "actorflow.llm", "actorflow.testing", "actorflow.draw"],
         "missing": "module 'actorflow' has no attribute 'no_such_name'",
     }
+
+
+def test_export_table_names_what_all_and_the_typed_imports_name() -> None:
+    """The lazy-load table, __all__ and the TYPE_CHECKING imports mypy reads agree name for name."""
+    import ast
+    import pathlib
+
+    from actorflow import _public
+
+    tree = ast.parse(pathlib.Path(actorflow.__file__).read_text())
+    typed: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.level == 1
+                for alias in imp.names:
+                    assert alias.asname == alias.name  # an explicit re-export
+                    typed[alias.name] = imp.module or alias.name
+    subpackages = {"audit", "llm", "testing"}
+    assert {name: module for name, module in typed.items() if name not in subpackages} == _public.where
+    assert set(actorflow.__all__) == set(_public.where)
+    assert subpackages <= set(typed) and subpackages <= set(dir(actorflow))
+    assert set(actorflow.__all__) <= set(dir(actorflow))
+
+
+def test_a_private_module_imported_first_still_names_actorflow() -> None:
+    """However a private module is first imported, its public objects name actorflow at once."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, pickle, sys\n"
+        "from actorflow._events import WorkflowIdleEvent\n"
+        "from actorflow._exceptions import WorkflowTimeoutError\n"
+        "package = vars(sys.modules['actorflow'])\n"
+        "print(json.dumps([WorkflowIdleEvent.__module__, repr(WorkflowTimeoutError('x')),\n"
+        "    package.get('WorkflowIdleEvent') is WorkflowIdleEvent, 'Workflow' in package,\n"
+        "    type(pickle.loads(pickle.dumps(WorkflowIdleEvent()))).__module__]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert json.loads(done.stdout) == [
+        "actorflow",
+        "WorkflowTimeoutError('x')",
+        True,
+        False,
+        "actorflow",
+    ]

@@ -10,8 +10,11 @@ The public names are re-exported by ``actorflow`` itself: ``actorflow.draw_all_p
 ``actorflow.draw_execution``, ``actorflow.to_mermaid``.
 """
 
+from .. import _public
 from ._execution import draw_execution as draw_execution
 from ._flows import draw_all_possible_flows as draw_all_possible_flows
 from ._flows import to_mermaid as to_mermaid
 
 __all__ = ["draw_all_possible_flows", "draw_execution", "to_mermaid"]
+
+_public.publish(__name__, globals())  # last: bind the names above in actorflow
