@@ -65,16 +65,23 @@ class CollectBuffer:
         self.missing = len(expected)
         """Events still lacking for a full set: kept up to date so that ``add`` is O(1)."""
 
+    def slot_of(self, event: Event) -> type[Event] | None:
+        """The expected type ``event`` counts as (its own, or the first it is a subclass of)."""
+        kind = type(event)
+        if kind in self.held:
+            return kind
+        return next((t for t in self.held if isinstance(event, t)), None)
+
     def add(self, event: Event) -> list[Event] | None:
+        """Hold ``event``; the full set once there is one. An event of no expected type (a
+        step collecting ``[B, B]`` that also accepts A) is not held: None, as in LlamaIndex."""
         kind = type(event)
         slot = self.held.get(kind)
-        if slot is None:  # a subclass of an expected type
-            kind, slot = next(((t, q) for t, q in self.held.items() if isinstance(event, t)), (kind, None))
-            if slot is None:
-                raise WorkflowRuntimeError(
-                    f"step {self.step!r} passed a {type(event).__name__} to collect_events, "
-                    f"which waits for {[t.__name__ for t in self.expected]}"
-                )
+        if slot is None:  # a subclass of an expected type, or no expected type at all
+            found = self.slot_of(event)
+            if found is None:
+                return None
+            kind, slot = found, self.held[found]
         if len(slot) < self.need[kind]:
             self.missing -= 1
         slot.append(event)
@@ -330,7 +337,8 @@ class Context(Generic[StateT]):
         """Set ``event`` aside until one of each type in ``expected`` has arrived.
 
         Returns None until then, and then the events in the order of ``expected`` (a type
-        listed k times needs k events). Buffers are per step and per ``expected`` list, and
+        listed k times needs k events). An event of none of those types is ignored (None), so
+        a step accepting ``Go | Result`` can collect ``[Result] * n``. Buffers are per step and per ``expected`` list, and
         shared by the step's workers. Passing the same list object on every call (build it
         once, don't change it) makes each call O(1) however long the list is.
         """

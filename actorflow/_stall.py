@@ -122,7 +122,8 @@ def timeout_report(
             f"trio.Cancelled instead of letting it end the step)"
             for s in late
         )
-    return f"{name} run {run_id} timed out after {timeout:g}s; {state}"
+    # LlamaIndex's sentence first (code matches on it), then which steps were still at it
+    return f"Operation timed out after {timeout} seconds: {name} run {run_id}; {state}"
 
 
 def _count(counter: Counter[Any]) -> str:

@@ -84,7 +84,7 @@ async def test_timeout_cancels_every_actor_and_names_the_busy_steps(autojump_clo
     with pytest.raises(WorkflowTimeoutError) as info:
         await wf.run()
     assert trio.current_time() - started == pytest.approx(5)
-    assert "timed out after 5s" in str(info.value)
+    assert str(info.value).startswith("Operation timed out after 5.0 seconds: Recorder run ")
     assert "still running: work (3 of 3 workers)" in str(info.value)
     assert sorted(wf.finalized) == [0, 1, 2]
     assert not isinstance(info.value, trio.TooSlowError)

@@ -480,7 +480,7 @@ def test_the_timeout_counts_only_the_time_a_process_ran_the_run(tmp_path: Path) 
                 assert not handle.is_done()
                 clock.jump(0.2)
                 with trio.fail_after(5):
-                    with pytest.raises(WorkflowTimeoutError, match="timed out after 10s"):
+                    with pytest.raises(WorkflowTimeoutError, match="Operation timed out after 10.0 seconds"):
                         await handle.result()
             record = store.get("slow")
             assert record is not None and record.status == "timed_out"
@@ -793,10 +793,10 @@ async def test_a_timed_out_run_raises_its_timeout_again_and_runs_nothing(store: 
             return StopEvent(result="answered")
 
     # a real clock (the store's threads and a virtual clock do not mix); the wait never ends
-    with trio.fail_after(30), pytest.raises(WorkflowTimeoutError, match=r"timed out after 0\.2s"):
+    with trio.fail_after(30), pytest.raises(WorkflowTimeoutError, match=r"Operation timed out after 0\.2 seconds"):
         await Slow(durable=store, timeout=0.2).run(run_id="late")
     record = store.get("late")
     assert record is not None and record.status == "timed_out"
-    with trio.fail_after(30), pytest.raises(WorkflowTimeoutError, match=r"timed out after 0\.2s"):
+    with trio.fail_after(30), pytest.raises(WorkflowTimeoutError, match=r"Operation timed out after 0\.2 seconds"):
         await Slow(durable=store, timeout=60).run(run_id="late")
     assert calls == ["wait"]

@@ -332,9 +332,9 @@ class DurableBuffer(CollectBuffer):
 
     def add_ref(self, event: Event, event_id: int) -> list[EventRef] | None:
         """:meth:`add` with the event's id; the full set with ids, or None."""
-        kind = type(event)
-        if kind not in self.held:
-            kind = next((t for t in self.held if isinstance(event, t)), kind)
+        kind = self.slot_of(event)
+        if kind is None:  # no expected type: not held (add() ignores it too)
+            return None
         full = self.add(event)
         self.ids[kind].append(event_id)
         if full is None:
