@@ -289,7 +289,7 @@ def test_a_timed_out_run_exits_124(project: Path) -> None:
     done = actorflow_cli("run", "flows:Sleepy", "--timeout", "0.3", cwd=project)
     assert time.monotonic() - started < 300  # the nap is 600 s: only the timeout ends it sooner
     assert (done.returncode, done.stdout) == (124, "")
-    assert done.stderr.startswith("actorflow: timed out: Sleepy run ")
+    assert done.stderr.startswith("actorflow: timed out: Operation timed out after 0.3 seconds: Sleepy run ")
 
 
 def run_on_a_terminal(args: Sequence[str], cwd: Path) -> tuple[int, bytes]:
