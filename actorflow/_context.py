@@ -14,7 +14,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import trio
 from pydantic import BaseModel
@@ -120,13 +120,24 @@ class Context(Generic[StateT]):
         "_retrying",
         "_run",
         "_step_scope",
+        "_stream_events",
         "_task",
         "attempt",
         "worker",
     )
 
-    def __init__(self, run: Run, actor: StepActor, worker: int) -> None:
-        self._run = run
+    @overload
+    def __init__(self, run: Workflow) -> None: ...
+    @overload
+    def __init__(self, run: Run, actor: StepActor, worker: int) -> None: ...
+    def __init__(self, run: Any, actor: StepActor | None = None, worker: int = 0) -> None:
+        if actor is None:  # Context(workflow), as in LlamaIndex: a context before any run
+            from ._outside import StandaloneContext
+
+            self.__class__ = StandaloneContext
+            StandaloneContext._setup(self, run)  # type: ignore[arg-type]  # self is one now
+            return
+        self._run: Run = run
         self._actor = actor
         self.worker = worker
         """Index of the worker task running the step (0 .. num_workers-1)."""

@@ -18,16 +18,18 @@ from ._exceptions import ContextStateError, WorkflowRuntimeError, WorkflowStepDo
 if TYPE_CHECKING:
     from ._retry import RetryInfo
     from ._run import Run
+    from ._serializers import BaseSerializer
     from ._state import InMemoryStateStore
     from ._stream import EventStream
+    from ._workflow import Workflow
 
-__all__ = ["OutsideContext"]
+__all__ = ["OutsideContext", "StandaloneContext"]
 
 
 class OutsideContext(Context[Any]):
     """The run's Context from outside: ``handle.ctx``."""
 
-    __slots__ = ("_stream_events",)
+    __slots__ = ()  # its _stream_events slot is Context's: Context(workflow) becomes a StandaloneContext
 
     def __init__(self, run: Run, stream_events: Callable[[], EventStream] | None = None) -> None:
         # No actor: nothing here runs as a step.
@@ -116,3 +118,39 @@ class OutsideContext(Context[Any]):
 def _for_steps(fn: str) -> NoReturn:
     """LlamaIndex's ContextStateError for a step-only method called on ``handler.ctx``."""
     raise ContextStateError(f"{fn} is only available from within step functions.")
+
+
+class StandaloneContext(OutsideContext):
+    """``Context(workflow)``: a context made before any run, as LlamaIndex code makes one to
+    keep state across runs (``await wf.run(ctx=ctx)`` twice continues the same store).
+
+    It holds a store of the workflow's state type (set values in it before the first run);
+    each ``run(ctx=ctx)`` starts a new run sharing that store, so ``ctx.store`` is the latest
+    run's state. It is not a run itself: ``is_running`` is False and ``to_dict()`` says so.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, workflow: Workflow) -> None:
+        self._setup(workflow)
+
+    def _setup(self, workflow: object) -> None:
+        from ._workflow import Workflow
+
+        if not isinstance(workflow, Workflow):
+            if isinstance(workflow, type) and issubclass(workflow, Workflow):
+                got = f"the class {workflow.__name__} (make one: Context({workflow.__name__}()))"
+            else:
+                got = f"{type(workflow).__name__}; a step gets its Context from the runtime"
+            raise TypeError(f"Context(workflow) needs a Workflow instance, got {got}")
+        placeholder: Event = workflow.start_event_class.model_construct()  # never routed
+        OutsideContext.__init__(self, workflow._new_run(placeholder, {}, stream=False))
+
+    def __repr__(self) -> str:
+        return f"<Context of {self._run.spec.name} (no run yet: pass it to run(ctx=...))>"
+
+    def to_dict(self, serializer: BaseSerializer | None = None) -> dict[str, Any]:
+        """The snapshot of this context: its store, and no run in progress."""
+        data = super().to_dict(serializer)
+        data["is_running"] = False
+        return data

@@ -12,13 +12,9 @@ from pydantic import BaseModel
 from actorflow import (
     Context,
     Event,
-    HumanResponseEvent,
-    InputRequiredEvent,
     StartEvent,
     StopEvent,
     Workflow,
-    WorkflowCancelledByUser,
-    WorkflowRuntimeError,
     step,
 )
 
@@ -97,43 +93,47 @@ async def test_a_typed_state_is_snapshotted_as_its_model_and_restored_as_it() ->
     assert isinstance(final, Tally) and (final.count, final.label) == (4, "two")
 
 
-class Fails(Workflow):
+class Count(Workflow):
     @step
-    async def boom(self, ev: StartEvent) -> StopEvent:
-        raise KeyError("no such customer")
+    async def count(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        n = await ctx.store.get("n", default=0) + ev.by
+        await ctx.store.set("n", n)
+        return StopEvent(result=n)
 
 
-class Waits(Workflow):
-    @step
-    async def ask(self, ev: StartEvent) -> InputRequiredEvent:
-        return InputRequiredEvent(prefix="name? ")
-
-    @step
-    async def answer(self, ev: HumanResponseEvent) -> StopEvent:
-        return StopEvent(result=ev.response)
-
-
-async def test_the_handle_answers_done_exception_and_cancelled_as_a_llamaindex_handler() -> None:
-    """``done()``, ``exception()`` and ``cancelled()`` say how the run ended; ``exception()``
-    of a run still going is an error naming the run."""
+async def test_a_context_made_before_any_run_keeps_its_store_across_runs() -> None:
+    """``ctx = Context(wf)`` then ``run(ctx=ctx)`` again and again: each run continues the
+    store, as LlamaIndex's way of keeping state across runs (an agent's memory)."""
+    wf = Count()
+    ctx = Context(wf)
+    assert await ctx.store.get("n", default=42) == 42
+    await ctx.store.set("n", 100)
+    assert not ctx.is_running
     with trio.fail_after(10):
-        async with Fails().open_run() as handle:
-            with pytest.raises(WorkflowRuntimeError, match=r"run \w+ of Fails is still going"):
-                handle.exception()
-            async for _ in handle.stream_events():
-                pass
-            assert handle.done() and not handle.cancelled()
-            error = handle.exception()
-        # the block does not raise the error again: exception() showed it
-        assert isinstance(error, KeyError) and error.args == ("no such customer",)
+        assert await wf.run(ctx=ctx, by=1) == 101
+        async with wf.open_run(ctx=ctx, by=2) as handle:
+            assert await handle == 103
+        assert await ctx.store.get("n") == 103
+        data = json.loads(json.dumps(ctx.to_dict()))
+        assert data["is_running"] is False
+        assert await wf.run(ctx=Context.from_dict(wf, data), by=1) == 104
+    assert await ctx.store.get("n") == 103  # a restored copy is a context of its own
 
-        async with Waits().open_run() as handle:
-            async for ev in handle.stream_events():
-                if isinstance(ev, InputRequiredEvent):
-                    await handle.cancel_run()
-            assert handle.done() and handle.cancelled()
-            assert isinstance(handle.exception(), WorkflowCancelledByUser)
 
-        async with FanIn().open_run() as handle:
-            assert await handle == [0, 10, 20]
-        assert handle.done() and handle.exception() is None and not handle.cancelled()
+async def test_a_context_before_any_run_has_its_workflows_typed_state() -> None:
+    """``Context(wf)`` of a workflow with ``Context[Tally]`` steps holds a Tally."""
+    wf = TypedStateFlow()
+    ctx = Context(wf)
+    await ctx.store.set("label", "start")
+    with trio.fail_after(10):
+        await wf.run(ctx=ctx)
+    state = await ctx.store.get_state()
+    assert isinstance(state, Tally) and (state.count, state.label) == (2, "two")
+
+
+def test_a_context_is_made_from_a_workflow_only() -> None:
+    """``Context(x)`` of anything but a Workflow says what it needs."""
+    with pytest.raises(
+        TypeError, match=r"Context\(workflow\) needs a Workflow instance, got the class Count"
+    ):
+        Context(Count)  # type: ignore[arg-type]

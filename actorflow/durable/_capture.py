@@ -34,6 +34,7 @@ from .._context import Context, Store
 from .._events import Event
 from .._exceptions import ContextSerdeError, RunArgumentsError, WorkflowRuntimeError
 from .._isolate import Isolated
+from .._outside import StandaloneContext
 from .._serializers import BaseSerializer, JsonSerializer
 from ._runner import DurableRun, restored_state, state_snapshot
 from ._snapshot import (
@@ -280,6 +281,7 @@ def continued_run(
         raise RunArgumentsError(f"ctx= is the context of a run of {old.spec.name}, not of {wf_spec.name}")
     holder = old.durable if not old.started else None
     state: StateSnapshot | None = None
+    standalone = isinstance(ctx, StandaloneContext)  # Context(workflow): a store, no run
     if holder is not None and holder.snapshot is not None:  # from Context.from_dict
         snap = holder.snapshot
         if snap.is_running:
@@ -298,12 +300,14 @@ def continued_run(
             event: Event = wf_spec.start_type.model_construct()  # never routed: the run is restored
             return workflow._new_run(event, {}, stream=stream, run_id=run_id or snap.run_id, durable=durable)
         state = snap.state
-    elif not old.finished:
+    elif not old.finished and not standalone:
         raise WorkflowRuntimeError(
             f"run {old.id} of {wf_spec.name} is still going: a run's ctx can start another run once it has ended"
         )
     run = workflow._new_run(start_event, kwargs, stream=stream, run_id=run_id)
-    if old.finished and type(old._store) is Store:
+    if standalone:
+        old.store  # noqa: B018  # made now if not used yet: every run(ctx=ctx) shares it
+    if (old.finished or standalone) and type(old._store) is Store:
         run._store = old._store  # the same store, as in LlamaIndex
     elif old._store is not None:  # a durable run's: its state, in a plain store
         run._store = Store(old._store._state)
