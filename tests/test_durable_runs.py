@@ -793,10 +793,16 @@ async def test_a_timed_out_run_raises_its_timeout_again_and_runs_nothing(store: 
             return StopEvent(result="answered")
 
     # a real clock (the store's threads and a virtual clock do not mix); the wait never ends
-    with trio.fail_after(30), pytest.raises(WorkflowTimeoutError, match=r"Operation timed out after 0\.2 seconds"):
+    with (
+        trio.fail_after(30),
+        pytest.raises(WorkflowTimeoutError, match=r"Operation timed out after 0\.2 seconds"),
+    ):
         await Slow(durable=store, timeout=0.2).run(run_id="late")
     record = store.get("late")
     assert record is not None and record.status == "timed_out"
-    with trio.fail_after(30), pytest.raises(WorkflowTimeoutError, match=r"Operation timed out after 0\.2 seconds"):
+    with (
+        trio.fail_after(30),
+        pytest.raises(WorkflowTimeoutError, match=r"Operation timed out after 0\.2 seconds"),
+    ):
         await Slow(durable=store, timeout=60).run(run_id="late")
     assert calls == ["wait"]
