@@ -1,14 +1,14 @@
-"""Step actors: one per step per run, an inbox channel and up to ``num_workers`` worker tasks.
+"""Step actors: one per step per run, an inbox and up to ``num_workers`` worker tasks.
 
 The path of an event through an actor: the router calls :meth:`StepActor.deliver`, which
 hands it to a worker parked on the inbox, or starts a new worker with it, or queues it in the
-inbox channel (and, when that is full, in the backlog); a worker takes it, awaits the step,
-checks what the step returned and emits it through the router, in its own task.
+inbox (a deque); a worker takes it, awaits the step, checks what the step returned and emits
+it through the router, in its own task.
 
-Workers are started when work arrives, not when the run starts, and the inbox channel is
-opened the first time an event has to wait in it: a run pays only for the steps it reaches,
-and a step that handles one event and ends the run (the trivial run) costs no channel at all.
-The StartEvent's step runs its first event in the run's own task (:meth:`StepActor.run_first`),
+Workers are started when work arrives, not when the run starts, and the inbox is made the
+first time an event has to wait in it: a run pays only for the steps it reaches, and a step
+that handles one event and ends the run (the trivial run) costs no inbox at all.
+The StartEvent's step runs its first event in the run's own task (:meth:`StepActor.run_claimed`),
 so a one-step run spawns no task either.
 
 Workers catch their step's exceptions themselves and hand them to the run, which cancels
@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
+from outcome import Error, Value
+from trio.lowlevel import reschedule, wait_task_rescheduled
 
 from ._context import Context, current_context
 from ._events import Event
@@ -46,14 +48,13 @@ class StepActor:
     """One step of one run: its inbox, its workers and their counters."""
 
     __slots__ = (
-        "_receive",
+        "_closed",
+        "_parked",
         "_run",
-        "_send",
-        "_send_nowait",
-        "backlog",
         "failed",
         "free_first",
         "idle",
+        "inbox",
         "index",
         "inflight",
         "joined",
@@ -75,11 +76,12 @@ class StepActor:
         self._run = run
         self.spec = spec
         self.index = index
-        self._send: trio.MemorySendChannel[Any] | None = None
-        self._receive: trio.MemoryReceiveChannel[Any] | None = None
-        self._send_nowait: Callable[[Any], None] | None = None
-        self.backlog: deque[Any] | None = None
-        """Events delivered while the inbox channel was full, oldest first (made on need)."""
+        self.inbox: deque[Any] | None = None
+        """Events delivered and waiting for a worker, oldest first (made on first need)."""
+        self._parked: deque[trio.lowlevel.Task] | None = None
+        """Worker tasks parked for the next event, oldest first (made on first need)."""
+        self._closed = False
+        """The run ended with its workers idle: parked workers return, and none parks again."""
         self.workers = 0
         """Worker tasks started (at most ``num_workers``), the run's own task included."""
         self.idle = 0
@@ -87,10 +89,10 @@ class StepActor:
         self.free_first = False
         """Worker number 0 is free again (the run's task ran the first event and left)."""
         self.queued = 0
-        """Events delivered and not yet taken by a worker (handed over, channel, backlog)."""
+        """Events delivered and not yet taken by a worker (handed over, or in the inbox)."""
         self.inflight = 0
         """Of ``queued``, the events handed to one worker (a parked one, or a new one as its
-        first event) that it has not taken yet: the rest wait in the channel or backlog."""
+        first event) that it has not taken yet: the rest wait in the inbox."""
         self.peak_queued = 0
         """The most events ever queued at once."""
         self.running = 0
@@ -121,42 +123,33 @@ class StepActor:
 
         A parked worker is handed the event; with none parked, a new worker starts with it
         while fewer than ``num_workers`` run and nothing waits ahead of it; else it waits in
-        the inbox channel, and behind a backlog once the channel is full. Workers take from
-        the channel before the backlog, and the backlog only grows while it is non-empty, so
-        events are taken in the order they were delivered.
+        the inbox, a deque the workers take from oldest first.
         """
         queued = self.queued = self.queued + 1
         if queued > self.peak_queued:
             self.peak_queued = queued
-        if self.idle:
-            # A worker is parked in receive(): send_nowait hands the event straight to it.
+        inbox = self.inbox
+        if inbox:
+            # Events wait already (so no worker is parked, none may start): it waits behind
+            # them. First, as it is the path of every event while events pile up.
+            inbox.append(item)
+            return
+        parked = self._parked
+        if parked:
+            # A worker is parked (nothing was queued, so nothing waits ahead of this event):
+            # hand the event to it; trio runs it when it next schedules it.
             self.idle -= 1
             self.inflight += 1
-            self._send_nowait(item)  # type: ignore[misc]
+            reschedule(parked.popleft(), Value(item))
             return
         if queued == self.inflight + 1 and self.workers < self.spec.num_workers:
             # Nothing waits ahead of it and a worker slot is free: a new worker starts with it.
             self.inflight += 1
             self._start_worker(item)
             return
-        backlog = self.backlog
-        if backlog:
-            backlog.append(item)
-            return
-        send = self._send_nowait
-        if send is None:
-            send = self._open_inbox()
-        try:
-            send(item)
-        except trio.WouldBlock:
-            if backlog is None:
-                backlog = self.backlog = deque()
-            backlog.append(item)
-
-    def _open_inbox(self) -> Callable[[Any], None]:
-        self._send, self._receive = trio.open_memory_channel[Any](self.spec.inbox)
-        self._send_nowait = send = self._send.send_nowait
-        return send
+        if inbox is None:
+            inbox = self.inbox = deque()
+        inbox.append(item)
 
     def _start_worker(self, first: Any) -> None:
         # Live workers are 0 .. workers-1, but for worker 0 once the run's task has left it.
@@ -174,13 +167,14 @@ class StepActor:
 
     def close_inbox(self) -> None:
         """No more events: workers parked on the inbox return, as do the next to look."""
-        if self._send is not None:
-            self._send.close()
+        self._closed = True
+        parked = self._parked
+        while parked:
+            reschedule(parked.popleft(), Error(trio.EndOfChannel()))
 
-    def queue_sizes(self) -> tuple[int, int]:
-        """(events in the inbox channel, events in the backlog)."""
-        backlog = len(self.backlog) if self.backlog else 0
-        return self.queued - backlog, backlog
+    def queued_events(self) -> list[Any]:
+        """The events waiting in the inbox, oldest first (not those handed to a worker)."""
+        return list(self.inbox) if self.inbox else []
 
     def _took(self) -> None:
         """A worker took an event while an ``asend_event`` caller waits for room."""
@@ -262,26 +256,40 @@ class StepActor:
             self._start_worker(None)
 
     def _parking(self, inline: bool) -> Callable[[], Awaitable[Any]] | None:
-        """Where a worker with nothing to do parks: the inbox's ``receive``, opened on first
-        need; None when it should return instead (the run is over, or it is the run's own
-        task, which steps aside rather than wait)."""
+        """Where a worker with nothing to do parks: a function that waits for the next event
+        handed to it (``trio.EndOfChannel`` once the inbox is closed); None when it should
+        return instead (the run is over, or it is the run's own task, which steps aside
+        rather than wait). Made once per worker task, the first time it has to wait.
+
+        Parking is trio's own low-level pair (``wait_task_rescheduled`` and ``reschedule``,
+        what its memory channels are built on) over the actor's deque: the inbox needs
+        neither a channel's buffer, which a worker would have to probe with a ``WouldBlock``
+        raised per empty probe, nor its bookkeeping.
+        """
         if self._run.over or inline:
             if inline:
                 self._handed_on()
             return None
-        if self._receive is None:
-            self._open_inbox()
-        assert self._receive is not None
-        return self._receive.receive
+        task = trio.lowlevel.current_task()
+        parked = self._parked
+        if parked is None:
+            parked = self._parked = deque()
+
+        def abort(_: Any) -> trio.lowlevel.Abort:  # cancelled while parked
+            parked.remove(task)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        async def park() -> Any:
+            if self._closed:
+                raise trio.EndOfChannel
+            parked.append(task)
+            return await wait_task_rescheduled(abort)
+
+        return park
 
     def _take_queued(self) -> Any:
-        """The oldest event waiting in the channel, else in the backlog (one waits in either)."""
-        if self._receive is not None:
-            try:
-                return self._receive.receive_nowait()
-            except trio.WouldBlock:
-                pass
-        return self.backlog.popleft()  # type: ignore[union-attr]
+        """The oldest event waiting in the inbox (one waits there)."""
+        return self.inbox.popleft()  # type: ignore[union-attr]
 
     # Two copies of the worker loop: observed runs (verbose, traced, any Observer) carry
     # (event, event_id) items and build a record per hook; plain runs carry bare events and
@@ -294,14 +302,15 @@ class StepActor:
         current_context.set(ctx)
         call = make_call(self.spec, run.workflow, ctx, self)
         emit = run.router.emit
+        send = run.router.send  # the router's decisions by type (emptied, never replaced)
         emit_ok = self.spec.emit_ok
         park: Callable[[], Awaitable[Any]] | None = None
         budget = BATCH
         event = first
         while True:
             if event is None:
-                if self.queued > self.inflight:  # one waits in the channel or the backlog
-                    event = self._take_queued()
+                if self.queued > self.inflight:  # one waits in the inbox
+                    event = self.inbox.popleft()  # type: ignore[union-attr]
                 else:
                     if park is None or inline:
                         park = self._parking(inline)
@@ -350,7 +359,11 @@ class StepActor:
                     except WorkflowRuntimeError as exc:
                         run.fail(exc, None)
                         return
-                emit(result)
+                deliver = send.get(type(result))
+                if deliver is None:
+                    emit(result)
+                else:
+                    deliver(result)
                 result = None
             elif self.running == self.waiting and not self.queued:
                 run.check_stall()  # this step went idle without emitting: is the run stuck?
@@ -376,8 +389,8 @@ class StepActor:
         item = first
         while True:
             if item is None:
-                if self.queued > self.inflight:  # one waits in the channel or the backlog
-                    item = self._take_queued()
+                if self.queued > self.inflight:  # one waits in the inbox
+                    item = self.inbox.popleft()  # type: ignore[union-attr]
                 else:
                     if park is None or inline:
                         park = self._parking(inline)

@@ -43,6 +43,9 @@ StateT = TypeVar("StateT", bound="BaseModel")
 #: client's audit hook, can tell which run and step it serves without being passed ``ctx``.
 current_context: ContextVar[Context[Any] | None] = ContextVar("actorflow_current_context", default=None)
 
+_NOWHERE: Mapping[type, Callable[[Any], None]] = {}
+"""The router decisions an observed run's contexts see: none (its emissions are numbered)."""
+
 
 class Store(InMemoryStateStore[Any]):
     """The store of a run (``ctx.store``): an :class:`InMemoryStateStore` of ``DictState`` unless
@@ -55,7 +58,7 @@ class Store(InMemoryStateStore[Any]):
 class CollectBuffer:
     """Events a step has set aside with ``collect_events`` until a full set has arrived."""
 
-    __slots__ = ("expected", "held", "missing", "need", "step")
+    __slots__ = ("_kind", "_size", "_slot", "expected", "held", "missing", "need", "step")
 
     def __init__(self, step: str, expected: tuple[type[Event], ...]) -> None:
         self.step = step
@@ -64,6 +67,12 @@ class CollectBuffer:
         self.held: dict[type[Event], deque[Event]] = {t: deque() for t in self.need}
         self.missing = len(expected)
         """Events still lacking for a full set: kept up to date so that ``add`` is O(1)."""
+        # A list of one type (a fan-in's [Done] * n, the usual case) needs no per-type
+        # counting: a full set is there when its one deque holds n events.
+        one = len(self.need) == 1
+        self._kind: type[Event] | None = expected[0] if one else None
+        self._slot = self.held[expected[0]]  # read only when _kind is set
+        self._size = len(expected)
 
     def slot_of(self, event: Event) -> type[Event] | None:
         """The expected type ``event`` counts as (its own, or the first it is a subclass of)."""
@@ -76,12 +85,27 @@ class CollectBuffer:
         """Hold ``event``; the full set once there is one. An event of no expected type (a
         step collecting ``[B, B]`` that also accepts A) is not held: None, as in LlamaIndex."""
         kind = type(event)
-        slot = self.held.get(kind)
-        if slot is None:  # a subclass of an expected type, or no expected type at all
-            found = self.slot_of(event)
-            if found is None:
-                return None
-            kind, slot = found, self.held[found]
+        if kind is self._kind:
+            slot = self._slot
+        else:
+            found = self.held.get(kind)
+            if found is None:  # a subclass of an expected type, or no expected type at all
+                expected = self.slot_of(event)
+                if expected is None:
+                    return None
+                kind, found = expected, self.held[expected]
+            slot = found
+            if self._kind is None:
+                return self._add_counted(kind, slot, event)
+        slot.append(event)
+        if len(slot) < self._size:
+            return None
+        full = list(slot)  # exactly a full set: it never grows past one
+        slot.clear()
+        return full
+
+    def _add_counted(self, kind: type[Event], slot: deque[Event], event: Event) -> list[Event] | None:
+        """:meth:`add` for a list of several types: ``missing`` says when a set is full."""
         if len(slot) < self.need[kind]:
             self.missing -= 1
         slot.append(event)
@@ -112,6 +136,7 @@ class Context(Generic[StateT]):
         "_cause",
         "_collecting",
         "_emit",
+        "_emit_ok",
         "_emitted",
         "_emitted_ids",
         "_first_started",
@@ -119,6 +144,7 @@ class Context(Generic[StateT]):
         "_retry_pending",
         "_retrying",
         "_run",
+        "_send",
         "_step_scope",
         "_stream_events",
         "_task",
@@ -149,6 +175,12 @@ class Context(Generic[StateT]):
         self._emit: Callable[[Event], None] = (
             self._emit_observed if run.observer is not None else run.router.emit
         )
+        self._send: Mapping[type, Callable[[Any], None]] = (
+            run.router.send if run.observer is None else _NOWHERE
+        )
+        """The router's decisions by type (plain runs; an observed run's events all go
+        through ``_emit``)."""
+        self._emit_ok = actor.spec.emit_ok
         self._cause: int | None = None
         """The input event id of the invocation in progress (observed runs)."""
         self._emitted: list[Event] | None = None
@@ -260,13 +292,16 @@ class Context(Generic[StateT]):
         The event's type must be allowed by the step's return hint, as for returned events.
         ``step=`` delivers it to that one step only, which must accept its type.
         """
-        actor = self._actor
-        if type(event) not in actor.spec.emit_ok:
-            actor.admit(event, "sent")
-        if step is None:
+        if type(event) not in self._emit_ok:
+            self._actor.admit(event, "sent")
+        if step is not None:
+            self._run.send_to_step(self, event, step)
+            return
+        send = self._send.get(type(event))  # what the router decided for the type, if it has
+        if send is None:
             self._emit(event)
         else:
-            self._run.send_to_step(self, event, step)
+            send(event)
 
     async def asend_event(self, event: Event, step: str | None = None) -> None:
         """Like :meth:`send_event`, but first wait while the receiving steps' inboxes are full.
@@ -460,7 +495,11 @@ def _check_expected(step: str, expected: object) -> tuple[type[Event], ...]:
             f"(e.g. [ResultA, ResultB]), got {type(expected).__name__} {expected!r:.60}"
         )
     items = tuple(expected)
-    bad = [t for t in items if not (isinstance(t, type) and issubclass(t, Event))]
+    try:
+        kinds: Iterable[object] = dict.fromkeys(items)  # each type once: a fan-in lists one N times
+    except TypeError:  # something unhashable: the check below names it
+        kinds = items
+    bad = [t for t in kinds if not (isinstance(t, type) and issubclass(t, Event))]
     if not items or bad:
         raise WorkflowRuntimeError(
             f"step {step!r}: collect_events needs a non-empty list of Event types, got "

@@ -22,6 +22,7 @@ record of its completion, so no step can take an event that no completed invocat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -145,7 +146,7 @@ class Router:
     steps wait for.
     """
 
-    __slots__ = ("_deliver", "_special", "_table", "routes")
+    __slots__ = ("_deliver", "_special", "_table", "routes", "send")
 
     def __init__(
         self,
@@ -158,30 +159,43 @@ class Router:
         self._special = special
         self.routes = table.routes
         """The routes in force: the class's table until the run changes one (waiters)."""
+        self.send: dict[type, Callable[[Any], None]] = {}
+        """Event type -> the function that routes an event of it now, for types routed to
+        steps only: the router's decisions made once, so that a hop costs one lookup and
+        one call (the step's ``deliver``, for a type one step accepts). Filled on first
+        sight of a type and emptied, in place, whenever a route changes; emitters may hold
+        it and call what they find, or :meth:`emit` when they find nothing."""
 
     def emit(self, event: Any) -> None:
-        """Route ``event`` now: the hot path of every hop (one lookup, one call per target)."""
-        try:
-            route = self.routes[type(event)]
-        except KeyError:
-            route = self._learn(type(event))
-        if type(route) is tuple:  # never empty: types no step accepts route to UNROUTED
-            deliver = self._deliver
-            for i in route:
-                deliver[i](event)
+        """Route ``event`` now: the hot path of every hop (one lookup, one call)."""
+        send = self.send.get(type(event))
+        if send is None:
+            self._decide(type(event), event)
         else:
-            self._special(route, event)  # type: ignore[arg-type]
+            send(event)
 
     def emit_observed(self, item: tuple[Any, int]) -> None:
         """:meth:`emit` for an observed run, whose events travel as ``(event, event_id)``."""
+        send = self.send.get(type(item[0]))
+        if send is None:
+            self._decide(type(item[0]), item)
+        else:
+            send(item)
+
+    def _decide(self, event_type: type, item: Any) -> None:
+        """Route ``item`` of a type not in :attr:`send`: learn the route, and remember what
+        to call for it when it goes to steps (special routes always come here)."""
         try:
-            route = self.routes[type(item[0])]
+            route = self.routes[event_type]
         except KeyError:
-            route = self._learn(type(item[0]))
-        if type(route) is tuple:
-            deliver = self._deliver
-            for i in route:
-                deliver[i](item)
+            route = self._learn(event_type)
+        if type(route) is tuple:  # never empty: types no step accepts route to UNROUTED
+            if len(route) == 1:
+                send = self._deliver[route[0]]
+            else:
+                send = functools.partial(self.deliver_all, route)
+            self.send[event_type] = send
+            send(item)
         else:
             self._special(route, item)  # type: ignore[arg-type]
 
@@ -214,6 +228,7 @@ class Router:
 
     def set_route(self, event_type: type[Event], route: Route | None) -> None:
         """Change the route of one type for this run (None: back to the class's route)."""
+        self.send.clear()  # in place: emitters may hold it
         if self.routes is self._table.routes:
             self.routes = dict(self.routes)  # copy on first write: the table is shared
         if route is None:

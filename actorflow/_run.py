@@ -7,7 +7,7 @@ the run's: everything that ends a run goes through it — a step's error, a stal
 StopEvent with every actor idle ends the run more cheaply, by closing the inboxes its parked
 workers wait on. When the nursery exits, every task of the run has exited with it.
 
-The run's own task runs the StartEvent's step first (:meth:`StepActor.run_first`), then
+The run's own task runs the StartEvent's step first (:meth:`StepActor.run_claimed`), then
 watches the deadline: the timeout is taken by this task at the deadline, so the error can say
 exactly which steps were still running, and a step that overran by blocking the loop is
 caught when it returns.
@@ -792,7 +792,6 @@ class Run:
         )
         # What steps start with: the caller's ContextVars as they are now (a task of the run
         # would get a copy; the first step, which runs in this task, gets one of its own).
-        first_context = contextvars.copy_context()
         self._base_context = contextvars.copy_context()
         async with trio.open_nursery() as nursery:
             self._scope = scope = nursery.cancel_scope
@@ -815,7 +814,10 @@ class Run:
             self._early = None
             if first is not None:
                 try:
-                    await first.run_claimed(item, first_context)
+                    # Its context is no local of this frame: it is garbage once the step is
+                    # done, not held while the run winds down (a trivial run's state is what
+                    # 100,000 runs at once hold in memory, for the GC to walk).
+                    await first.run_claimed(item, contextvars.copy_context())
                 except BaseException as exc:
                     # Cancelled, or a group of them from a nursery inside the first step.
                     if is_cancellation(exc) and not self.over and trio.current_time() >= deadline:

@@ -7,11 +7,10 @@ snapshots on its hot path, so its snapshot is read from what the run holds anywa
 - the invocations in progress from the worker tasks themselves: a worker loop's local
   ``event`` (``item`` in observed runs) is its invocation's input while it awaits the step,
   and None while it waits for work; trio's ``Task.iter_await_frames()`` reaches those frames;
-- the queued events from the step actors' inbox channels and backlogs, and an event handed
-  to a parked worker that has not run yet from that worker's pending resumption. Both live
-  in trio's private attributes (``MemoryChannelState.data``, ``Task._next_send``); they are
-  read in one place (:func:`_channel_items`, :func:`_handed`), and a trio that changed them
-  makes ``to_dict()`` raise ``ContextSerdeError`` rather than lose an event;
+- the queued events from the step actors' inboxes, and an event handed to a parked worker
+  that has not run yet from that worker's pending resumption, which lives in a trio private
+  attribute (``Task._next_send``); it is read in one place (:func:`_handed`), and a trio that
+  changed it makes ``to_dict()`` raise ``ContextSerdeError`` rather than lose an event;
 - the store, the ``collect_events`` buffers, the unanswered InputRequiredEvents routed in
   the run, and the counters, as they are.
 
@@ -111,9 +110,7 @@ class _PlainCapture:
                     )
         steps = []
         for actor in run.actors:
-            queued = [] if run.finished else [*handed.get(actor.index, ()), *_channel_items(run, actor)]
-            if actor.backlog and not run.finished:
-                queued += list(actor.backlog)
+            queued = [] if run.finished else [*handed.get(actor.index, ()), *actor.queued_events()]
             steps.append(
                 StepState(
                     name=actor.spec.name,
@@ -218,20 +215,6 @@ def _handed(task: trio.lowlevel.Task) -> Any:
     if pending is None:
         return None
     return getattr(pending, "value", None)
-
-
-def _channel_items(run: Run, actor: StepActor) -> list[Any]:
-    send = actor._send
-    if send is None:
-        return []
-    state = getattr(send, "_state", None)
-    data = getattr(state, "data", None)
-    if data is None:
-        raise ContextSerdeError(
-            f"this trio keeps a memory channel's buffer elsewhere: the events queued at step "
-            f"{actor.spec.name!r} of run {run.id} cannot be read for a snapshot"
-        )
-    return list(data)
 
 
 # -- restoring --------------------------------------------------------------------------------
