@@ -116,6 +116,10 @@ class StepActor:
         self.joined: list[Any] | None = None
         """A join step's events waiting for the rest of their set, oldest first."""
 
+    def rebind(self, run: Run) -> None:
+        """Refer to the run through ``run`` from now on (a weak proxy once it ended)."""
+        self._run = run
+
     # -- the inbox ---------------------------------------------------------------------------
 
     def deliver(self, item: Any) -> None:
@@ -152,6 +156,14 @@ class StepActor:
         inbox.append(item)
 
     def _start_worker(self, first: Any) -> None:
+        run = self._run
+        if run.over:  # an event sent as the run ends: it stays queued, as nothing takes it now
+            if first is not None:
+                self.inflight -= 1
+                if self.inbox is None:
+                    self.inbox = deque()
+                self.inbox.append(first)
+            return
         # Live workers are 0 .. workers-1, but for worker 0 once the run's task has left it.
         if self.free_first:
             worker, self.free_first = 0, False
@@ -159,7 +171,6 @@ class StepActor:
             worker = self.workers
         self.workers += 1
         name = f"actorflow step {self.spec.name}" + (f"[{worker}]" if worker else "")
-        run = self._run
         if run.durable is not None:  # a durable run's loop: invocations are transactions
             run.spawn(run.durable.work, self, worker, first, name=name)
             return
@@ -168,6 +179,7 @@ class StepActor:
     def close_inbox(self) -> None:
         """No more events: workers parked on the inbox return, as do the next to look."""
         self._closed = True
+        self.last = None  # only a stall report reads it, and the run has ended
         parked = self._parked
         while parked:
             reschedule(parked.popleft(), Error(trio.EndOfChannel()))

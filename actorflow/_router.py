@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._events import Event, InputRequiredEvent, StartEvent, StopEvent
 
 if TYPE_CHECKING:
     from ._step import StepSpec
 
-__all__ = ["BATCH", "INPUT", "STOP", "UNROUTED", "WAITED", "Route", "RouteTable", "Router"]
+__all__ = ["BATCH", "INPUT", "STOP", "UNROUTED", "WAITED", "Route", "RouteTable", "Router", "Target"]
 
 #: Events a task handles back to back without blocking before it yields to the scheduler.
 #: Draining with ``receive_nowait`` saves a scheduler trip per event when events pile up;
@@ -138,24 +138,33 @@ class RouteTable:
         return found
 
 
+class Target(Protocol):
+    """What the router knows of a step actor: where to deliver its events."""
+
+    def deliver(self, item: Any) -> None:
+        """Queue ``item`` for the step; never blocks."""
+
+
 class Router:
     """The run's router: hands each emitted event to the steps its type routes to.
 
-    It knows the step actors only by their ``deliver`` functions, and the run only by the
-    one ``special`` function that handles StopEvents, InputRequiredEvents and types that
-    steps wait for.
+    It knows the step actors only by their ``deliver`` functions (the targets, by step
+    index), and the run only by the one ``special`` function that handles StopEvents,
+    InputRequiredEvents and types that steps wait for.
     """
 
-    __slots__ = ("_deliver", "_special", "_table", "routes", "send")
+    __slots__ = ("_special", "_table", "_targets", "routes", "send")
 
     def __init__(
         self,
         table: RouteTable,
-        deliver: Sequence[Callable[[Any], None]],
+        targets: Sequence[Target],
         special: Callable[[_Special, Any], None],
     ) -> None:
         self._table = table
-        self._deliver = tuple(deliver)
+        self._targets = targets
+        """Taken as it is (the run's own tuple of actors): a run that routes nothing to a
+        step (the trivial run) makes no bound ``deliver`` at all."""
         self._special = special
         self.routes = table.routes
         """The routes in force: the class's table until the run changes one (waiters)."""
@@ -191,7 +200,7 @@ class Router:
             route = self._learn(event_type)
         if type(route) is tuple:  # never empty: types no step accepts route to UNROUTED
             if len(route) == 1:
-                send = self._deliver[route[0]]
+                send = self._targets[route[0]].deliver
             else:
                 send = functools.partial(self.deliver_all, route)
             self.send[event_type] = send
@@ -202,22 +211,26 @@ class Router:
     def emit_held(self, held: Sequence[tuple[tuple[Any, int], int | None]]) -> None:
         """Route what a completed invocation held (deferred mode): in the order it was
         emitted, each ``(event, event_id)`` to its one target step, or by its type."""
-        deliver = self._deliver
+        steps = self._targets
         for item, target in held:
             if target is None:
                 self.emit_observed(item)
             else:
-                deliver[target](item)
+                steps[target].deliver(item)
 
     def deliver_all(self, targets: tuple[int, ...], item: Any) -> None:
         """Hand ``item`` to each of the step actors ``targets`` (a special route's steps)."""
-        deliver = self._deliver
+        steps = self._targets
         for i in targets:
-            deliver[i](item)
+            steps[i].deliver(item)
 
     def deliver_to(self, index: int, item: Any) -> None:
         """``ctx.send_event(ev, step=...)``: the event goes to that one step (already checked)."""
-        self._deliver[index](item)
+        self._targets[index].deliver(item)
+
+    def rebind(self, special: Callable[[_Special, Any], None]) -> None:
+        """Handle special routes with ``special`` from now on (the run's, held weakly once it ended)."""
+        self._special = special
 
     def routable(self, event_type: type[Event]) -> bool:
         """Whether an event of ``event_type`` goes anywhere (a step, a waiter, the run's end)."""

@@ -16,12 +16,14 @@ caught when it returns.
 from __future__ import annotations
 
 import contextvars
+import functools
 import math
 import os
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import trio
 
@@ -58,7 +60,7 @@ from ._observe import (
     RunStarted,
     StepInfo,
 )
-from ._router import STOP, UNROUTED, WAITED, Router
+from ._router import STOP, UNROUTED, WAITED, Router, Target
 from ._state import InMemoryStateStore, state_from_type
 from ._statistics import RunStatistics, StepStatistics
 from ._waiters import Waiter, Waiters
@@ -97,6 +99,7 @@ class Run:
     """The state of one run; nothing in it is shared with any other run."""
 
     __slots__ = (
+        "__weakref__",
         "_asked",
         "_base_context",
         "_buffers",
@@ -157,7 +160,8 @@ class Run:
         self._id = run_id
         self.workflow = workflow
         self.spec = spec
-        self.start_event = start_event
+        self.start_event: Event | None = start_event
+        """The StartEvent; None once it is routed (the first step holds it then)."""
         self.timeout = timeout
         self._observe = observe
         self.observer: ObserverDispatch | None = None
@@ -209,14 +213,16 @@ class Run:
         self._nursery: trio.Nursery | None = None
         self._base_context: contextvars.Context | None = None
         """The ContextVars a step of the run starts with: the caller's, when the run started."""
-        self.actors = tuple(StepActor(self, s, i) for i, s in enumerate(spec.steps))
-        deliver = [a.deliver for a in self.actors] if durable is None else durable.attach(self)
+        self.actors = tuple([StepActor(self, s, i) for i, s in enumerate(spec.steps)])
         self.streams: Streams | None = None
         """The open fan-out streams (classes with fan-in steps only: ``_gather``)."""
-        if spec.gathers and durable is None:  # Workflow(durable=) refuses fan-in steps
+        targets: Sequence[Target] = self.actors
+        if durable is not None:
+            targets = [_Delivery(f) for f in durable.attach(self)]
+        elif spec.gathers:  # Workflow(durable=) refuses fan-in steps
             streams = self.streams = Streams(self, spec.gathers)
-            deliver = [streams.counting(d) for d in deliver]
-        self.router = Router(spec.routes, deliver, self._special)
+            targets = [_Delivery(streams.counting(a.deliver)) for a in self.actors]
+        self.router = Router(spec.routes, targets, self._special)
 
     @property
     def id(self) -> str:
@@ -270,7 +276,7 @@ class Run:
         await self._done.wait()
 
     def spawn(self, fn: Any, *args: Any, name: str) -> None:
-        """Start a task of the run (a step's worker) in the run's nursery."""
+        """Start a task of the run (a step's worker) in the run's nursery; never once it is over."""
         assert self._nursery is not None and self._base_context is not None, "the run is not going"
         # From the run's base context, not the emitting step's: what a step set in its
         # ContextVars does not leak into the workers it happens to start.
@@ -344,6 +350,7 @@ class Run:
         if self.outcome is None:
             self.outcome = outcome
             self.over = True
+            self._base_context = None  # no task starts any more
             if self._scope is not None:
                 self._scope.cancel()
 
@@ -477,6 +484,7 @@ class Run:
         self._stop_event = event
         self.outcome = Outcome("finished", event.result if type(event) is StopEvent else event)
         self.over = True
+        self._base_context = None  # no task starts any more
         # Idle workers are parked on their inbox: closing the inboxes lets them return without
         # a Cancelled per task and an ExceptionGroup per nursery, which is most of the cost of
         # ending a short run. Anything busy (a step running, waiting, retrying, or events
@@ -777,6 +785,7 @@ class Run:
                 steps=tuple(StepInfo(s.name, s.accepts, s.emits, s.num_workers) for s in spec.steps),
             )
             if observer.run_started is not None:
+                assert self.start_event is not None  # routed only after this
                 durable = self.durable
                 if durable is None:
                     observer.run_started(RunStarted(self.info, self.start_event))
@@ -802,8 +811,9 @@ class Run:
             if durable is not None and durable.begin_session():
                 first = None  # restored from a snapshot: its events are queued, nothing starts anew
             else:
-                item = self.start_event if not self.tagged else self._outside_item(self.start_event)
+                assert self.start_event is not None
                 route = self.router.class_route(type(self.start_event))
+                item: Any = self.start_event if not self.tagged else self._outside_item(self.start_event)
                 targets: tuple[int, ...] = route if isinstance(route, tuple) else ()
                 first = self.actors[targets[0]]
                 first.claim()
@@ -813,16 +823,18 @@ class Run:
                 self._emit_from_outside(event)
             self._early = None
             if first is not None:
+                # Neither the StartEvent nor the first step's context is held by this frame
+                # or the run once the step is done: a trivial run's state, as the nursery
+                # exits, is what 100,000 concurrent runs hold in memory for the GC to walk.
+                self.start_event = None
                 try:
-                    # Its context is no local of this frame: it is garbage once the step is
-                    # done, not held while the run winds down (a trivial run's state is what
-                    # 100,000 runs at once hold in memory, for the GC to walk).
                     await first.run_claimed(item, contextvars.copy_context())
                 except BaseException as exc:
                     # Cancelled, or a group of them from a nursery inside the first step.
                     if is_cancellation(exc) and not self.over and trio.current_time() >= deadline:
                         self._time_out()  # the first step was still running: the report names it
                     raise
+                item = None
             if self.over:
                 return
             if deadline != math.inf:
@@ -866,6 +878,23 @@ class Run:
         self._finished = True
         if self._done is not None:
             self._done.set()
+        if self.durable is None:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """The run has ended: its actors and router refer to it weakly from now on.
+
+        They point back at the run, which holds them: so a finished run would be a cycle of
+        a dozen objects (a trivial run's whole state) that only the garbage collector can
+        free, and walking them costs more than the run's routing does. Weakly held, a run
+        nobody keeps is freed by reference counting the moment the caller drops it; a run
+        someone keeps (a handle, a step's ``ctx``) keeps working through the proxy.
+        """
+        me = cast("Run", weakref.proxy(self))
+        for actor in self.actors:
+            actor.rebind(me)
+        self.router.rebind(functools.partial(Run._special, me))
+        self._waiters = None  # its callbacks are the run's own methods; nobody waits any more
 
     def statistics(self) -> RunStatistics:
         """A snapshot of the run's counters."""
@@ -893,6 +922,15 @@ class Run:
             },
             pending_input=self.pending_input,
         )
+
+
+class _Delivery:
+    """A router target made of a deliver function (a durable run's, which records first)."""
+
+    __slots__ = ("deliver",)
+
+    def __init__(self, deliver: Callable[[Any], None]) -> None:
+        self.deliver = deliver
 
 
 def unwrap_group(exc: BaseException) -> BaseException:
