@@ -730,7 +730,26 @@ class Run:
             if self.limiter is not None and self.outcome is None:
                 await self._queue()
             if self.outcome is None:
-                await self._serve()
+                # The run's nursery, in this frame (a frame of its own would be one more
+                # object per live run): the first step in this task, then the deadline.
+                deadline = self._begin()
+                async with trio.open_nursery() as nursery:
+                    first, item = self._route_start(nursery, deadline)
+                    if first is not None:
+                        # Neither the StartEvent nor the first step's context is held by this
+                        # frame or the run once the step is done: a trivial run's state as
+                        # the nursery exits is what 100,000 concurrent runs hold for the GC.
+                        self.start_event = None
+                        try:
+                            await first.run_claimed(item, contextvars.copy_context())
+                        except BaseException as exc:
+                            # Cancelled, or a group of them from a nursery inside the first step.
+                            if is_cancellation(exc) and not self.over and trio.current_time() >= deadline:
+                                self._time_out()  # the first step was still running: the report names it
+                            raise
+                        item = None
+                    if not self.over:
+                        await self._watch_deadline(nursery.cancel_scope, deadline, first)
         except BaseException as exc:
             # The run's own scope catches every cancellation it caused, so this is
             # cancellation from outside (or a KeyboardInterrupt): end the run and let it out.
@@ -754,7 +773,7 @@ class Run:
         finally:
             if self._limited:
                 self.limiter.release()  # type: ignore[union-attr]
-        if self.outcome is None:  # cannot happen: every way out of _serve sets it
+        if self.outcome is None:  # cannot happen: every way out of the nursery sets it
             raise AssertionError(f"run {self.id} of {self.spec.name} ended without an outcome")
         self._finish(self.outcome)
         return self.outcome
@@ -794,7 +813,8 @@ class Run:
                         RunStarted(self.info, self.start_event, durable.sessions, durable.audit_seq)
                     )
 
-    async def _serve(self) -> None:
+    def _begin(self) -> float:
+        """The run starts (observers told, ContextVars taken); its deadline."""
         self._open()
         deadline = self.deadline = (
             math.inf if self.timeout is None else self._started_at + self.timeout - self._spent
@@ -802,54 +822,49 @@ class Run:
         # What steps start with: the caller's ContextVars as they are now (a task of the run
         # would get a copy; the first step, which runs in this task, gets one of its own).
         self._base_context = contextvars.copy_context()
-        async with trio.open_nursery() as nursery:
-            self._scope = scope = nursery.cancel_scope
-            self._nursery = nursery
-            if deadline != math.inf:
-                scope.deadline = deadline  # covers the first step, which runs in this task
-            durable = self.durable
-            if durable is not None and durable.begin_session():
-                first = None  # restored from a snapshot: its events are queued, nothing starts anew
-            else:
-                assert self.start_event is not None
-                route = self.router.class_route(type(self.start_event))
-                item: Any = self.start_event if not self.tagged else self._outside_item(self.start_event)
-                targets: tuple[int, ...] = route if isinstance(route, tuple) else ()
-                first = self.actors[targets[0]]
-                first.claim()
-                for index in targets[1:]:
-                    self.router.deliver_to(index, item)
-            for event in self._early or ():
-                self._emit_from_outside(event)
-            self._early = None
-            if first is not None:
-                # Neither the StartEvent nor the first step's context is held by this frame
-                # or the run once the step is done: a trivial run's state, as the nursery
-                # exits, is what 100,000 concurrent runs hold in memory for the GC to walk.
-                self.start_event = None
-                try:
-                    await first.run_claimed(item, contextvars.copy_context())
-                except BaseException as exc:
-                    # Cancelled, or a group of them from a nursery inside the first step.
-                    if is_cancellation(exc) and not self.over and trio.current_time() >= deadline:
-                        self._time_out()  # the first step was still running: the report names it
-                    raise
-                item = None
-            if self.over:
+        return deadline
+
+    def _route_start(self, nursery: trio.Nursery, deadline: float) -> tuple[StepActor | None, Any]:
+        """Route the StartEvent (and events sent before the start); the step whose first
+        event the run's task handles itself, and that event (None: a restored run)."""
+        self._scope = nursery.cancel_scope
+        self._nursery = nursery
+        if deadline != math.inf:
+            nursery.cancel_scope.deadline = deadline  # covers the first step, which runs in this task
+        durable = self.durable
+        first: StepActor | None = None
+        item: Any = None
+        if durable is None or not durable.begin_session():  # else restored: its events are queued
+            assert self.start_event is not None
+            route = self.router.class_route(type(self.start_event))
+            item = self.start_event if not self.tagged else self._outside_item(self.start_event)
+            targets: tuple[int, ...] = route if isinstance(route, tuple) else ()
+            first = self.actors[targets[0]]
+            first.claim()
+            for index in targets[1:]:
+                self.router.deliver_to(index, item)
+        for event in self._early or ():
+            self._emit_from_outside(event)
+        self._early = None
+        return first, item
+
+    async def _watch_deadline(
+        self, scope: trio.CancelScope, deadline: float, first: StepActor | None
+    ) -> None:
+        """The first step is done and the run goes on: time it out at its deadline."""
+        if deadline != math.inf:
+            scope.deadline = math.inf  # from here on this task watches the deadline itself
+            if trio.current_time() >= deadline:
+                self._time_out(late=[first.spec.name] if first is not None else [])
                 return
-            if deadline != math.inf:
-                scope.deadline = math.inf  # from here on this task watches the deadline itself
-                if trio.current_time() >= deadline:
-                    self._time_out(late=[first.spec.name] if first is not None else [])
-                    return
-            with trio.CancelScope() as watch:
-                self._watch = watch
-                # Until the deadline, or (none) until the run ends: a StopEvent cancels the
-                # watch, every other ending the whole scope.
-                await trio.sleep_until(deadline)
-            self._watch = None
-            if not self.over:
-                self._time_out()
+        with trio.CancelScope() as watch:
+            self._watch = watch
+            # Until the deadline, or (none) until the run ends: a StopEvent cancels the
+            # watch, every other ending the whole scope.
+            await trio.sleep_until(deadline)
+        self._watch = None
+        if not self.over:
+            self._time_out()
 
     def _finish(self, outcome: Outcome) -> None:
         if not self.started:
