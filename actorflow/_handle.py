@@ -93,12 +93,7 @@ class RunHandle:
             self._awaiting -= 1
         outcome = run.outcome
         assert outcome is not None
-        if outcome.kind == "cancelled" and outcome.error is None:
-            error = WorkflowCancelledError(
-                f"run {run.id} of {run.spec.name} was cancelled by its host (a cancel scope around it)"
-            )
-            return outcome._replace(error=error)
-        return outcome
+        return _as_awaited(run, outcome)
 
     async def cancel_run(self, *, timeout: float = 5.0) -> None:
         """Cancel the run and wait until it has ended, or ``timeout`` seconds (LlamaIndex's
@@ -139,6 +134,7 @@ class RunHandle:
         outcome = self._run.outcome
         if not self._run.finished or outcome is None:
             raise asyncio.InvalidStateError("Exception is not set.")
+        outcome = _as_awaited(self._run, outcome)
         if outcome.error is not None:
             self._reported = True
         return outcome.error
@@ -274,6 +270,17 @@ def _deprecated(what: str, instead: str) -> None:
         DeprecationWarning,
         stacklevel=3,
     )
+
+
+def _as_awaited(run: Run, outcome: Outcome) -> Outcome:
+    """The outcome as whoever awaits the handle sees it: a run its host cancelled has no
+    result, so it is a WorkflowCancelledError too, not a result of None."""
+    if outcome.kind == "cancelled" and outcome.error is None:
+        error = WorkflowCancelledError(
+            f"run {run.id} of {run.spec.name} was cancelled by its host (a cancel scope around it)"
+        )
+        return outcome._replace(error=error)
+    return outcome
 
 
 def _failed(run: Run) -> BaseException | None:

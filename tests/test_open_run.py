@@ -231,6 +231,8 @@ async def test_awaiting_a_run_its_host_cancelled_raises(autojump_clock: trio.abc
     with pytest.raises(WorkflowCancelledError, match="cancelled by its host"):
         await handle
     assert isinstance(handle.get_stop_event(), WorkflowCancelledEvent)
+    with pytest.warns(DeprecationWarning):
+        assert isinstance(handle.exception(), WorkflowCancelledError)  # the same error
 
 
 async def test_an_answer_that_matches_no_wait_is_refused_naming_the_wait() -> None:
