@@ -745,6 +745,9 @@ async def test_a_typed_state_is_committed_and_resumed_as_its_model(store: SQLite
 
 INTERRUPTED = """
 import sys, os, signal, trio
+# A shell starts background jobs with SIGINT ignored, and children inherit that: Ctrl-C in a
+# terminal is what this process stands for, so take Python's own handler back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[2])
 from actorflow.durable import SQLiteStore
 from test_durable_runs import Chain
