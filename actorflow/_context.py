@@ -155,13 +155,22 @@ class Context(Generic[StateT]):
     @overload
     def __init__(self, run: Workflow) -> None: ...
     @overload
+    def __init__(
+        self,
+        *,
+        workflow: Workflow,
+        previous_context: Mapping[str, Any] | None = None,
+        serializer: BaseSerializer | None = None,
+    ) -> None: ...
+    @overload
     def __init__(self, run: Run, actor: StepActor, worker: int) -> None: ...
-    def __init__(self, run: Any, actor: StepActor | None = None, worker: int = 0) -> None:
+    def __init__(
+        self, run: Any = None, actor: StepActor | None = None, worker: int = 0, **llamaindex: Any
+    ) -> None:
         if actor is None:  # Context(workflow), as in LlamaIndex: a context before any run
-            from ._outside import StandaloneContext
+            from ._outside import become_outside
 
-            self.__class__ = StandaloneContext
-            StandaloneContext._setup(self, run)  # type: ignore[arg-type]  # self is one now
+            become_outside(self, run, **llamaindex)
             return
         self._run: Run = run
         self._actor = actor

@@ -17,7 +17,7 @@ The tree::
     │   └── WaitForEventTimeoutError    ctx.wait_for_event() waited longer than its timeout=
     ├── WorkflowCancelledByUser         the run was cancelled by its caller (LlamaIndex's name)
     │   └── WorkflowCancelledError      ...through its RunHandle or by leaving open_run early
-    ├── ContextSerdeError               a Context could not be serialised or restored
+    ├── ContextSerdeError               a Context could not be serialised or restored (a ValueError too)
     ├── StoreError                      a durable run store cannot do what was asked
     │   └── RunConflictError            two writers for one durable run
     ├── StoredRunError                  a durable run's stored error whose class is gone
@@ -190,8 +190,12 @@ class WorkflowCancelledError(WorkflowCancelledByUser):
     """
 
 
-class ContextSerdeError(ActorflowError):
-    """A Context (or its state) could not be serialised, or a serialised one restored."""
+class ContextSerdeError(ActorflowError, ValueError):
+    """A Context (or its state) could not be serialised, or a serialised one restored.
+
+    A ``ValueError`` too: LlamaIndex's ``ctx.to_dict()`` raises ``ValueError`` for a store
+    value its serializer cannot write, so ported ``except ValueError`` clauses catch it.
+    """
 
 
 class ContextStateError(ActorflowError):

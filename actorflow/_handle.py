@@ -20,7 +20,7 @@ import trio
 
 from . import _public
 from ._events import Event, StopEvent
-from ._exceptions import WorkflowCancelledError, WorkflowRuntimeError
+from ._exceptions import ContextSerdeError, WorkflowCancelledError, WorkflowRuntimeError
 from ._outside import OutsideContext
 from ._run import Outcome, Run, unwrap_group
 from ._statistics import RunStatistics
@@ -99,8 +99,20 @@ class RunHandle:
         """Cancel the run and wait until it has ended, or ``timeout`` seconds (LlamaIndex's
         default, 5.0) have passed (``result()`` then raises WorkflowCancelledError); nothing
         happens to a run that has already ended. Never raises for the run's outcome, as in
-        LlamaIndex; ``timeout=None`` waits as long as the run takes to end."""
-        self._run.cancel()
+        LlamaIndex; ``timeout=None`` waits as long as the run takes to end.
+
+        As in LlamaIndex, ``handle.ctx.to_dict()`` afterwards is the run as it was cancelled
+        (``is_running`` true, its steps in progress), so ``run(ctx=Context.from_dict(...))``
+        continues it."""
+        run = self._run
+        if run.outcome is None and run.durable is None:  # a durable run's store keeps it anyway
+            from .durable._capture import snapshot_of
+
+            try:
+                run.kept_snapshot = snapshot_of(run)
+            except ContextSerdeError:
+                pass  # to_dict() then describes the ended run, as after any other ending
+        run.cancel()
         if timeout is None:
             await self._run.wait_finished()
             return

@@ -8,7 +8,7 @@ in LlamaIndex: no waiting for room), ``write_event_to_stream``, ``stream_events`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._context import Context
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._stream import EventStream
     from ._workflow import Workflow
 
-__all__ = ["OutsideContext", "StandaloneContext"]
+__all__ = ["OutsideContext", "StandaloneContext", "become_outside"]
 
 
 class OutsideContext(Context[Any]):
@@ -154,3 +154,32 @@ class StandaloneContext(OutsideContext):
         data = super().to_dict(serializer)
         data["is_running"] = False
         return data
+
+
+def become_outside(
+    ctx: Context[Any],
+    run: object = None,
+    *,
+    workflow: object = None,
+    previous_context: Mapping[str, Any] | None = None,
+    serializer: BaseSerializer | None = None,
+) -> None:
+    """``Context(wf)`` or LlamaIndex's ``Context(workflow=wf, previous_context=, serializer=)``:
+    ``ctx`` becomes a context before any run, or (``previous_context``, a ``to_dict()``) the
+    one ``Context.from_dict`` restores."""
+    if workflow is not None and run is not None:
+        raise TypeError("Context() takes the workflow once: Context(wf) or Context(workflow=wf)")
+    workflow = workflow if workflow is not None else run
+    if previous_context is None:
+        ctx.__class__ = StandaloneContext
+        StandaloneContext._setup(ctx, workflow)  # type: ignore[arg-type]  # ctx is one now
+        return
+    from ._workflow import Workflow
+    from .durable._capture import restored_run
+
+    if not isinstance(workflow, Workflow):
+        raise TypeError(
+            f"Context(workflow, previous_context=...) needs a Workflow instance, got {type(workflow).__name__}"
+        )
+    ctx.__class__ = OutsideContext
+    OutsideContext.__init__(ctx, restored_run(workflow, previous_context, serializer))  # type: ignore[arg-type]

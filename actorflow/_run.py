@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from ._validate import WorkflowSpec
     from ._workflow import Workflow
     from .durable._runner import DurableRun
+    from .durable._snapshot import Snapshot
 
 __all__ = ["Outcome", "Run", "unwrap_group"]
 
@@ -128,6 +129,7 @@ class Run:
         "durable",
         "info",
         "internal",
+        "kept_snapshot",
         "limiter",
         "observer",
         "outcome",
@@ -169,6 +171,8 @@ class Run:
         self.limiter = limiter
         self.durable = durable
         """The durable side of the run (``actorflow.durable``): its commits, its journals."""
+        self.kept_snapshot: Snapshot | None = None
+        """Its snapshot as it was when ``cancel_run()`` ended it: ``ctx.to_dict()`` afterwards."""
         self.tagged = durable is not None
         """Whether events travel with their ids, as ``(event, event_id)`` (observed and durable
         runs; decided when the run starts)."""

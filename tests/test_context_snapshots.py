@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +373,96 @@ async def test_a_restored_run_keeps_its_id_and_counters() -> None:
         steps = handle.statistics().steps
     # 2 jobs and 2 results were processed before the snapshot; 3 of each after it
     assert (steps["work"].processed, steps["gather"].processed, steps["begin"].processed) == (5, 5, 1)
+
+
+class Lock:
+    """A requirement value no serializer can write (it holds a thread lock), equal to any Lock."""
+
+    def __init__(self, real: bool = True) -> None:
+        self.lock = threading.Lock() if real else None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Lock)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class LockAnswer(Event):
+    key: Any
+
+
+class WaitsOnLock(Workflow):
+    """Waits for an answer whose requirement is a value no serializer can write."""
+
+    @step
+    async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        await ctx.wait_for_event(
+            LockAnswer, waiter_event=InputRequiredEvent(prefix="key?"), requirements={"key": Lock()}
+        )
+        return StopEvent(result="done")
+
+
+async def test_requirements_no_serializer_can_write_leave_the_snapshot_usable() -> None:
+    """A wait whose requirements cannot be written is snapshotted without them and resumes."""
+    async with WaitsOnLock(timeout=None).open_run() as handle:
+        async for ev in handle.stream_events():
+            assert isinstance(ev, InputRequiredEvent)
+            data = handle.ctx.to_dict(serializer=PickleSerializer())
+            handle.cancel()
+            break
+    (flight,) = data["steps"]["ask"]["in_flight"]
+    assert flight["waiting"]["requirements"] is None
+    wf = WaitsOnLock(timeout=None)
+    async with wf.open_run(ctx=Context.from_dict(wf, data, serializer=PickleSerializer())) as handle:
+        with trio.fail_after(10):
+            while not handle.statistics().steps["ask"].waiting:
+                await trio.sleep(0.001)
+            handle.ctx.send_event(LockAnswer(key=Lock(real=False)))
+            assert await handle.result() == "done"
+
+
+async def test_a_store_value_no_serializer_can_write_is_a_value_error() -> None:
+    """to_dict()'s ContextSerdeError is a ValueError, which LlamaIndex raises there."""
+
+    class Keeps(Workflow):
+        @step
+        async def keep(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            await ctx.store.set("fn", print)
+            return StopEvent(result="done")
+
+    async with Keeps().open_run() as handle:
+        await handle
+    with pytest.raises(ValueError, match="the run's store key 'fn'"):
+        handle.ctx.to_dict()
+
+
+class AskThenAnswer(Workflow):
+    """Asks from one step; another step takes the answer."""
+
+    @step
+    async def ask(self, ctx: Context, ev: StartEvent) -> InputRequiredEvent:
+        await ctx.store.set("asked", await ctx.store.get("asked", default=0) + 1)
+        return InputRequiredEvent(prefix=ev.topic)
+
+    @step
+    async def answer(self, ev: HumanResponseEvent) -> StopEvent:
+        return StopEvent(result=ev.response)
+
+
+async def test_the_snapshot_after_cancel_run_continues_the_cancelled_run() -> None:
+    """to_dict() after cancel_run() is the run as cancelled; restored, it takes the answer."""
+    wf = AskThenAnswer(timeout=None)
+    async with wf.open_run(topic="pizza") as handle:
+        async for ev in handle.stream_events():
+            assert isinstance(ev, InputRequiredEvent)
+            break
+        await handle.cancel_run()
+        assert handle.is_done()
+        data = round_trip(handle.ctx.to_dict())
+    assert data["is_running"] is True
+    async with wf.open_run(ctx=Context.from_dict(wf, data)) as handle:
+        handle.ctx.send_event(HumanResponseEvent(response="42"))
+        # answered before the restored run started: its question is not asked again
+        assert [ev async for ev in handle.stream_events()] == [StopEvent(result="42")]
+        assert await handle == "42"
+        assert await handle.ctx.store.get("asked") == 1

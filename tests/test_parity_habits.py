@@ -120,6 +120,22 @@ async def test_a_context_made_before_any_run_keeps_its_store_across_runs() -> No
     assert await ctx.store.get("n") == 103  # a restored copy is a context of its own
 
 
+async def test_a_context_is_made_with_llamaindexs_keywords() -> None:
+    """``Context(workflow=wf)`` is ``Context(wf)``; ``previous_context=`` restores a to_dict()."""
+    wf = Count()
+    ctx = Context(workflow=wf)
+    await ctx.store.set("n", 10)
+    with trio.fail_after(10):
+        assert await wf.run(ctx=ctx, by=1) == 11
+        restored = Context(workflow=wf, previous_context=json.loads(json.dumps(ctx.to_dict())))
+        assert await wf.run(ctx=restored, by=2) == 13
+    assert await ctx.store.get("n") == 11
+    with pytest.raises(TypeError, match=r"takes the workflow once"):
+        Context(wf, workflow=wf)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'flow'"):
+        Context(flow=wf)  # type: ignore[call-overload]
+
+
 async def test_a_context_before_any_run_has_its_workflows_typed_state() -> None:
     """``Context(wf)`` of a workflow with ``Context[Tally]`` steps holds a Tally."""
     wf = TypedStateFlow()

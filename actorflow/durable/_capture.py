@@ -63,6 +63,8 @@ def snapshot_of(run: Run) -> Snapshot:
     """The snapshot of ``run`` now (see the module docstring for what a plain run's holds)."""
     if run.durable is not None:
         return run.durable.take_snapshot()
+    if run.kept_snapshot is not None and run.finished:  # cancel_run() kept it
+        return run.kept_snapshot
     return _PlainCapture(run).snapshot()
 
 

@@ -39,7 +39,7 @@ import trio
 from pydantic import BaseModel, ValidationError
 
 from .._context import CollectBuffer, Context, Store, _check_expected, current_context
-from .._events import Event, InputRequiredEvent, StopEvent
+from .._events import Event, HumanResponseEvent, InputRequiredEvent, StopEvent
 from .._exceptions import ContextSerdeError, WaitForEventTimeoutError, WorkflowRuntimeError
 from .._invoke import is_cancellation, make_call
 from .._observe import EventEmitted, StepCancelled, StepFinished, StepStarted
@@ -622,7 +622,13 @@ class DurableRun:
                         f"snapshot field collect: the collect_events buffer of step {c_state.step!r} "
                         f"holds a full set, which a run never leaves behind"
                     )
+        # Answers sent in before the run started again answer its oldest questions (as
+        # RunHandle.send_event does for a live run): those are not asked again.
+        answered = sum(isinstance(e, HumanResponseEvent) for e in run._early or ())
         for ref in snap.pending_input:
+            if answered:
+                answered -= 1
+                continue
             self.inputs[ref.event_id] = (ref.event, None)
             run.pending_input += 1
             run.publish(ref.event)  # asked again: whoever reads this stream can answer

@@ -332,9 +332,7 @@ class _Encoder:
             else {
                 "waiter_id": wait.waiter_id,
                 "event_type": _type_name(wait.event_type),
-                "requirements": self._encode(
-                    dict(wait.requirements), f"the requirements of wait_for_event {at}"
-                ),
+                "requirements": self.requirements(wait, at),
                 "timeout": wait.timeout,
                 "waited_s": wait.waited_s,
                 "waiter_event": None
@@ -342,6 +340,16 @@ class _Encoder:
                 else self.event(wait.waiter_event, f"the waiter_event of wait_for_event {at}"),
             },
         }
+
+    def requirements(self, wait: Wait, at: str) -> str | None:
+        # Only informative: the invocation runs again on restore and its wait_for_event call
+        # names its requirements again. So values the serializer cannot write (a lock, a
+        # client) are left out (null) rather than failing the snapshot, as LlamaIndex keeps
+        # no requirements in its snapshots at all.
+        try:
+            return self._encode(dict(wait.requirements), f"the requirements of wait_for_event {at}")
+        except ContextSerdeError:
+            return None
 
     def state(self, state: StateSnapshot) -> dict[str, Any]:
         data: Any
@@ -546,7 +554,8 @@ class _Decoder:
                 with self.at(".event_type"):
                     event_type = self.event_type(self.get(wait_obj, "event_type", str))
                 with self.at(".requirements"):
-                    requirements = self.decode(self.get(wait_obj, "requirements", str))
+                    text = self.get(wait_obj, "requirements", str, optional=True)
+                    requirements = {} if text is None else self.decode(text)
                     if not isinstance(requirements, dict):
                         raise self.fail(f"expected a dict, got a {type(requirements).__name__}")
                 waiter_event = None
