@@ -535,6 +535,21 @@ def test_version_and_help(tmp_path: Path) -> None:
     assert bare.returncode == 2 and "COMMAND" in bare.stderr
 
 
+def test_help_does_not_load_the_runtime() -> None:
+    """`actorflow --help` builds its parser from every command without importing the run core,
+    pydantic or the live display (they load when a command runs)."""
+    code = (
+        "import sys\n"
+        "from actorflow.cli import main\n"
+        "status = main(['--help'])\n"
+        "heavy = ['actorflow._run', 'actorflow._events', 'pydantic', 'actorflow.cli._live']\n"
+        "print(status, [m for m in heavy if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 []"
+
+
 def test_the_console_script_is_installed() -> None:
     """The `actorflow` script sits next to the interpreter and runs the same main()."""
     script = Path(sys.executable).with_name("actorflow")

@@ -10,7 +10,6 @@ class (``accept_subclasses``) is counted when its step starts on it.
 
 from __future__ import annotations
 
-import os
 import shutil
 from typing import TextIO
 
@@ -30,21 +29,9 @@ from .. import (
     StepFinished,
     StepStarted,
 )
+from ._term import REFRESH, cut
 
-__all__ = ["REFRESH", "LiveDisplay", "is_terminal", "wants_color"]
-
-#: Seconds between two redraws of the live display.
-REFRESH = 0.1
-
-
-def is_terminal(stream: TextIO) -> bool:
-    """Whether ``stream`` is a terminal that understands cursor movement."""
-    return stream.isatty() and os.environ.get("TERM") != "dumb"
-
-
-def wants_color(stream: TextIO) -> bool:
-    """Whether to colour what goes to ``stream`` (a terminal, and no ``NO_COLOR``)."""
-    return is_terminal(stream) and "NO_COLOR" not in os.environ
+__all__ = ["LiveDisplay"]
 
 
 @attrs.define
@@ -235,19 +222,3 @@ class LiveDisplay(Observer):
                 await trio.sleep(REFRESH)
         finally:
             self.erase()
-
-
-def cut(line: str, width: int) -> str:
-    """``line`` cut to ``width`` visible characters (ANSI codes take no room)."""
-    out, seen, i = [], 0, 0
-    while i < len(line):
-        if line[i] == "\x1b":
-            end = line.find("m", i)
-            out.append(line[i : end + 1])
-            i = end + 1
-            continue
-        if seen < width - 1:
-            out.append(line[i])
-        seen += 1
-        i += 1
-    return "".join(out) + ("\x1b[0m" if "\x1b" in line else "")

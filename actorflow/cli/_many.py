@@ -21,8 +21,8 @@ from typing import Any, TextIO
 import trio
 
 from ._base import EXIT_FAILED, EXIT_OK, CLIError, Commands, one_line
-from ._live import REFRESH, cut, is_terminal
 from ._target import load_target
+from ._term import REFRESH, cut, is_terminal
 
 __all__ = ["Progress", "register"]
 

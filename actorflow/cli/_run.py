@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._base import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, CLIError, Commands, one_line
-from ._live import LiveDisplay, is_terminal, wants_color
 from ._target import load_target, parse_params
+from ._term import is_terminal, wants_color
+
+if TYPE_CHECKING:
+    from ._live import LiveDisplay
 
 __all__ = ["format_result", "register"]
 
@@ -60,6 +63,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = sys.stdout
     live = None
     if is_terminal(out) and not args.verbose:
+        from ._live import LiveDisplay  # the runtime, only for a run on a terminal
+
         live = LiveDisplay(out, color=wants_color(out))
     try:
         result = trio.run(_execute, workflow, params, live)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._base import EXIT_OK, CLIError, Commands, existing, reading, write_file
-from ._live import wants_color
+from ._term import wants_color
 
 __all__ = ["register"]
 
