@@ -13,6 +13,11 @@ traceback) is *replayed* on the run's own ``ctx``. So routing, ``collect_events`
 the store and the audit trail all stay in the run's process, and a step behaves the same on
 every executor: a workflow tested with :class:`ThreadExecutor` runs unchanged on Ray.
 
+Classes and functions that travel by value (defined in a script or a function body) are
+pickled once per trio run and unpickled once per worker process, then referred to by name
+(see "definitions that travel once" below): shipping them with every invocation cost more
+than a typical CPU-bound step's own work.
+
 Where each invocation ran (:class:`Placement`) is published through :func:`last_placement`,
 which the run core reads right after ``executor.run`` returns or raises, in the same task.
 
@@ -24,6 +29,7 @@ tests and function bodies by value). ``actorflow.ray.RayExecutor`` uses the same
 from __future__ import annotations
 
 import abc
+import hashlib
 import io
 import os
 import pickle
@@ -33,6 +39,7 @@ import threading
 import traceback
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 import attrs
@@ -376,42 +383,91 @@ def _rebuild_workflow(cls: type[Any], state: dict[str, Any]) -> Any:
 _DEFAULT_GETSTATE = object.__getstate__
 
 
-_pickler_class: Any = None
+_picklers: dict[str, Any] = {}
 
 
-def _pickler() -> Any:
-    """The cloudpickle Pickler that ships a workflow instance without its run-local parts (made once)."""
-    global _pickler_class
-    if _pickler_class is None:
+def _pickler(kind: str = "plain") -> Any:
+    """A cloudpickle Pickler class that ships a workflow instance without its run-local parts.
+
+    ``plain`` pickles everything; ``packer`` and ``replier`` refer to the definitions a
+    :class:`_Shipment` or a worker's :class:`_Received` know by their keys (made once).
+    """
+    if not _picklers:
         import cloudpickle
 
         class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]
             workflow: Any = None
+            found: list[Any] | None = None
 
             def reducer_override(self, value: Any) -> Any:
                 if value is self.workflow and getattr(type(value), "__getstate__", None) is _DEFAULT_GETSTATE:
                     state = {k: _RUN_LOCAL.get(k, v) for k, v in vars(value).items()}
                     return _rebuild_workflow, (type(value), state)
+                reduced = super().reducer_override(value)
+                if self.found is not None and _is_definition(value, reduced):
+                    self.found.append(value)
+                return reduced
+
+        class _Packer(_Pickler):
+            shipment: _Shipment
+            used: dict[str, None]
+
+            def reducer_override(self, value: Any) -> Any:
+                if isinstance(value, type) or type(value) is FunctionType:
+                    key = self.shipment.key(value, self.workflow)
+                    if key is not None:
+                        self.used[key[0]] = None
+                        return _definition, key
+                    if id(value) in self.shipment.by_reference:
+                        return NotImplemented  # known already: skip cloudpickle's module lookup
                 return super().reducer_override(value)
 
-        _pickler_class = _Pickler
-    return _pickler_class
+        class _Replier(_Pickler):
+            keys: Mapping[int, _Key]
+
+            def reducer_override(self, value: Any) -> Any:
+                key = self.keys.get(id(value))
+                if key is not None:
+                    return _definition, key
+                return super().reducer_override(value)
+
+        _picklers.update(plain=_Pickler, packer=_Packer, replier=_Replier)
+        _picklers["probe"] = cloudpickle.Pickler(io.BytesIO())
+    return _picklers[kind]
 
 
-def _dumps(obj: Any, workflow: Any = None) -> bytes:
-    """cloudpickle ``obj``; ``workflow`` (found anywhere inside) travels without its run-local parts."""
+def _is_definition(value: Any, reduced: Any) -> bool:
+    """Whether ``value``, which cloudpickle's reducer_override reduced to ``reduced``, is a
+    class or function that travels by value (not by reference, and not a builtin type)."""
+    return (
+        reduced is not NotImplemented
+        and (isinstance(value, type) or type(value) is FunctionType)
+        and getattr(value, "__module__", None) != "builtins"
+    )
+
+
+def _dumps(obj: Any, workflow: Any = None, found: list[Any] | None = None) -> bytes:
+    """cloudpickle ``obj``; ``workflow`` (found anywhere inside) travels without its run-local parts.
+
+    ``found``, if given, gets every class and function pickled by value, in order.
+    """
     buffer = io.BytesIO()
     pickler = _pickler()(buffer, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.workflow = workflow
+    pickler.found = found
     pickler.dump(obj)
     return buffer.getvalue()
 
 
 def ship(spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event, executor: str) -> bytes:
-    """The pickled invocation; a part that cannot be pickled fails naming the step and the part."""
+    """The pickled invocation; a part that cannot be pickled fails naming the step and the part.
+
+    Classes and functions that travel by value go as definitions this trio run pickled once
+    (see :class:`_Shipment`); the rest of the invocation is pickled anew each time.
+    """
     inv = _invocation(spec, workflow, ctx, event, executor)
     try:
-        return _dumps(inv, workflow)
+        return _shipment().pack(inv, workflow)
     except Exception as exc:
         parts = {"the workflow instance": workflow, "the step function": spec.func, "the input event": event}
         culprit = next(
@@ -425,6 +481,142 @@ def ship(spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event, ex
         ) from exc
 
 
+def unpack(answer: bytes) -> _Reply:
+    """A worker's pickled reply, its definitions resolved to this trio run's own objects."""
+    reply: _Reply = _shipment().unpickle(answer)
+    return reply
+
+
+# -- definitions that travel once ------------------------------------------------------------
+#
+# cloudpickle ships a class or function by value when the worker cannot import it: defined in
+# __main__ (a script, ``python -m``), in a function body, or registered by value. Pickling one
+# costs about a millisecond, and unpickling it on the worker several (a pydantic event class
+# rebuilds its validator; a workflow class runs __init_subclass__ and brings its whole spec),
+# for every invocation: more than the CPU work of a typical step. So such a *definition* is
+# pickled once per trio run, into a blob named by the hash of its bytes; each payload carries
+# the blobs it refers to, but a worker unpickles a blob only the first time it sees its name,
+# and the invocation refers to definitions by name (pickle's persistent ids). The reply refers
+# to them the same way, so the run gets its own classes back without unpickling anything.
+#
+# Being content-named, a blob a long-lived worker (Ray's) kept from an earlier trio run is
+# reused only if the definition pickles to the same bytes; a class changed between runs
+# travels again. Within one trio run a definition travels as it was when first shipped.
+
+_Key = tuple[str, int]  # (blob name, index of the definition in the blob)
+
+#: Definitions the shipment of one trio run keeps at most; beyond, new ones travel inline.
+_MAX_DEFINITIONS = 4096
+
+
+class _Shipment:
+    """The definitions one trio run shipped by value: pickled once, referred to by name."""
+
+    def __init__(self) -> None:
+        self.keys: dict[int, _Key] = {}  # id(definition) -> its key
+        self.objects: dict[_Key, Any] = {}  # key -> the definition (keeps it, and its id, alive)
+        self.blobs: dict[str, bytes] = {}
+        self.by_reference: dict[int, Any] = {}  # id -> class or function pickled by reference
+
+    def key(self, obj: Any, workflow: Any) -> _Key | None:
+        """The key of the class or function ``obj`` if it travels by value (None: by reference)."""
+        found = self.keys.get(id(obj))
+        if found is not None or id(obj) in self.by_reference:
+            return found
+        if len(self.objects) + len(self.by_reference) >= _MAX_DEFINITIONS:
+            return None  # a pathological number of definitions: they travel inline
+        if not _is_definition(obj, _pickler("probe").reducer_override(obj)):
+            self.by_reference[id(obj)] = obj
+            return None
+        inside: list[Any] = []
+        _dumps(obj, workflow, inside)  # to learn the definitions inside obj
+        inner = [d for d in dict.fromkeys(inside) if d is not obj and id(d) not in self.keys]
+        data = _dumps((obj, inner), workflow)
+        name = hashlib.blake2b(data, digest_size=16).hexdigest()
+        self.blobs[name] = data
+        for index, definition in enumerate([obj, *inner]):
+            self.keys[id(definition)] = (name, index)
+            self.objects[name, index] = definition
+        return (name, 0)
+
+    def pack(self, obj: Any, workflow: Any) -> bytes:
+        """``obj`` pickled, with the blobs of the definitions it refers to."""
+        buffer = io.BytesIO()
+        packer = _pickler("packer")(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        packer.workflow, packer.shipment, packer.used = workflow, self, {}
+        packer.dump(obj)
+        blobs = tuple((name, self.blobs[name]) for name in packer.used)
+        return pickle.dumps((blobs, buffer.getvalue()), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def unpickle(self, data: bytes) -> Any:
+        """A reply pickled by :func:`_reply_bytes`: its definition keys are this shipment's."""
+        return pickle.loads(data)
+
+
+def _definition(name: str, index: int) -> Any:
+    """Unpickles a definition's key: the run's own object, or the copy this worker received."""
+    try:
+        shipment = _shipments.get()
+    except (LookupError, RuntimeError):  # RuntimeError: not in a trio run (a Ray worker)
+        pass
+    else:
+        found = shipment.objects.get((name, index))
+        if found is not None:
+            return found
+    return _received.blobs[name][index]
+
+
+_shipments = trio.lowlevel.RunVar[_Shipment]("actorflow shipped definitions")
+
+
+def _shipment() -> _Shipment:
+    try:
+        return _shipments.get()
+    except LookupError:
+        shipment = _Shipment()
+        _shipments.set(shipment)
+        return shipment
+
+
+class _Received:
+    """A worker process's cache of the definitions it unpickled, by blob name."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.blobs: dict[str, list[Any]] = {}
+
+    def load(self, payload: bytes) -> tuple[Any, dict[int, _Key]]:
+        """The object a payload carries, and the keys of its definitions by their ids here."""
+        blobs, data = pickle.loads(payload)
+        with self.lock:  # held while unpickling: _definition reads self.blobs
+            if len(self.blobs) > _MAX_DEFINITIONS:
+                self.blobs.clear()  # safe: a payload carries every blob it refers to
+            for name, blob in blobs:
+                if name not in self.blobs:
+                    obj, inner = cloudpickle_loads(blob)
+                    self.blobs[name] = [obj, *inner]
+            keys = {id(d): (name, i) for name, _ in blobs for i, d in enumerate(self.blobs[name])}
+            return pickle.loads(data), keys
+
+
+_received = _Received()
+
+
+def cloudpickle_loads(data: bytes) -> Any:
+    import cloudpickle
+
+    return cloudpickle.loads(data)
+
+
+def _reply_bytes(reply: _Reply, keys: Mapping[int, _Key]) -> bytes:
+    """The reply pickled; the definitions it came with are referred to by their keys."""
+    buffer = io.BytesIO()
+    replier = _pickler("replier")(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    replier.keys = keys
+    replier.dump(reply)
+    return buffer.getvalue()
+
+
 def _picklable(part: Any, workflow: Any) -> bool:
     try:
         _dumps(part, workflow)
@@ -435,11 +627,9 @@ def _picklable(part: Any, workflow: Any) -> bool:
 
 def serve(payload: bytes, executor: str, node: str) -> bytes:
     """The worker side of a process or Ray executor: run the pickled invocation, pickle the reply."""
-    import cloudpickle
-
     placement = Placement(executor, node, os.getpid())
     try:
-        inv = cloudpickle.loads(payload)
+        inv, keys = _received.load(payload)
     except Exception as exc:
         error = WorkflowRuntimeError(
             f"the {executor} executor's worker (pid {os.getpid()} on {node}) could not unpickle a "
@@ -450,7 +640,7 @@ def serve(payload: bytes, executor: str, node: str) -> bytes:
         return _dumps(_Reply(placement, (), error=error, traceback=traceback.format_exc()))
     reply = _call(inv, node)
     try:
-        return _dumps(reply)
+        return _reply_bytes(reply, keys)
     except Exception as exc:
         if reply.error is not None:
             what = f"raised {type(reply.error).__name__}: {reply.error}, and the exception"
@@ -655,9 +845,7 @@ class ProcessExecutor(Executor):
                 f"step {spec.name!r}: the worker process running it (pid {pid}, {self.name} "
                 f"executor) died {_exit_status(code)} before it answered"
             ) from exc
-        import cloudpickle
-
-        return await replay(spec, ctx, cloudpickle.loads(answer))
+        return await replay(spec, ctx, unpack(answer))
 
 
 def _exit_status(code: int | None) -> str:

@@ -134,6 +134,45 @@ async def _timed(fn: Any, *args: Any, **kwargs: Any) -> float:
     return time.perf_counter() - started
 
 
+def tree_cpu(ray: bool) -> float:
+    """CPU seconds used so far by this process and the live processes below it (Linux: /proc).
+
+    With ``ray``, every process below this one (Ray's own: its GCS, raylet and workers, which
+    work for Ray's runs only); without, only multiprocessing's (the pool's workers, the bare
+    pool's). They outlive a measurement, so the difference over a run is the CPU it cost.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                ours = ray or b"multiprocessing" in f.read()
+        except OSError:
+            continue  # ended meanwhile
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        if ours or pid == os.getpid():
+            used[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        total += used.get(pid, 0.0)
+        todo.extend(children.get(pid, ()))
+    return total
+
+
+async def _measured(ray: bool, fn: Any, *args: Any, **kwargs: Any) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (see :func:`tree_cpu`) of ``await fn(...)``."""
+    cpu = tree_cpu(ray)
+    wall = await _timed(fn, *args, **kwargs)
+    return wall, tree_cpu(ray) - cpu
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
@@ -141,6 +180,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     from actorflow.ray._executor import await_ref
     from actorflow.ray._many import run_local
 
+    only = set(args.only.split(",")) if args.only else {"cpu", "overhead", "run_many"}
     rounds = 1 if args.quick else args.rounds
     events = 20 if args.quick else 200
     runs = 500 if args.quick else 10_000
@@ -158,27 +198,35 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         burn(CPUFlow.iterations)
         one.append(time.process_time() - started)
     pool, on_ray = ProcessExecutor(max_workers=2), RayExecutor()
-    systems = {"in-loop": CPUFlow(timeout=None), "process": CPUFlow(executors={"crunch": pool}, timeout=None)}
-    systems["ray"] = CPUFlow(executors={"crunch": on_ray}, timeout=None)
-    expected = await systems["in-loop"].run(count=8)
-    for name, wf in systems.items():  # warm-up: the pool's processes, Ray's workers
-        assert await wf.run(count=8) == expected, name
-    import multiprocessing
+    if "cpu" in only:
+        systems = {
+            "in-loop": CPUFlow(timeout=None),
+            "process": CPUFlow(executors={"crunch": pool}, timeout=None),
+        }
+        systems["ray"] = CPUFlow(executors={"crunch": on_ray}, timeout=None)
+        expected = await systems["in-loop"].run(count=8)
+        for name, wf in systems.items():  # warm-up: the pool's processes, Ray's workers
+            assert await wf.run(count=8) == expected, name
+        import multiprocessing
 
-    bare_pool = multiprocessing.get_context("spawn").Pool(2)
-    try:
-        bare_pool.map(burn, [10, 10])  # warm
+        bare_pool = multiprocessing.get_context("spawn").Pool(2)
+        try:
+            bare_pool.map(burn, [10, 10])  # warm
 
-        async def mp_pool(count: int) -> None:
-            await trio.to_thread.run_sync(bare_pool.map, burn, [CPUFlow.iterations] * count)
+            async def mp_pool(count: int) -> None:
+                await trio.to_thread.run_sync(bare_pool.map, burn, [CPUFlow.iterations] * count)
 
-        for _ in range(rounds):
-            for name, wf in systems.items():
-                add(f"cpu {name}", await _timed(wf.run, count=events))
-            add("cpu multiprocessing", await _timed(mp_pool, events))
-    finally:
-        bare_pool.terminate()
-        bare_pool.join()
+            for _ in range(rounds):
+                for name, wf in systems.items():
+                    wall, cpu = await _measured(name == "ray", wf.run, count=events)
+                    add(f"cpu {name}", wall)
+                    add(f"cpu time {name}", cpu)
+                wall, cpu = await _measured(False, mp_pool, events)
+                add("cpu multiprocessing", wall)
+                add("cpu time multiprocessing", cpu)
+        finally:
+            bare_pool.terminate()
+            bare_pool.join()
 
     # -- overhead --
     @ray.remote
@@ -193,12 +241,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             out.append(time.perf_counter() - started)
         return out
 
-    invoker = Invoker(timeout=None)
-    await bare(20)
-    await invoker.run(executor=on_ray, calls=20)
-    for _ in range(rounds):
-        add("overhead bare", statistics.median(await bare(calls)))
-        add("overhead executor", statistics.median(await invoker.run(executor=on_ray, calls=calls)))
+    if "overhead" in only:
+        invoker = Invoker(timeout=None)
+        await bare(20)
+        await invoker.run(executor=on_ray, calls=20)
+        for _ in range(rounds):
+            add("overhead bare", statistics.median(await bare(calls)))
+            add("overhead executor", statistics.median(await invoker.run(executor=on_ray, calls=calls)))
 
     # -- run_many --
     async def many_local() -> None:
@@ -211,9 +260,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             async for r in results:
                 r.unwrap()
 
-    for _ in range(rounds):
-        add("run_many one loop", await _timed(many_local))
-        add("run_many ray", await _timed(many_ray))
+    if "run_many" in only:
+        for _ in range(rounds):
+            add("run_many one loop", await _timed(many_local))
+            add("run_many ray", await _timed(many_ray))
 
     return {
         "samples": samples,
@@ -226,45 +276,69 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(result: dict[str, Any]) -> str:
-    s = {k: statistics.median(v) for k, v in result["samples"].items()}
+    samples = result["samples"]
+    s = {k: statistics.median(v) for k, v in samples.items()}
 
     def per_round(a: str, b: str) -> float:
-        return statistics.median(
-            x / y for x, y in zip(result["samples"][a], result["samples"][b], strict=True)
-        )
-
-    proc_speedup = per_round("cpu in-loop", "cpu process")
-    ray_speedup = per_round("cpu in-loop", "cpu ray")
-    mp_speedup = per_round("cpu in-loop", "cpu multiprocessing")
-    overhead = per_round("overhead executor", "overhead bare")
-    runs = result["runs"]
+        return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
 
     def verdict(ok: bool) -> str:
         return "PASS" if ok else "MISS"
 
+    events, runs, burn_ms = result["events"], result["runs"], result["burn_seconds"] * 1e3
     lines = [
         f"Executors, {result['rounds']} interleaved rounds, medians; {platform.python_version()}, "
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.",
         "",
         "| measurement | value | target |",
         "|---|--:|--:|",
-        f"| one CPU job (calibrated burn, CPU time) | {result['burn_seconds'] * 1e3:.1f} ms | ~10 ms |",
-        f"| {result['events']} CPU jobs in the run's loop | {s['cpu in-loop']:.2f} s | |",
-        f"| {result['events']} CPU jobs, ProcessExecutor(max_workers=2) | {s['cpu process']:.2f} s | |",
-        f"| {result['events']} CPU jobs, RayExecutor() on ray.init(num_cpus=2) | {s['cpu ray']:.2f} s | |",
-        f"| {result['events']} CPU jobs, bare multiprocessing pool of 2 (the machine's ceiling) | "
-        f"{s['cpu multiprocessing']:.2f} s | |",
-        f"| speed-up, bare multiprocessing pool (no actorflow) | {mp_speedup:.2f}x | |",
-        f"| speed-up, ProcessExecutor | {proc_speedup:.2f}x | >= 1.6x {verdict(proc_speedup >= 1.6)} |",
-        f"| speed-up, RayExecutor | {ray_speedup:.2f}x | >= 1.6x {verdict(ray_speedup >= 1.6)} |",
-        f"| bare `await` of a trivial Ray task from trio | {s['overhead bare'] * 1e3:.2f} ms | |",
-        f"| one trivial step through RayExecutor.run | {s['overhead executor'] * 1e3:.2f} ms | |",
-        f"| overhead ratio | {overhead:.2f}x | <= 1.5x {verdict(overhead <= 1.5)} |",
-        f"| {runs:,} trivial runs in one loop (64 at a time) | {s['run_many one loop']:.2f} s "
-        f"({runs / s['run_many one loop']:,.0f} runs/s) | |",
-        f"| {runs:,} trivial runs, run_many on 2 Ray workers | {s['run_many ray']:.2f} s "
-        f"({runs / s['run_many ray']:,.0f} runs/s) | |",
     ]
+    if "cpu in-loop" in samples:
+
+        def overheads(name: str) -> str:
+            # Per job: the time a worker slot spends on other things than the job (2 slots), and
+            # the CPU the processes involved spend beyond what the in-loop run spends.
+            wall = 2 * s[f"cpu {name}"] * 1e3 / events - burn_ms
+            cpu = statistics.median(
+                (x - y) * 1e3 / events
+                for x, y in zip(samples[f"cpu time {name}"], samples["cpu time in-loop"], strict=True)
+            )
+            return f"{wall:+.2f} ms wall, {cpu:+.2f} ms CPU"
+
+        proc_speedup = per_round("cpu in-loop", "cpu process")
+        ray_speedup = per_round("cpu in-loop", "cpu ray")
+        mp_speedup = per_round("cpu in-loop", "cpu multiprocessing")
+        lines += [
+            f"| one CPU job (calibrated burn, CPU time) | {burn_ms:.1f} ms | ~10 ms |",
+            f"| {events} CPU jobs in the run's loop | {s['cpu in-loop']:.2f} s "
+            f"({s['cpu time in-loop']:.2f} s CPU) | |",
+            f"| {events} CPU jobs, ProcessExecutor(max_workers=2) | {s['cpu process']:.2f} s "
+            f"({s['cpu time process']:.2f} s CPU) | |",
+            f"| {events} CPU jobs, RayExecutor() on ray.init(num_cpus=2) | {s['cpu ray']:.2f} s "
+            f"({s['cpu time ray']:.2f} s CPU) | |",
+            f"| {events} CPU jobs, bare multiprocessing pool of 2 (the machine's ceiling) | "
+            f"{s['cpu multiprocessing']:.2f} s ({s['cpu time multiprocessing']:.2f} s CPU) | |",
+            f"| speed-up, bare multiprocessing pool (no actorflow) | {mp_speedup:.2f}x | |",
+            f"| speed-up, ProcessExecutor | {proc_speedup:.2f}x | >= 1.6x {verdict(proc_speedup >= 1.6)} |",
+            f"| speed-up, RayExecutor | {ray_speedup:.2f}x | >= 1.6x {verdict(ray_speedup >= 1.6)} |",
+            f"| overhead per job, ProcessExecutor | {overheads('process')} | |",
+            f"| overhead per job, RayExecutor | {overheads('ray')} | |",
+            f"| overhead per job, bare multiprocessing pool | {overheads('multiprocessing')} | |",
+        ]
+    if "overhead bare" in samples:
+        overhead = per_round("overhead executor", "overhead bare")
+        lines += [
+            f"| bare `await` of a trivial Ray task from trio | {s['overhead bare'] * 1e3:.2f} ms | |",
+            f"| one trivial step through RayExecutor.run | {s['overhead executor'] * 1e3:.2f} ms | |",
+            f"| overhead ratio | {overhead:.2f}x | <= 1.5x {verdict(overhead <= 1.5)} |",
+        ]
+    if "run_many one loop" in samples:
+        lines += [
+            f"| {runs:,} trivial runs in one loop (64 at a time) | {s['run_many one loop']:.2f} s "
+            f"({runs / s['run_many one loop']:,.0f} runs/s) | |",
+            f"| {runs:,} trivial runs, run_many on 2 Ray workers | {s['run_many ray']:.2f} s "
+            f"({runs / s['run_many ray']:,.0f} runs/s) | |",
+        ]
     return "\n".join(lines)
 
 
@@ -275,6 +349,11 @@ def cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one small round of each, for a smoke test")
     parser.add_argument("--out", type=Path, default=None, help="where the JSON goes (default: results/)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated measurements to run: cpu, overhead, run_many (default: all)",
+    )
     args = parser.parse_args(argv)
     import ray
 
@@ -293,6 +372,7 @@ def cli(argv: list[str] | None = None) -> int:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     command = "python -m benchmarks.executors" + (" --quick" if args.quick else f" --rounds {args.rounds}")
+    command += f" --only {args.only}" if args.only else ""
     text = (
         report(result)
         + f"\n\n`ray.init(num_cpus=2)` took {ray_start:.1f} s. Command: `{command}`, at {commit or '?'}."

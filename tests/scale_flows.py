@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -203,3 +204,65 @@ class Failures(Observer):
 
     def step_failed(self, record: StepFailed) -> None:
         self.records.append(record)
+
+
+_unpickled = 0
+
+
+def _unpickle_counter() -> UnpickleCounter:
+    global _unpickled
+    _unpickled += 1
+    return UnpickleCounter()
+
+
+def times_unpickled() -> int:
+    """How many times this process unpickled an :class:`UnpickleCounter`."""
+    return _unpickled
+
+
+class UnpickleCounter:
+    """Counts, in each process, how many times one was unpickled there (by reference: importable)."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _unpickle_counter, ()
+
+
+def by_value_flow(executor: Any, factor: int = 1) -> Workflow:
+    """A workflow whose classes are defined here, in a function body: they travel by value.
+
+    ``crunch`` (on ``executor``) answers each of ``count`` asks with how many times its process
+    had unpickled the class's counter, its pid and ``n * factor``; the result lists them.
+    """
+
+    class Ask(Event):
+        n: int
+
+    class Seen(Event):
+        unpickled: int
+        pid: int
+        value: int
+
+    class ByValue(Workflow):
+        counter = UnpickleCounter()
+        multiplier = factor
+
+        @step
+        async def fan(self, ctx: Context, ev: StartEvent) -> Ask | None:
+            await ctx.store.set("count", ev.count)
+            for i in range(ev.count):
+                ctx.send_event(Ask(n=i))
+            return None
+
+        @step(num_workers=2)
+        async def crunch(self, ev: Ask) -> Seen:
+            return Seen(unpickled=times_unpickled(), pid=os.getpid(), value=ev.n * self.multiplier)
+
+        @step
+        async def gather(self, ctx: Context, ev: Seen) -> StopEvent | None:
+            got = ctx.collect_events(ev, [Seen] * await ctx.store.get("count"))
+            if got is None:
+                return None
+            assert all(type(e) is Seen for e in got)  # the run's own class, not a copy
+            return StopEvent(result=[(e.unpickled, e.pid, e.value) for e in got])
+
+    return ByValue(executors={"crunch": executor})

@@ -26,6 +26,7 @@ from scale_flows import (
     SleeperBesideAFailure,
     SyncFan,
     UsesStore,
+    by_value_flow,
 )
 
 import actorflow
@@ -371,6 +372,14 @@ async def test_what_cannot_travel_is_named() -> None:
         match=r"step 'crunch' runs on the process executor, but the workflow instance cannot be pickled",
     ):
         await wf.run(count=1)
+
+
+async def test_definitions_that_travel_by_value_are_unpickled_once_per_worker() -> None:
+    """Classes defined in a function body reach a pool worker once per run, not once per invocation."""
+    seen = await by_value_flow(ProcessExecutor(max_workers=1)).run(count=6)
+    assert sorted(value for _, _, value in seen) == list(range(6))
+    assert len({pid for _, pid, _ in seen}) == 1
+    assert [unpickled for unpickled, _, _ in seen] == [1] * 6
 
 
 # -- the command line, without Ray ------------------------------------------------------------

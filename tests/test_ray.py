@@ -23,6 +23,7 @@ from scale_flows import (
     Sleeper,
     SleeperBesideAFailure,
     UsesStore,
+    by_value_flow,
 )
 
 from actorflow import RemoteContextError, WorkerLostError, WorkflowTimeoutError
@@ -200,6 +201,26 @@ async def test_killed_ray_worker_is_retried_with_an_error_naming_it(tmp_path: Pa
     assert record.retrying and isinstance(record.error, WorkerLostError)
     assert "step 'work': the Ray worker running it (task " in str(record.error)
     assert "WorkerCrashedError" in str(record.error)
+
+
+async def test_definitions_that_travel_by_value_are_unpickled_once_per_ray_worker() -> None:
+    """Classes defined in a function body reach each Ray worker once, not once per invocation."""
+    seen = await by_value_flow(RayExecutor()).run(count=8)
+    assert sorted(value for _, _, value in seen) == list(range(8))
+    by_pid: dict[int, set[int]] = {}
+    for unpickled, pid, _ in seen:
+        by_pid.setdefault(pid, set()).add(unpickled)
+    assert all(len(counts) == 1 for counts in by_pid.values()), by_pid
+
+
+def test_a_definition_changed_between_runs_reaches_the_ray_workers_again() -> None:
+    """A class attribute changed between two trio runs is what the workers (kept by Ray) see next."""
+    wf = by_value_flow(RayExecutor(), factor=2)
+    first = trio.run(lambda: wf.run(count=4))
+    type(wf).multiplier = 3  # type: ignore[attr-defined]
+    second = trio.run(lambda: wf.run(count=4))
+    assert sorted(value for _, _, value in first) == [0, 2, 4, 6]
+    assert sorted(value for _, _, value in second) == [0, 3, 6, 9]
 
 
 def test_ray_executor_checks_its_options() -> None:

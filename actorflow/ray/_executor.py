@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import trio
 
 from .._exceptions import WorkerLostError
-from .._executor import Executor, replay, serve, ship
+from .._executor import Executor, replay, serve, ship, unpack
 
 if TYPE_CHECKING:
     from .._context import Context
@@ -152,8 +152,6 @@ class RayExecutor(Executor):
         self.__init__(state["address"], **options)  # type: ignore[misc]
 
     async def run(self, spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event) -> Event | None:
-        import cloudpickle
-
         self.report_placement(None)
         payload = ship(spec, workflow, ctx, event, self.name)
         await ensure_connected(self.address)
@@ -168,7 +166,7 @@ class RayExecutor(Executor):
                 f"step {spec.name!r}: the Ray worker running it (task {ref.task_id().hex()}) was "
                 f"lost before it answered: {type(exc).__name__}: {_first_line(exc)}"
             ) from exc
-        return await replay(spec, ctx, cloudpickle.loads(answer))
+        return await replay(spec, ctx, unpack(answer))
 
 
 def _first_line(exc: BaseException) -> str:
