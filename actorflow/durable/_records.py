@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 import importlib
+import json
 import pickle
-from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, NamedTuple, overload
 
 import attrs
 
@@ -19,6 +20,7 @@ __all__ = [
     "ErrorInfo",
     "InboxItem",
     "InvocationRecord",
+    "InvocationRows",
     "NewRun",
     "RunRecord",
     "RunStatus",
@@ -160,6 +162,103 @@ class InvocationRecord(NamedTuple):
     test may make virtual): the figure is read back in other processes."""
 
 
+#: Values per record in :class:`InvocationRows` (the fields of an :class:`InvocationRecord`).
+ROW = 7
+
+
+def packed_emitted(ids: Sequence[int]) -> int | str:
+    """``emitted`` as :class:`InvocationRows` packs it, which is JSON as a store keeps it: the
+    one id (the usual case), else the list (``[5, 6]``, ``[]``)."""
+    return ids[0] if len(ids) == 1 else str(list(ids))
+
+
+def unpacked_emitted(value: int | str) -> tuple[int, ...]:
+    """``emitted`` from its packed (or stored) form."""
+    if isinstance(value, int):
+        return (value,)
+    ids = json.loads(value)
+    return tuple(ids) if type(ids) is list else (ids,)
+
+
+class InvocationRows(Sequence[InvocationRecord]):
+    """Invocation records packed in one flat tuple, :data:`ROW` values a record: ``step``,
+    ``event_id``, ``worker``, ``attempt``, ``outcome``, ``emitted`` (the one id, else the
+    list as JSON text: :func:`packed_emitted`), ``duration_s``.
+
+    What a durable run's commits carry: it completes an invocation per hop, and packed they
+    cost no object each (nor the garbage collector's visits to one while they wait for the
+    commit), and reach :class:`~actorflow.durable.SQLiteStore` as the values of its rows.
+    Read as a sequence, it gives each record as an :class:`InvocationRecord`.
+    """
+
+    __slots__ = ("flat",)
+
+    def __init__(self, flat: tuple[Any, ...] = ()) -> None:
+        if len(flat) % ROW:
+            raise ValueError(f"InvocationRows needs {ROW} values a record, got {len(flat)} values")
+        self.flat = flat
+
+    @classmethod
+    def of(cls, records: Iterable[InvocationRecord]) -> InvocationRows:
+        """``records`` packed (rows already packed are taken as they are)."""
+        if isinstance(records, InvocationRows):
+            return records
+        flat: list[Any] = []
+        for r in records:
+            flat += (
+                r.step,
+                r.event_id,
+                r.worker,
+                r.attempt,
+                r.outcome,
+                packed_emitted(r.emitted),
+                r.duration_s,
+            )
+        return cls(tuple(flat))
+
+    def __len__(self) -> int:
+        return len(self.flat) // ROW
+
+    @overload
+    def __getitem__(self, index: int) -> InvocationRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[InvocationRecord, ...]: ...
+    def __getitem__(self, index: int | slice) -> InvocationRecord | tuple[InvocationRecord, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("InvocationRows index out of range")
+        step, event_id, worker, attempt, outcome, emitted, duration = self.flat[
+            index * ROW : index * ROW + ROW
+        ]
+        return InvocationRecord(step, event_id, worker, attempt, outcome, unpacked_emitted(emitted), duration)
+
+    def __iter__(self) -> Iterator[InvocationRecord]:
+        return (self[i] for i in range(len(self)))
+
+    def __add__(self, other: Sequence[InvocationRecord]) -> InvocationRows:
+        return InvocationRows(self.flat + InvocationRows.of(other).flat)
+
+    def __radd__(self, other: Sequence[InvocationRecord]) -> InvocationRows:
+        return InvocationRows(InvocationRows.of(other).flat + self.flat)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, InvocationRows):
+            return self.flat == other.flat
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"InvocationRows({list(self)!r})"
+
+
 @attrs.frozen
 class InboxItem:
     """An event sent to a run from outside while no process had it open, or from another process."""
@@ -186,7 +285,8 @@ class Commit:
     status: RunStatus
     now: float
     snapshot: Mapping[str, Any] | None = None
-    invocations: tuple[InvocationRecord, ...] = ()
+    invocations: Sequence[InvocationRecord] = ()
+    """Any sequence of records; a durable run's commits carry :class:`InvocationRows`."""
     taken: tuple[int, ...] = ()
     result: str | None = None
     error: ErrorInfo | None = None
@@ -199,8 +299,20 @@ class Commit:
             later,
             after=self.after,
             snapshot=later.snapshot if later.snapshot is not None else self.snapshot,
-            invocations=self.invocations + later.invocations,
+            invocations=_joined(self.invocations, later.invocations),
             taken=self.taken + later.taken,
             result=later.result if later.result is not None else self.result,
             error=later.error if later.error is not None else self.error,
         )
+
+
+def _joined(
+    first: Sequence[InvocationRecord], then: Sequence[InvocationRecord]
+) -> Sequence[InvocationRecord]:
+    if not first:
+        return then
+    if not then:
+        return first
+    if isinstance(first, InvocationRows) or isinstance(then, InvocationRows):
+        return InvocationRows.of(first) + then
+    return tuple(first) + tuple(then)

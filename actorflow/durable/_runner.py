@@ -46,7 +46,7 @@ from .._observe import EventEmitted, StepCancelled, StepFinished, StepStarted
 from .._router import BATCH
 from .._serializers import BaseSerializer, JsonSerializer
 from .._state import DictState, InMemoryStateStore, copy_for_edit, state_from_type
-from ._records import Commit, ErrorInfo, InvocationRecord, RunRecord
+from ._records import Commit, ErrorInfo, InvocationRows, RunRecord, packed_emitted
 from ._snapshot import (
     Collected,
     CollectState,
@@ -72,10 +72,6 @@ if TYPE_CHECKING:
 __all__ = ["DurableContext", "DurableRun", "Invocation", "StateLog", "restored_state", "state_snapshot"]
 
 _log = logging.getLogger("actorflow.durable")
-
-#: ``tuple.__new__``: builds an :class:`InvocationRecord` without its Python-level ``__new__``
-#: (a third of the cost, once per durable invocation).
-_new_tuple = tuple.__new__
 
 #: Event ids a durable run resumed from its store skips (see ``DurableRun.begin_session``).
 ID_GAP = 1 << 20
@@ -502,8 +498,9 @@ class DurableRun:
         """Invocations restored from the snapshot, not begun again yet: (step index, event id)."""
         self.carried: set[int] = set()
         """Ids of the events carried over the resume, not taken yet (``ctx.resumed``)."""
-        self.done: list[InvocationRecord] = []
-        """Invocations completed since the last commit."""
+        self.done: list[Any] = []
+        """Invocations completed since the last commit, packed as :class:`InvocationRows` packs
+        them (flat: no object per invocation)."""
         self.inputs: dict[int, tuple[Event, Invocation | None]] = {}
         """Unanswered InputRequiredEvents in order, with the invocation that wrote one to the
         stream (None once it completed, or when the event was emitted)."""
@@ -702,16 +699,14 @@ class DurableRun:
             for key, (event, writer) in self.inputs.items():
                 if writer is inv:
                     self.inputs[key] = (event, None)
-        self.done.append(
-            InvocationRecord(
-                inv.actor.spec.name,
-                inv.event_id,
-                inv.worker,
-                inv.attempt,
-                "finished",
-                ids,
-                perf_counter() - inv.started,
-            )
+        self.done += (
+            inv.actor.spec.name,
+            inv.event_id,
+            inv.worker,
+            inv.attempt,
+            "finished",
+            packed_emitted(ids),
+            perf_counter() - inv.started,
         )
         if self.log.ops:
             self.log.settle()
@@ -723,16 +718,14 @@ class DurableRun:
         """The invocation failed for good (the run fails with its error)."""
         inv.done = True
         inv.held = []
-        self.done.append(
-            InvocationRecord(
-                inv.actor.spec.name,
-                inv.event_id,
-                inv.worker,
-                inv.attempt,
-                "failed",
-                (),
-                perf_counter() - inv.started,
-            )
+        self.done += (
+            inv.actor.spec.name,
+            inv.event_id,
+            inv.worker,
+            inv.attempt,
+            "failed",
+            "[]",
+            perf_counter() - inv.started,
         )
 
     async def wait(
@@ -875,9 +868,9 @@ class DurableRun:
             error.add_note(f"(while committing durable run {self.run.id} of {self.run.spec.name})")
             self.run.fail(error, None)
 
-    def _records(self) -> tuple[InvocationRecord, ...]:
-        done = tuple(self.done)
-        self.done.clear()  # in place: the workers hold its append
+    def _records(self) -> InvocationRows:
+        done = InvocationRows(tuple(self.done))
+        self.done.clear()  # in place: the workers hold its extend
         return done
 
     def status(self) -> str:
@@ -1023,22 +1016,27 @@ class DurableRun:
         pending = self.pending[actor.index]
         replays, carried = self.replays, self.carried
         emit = run.router.emit_observed
-        record = self.done.append
+        send = run.router.send  # the router's decisions by type (emptied, never replaced)
+        record = self.done.extend
         log_ops = self.log.ops
+        # When the worker's last invocation completed, if nothing ran in its task since: one
+        # clock reading then ends an invocation and begins the next.
+        last_done: float | None = None
         spare: Invocation | None = None
         park: Callable[[], Awaitable[Any]] | None = None
         budget = BATCH
         item = first
         while True:
             if item is None:
-                if actor.queued > actor.inflight:
-                    item = actor._take_queued()
+                if actor.queued > actor.inflight:  # one waits in the inbox
+                    item = actor.inbox.popleft()  # type: ignore[union-attr]
                 else:
                     if park is None or inline:
                         park = actor._parking(inline)
                         if park is None:
                             return
                     actor.idle += 1
+                    last_done = None
                     try:
                         item = await park()
                     except trio.EndOfChannel:
@@ -1060,14 +1058,16 @@ class DurableRun:
             pending.pop(event_id, None)
             actor.last = event
             # An invocation begins (DurableRun.begin, inlined: this is the hot path).
+            if last_done is None:
+                last_done = perf_counter()
             if spare is not None and not log_ops:
                 # The worker's last invocation object, reset: nothing refers to it any more
                 # once it completed and the store log is empty (half the cost of a new one).
                 inv = spare
-                inv.event_id, inv.event, inv.started = event_id, event, perf_counter()
+                inv.event_id, inv.event, inv.started = event_id, event, last_done
                 inv.attempt, inv.interrupted, inv.resumed, inv.journal, inv.done = 1, 0, False, None, False
             else:
-                inv = Invocation(actor, worker, event_id, event, perf_counter())
+                inv = Invocation(actor, worker, event_id, event, last_done)
             spare = None
             if replays or carried:
                 self._restored(inv)
@@ -1105,40 +1105,55 @@ class DurableRun:
             actor.running -= 1
             actor.processed += 1
             held = inv.held
-            emitted: tuple[Event, ...]
-            ids: tuple[int, ...]
             if not held and observer is None and not self.inputs and not log_ops:
                 # Nothing sent, nobody watching: DurableRun.complete inlined, as this is the
                 # hot path (a returned event is routed now, with the record of the completion).
                 inv.done = True
+                last_done = perf_counter()
                 if result is None:
-                    emitted = ids = ()
+                    record((name, event_id, worker, inv.attempt, "finished", "[]", last_done - inv.started))
                 else:
                     new_id = run._event_ids = run._event_ids + 1
-                    emitted, ids = (result,), (new_id,)
-                    emit((result, new_id))
-                fields = (name, event_id, worker, inv.attempt, "finished", ids, perf_counter() - inv.started)
-                record(_new_tuple(InvocationRecord, fields))
+                    deliver = send.get(type(result))
+                    if deliver is None:
+                        emit((result, new_id))
+                    else:
+                        deliver((result, new_id))
+                    record((name, event_id, worker, inv.attempt, "finished", new_id, last_done - inv.started))
                 if not self.dirty:
                     self.touch()
+                ctx._inv = None
+                spare = inv
+                if result is None and not actor.running and not actor.queued:
+                    run.check_stall()
             else:
                 if result is not None:
                     held.append((result, None))
                 emitted, ids = self.complete(inv)
-            ctx._inv = None
-            spare = inv
-            if finished_hook is not None:
-                finished_hook(
-                    StepFinished(
-                        info, name, worker, event_id, event, inv.attempt, ctx._attempt_time(), emitted, ids
+                last_done = None
+                ctx._inv = None
+                spare = inv
+                if finished_hook is not None:
+                    finished_hook(
+                        StepFinished(
+                            info,
+                            name,
+                            worker,
+                            event_id,
+                            event,
+                            inv.attempt,
+                            ctx._attempt_time(),
+                            emitted,
+                            ids,
+                        )
                     )
-                )
-            if not ids and not actor.running and not actor.queued:
-                run.check_stall()
+                if not ids and not actor.running and not actor.queued:
+                    run.check_stall()
             item = event = result = None
             budget -= 1
             if not budget:
                 budget = BATCH
+                last_done = None
                 await trio.lowlevel.checkpoint()
 
 

@@ -40,15 +40,24 @@ import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from itertools import chain, repeat
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
 from ._errors import RunConflictError, StoreError
-from ._records import ENDED, Commit, ErrorInfo, InboxItem, InvocationRecord, NewRun, RunRecord
+from ._records import (
+    ENDED,
+    ROW,
+    Commit,
+    ErrorInfo,
+    InboxItem,
+    InvocationRecord,
+    InvocationRows,
+    NewRun,
+    RunRecord,
+    unpacked_emitted,
+)
 from ._store import Claim
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
@@ -78,7 +87,7 @@ CREATE TABLE IF NOT EXISTS invocations (
     worker      INTEGER NOT NULL,
     attempt     INTEGER NOT NULL,
     outcome     TEXT NOT NULL CHECK (outcome IN ('finished', 'failed')),
-    emitted     TEXT NOT NULL,              -- JSON list of the ids of the events it emitted
+    emitted     TEXT NOT NULL,              -- JSON: the id of the one event it emitted, else the list of ids
     duration_s  REAL NOT NULL,
     commit_no   INTEGER NOT NULL,           -- the run's commit that recorded it
     PRIMARY KEY (run_id, step, event_id)    -- exactly once: a second completion cannot commit
@@ -326,7 +335,7 @@ class SQLiteStore:
                 worker=r[2],
                 attempt=r[3],
                 outcome=r[4],
-                emitted=tuple(json.loads(r[5])),
+                emitted=unpacked_emitted(r[5]),
                 duration_s=r[6],
             )
             for r in rows
@@ -451,11 +460,14 @@ _SELECT_RUN = f"SELECT {_SUMMARY_COLUMNS}, snapshot FROM runs"
 
 #: Rows per multi-row INSERT of committed invocations (see :func:`_insert_invocations`).
 _CHUNK = 64
-_INSERT = "INSERT INTO invocations (run_id, step, event_id, worker, attempt, outcome, emitted, duration_s, commit_no) VALUES "
+_INSERT = "INSERT INTO invocations (run_id, commit_no, step, event_id, worker, attempt, outcome, emitted, duration_s) VALUES "
 
 
 def _insert_sql(rows: int) -> str:
-    return _INSERT + ",".join(["(?,?,?,?,?,?,?,?,?)"] * rows)
+    """The INSERT of ``rows`` rows: ``?1`` the run, ``?2`` the commit, then ROW values a row."""
+    return _INSERT + ",".join(
+        "(?1,?2," + ",".join(f"?{3 + r * ROW + k}" for k in range(ROW)) + ")" for r in range(rows)
+    )
 
 
 def _insert_invocations(
@@ -464,34 +476,20 @@ def _insert_invocations(
     """Insert the rows of ``records`` into ``invocations``, up to :data:`_CHUNK` a statement.
 
     One ``INSERT ... VALUES (...), (...)`` per chunk rather than ``executemany``: a row then
-    costs a third (1.5 µs against 4 µs on the benchmark machine), as the statement is stepped
-    (and the GIL released and taken back) once per chunk, not once per row. Chunks have one
-    of at most ``_CHUNK`` sizes, so their statements stay in the connection's cache. The
-    parameters are laid out by ``zip``/``map``; ``emitted``, a tuple of ints, is written as
-    its list's ``str``, which is JSON (the one-id case formatted directly: the usual one).
+    costs a third, as the statement is stepped (and the GIL released and taken back) once per
+    chunk, not once per row. The run and the commit number are bound once per statement
+    (numbered parameters), and a durable run's :class:`InvocationRows` are bound as they are:
+    their packed values are the rows' values. Chunks have one of at most ``_CHUNK`` sizes, so
+    their statements stay in the connection's cache.
     """
-    step, event_id, worker, attempt, outcome, emitted, duration = (itemgetter(k) for k in range(7))
-    ids = [f"[{e[0]}]" if len(e) == 1 else str(list(e)) for e in map(emitted, records)]
-    flat = list(
-        chain.from_iterable(
-            zip(
-                repeat(run_id),
-                map(step, records),
-                map(event_id, records),
-                map(worker, records),
-                map(attempt, records),
-                map(outcome, records),
-                ids,
-                map(duration, records),
-                repeat(number),
-            )
-        )
-    )
-    full = _insert_sql(_CHUNK)
-    width = _CHUNK * 9
+    flat = InvocationRows.of(records).flat
+    width = _CHUNK * ROW
     for start in range(0, len(flat), width):
         part = flat[start : start + width]
-        db.execute(full if len(part) == width else _insert_sql(len(part) // 9), part)
+        db.execute(_FULL if len(part) == width else _insert_sql(len(part) // ROW), (run_id, number, *part))
+
+
+_FULL = _insert_sql(_CHUNK)
 
 
 def _run_record(row: Sequence[Any]) -> RunRecord:
