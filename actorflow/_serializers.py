@@ -85,6 +85,8 @@ class JsonSerializer(BaseSerializer):
     """
 
     def __init__(self, *, allowed_types: Iterable[type[Any] | str] | None = None) -> None:
+        self._kinds: dict[type, tuple[str, ...] | bool] = {}
+        """Per class: how to tell whether its instances are components (:meth:`_component`)."""
         self._registered: dict[str, type[Any]] = {}
         self._allowed: frozenset[str] | None = None
         if allowed_types is not None:
@@ -150,9 +152,34 @@ class JsonSerializer(BaseSerializer):
             raise ValueError(f"{name} names a {type(cls).__name__}, not a class")
         return cls
 
+    def _component(self, value: Any) -> bool:
+        """``hasattr(value, "class_name") and hasattr(value, "to_dict")``: a LlamaIndex component.
+
+        Answered from the class where the class decides it: ``hasattr`` of a name a pydantic
+        model lacks goes through pydantic's ``__getattr__``, which raises (several µs per
+        event). A model whose class lacks a name has it only in its fields, extras or private
+        attributes, which are looked up directly.
+        """
+        cls = type(value)
+        kind = self._kinds.get(cls)
+        if kind is None:
+            kind = self._kinds[cls] = _component_kind(cls)
+        if kind is True:
+            return hasattr(value, "class_name") and hasattr(value, "to_dict")
+        if kind is False:
+            return False
+        for name in kind:  # a model's names its class lacks
+            if not (
+                name in value.__dict__
+                or name in (value.__pydantic_extra__ or ())
+                or name in (value.__pydantic_private__ or ())
+            ):
+                return False
+        return True
+
     def serialize_value(self, value: Any) -> Any:
         """``value`` as JSON-ready data, models wrapped with their qualified class name."""
-        if hasattr(value, "class_name") and hasattr(value, "to_dict"):
+        if self._component(value):
             return {"__is_component": True, "value": value.to_dict(), "qualified_name": qualified_name(value)}
         if isinstance(value, BaseModel):
             return {
@@ -193,6 +220,41 @@ class JsonSerializer(BaseSerializer):
     def deserialize(self, value: str) -> Any:
         """Rebuild the value a JSON string from :meth:`serialize` holds."""
         return self.deserialize_value(json.loads(value))
+
+
+#: What makes a value a LlamaIndex component.
+_COMPONENT = ("class_name", "to_dict")
+#: Values of these exact types have no attributes beyond their class's.
+_PLAIN = frozenset({dict, list, str, int, float, bool, type(None)})
+
+
+def _on_class(cls: type, name: str) -> bool:
+    """Whether ``cls`` (or a base) defines ``name`` (not asking the metaclass: pydantic's
+    ``__getattr__`` raises for a missing name, slowly)."""
+    return any(name in k.__dict__ for k in cls.__mro__)
+
+
+def _component_kind(cls: type) -> tuple[str, ...] | bool:
+    """How :meth:`JsonSerializer._component` decides for instances of ``cls``: False (never a
+    component), the names the class lacks (a pydantic model with pydantic's own attribute
+    lookup: they are looked up in the instance), else True (ask ``hasattr``)."""
+    if cls in _PLAIN:
+        return False
+    missing = tuple(name for name in _COMPONENT if not _on_class(cls, name))
+    if missing and issubclass(cls, BaseModel) and _model_getattr(cls):
+        return missing
+    return True  # found on the class, hasattr() is quick (and exact, if a descriptor raises)
+
+
+def _model_getattr(cls: type[BaseModel]) -> bool:
+    """Whether ``cls`` looks attributes up as pydantic does: fields in ``__dict__``, then its
+    private attributes and extras (actorflow's StartEvent only rewords the error)."""
+    from ._events import StartEvent
+
+    return getattr(cls, "__getattr__", None) in (
+        getattr(BaseModel, "__getattr__", None),
+        StartEvent.__getattr__,
+    )
 
 
 class PickleSerializer(JsonSerializer):

@@ -9,9 +9,10 @@ import pytest
 from durable_flows import Blob, Cart, Item, Opaque
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from workflows.context import serializers as peer
 
-from actorflow import HumanResponseEvent, JsonSerializer, PickleSerializer, StartEvent, StopEvent
+from actorflow import Event, HumanResponseEvent, JsonSerializer, PickleSerializer, StartEvent, StopEvent
 from actorflow.durable import ContextSerdeError, JsonPickleSerializer
 
 json_values = st.recursive(
@@ -46,6 +47,33 @@ def test_models_are_wrapped_with_their_qualified_name_as_the_peer_wraps_them() -
     assert type(back["a"][0]) is Item and type(back["cart"]) is Cart
     # and what the peer wrote, we read
     assert JsonSerializer().deserialize(peer.JsonSerializer().serialize(value)) == value
+
+
+class _Labelled(BaseModel):
+    """A model with a ``class_name`` field and a ``to_dict`` method: a component to the peer."""
+
+    class_name: str = "labelled"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.class_name}
+
+
+def test_components_are_told_apart_from_models_as_the_peer_tells_them() -> None:
+    """A value is a component when it has class_name and to_dict, on its class or in its own
+    fields or data, however often the serializer met its class before."""
+    ours = JsonSerializer()
+    values = [Item(n=1), Event(class_name="x"), Item(n=2), Event(), _Labelled(), Event(class_name="y")]
+    for value in values * 2:  # the second time, every class is known to the serializer
+        assert ours.serialize(value) == peer.JsonSerializer().serialize(value)
+    kinds = [json.loads(ours.serialize(v)) for v in values]
+    assert [("__is_component" in k, "__is_pydantic" in k) for k in kinds] == [
+        (False, True),
+        (True, False),
+        (False, True),
+        (False, True),
+        (True, False),
+        (True, False),
+    ]
 
 
 def test_start_events_keep_their_free_keywords() -> None:

@@ -229,11 +229,19 @@ def snapshot_to_dict(snapshot: Snapshot, serializer: BaseSerializer | None = Non
     enc = _Encoder(serializer or JsonSerializer())
     steps: dict[str, Any] = {}
     for step in snapshot.steps:
-        steps[step.name] = {
-            "queued": [enc.ref(r, f"queued at step {step.name!r}") for r in step.queued],
-            "in_flight": [enc.in_flight(f, step.name) for f in step.in_flight],
-            "counters": attrs.asdict(step.counters),
+        name = step.name
+        c = step.counters
+        steps[name] = {
+            "queued": [enc.ref(r, "queued at step {!r}", name) for r in step.queued],
+            "in_flight": [enc.in_flight(f, name) for f in step.in_flight],
+            "counters": {
+                "processed": c.processed,
+                "failed": c.failed,
+                "retried": c.retried,
+                "peak_queued": c.peak_queued,
+            },
         }
+    timing = snapshot.timing
     return {
         "format": FORMAT,
         "version": snapshot.version,
@@ -244,7 +252,7 @@ def snapshot_to_dict(snapshot: Snapshot, serializer: BaseSerializer | None = Non
         "router": [
             {
                 "event_id": r.event_id,
-                "event": enc.event(r.event, f"event #{r.event_id} queued at the router"),
+                "event": enc.event(r.event, "event #{} queued at the router", r.event_id),
                 "cause_id": r.cause_id,
                 "step": r.step,
                 "target": r.target,
@@ -256,7 +264,7 @@ def snapshot_to_dict(snapshot: Snapshot, serializer: BaseSerializer | None = Non
             {
                 "step": c.step,
                 "expected": [_type_name(t) for t in c.expected],
-                "held": [enc.ref(r, f"held by collect_events of step {c.step!r}") for r in c.held],
+                "held": [enc.ref(r, "held by collect_events of step {!r}", c.step) for r in c.held],
                 "buffer_id": c.buffer_id,
             }
             for c in snapshot.collect
@@ -264,7 +272,7 @@ def snapshot_to_dict(snapshot: Snapshot, serializer: BaseSerializer | None = Non
         "pending_input": [enc.ref(r, "awaiting an answer") for r in snapshot.pending_input],
         "next_event_id": snapshot.next_event_id,
         "audit_seq": snapshot.audit_seq,
-        "timing": attrs.asdict(snapshot.timing),
+        "timing": {"timeout": timing.timeout, "elapsed_s": timing.elapsed_s, "sessions": timing.sessions},
     }
 
 
@@ -273,13 +281,18 @@ def _type_name(cls: type) -> str:
 
 
 class _Encoder:
+    """Encodes a snapshot's values. Where a value sits is given as a ``str.format`` template
+    and its arguments, formatted only if the value cannot be encoded (a snapshot is encoded
+    with each group commit: its messages must cost nothing while nothing fails)."""
+
     def __init__(self, serializer: BaseSerializer) -> None:
         self.serializer = serializer
 
-    def _encode(self, value: Any, what: str) -> str:
+    def _encode(self, value: Any, what: str, *args: Any) -> str:
         try:
             return self.serializer.serialize(value)
         except Exception as exc:
+            what = what.format(*args)
             name = type(self.serializer).__name__
             found = find_unserialisable(value)
             if found is None or not isinstance(exc, ValueError):
@@ -294,19 +307,21 @@ class _Encoder:
                     why = f"it is a {culprit}, which {name} cannot serialise"
             raise ContextSerdeError(f"{what}: {why}") from exc
 
-    def event(self, event: Event, what: str) -> str:
-        return self._encode(event, f"{what} ({type(event).__name__})")
+    def event(self, event: Event, what: str, *args: Any) -> str:
+        return self._encode(event, what + " ({})", *args, type(event).__name__)
 
-    def ref(self, ref: EventRef, where: str) -> dict[str, Any]:
-        return {"event_id": ref.event_id, "event": self.event(ref.event, f"event #{ref.event_id} {where}")}
+    def ref(self, ref: EventRef, where: str, *args: Any) -> dict[str, Any]:
+        event_id = ref.event_id
+        return {"event_id": event_id, "event": self.event(ref.event, "event #{} " + where, event_id, *args)}
 
     def in_flight(self, f: InFlight, step: str) -> dict[str, Any]:
-        at = f"of the invocation of step {step!r} on event #{f.event_id}"
+        at = "of the invocation of step {!r} on event #{}"
+        here = (step, f.event_id)
         wait = f.waiting
         return {
             "worker": f.worker,
             "event_id": f.event_id,
-            "event": self.event(f.event, f"event #{f.event_id}, input {at}"),
+            "event": self.event(f.event, "event #{}, input " + at, f.event_id, *here),
             "attempt": f.attempt,
             "interrupted": f.interrupted,
             "sent": list(f.sent),
@@ -314,7 +329,9 @@ class _Encoder:
                 {
                     "waiter_id": t.waiter_id,
                     "event_id": t.event_id,
-                    "event": self.event(t.event, f"event #{t.event_id} taken by wait_for_event {at}"),
+                    "event": self.event(
+                        t.event, "event #{} taken by wait_for_event " + at, t.event_id, *here
+                    ),
                 }
                 for t in f.taken
             ],
@@ -323,7 +340,7 @@ class _Encoder:
                     "expected": [_type_name(t) for t in c.expected],
                     "events": None
                     if c.events is None
-                    else [self.ref(r, f"returned by collect_events {at}") for r in c.events],
+                    else [self.ref(r, "returned by collect_events " + at, *here) for r in c.events],
                 }
                 for c in f.collected
             ],
@@ -332,29 +349,29 @@ class _Encoder:
             else {
                 "waiter_id": wait.waiter_id,
                 "event_type": _type_name(wait.event_type),
-                "requirements": self.requirements(wait, at),
+                "requirements": self.requirements(wait, at, *here),
                 "timeout": wait.timeout,
                 "waited_s": wait.waited_s,
                 "waiter_event": None
                 if wait.waiter_event is None
-                else self.event(wait.waiter_event, f"the waiter_event of wait_for_event {at}"),
+                else self.event(wait.waiter_event, "the waiter_event of wait_for_event " + at, *here),
             },
         }
 
-    def requirements(self, wait: Wait, at: str) -> str | None:
+    def requirements(self, wait: Wait, at: str, *args: Any) -> str | None:
         # Only informative: the invocation runs again on restore and its wait_for_event call
         # names its requirements again. So values the serializer cannot write (a lock, a
         # client) are left out (null) rather than failing the snapshot, as LlamaIndex keeps
         # no requirements in its snapshots at all.
         try:
-            return self._encode(dict(wait.requirements), f"the requirements of wait_for_event {at}")
+            return self._encode(dict(wait.requirements), "the requirements of wait_for_event " + at, *args)
         except ContextSerdeError:
             return None
 
     def state(self, state: StateSnapshot) -> dict[str, Any]:
         data: Any
         if state.model is not None:
-            data = self._encode(state.model, f"the run's typed state {state.state_type}")
+            data = self._encode(state.model, "the run's typed state {}", state.state_type)
         else:
             assert state.values is not None
             values = {}
@@ -363,7 +380,7 @@ class _Encoder:
                     raise ContextSerdeError(
                         f"the run's store has a key of type {type(key).__name__}; store keys are strings"
                     )
-                values[key] = self._encode(value, f"the run's store key {key!r}")
+                values[key] = self._encode(value, "the run's store key {!r}", key)
             data = {"_data": values}
         return {
             "store_type": "in_memory",
