@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from ._errors import RunConflictError
 from ._records import NewRun, RunRecord
 from ._runner import DurableRun
 from ._snapshot import snapshot_from_dict
-from ._store import Committer, RunStore
+from ._store import Claim, Committer, RunStore
 
 if TYPE_CHECKING:
     from .._handle import RunHandle
@@ -146,32 +146,31 @@ async def _prepare(
     elif not isinstance(run_id, str) or not run_id:
         raise RunArgumentsError(f"run_id must be a non-empty string, got {run_id!r}")
     given = start_event is not None or bool(kwargs)
-    record = await committer.call(store.get, run_id)
-    fresh = record is None
-    event: Event | None = None
-    if given or record is None:
-        event = _start_event(wf_spec, start_event, kwargs)
-    if record is None:
-        record = await committer.call(
-            store.create,
-            NewRun(run_id, wf_spec.name, _encode_start(serializer, event, run_id), "json", time.time()),
-        )
-    if record.workflow != wf_spec.name:
-        raise RunConflictError(
-            f"run {run_id!r} in {store!r} is a run of {record.workflow}, not of {wf_spec.name}"
-        )
-    if record.ended:
-        return _ended_run(workflow, record, serializer, stream=stream)
-    claim = await committer.call(store.claim, run_id)
+    event: Event | None = _start_event(wf_spec, start_event, kwargs) if given else None
+
+    def new_run() -> NewRun:  # in the store's thread, only for a run not in the store yet
+        nonlocal event
+        if event is None:
+            event = _start_event(wf_spec, None, {})
+        return NewRun(run_id, wf_spec.name, _encode_start(serializer, event, run_id), "json", time.time())
+
+    record, fresh, claim, holder = await committer.call(_open_row, store, run_id, wf_spec.name, new_run)
+    other = RunConflictError(
+        f"run {run_id!r} in {store!r} is a run of {record.workflow}, not of {wf_spec.name}"
+    )
     if claim is None:
-        holder = await committer.call(store.holder, run_id)
+        if record.workflow != wf_spec.name:
+            raise RunConflictError(other)
+        if record.ended:
+            return _ended_run(workflow, record, serializer, stream=stream)
         raise RunConflictError(
             f"run {run_id!r} of {wf_spec.name} is open in another process"
             + (f" (pid {holder})" if holder else "")
             + "; send it events with the store's post(), or wait until that process leaves it"
         )
     try:
-        record = await committer.call(store.get, run_id) or record  # as it is now that it is ours
+        if record.workflow != wf_spec.name:
+            raise RunConflictError(other)
         if record.ended:
             claim.release()
             return _ended_run(workflow, record, serializer, stream=stream)
@@ -196,6 +195,28 @@ async def _prepare(
         durable.hub = hub
         committer.register(record, durable.commit_failed)
         return workflow._new_run(event, {}, stream=stream, run_id=run_id, durable=durable)
+    except BaseException:
+        claim.release()
+        raise
+
+
+def _open_row(
+    store: RunStore, run_id: str, workflow: str, new_run: Callable[[], NewRun]
+) -> tuple[RunRecord, bool, Claim | None, int | None]:
+    """In the store's thread, in one trip: the run's row (created if missing), whether it was
+    created now, and unless it ended or is another workflow's, its claim (then the row as it
+    is now that the run is ours) or, when another process holds it, that process's pid."""
+    record = store.get(run_id)
+    fresh = record is None
+    if record is None:
+        record = store.create(new_run())
+    if record.workflow != workflow or record.ended:
+        return record, fresh, None, None
+    claim = store.claim(run_id)
+    if claim is None:
+        return record, fresh, None, store.holder(run_id)
+    try:
+        return store.get(run_id) or record, fresh, claim, None
     except BaseException:
         claim.release()
         raise
