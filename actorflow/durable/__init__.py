@@ -21,6 +21,7 @@ from ._records import Commit as Commit
 from ._records import ErrorInfo as ErrorInfo
 from ._records import InboxItem as InboxItem
 from ._records import InvocationRecord as InvocationRecord
+from ._records import InvocationRows as InvocationRows
 from ._records import NewRun as NewRun
 from ._records import RunRecord as RunRecord
 from ._records import RunStatus as RunStatus
@@ -60,6 +61,7 @@ __all__ = [
     "InboxItem",
     "InFlight",
     "InvocationRecord",
+    "InvocationRows",
     "JsonPickleSerializer",
     "JsonSerializer",
     "NewRun",
