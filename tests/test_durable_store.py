@@ -25,6 +25,7 @@ from actorflow.durable import (
     StoredRunError,
     StoreError,
 )
+from actorflow.durable._sqlite import SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def test_the_store_is_a_run_store_in_wal_mode(store: SQLiteStore, tmp_path: Path
     assert isinstance(store, RunStore)
     db = sqlite3.connect(tmp_path / "runs.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     db.close()
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     with SQLiteStore(tmp_path / "runs.db", synchronous="FULL") as full:
@@ -185,6 +186,70 @@ def test_runs_are_listed_most_recent_first(store: SQLiteStore) -> None:
     assert store.runs()[0].snapshot is None
 
 
+#: The schema 1 tables, as an earlier actorflow wrote them.
+_SCHEMA_1 = """
+CREATE TABLE runs (
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, status TEXT NOT NULL, started_at REAL NOT NULL,
+    updated_at REAL NOT NULL, commits INTEGER NOT NULL DEFAULT 0, serializer TEXT NOT NULL,
+    start_event TEXT, result TEXT, error TEXT, snapshot TEXT
+);
+CREATE INDEX runs_by_activity ON runs (updated_at);
+CREATE TABLE invocations (
+    run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE, step TEXT NOT NULL,
+    event_id INTEGER NOT NULL, worker INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    outcome TEXT NOT NULL, emitted TEXT NOT NULL, duration_s REAL NOT NULL, commit_no INTEGER NOT NULL,
+    PRIMARY KEY (run_id, step, event_id)
+) WITHOUT ROWID;
+CREATE TABLE inbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    event TEXT NOT NULL, sent_at REAL NOT NULL, taken_in INTEGER
+);
+CREATE INDEX inbox_waiting ON inbox (run_id, id) WHERE taken_in IS NULL;
+INSERT INTO runs VALUES ('a', 'Orders', 'finished', 1.0, 2.0, 1, 'json', '{"x": 1}', '"done"', NULL, '{"s": 1}');
+INSERT INTO runs VALUES ('b', 'Orders', 'running', 3.0, 4.0, 1, 'json', NULL, NULL, NULL, '{"s": 2}');
+INSERT INTO invocations VALUES ('a', 'work', 1, 0, 1, 'finished', '[2]', 0.5, 1);
+INSERT INTO invocations VALUES ('b', 'work', 1, 0, 2, 'finished', '[2, 3]', 0.25, 1);
+INSERT INTO inbox (run_id, event, sent_at) VALUES ('b', '{"e": 1}', 5.0);
+PRAGMA user_version = 1
+"""
+
+
+def test_a_schema_1_store_is_brought_to_schema_2_keeping_everything(tmp_path: Path) -> None:
+    """Opening a store an earlier actorflow wrote migrates it: its runs, invocations and inbox
+    stay, the exactly-once key holds, and deleting a run still takes its rows with it."""
+    path = tmp_path / "runs.db"
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA_1)
+    db.close()
+    with SQLiteStore(path) as store:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        a, b = store.get("a"), store.get("b")
+        assert a is not None and (a.status, a.result, a.snapshot, a.start_event) == (
+            "finished",
+            '"done"',
+            {"s": 1},
+            '{"x": 1}',
+        )
+        assert b is not None and (b.status, b.commits, b.snapshot) == ("running", 1, {"s": 2})
+        assert store.invocations("a") == [InvocationRecord("work", 1, 0, 1, "finished", (2,), 0.5)]
+        assert store.invocations("b") == [InvocationRecord("work", 1, 0, 2, "finished", (2, 3), 0.25)]
+        assert [i.event for i in store.inbox("b")] == ['{"e": 1}']
+        with pytest.raises(RunConflictError, match="committed before"):
+            store.commit(
+                [Commit("b", 1, "running", 6.0, invocations=(InvocationRecord("work", 1, 0, 3, "finished"),))]
+            )
+        store.commit(
+            [Commit("b", 1, "finished", 6.0, invocations=(InvocationRecord("work", 2, 0, 1, "finished"),))]
+        )
+        assert [i.event_id for i in store.invocations("b")] == [1, 2]
+        assert store.create(new("c")).commits == 0
+        assert store.delete("b")
+        assert store.invocations("b") == [] and store.inbox("b") == []
+        assert store._db.execute("PRAGMA foreign_key_check").fetchall() == []
+    with SQLiteStore(path) as again:  # opened again: nothing left to migrate
+        assert [r.run_id for r in again.runs()] == ["c", "a"]
+
+
 def test_a_newer_schema_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
     """A store written by a newer actorflow, or a file that is no database, is a clear StoreError."""
     path = tmp_path / "runs.db"
@@ -192,7 +257,7 @@ def test_a_newer_schema_or_a_foreign_file_is_refused(tmp_path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("PRAGMA user_version=9")
     db.close()
-    with pytest.raises(StoreError, match="has run store schema 9; this actorflow knows up to 1"):
+    with pytest.raises(StoreError, match="has run store schema 9; this actorflow knows up to 2"):
         SQLiteStore(path)
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database at all" * 100)

@@ -26,7 +26,8 @@ Why these choices:
   pipelined: while one group commit is in the thread, the next ticks' changes gather into
   the next one, so the thread hop is paid per commit, not per event.
 
-The schema (``PRAGMA user_version`` = 1) is in ``docs/durable.md``.
+The schema (``PRAGMA user_version`` = 2; a schema 1 store is migrated when opened) is in
+``docs/durable.md``.
 """
 
 from __future__ import annotations
@@ -62,11 +63,12 @@ from ._store import Claim
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    run_id      TEXT PRIMARY KEY,           -- the idempotency key given to run(run_id=...)
+    run_no      INTEGER PRIMARY KEY,        -- the row's number: what invocations refer to it by
+    run_id      TEXT NOT NULL UNIQUE,       -- the idempotency key given to run(run_id=...)
     workflow    TEXT NOT NULL,
     status      TEXT NOT NULL CHECK (status IN
                     ('pending', 'running', 'waiting', 'finished', 'failed', 'timed_out', 'cancelled')),
@@ -81,7 +83,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_activity ON runs (updated_at);
 CREATE TABLE IF NOT EXISTS invocations (
-    run_id      TEXT NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    run_no      INTEGER NOT NULL REFERENCES runs (run_no) ON DELETE CASCADE,
     step        TEXT NOT NULL,
     event_id    INTEGER NOT NULL,           -- the input event
     worker      INTEGER NOT NULL,
@@ -90,7 +92,7 @@ CREATE TABLE IF NOT EXISTS invocations (
     emitted     TEXT NOT NULL,              -- JSON: the id of the one event it emitted, else the list of ids
     duration_s  REAL NOT NULL,
     commit_no   INTEGER NOT NULL,           -- the run's commit that recorded it
-    PRIMARY KEY (run_id, step, event_id)    -- exactly once: a second completion cannot commit
+    PRIMARY KEY (run_no, step, event_id)    -- exactly once: a second completion cannot commit
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS inbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -100,6 +102,53 @@ CREATE TABLE IF NOT EXISTS inbox (
     taken_in    INTEGER                     -- the run's commit that took it in (NULL: still waiting)
 );
 CREATE INDEX IF NOT EXISTS inbox_waiting ON inbox (run_id, id) WHERE taken_in IS NULL;
+"""
+
+
+#: Schema 1 to 2: ``runs`` gets an integer key, ``run_no``, and ``invocations`` refer to their
+#: run by it (a row costs less to insert by a third: its key is an integer, not the run's id).
+#: Run with foreign keys off, in one write transaction: the new tables are filled from the
+#: old ones and take their names.
+_MIGRATE_1_2 = """
+CREATE TABLE runs_v2 (
+    run_no      INTEGER PRIMARY KEY,
+    run_id      TEXT NOT NULL UNIQUE,
+    workflow    TEXT NOT NULL,
+    status      TEXT NOT NULL CHECK (status IN
+                    ('pending', 'running', 'waiting', 'finished', 'failed', 'timed_out', 'cancelled')),
+    started_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    commits     INTEGER NOT NULL DEFAULT 0,
+    serializer  TEXT NOT NULL,
+    start_event TEXT,
+    result      TEXT,
+    error       TEXT,
+    snapshot    TEXT
+);
+INSERT INTO runs_v2 (run_id, workflow, status, started_at, updated_at, commits, serializer,
+                     start_event, result, error, snapshot)
+    SELECT run_id, workflow, status, started_at, updated_at, commits, serializer,
+           start_event, result, error, snapshot FROM runs ORDER BY started_at, run_id;
+CREATE TABLE invocations_v2 (
+    run_no      INTEGER NOT NULL REFERENCES runs (run_no) ON DELETE CASCADE,
+    step        TEXT NOT NULL,
+    event_id    INTEGER NOT NULL,
+    worker      INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,
+    outcome     TEXT NOT NULL CHECK (outcome IN ('finished', 'failed')),
+    emitted     TEXT NOT NULL,
+    duration_s  REAL NOT NULL,
+    commit_no   INTEGER NOT NULL,
+    PRIMARY KEY (run_no, step, event_id)
+) WITHOUT ROWID;
+INSERT INTO invocations_v2 (run_no, step, event_id, worker, attempt, outcome, emitted, duration_s, commit_no)
+    SELECT r.run_no, i.step, i.event_id, i.worker, i.attempt, i.outcome, i.emitted, i.duration_s, i.commit_no
+    FROM invocations AS i JOIN runs_v2 AS r ON r.run_id = i.run_id;
+DROP TABLE invocations;
+DROP TABLE runs;
+ALTER TABLE runs_v2 RENAME TO runs;
+ALTER TABLE invocations_v2 RENAME TO invocations;
+CREATE INDEX runs_by_activity ON runs (updated_at)
 """
 
 
@@ -171,20 +220,33 @@ class SQLiteStore:
                 f"{self.path} has run store schema {version}; this actorflow knows up to "
                 f"{SCHEMA_VERSION} (a newer actorflow wrote it)"
             )
-        if version < SCHEMA_VERSION and not self.create_tables:
+        if version == 0 and not self.create_tables:
             raise StoreError(f"{self.path} is not a run store (it has no run tables)")
         mode = self._pragma("journal_mode=WAL")
         if str(mode).lower() != "wal":
             raise StoreError(f"{self.path}: SQLite would not switch to WAL mode (it reports {mode!r})")
         db.execute(f"PRAGMA synchronous={self.synchronous}")
+        if version == 1:
+            self._migrate()
         db.execute("PRAGMA foreign_keys=ON")
-        if version < SCHEMA_VERSION:
+        if version == 0:
             with self._write():
-                if self._pragma("user_version") < SCHEMA_VERSION:
+                if self._pragma("user_version") == 0:  # another process may have made them
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
                     db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _migrate(self) -> None:
+        """Bring a schema 1 store to schema 2 (unless another process did meanwhile)."""
+        db = self._db
+        db.execute("PRAGMA foreign_keys=OFF")  # outside a transaction: the tables are swapped
+        with self._write():
+            if self._pragma("user_version") == 1:
+                for statement in _MIGRATE_1_2.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -253,10 +315,10 @@ class SQLiteStore:
                 self._commit_one(db, c)
 
     def _commit_one(self, db: sqlite3.Connection, c: Commit) -> None:
-        row = db.execute("SELECT status, commits FROM runs WHERE run_id = ?", (c.run_id,)).fetchone()
+        row = db.execute("SELECT run_no, status, commits FROM runs WHERE run_id = ?", (c.run_id,)).fetchone()
         if row is None:
             raise StoreError(f"run {c.run_id!r} is not in {self.path}")
-        status, commits = row
+        run_no, status, commits = row
         if commits != c.after:
             raise RunConflictError(
                 f"run {c.run_id!r} has {commits} commits in {self.path}, but this commit follows "
@@ -280,11 +342,10 @@ class SQLiteStore:
             ),
         )
         if c.invocations:
-            run_id = c.run_id
             try:
-                _insert_invocations(db, run_id, number, c.invocations)
+                _insert_invocations(db, run_no, number, c.invocations)
             except sqlite3.IntegrityError as exc:
-                raise self._twice(db, c, number) from exc
+                raise self._twice(db, c, run_no, number) from exc
         if c.taken:
             marks = db.executemany(
                 "UPDATE inbox SET taken_in = ? WHERE id = ? AND run_id = ? AND taken_in IS NULL",
@@ -296,7 +357,7 @@ class SQLiteStore:
                     f"are not this run's"
                 )
 
-    def _twice(self, db: sqlite3.Connection, c: Commit, number: int) -> RunConflictError:
+    def _twice(self, db: sqlite3.Connection, c: Commit, run_no: int, number: int) -> RunConflictError:
         """The error for a commit with an invocation that was committed before (the rows this
         commit inserted before the failing statement are its own, in the same transaction)."""
         keys = list(dict.fromkeys((i.step, i.event_id) for i in c.invocations))
@@ -304,8 +365,8 @@ class SQLiteStore:
             k
             for k in keys
             if db.execute(
-                "SELECT 1 FROM invocations WHERE run_id = ? AND step = ? AND event_id = ? AND commit_no < ?",
-                (c.run_id, *k, number),
+                "SELECT 1 FROM invocations WHERE run_no = ? AND step = ? AND event_id = ? AND commit_no < ?",
+                (run_no, *k, number),
             ).fetchone()
         ]
         if before:
@@ -325,7 +386,7 @@ class SQLiteStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT step, event_id, worker, attempt, outcome, emitted, duration_s FROM invocations"
-                " WHERE run_id = ? ORDER BY commit_no, event_id, step",
+                " WHERE run_no = (SELECT run_no FROM runs WHERE run_id = ?) ORDER BY commit_no, event_id, step",
                 (run_id,),
             ).fetchall()
         return [
@@ -460,7 +521,7 @@ _SELECT_RUN = f"SELECT {_SUMMARY_COLUMNS}, snapshot FROM runs"
 
 #: Rows per multi-row INSERT of committed invocations (see :func:`_insert_invocations`).
 _CHUNK = 64
-_INSERT = "INSERT INTO invocations (run_id, commit_no, step, event_id, worker, attempt, outcome, emitted, duration_s) VALUES "
+_INSERT = "INSERT INTO invocations (run_no, commit_no, step, event_id, worker, attempt, outcome, emitted, duration_s) VALUES "
 
 
 def _insert_sql(rows: int) -> str:
@@ -471,7 +532,7 @@ def _insert_sql(rows: int) -> str:
 
 
 def _insert_invocations(
-    db: sqlite3.Connection, run_id: str, number: int, records: Sequence[InvocationRecord]
+    db: sqlite3.Connection, run_no: int, number: int, records: Sequence[InvocationRecord]
 ) -> None:
     """Insert the rows of ``records`` into ``invocations``, up to :data:`_CHUNK` a statement.
 
@@ -486,7 +547,7 @@ def _insert_invocations(
     width = _CHUNK * ROW
     for start in range(0, len(flat), width):
         part = flat[start : start + width]
-        db.execute(_FULL if len(part) == width else _insert_sql(len(part) // ROW), (run_id, number, *part))
+        db.execute(_FULL if len(part) == width else _insert_sql(len(part) // ROW), (run_no, number, *part))
 
 
 _FULL = _insert_sql(_CHUNK)
