@@ -7,7 +7,9 @@ Three measurements, each in interleaved rounds (every system once per round, in 
   ``RayExecutor()`` on a local ``ray.init(num_cpus=2)``, timed in wall-clock time (the
   speed-up from a second core is the point). Target: a speed-up of at least 1.6x for both. Beside them,
   the machine's own ceiling: the same jobs through a bare ``multiprocessing`` pool of 2
-  (``pool.map``, no actorflow), so that a shared, busy machine shows as such.
+  (``pool.map``, no actorflow), so that a shared, busy machine shows as such; and Ray's own:
+  the same jobs as bare Ray tasks awaited from trio, 4 in flight (no actorflow). Each row
+  also gives the CPU the processes involved used, and the overhead per job (see report()).
 * **overhead**: one remote invocation of a trivial step through ``RayExecutor.run`` (what the
   run core awaits) vs a bare ``await`` of a trivial Ray task from trio (the same
   ``ref.future()`` bridge, nothing of actorflow). Target: at most 1.5x.
@@ -216,6 +218,21 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             async def mp_pool(count: int) -> None:
                 await trio.to_thread.run_sync(bare_pool.map, burn, [CPUFlow.iterations] * count)
 
+            remote_burn = ray.remote(max_retries=0)(burn)
+            await await_ref(remote_burn.remote(10))  # warm
+
+            async def ray_tasks(count: int) -> None:
+                # As the run feeds crunch: 4 in flight (its num_workers), each awaited from trio.
+                jobs = iter(range(count))
+
+                async def feed() -> None:
+                    for _ in jobs:
+                        await await_ref(remote_burn.remote(CPUFlow.iterations))
+
+                async with trio.open_nursery() as nursery:
+                    for _ in range(4):
+                        nursery.start_soon(feed)
+
             for _ in range(rounds):
                 for name, wf in systems.items():
                     wall, cpu = await _measured(name == "ray", wf.run, count=events)
@@ -224,6 +241,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 wall, cpu = await _measured(False, mp_pool, events)
                 add("cpu multiprocessing", wall)
                 add("cpu time multiprocessing", cpu)
+                wall, cpu = await _measured(True, ray_tasks, events)
+                add("cpu ray tasks", wall)
+                add("cpu time ray tasks", cpu)
         finally:
             bare_pool.terminate()
             bare_pool.join()
@@ -308,6 +328,7 @@ def report(result: dict[str, Any]) -> str:
         proc_speedup = per_round("cpu in-loop", "cpu process")
         ray_speedup = per_round("cpu in-loop", "cpu ray")
         mp_speedup = per_round("cpu in-loop", "cpu multiprocessing")
+        tasks_speedup = per_round("cpu in-loop", "cpu ray tasks")
         lines += [
             f"| one CPU job (calibrated burn, CPU time) | {burn_ms:.1f} ms | ~10 ms |",
             f"| {events} CPU jobs in the run's loop | {s['cpu in-loop']:.2f} s "
@@ -318,12 +339,16 @@ def report(result: dict[str, Any]) -> str:
             f"({s['cpu time ray']:.2f} s CPU) | |",
             f"| {events} CPU jobs, bare multiprocessing pool of 2 (the machine's ceiling) | "
             f"{s['cpu multiprocessing']:.2f} s ({s['cpu time multiprocessing']:.2f} s CPU) | |",
+            f"| {events} CPU jobs as bare Ray tasks, 4 in flight (Ray's ceiling) | "
+            f"{s['cpu ray tasks']:.2f} s ({s['cpu time ray tasks']:.2f} s CPU) | |",
             f"| speed-up, bare multiprocessing pool (no actorflow) | {mp_speedup:.2f}x | |",
+            f"| speed-up, bare Ray tasks (no actorflow) | {tasks_speedup:.2f}x | |",
             f"| speed-up, ProcessExecutor | {proc_speedup:.2f}x | >= 1.6x {verdict(proc_speedup >= 1.6)} |",
             f"| speed-up, RayExecutor | {ray_speedup:.2f}x | >= 1.6x {verdict(ray_speedup >= 1.6)} |",
             f"| overhead per job, ProcessExecutor | {overheads('process')} | |",
             f"| overhead per job, RayExecutor | {overheads('ray')} | |",
             f"| overhead per job, bare multiprocessing pool | {overheads('multiprocessing')} | |",
+            f"| overhead per job, bare Ray tasks | {overheads('ray tasks')} | |",
         ]
     if "overhead bare" in samples:
         overhead = per_round("overhead executor", "overhead bare")
