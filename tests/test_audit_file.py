@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from structlog.testing import capture_logs
 
 from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
 from actorflow.audit._canon import GENESIS, canonical, digest, file_link, line_of
+from actorflow.audit._sink import RunWriter
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -649,9 +651,18 @@ async def _trail_of(path: Path, **config: Any) -> list[dict[str, Any]]:
 async def test_tracer_hands_records_to_the_chain_and_sink_directly_with_the_same_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
 ) -> None:
-    """With structlog's stock logger the tracer feeds HashChain+JSONLinesSink as one step; the file is the one structlog's path writes."""
+    """With structlog's stock logger the tracer feeds HashChain+JSONLinesSink as one step (hot records without an event dict); the file is the one structlog's path writes."""
     taken: list[str] = []
+    direct: list[str] = []
     fused_with = audit.JSONLinesSink.fused_with
+    put = RunWriter._put
+
+    def spy_put(self: RunWriter, body: bytes) -> None:
+        taken.append(json.loads(body)["event"])
+        direct.append(taken[-1])
+        put(self, body)
+
+    monkeypatch.setattr(RunWriter, "_put", spy_put)
 
     def spy(self: audit.JSONLinesSink, chain: object) -> Any:
         take = fused_with(self, chain)
@@ -667,6 +678,7 @@ async def test_tracer_hands_records_to_the_chain_and_sink_directly_with_the_same
     monkeypatch.setattr(audit.JSONLinesSink, "fused_with", spy)
     fused = await _trail_of(tmp_path / "fused.jsonl")
     assert taken == [r["event"] for r in fused]
+    assert set(direct) == {"event.emitted", "step.started", "step.finished"}
     taken.clear()
     plain = await _trail_of(tmp_path / "plain.jsonl", wrapper_class=structlog.BoundLogger)
     assert taken == []  # an application's wrapper class: every record through its info()
@@ -1153,3 +1165,83 @@ def test_redactor_reads_a_run_finished_without_result_field_both_ways() -> None:
     for result in (SECRET, {"secret": SECRET, "n": 1}, {"$repr": f"X({SECRET})", "$type": "X"}):
         record = redact(None, "info", {**base, "result": result})
         assert SECRET not in json.dumps(record), record
+
+
+@pytest.mark.parametrize(
+    ("run_id", "workflow", "step", "event_type", "payload"),
+    [
+        ("r-1", "W", "hop", "Item", {"n": 1}),
+        (
+            "100% ré",
+            'Wörk%s"flow',
+            "stép\u2603%d",
+            "Ev\u00e9",
+            {"t": "\u00e9\ud800\n", "l": [1.5, None, True]},
+        ),
+        ("x", "W", "s", "E", {"big": 10**30, "neg": -0.0, "e": 1e300, "k": {"b": 1, "a": 2}}),
+    ],
+)
+def test_run_writer_bodies_are_what_the_hash_chain_encodes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    run_id: str,
+    workflow: str,
+    step: str,
+    event_type: str,
+    payload: Any,
+) -> None:
+    """A RunWriter's records are byte for byte the HashChain's encoding of the same event dicts, hashes included."""
+    chain, ref_chain = audit.HashChain(), audit.HashChain()
+    sink = audit.JSONLinesSink(tmp_path / "a.jsonl")
+    queued: list[tuple[bytes, str]] = []
+    monkeypatch.setattr(audit.JSONLinesSink, "_queue_hot", lambda self, body, h: queued.append((body, h)))
+    writer = sink.run_writer(chain, run_id, workflow)
+    assert writer is not None
+    chain._last[run_id] = ref_chain._last[run_id] = "ab" * 32
+    ts = "2026-01-02T03:04:05.000006Z"
+    started = {"step": step, "worker": 3, "event_id": 7, "attempt": 1}
+    cases: list[tuple[Callable[[], bool], dict[str, Any]]] = [
+        (lambda: writer.step_started(2, ts, step, 3, 7, 1), {"event": "step.started", **started}),
+        (
+            lambda: writer.event_emitted(3, ts, 8, event_type, 7, step, payload),
+            {"event": "event.emitted", "event_id": 8, "event_type": event_type, "cause_id": 7, "step": step},
+        ),
+        (
+            lambda: writer.event_emitted(4, ts, 9, event_type, None, None, payload),
+            {
+                "event": "event.emitted",
+                "event_id": 9,
+                "event_type": event_type,
+                "cause_id": None,
+                "step": None,
+            },
+        ),
+        (
+            lambda: writer.step_finished(5, ts, step, 3, 7, 2, 0.1 + 0.2, 1),
+            {"event": "step.finished", **started, "attempt": 2, "duration_s": 0.1 + 0.2, "emitted": 1},
+        ),
+    ]
+    for seq, (write, fields) in enumerate(cases, 2):
+        assert write()
+        if fields["event"] == "event.emitted":
+            fields["payload"] = payload
+        record = {"run_id": run_id, "workflow": workflow, "seq": seq, "timestamp": ts, **fields}
+        _, body, record_hash = ref_chain.link(record)
+        assert queued[-1] == (body, record_hash)
+        assert chain._last[run_id] == record_hash
+    sink.close()
+
+
+def test_run_writer_leaves_what_json_refuses_to_the_processors(tmp_path: Path) -> None:
+    """A record JSON refuses as it is (NaN, an object), or a run's first record, is left for the HashChain's markers."""
+    chain, sink = audit.HashChain(), audit.JSONLinesSink(tmp_path / "a.jsonl")
+    writer = sink.run_writer(chain, "r", "W")
+    assert writer is not None
+    ts = "2026-01-02T03:04:05.000006Z"
+    assert not writer.event_emitted(2, ts, 1, "E", None, None, {"x": math.nan})
+    assert not writer.event_emitted(2, ts, 1, "E", None, None, {"x": object()})
+    assert not writer.step_finished(2, ts, "s", 0, 1, 1, math.inf, 0)
+    assert not writer.step_started(1, ts, "s", 0, 1, 1)
+    assert "r" not in chain._last  # nothing was chained
+    sink.close()
+    assert (tmp_path / "a.jsonl").read_bytes() == b""

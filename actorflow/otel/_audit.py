@@ -29,7 +29,13 @@ from .._tracing import RECORD_NAMES
 from ._instrument import active
 from ._observer import RUNS, put_early
 
-__all__ = ["add_trace_ids"]
+__all__ = ["add_trace_ids", "adds_nothing"]
+
+
+def adds_nothing() -> bool:
+    """Whether :func:`add_trace_ids` leaves every record untouched right now (nothing is traced):
+    the audit tracer then writes its hot records without building their event dicts."""
+    return not RUNS and active() is None
 
 
 def add_trace_ids(
@@ -41,7 +47,7 @@ def add_trace_ids(
     untouched. ``actorflow.audit.processors()`` puts it first when ``actorflow.otel`` can be
     imported; in a chain of your own, put it before the ``HashChain`` (the ids are hashed).
     """
-    if not RUNS and active() is None:
+    if not RUNS and active() is None:  # adds_nothing(), inlined
         return event_dict  # nothing is traced: the common case costs one check
     name = event_dict.get("event")
     run_id = event_dict.get("run_id")
