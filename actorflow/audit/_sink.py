@@ -5,7 +5,7 @@ own processor chain, take the audit records out of it and let every other log re
 to the console or wherever the application sends them.
 
 **Batches with a bounded delay.** A record is queued; the batch is written as one
-``os.write`` of whole lines on an ``O_APPEND`` descriptor, one ``flock``, one ``fstat``,
+``os.write`` (``os.writev`` when large) of whole lines on an ``O_APPEND`` descriptor, one ``flock``, one ``fstat``,
 however many records, by whichever comes first: the record that finds the batch
 :data:`FLUSH_DELAY` (2 ms) old writes it, in its own thread; a run's closing record writes
 it at once, so when ``await wf.run()`` returns the whole trail is in the file; so does a
