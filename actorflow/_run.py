@@ -227,6 +227,8 @@ class Run:
             streams = self.streams = Streams(self, spec.gathers)
             targets = [_Delivery(streams.counting(a.deliver)) for a in self.actors]
         self.router = Router(spec.routes, targets, self._special)
+        if durable is not None:
+            durable.promise_waits()  # a restored run holds events sent in for its waits
 
     @property
     def id(self) -> str:
@@ -618,7 +620,8 @@ class Run:
         # The class's route, not this run's: a type only waiters take is refused unless one
         # of them would take this very event.
         routed = self.router.class_route(type(event)) is not UNROUTED
-        if not routed and (self._waiters is None or self._waiters.find(event) is None):
+        waiters = self._waiters
+        if not routed and (waiters is None or (waiters.find(event) is None and not waiters.promised(event))):
             name = type(event).__name__
             waiting = self._waiters.waiting_for(type(event)) if self._waiters is not None else []
             if waiting:  # field names only: a requirement's value may be a secret

@@ -4,6 +4,11 @@ While some step waits for a type, the run's router sends events of that type her
 (the route :data:`~actorflow._router.WAITED`): a matching waiter takes the event and no step
 gets it; otherwise it goes where the workflow class routes it. A waiter is registered before
 ``wait_for_event`` first yields, so an answer sent right after the question is never lost.
+
+A restored run (``run(ctx=Context.from_dict(...))``) knows the waits its invocations were in:
+they run again from their start and come back to those waits. Until they do, an event sent
+in that one of those waits would take is held for it (:meth:`Waiters.promise`), as
+LlamaIndex queues it, rather than refused as an event nobody takes.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ def _field(event: Event, key: str) -> Any:
 class Waiters:
     """The waiting invocations of one run, by event type."""
 
-    __slots__ = ("_by_type", "_is_ending", "_router", "_taken", "_went_quiet")
+    __slots__ = ("_by_type", "_held", "_is_ending", "_promised", "_router", "_taken", "_went_quiet")
 
     def __init__(
         self,
@@ -82,6 +87,10 @@ class Waiters:
         self._went_quiet = went_quiet
         """Called when a step starts waiting with no timeout: the run checks for a stall."""
         self._is_ending = is_ending
+        self._promised: list[tuple[type[Event], Mapping[str, Any]]] = []
+        """Waits a restored run's invocations will be back in (type, requirements)."""
+        self._held: list[tuple[Event, Any]] = []
+        """Events (and items as routed) sent in for a promised wait before it began again."""
 
     def __bool__(self) -> bool:
         return bool(self._by_type)
@@ -101,10 +110,26 @@ class Waiters:
         """The waiters for exactly ``event_type`` (to say why an event matched none)."""
         return list(self._by_type.get(event_type, ()))
 
+    def promise(self, event_type: type[Event], requirements: Mapping[str, Any]) -> None:
+        """A restored invocation will wait for ``event_type`` again: hold what comes for it."""
+        self._promised.append((event_type, dict(requirements)))
+        self._router.set_route(event_type, WAITED)
+
+    def promised(self, event: Event) -> bool:
+        """Whether a wait a restored invocation will be back in would take ``event``."""
+        return any(
+            isinstance(event, t) and all(_field(event, k) == v for k, v in r.items())
+            for t, r in self._promised
+        )
+
     def offer(self, event: Event, item: Any) -> bool:
-        """Give ``event`` to a waiter it matches; False when none does (route it normally)."""
+        """Give ``event`` to a waiter it matches, or hold it for a promised wait; False when
+        neither takes it (route it normally)."""
         waiter = self.find(event)
         if waiter is None:
+            if self._promised and self.promised(event):
+                self._held.append((event, item))
+                return True
             return False
         self.hand(waiter, event, item)
         return True
@@ -132,7 +157,24 @@ class Waiters:
         waiting.remove(waiter)
         if not waiting:
             del self._by_type[event_type]
-            self._router.set_route(event_type, None)
+            if not any(t is event_type for t, _ in self._promised):
+                self._router.set_route(event_type, None)
+
+    def _back(self, waiter: Waiter) -> Any:
+        """A restored invocation is back in a promised wait: the event held for it, if any."""
+        promised = self._promised
+        for i, (event_type, _) in enumerate(promised):
+            if event_type is waiter.event_type:
+                del promised[i]
+                break
+        for i, (event, item) in enumerate(self._held):
+            if waiter.matches(event):
+                del self._held[i]
+                self._taken(waiter, item)
+                return event
+        if not any(t is waiter.event_type for t, _ in promised) and waiter.event_type not in self._by_type:
+            self._router.set_route(waiter.event_type, None)
+        return None
 
     async def wait(
         self,
@@ -178,6 +220,11 @@ class Waiters:
         waiter = Waiter(
             event_type, dict(requirements or {}), actor, ctx.worker, ctx._cause, timeout, waiter_id
         )
+        if self._promised:
+            held = self._back(waiter)
+            if held is not None:  # sent in while it ran again to this wait: answered already
+                await trio.lowlevel.checkpoint()
+                return held
         self._add(waiter)  # before the first yield: an answer can't slip past
         if announce:
             ctx.write_event_to_stream(waiter_event)  # type: ignore[arg-type]

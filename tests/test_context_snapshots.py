@@ -23,6 +23,7 @@ from actorflow import (
     StartEvent,
     StopEvent,
     Workflow,
+    WorkflowRuntimeError,
     step,
 )
 from actorflow.durable import SQLiteStore
@@ -466,3 +467,42 @@ async def test_the_snapshot_after_cancel_run_continues_the_cancelled_run() -> No
         assert [ev async for ev in handle.stream_events()] == [StopEvent(result="42")]
         assert await handle == "42"
         assert await handle.ctx.store.get("asked") == 1
+
+
+class Reply(Event):
+    user: str
+    text: str
+
+
+class AsksAda(Workflow):
+    """Waits inside its step for Ada's reply."""
+
+    @step
+    async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent:
+        await ctx.store.set("began", await ctx.store.get("began", default=0) + 1)
+        reply = await ctx.wait_for_event(Reply, requirements={"user": "ada"})
+        return StopEvent(result=reply.text)
+
+
+@pytest.mark.parametrize("started", [False, True])
+async def test_a_restored_run_holds_an_answer_sent_before_its_step_is_back_in_its_wait(
+    started: bool,
+) -> None:
+    """An event for a restored wait, sent before the re-run reaches it, is held for it; one
+    that wait would not take is refused as before."""
+    async with AsksAda(timeout=None).open_run() as handle:
+        with trio.fail_after(10):
+            while not handle.statistics().steps["ask"].waiting:
+                await trio.sleep(0.001)
+        data = round_trip(handle.ctx.to_dict())
+        handle.cancel()
+    wf = AsksAda(timeout=None)
+    async with wf.open_run(ctx=Context.from_dict(wf, data)) as handle:
+        if started:
+            await trio.lowlevel.checkpoint()  # the run starts; its step runs again to its wait
+        with pytest.raises(WorkflowRuntimeError, match="no step of AsksAda accepts Reply"):
+            handle.ctx.send_event(Reply(user="bob", text="no"))
+        handle.ctx.send_event(Reply(user="ada", text="yes"))
+        with trio.fail_after(10):
+            assert await handle == "yes"
+        assert await handle.ctx.store.get("began") == 2

@@ -537,6 +537,16 @@ class DurableRun:
         self.pending = [{} for _ in run.actors]
         return [self._delivery(actor) for actor in run.actors]
 
+    def promise_waits(self) -> None:
+        """The waits of the snapshot's invocations: they will be back in them (``Waiters.promise``)."""
+        snap = self.snapshot
+        if snap is None or not snap.is_running:
+            return
+        for state in snap.steps:
+            for f in state.in_flight:
+                if f.waiting is not None:
+                    self.run.waiters.promise(f.waiting.event_type, f.waiting.requirements)
+
     def _delivery(self, actor: StepActor) -> Callable[[Any], None]:
         pending = self.pending[actor.index]
         deliver = actor.deliver
