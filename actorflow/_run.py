@@ -580,8 +580,9 @@ class Run:
             )
         if actor.index not in self.spec.routes.targets(type(event)):
             accepted = " | ".join(t.__name__ for t in actor.spec.accepts)
-            raise WorkflowRuntimeError(
-                f"{sender} sent a {type(event).__name__} to step {step!r}, which accepts only {accepted}"
+            raise WorkflowRuntimeError(  # LlamaIndex's sentence first
+                f"Step {step} does not accept event of type {type(event)}: {sender} sent a "
+                f"{type(event).__name__} to step {step!r}, which accepts only {accepted}"
             )
         if actor.spec.gather is not None:
             raise WorkflowRuntimeError(

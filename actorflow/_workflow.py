@@ -104,8 +104,8 @@ class Workflow:
 
     def __init__(
         self,
+        timeout: float | None = 45.0,  # LlamaIndex's default, and its one positional argument here
         *,
-        timeout: float | None = 60.0,
         verbose: bool = False,
         trace: bool | None = None,
         max_concurrent_runs: int | None = None,
@@ -558,14 +558,21 @@ def _start_event(wf_spec: WorkflowSpec, start_event: Event | None, kwargs: Mappi
         problems += [_describe(err) for err in exc.errors()]
         # Not chained to pydantic's error, and no value quoted: an argument may be a secret
         # (an API key read with its newline), and errors travel to logs.
-        raise RunArgumentsError(
-            f"{wf_spec.name}: invalid arguments for {start_type.__name__}: " + "; ".join(problems)
-        ) from None
+        raise _bad_arguments(wf_spec, kwargs, problems) from None
     if problems:
-        raise RunArgumentsError(
-            f"{wf_spec.name}: invalid arguments for {start_type.__name__}: " + "; ".join(problems)
-        )
+        raise _bad_arguments(wf_spec, kwargs, problems)
     return event
+
+
+def _bad_arguments(
+    wf_spec: WorkflowSpec, kwargs: Mapping[str, Any], problems: list[str]
+) -> RunArgumentsError:
+    name = wf_spec.start_type.__name__
+    # LlamaIndex's sentence first, with the keywords' names: never their values (a secret).
+    return RunArgumentsError(
+        f"Failed creating a start event of type '{name}' with the keyword arguments: "
+        f"{sorted(kwargs)}; {wf_spec.name}: invalid arguments for {name}: " + "; ".join(problems)
+    )
 
 
 def _describe(error: Mapping[str, Any]) -> str:

@@ -104,9 +104,13 @@ async def test_send_event_checks_the_return_hint() -> None:
     [
         (
             "nope",
-            r"sent a TaskEvent to step 'nope', but Flow has no such step \(its steps: start, work, other\)",
+            r"^Step nope does not exist: step 'start' sent a TaskEvent to step 'nope', but Flow has no such step \(its steps: start, work, other\)",
         ),
-        ("other", r"sent a TaskEvent to step 'other', which accepts only ResultEvent"),
+        (
+            "other",
+            r"^Step other does not accept event of type <class '[\w.]+\.TaskEvent'>: step 'start' "
+            r"sent a TaskEvent to step 'other', which accepts only ResultEvent",
+        ),
     ],
 )
 async def test_send_event_to_a_bad_step_is_a_runtime_error(target: str, message: str) -> None:

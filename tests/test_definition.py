@@ -278,4 +278,5 @@ def test_timeout_must_be_positive_or_none(bad: object) -> None:
     with pytest.raises(ValueError, match="timeout must be a positive number"):
         Flow(timeout=bad)  # type: ignore[arg-type]
     assert Flow(timeout=None).timeout is None
-    assert Flow().timeout == 60.0
+    assert Flow().timeout == 45.0  # LlamaIndex's default
+    assert Flow(30).timeout == 30.0  # positional, as there

@@ -98,6 +98,10 @@ async def test_bad_start_arguments_fail_before_any_step_runs(
 
     with pytest.raises(RunArgumentsError, match=r"invalid arguments for MyStartEvent") as info:
         await Flow().run(**kwargs)
+    # LlamaIndex's sentence first, naming the keywords (not their values)
+    assert str(info.value).startswith(
+        f"Failed creating a start event of type 'MyStartEvent' with the keyword arguments: {sorted(kwargs)}; "
+    )
     assert fragment in str(info.value)
     assert ran == []
 
