@@ -97,7 +97,8 @@ class _ResourceConfig(Generic[M]):
     ) -> None:
         if Path(config_file).suffix != ".json":
             raise ValueError("Only JSON files can be used to load Pydantic-based resources.")
-        self.config_file = config_file
+        self._given_file = config_file
+        self._resolved_file: str | None = None
         self.path_selector = path_selector
         self.cls_factory = cls_factory
         """The model to validate the data with: the annotated type, unless set."""
@@ -109,9 +110,19 @@ class _ResourceConfig(Generic[M]):
         return f"ResourceConfig({self.name!r})"
 
     @property
+    def config_file(self) -> str:
+        """The file's absolute path, resolved (and checked to exist) on first use, as in LlamaIndex."""
+        if self._resolved_file is None:
+            path = Path(self._given_file)
+            if not path.is_file():
+                raise FileNotFoundError(f"No such file: {self._given_file}")
+            self._resolved_file = str(path.resolve())
+        return self._resolved_file
+
+    @property
     def name(self) -> str:
-        """The file name, and the path selector after a dot."""
-        return self.config_file + ("." + self.path_selector if self.path_selector is not None else "")
+        """The file name as given, and the path selector after a dot."""
+        return self._given_file + ("." + self.path_selector if self.path_selector is not None else "")
 
     def set_localns(self, localns: Mapping[str, Any] | None) -> None:
         pass

@@ -142,6 +142,19 @@ async def test_resource_config_reads_a_model_from_a_json_file(tmp_path: Path) ->
         await Reads().run()
 
 
+def test_a_resource_configs_file_is_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """config_file is the resolved absolute path (checked to exist) and name the path as given."""
+    (tmp_path / "c.json").write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    config = ResourceConfig("c.json", path_selector="a.b")
+    assert config.config_file == str((tmp_path / "c.json").resolve())
+    assert config.name == "c.json.a.b"
+    with pytest.raises(FileNotFoundError, match="No such file: missing.json"):
+        ResourceConfig("missing.json").config_file  # noqa: B018
+
+
 def test_a_resource_config_needs_a_model_type() -> None:
     """Annotated[str, ResourceConfig(...)] is refused when the class is defined."""
     with pytest.raises(
