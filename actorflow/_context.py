@@ -165,12 +165,23 @@ class Context(Generic[StateT]):
     @overload
     def __init__(self, run: Run, actor: StepActor, worker: int) -> None: ...
     def __init__(
-        self, run: Any = None, actor: StepActor | None = None, worker: int = 0, **llamaindex: Any
+        self,
+        run: Any = None,
+        actor: StepActor | None = None,
+        worker: int = 0,
+        *,
+        workflow: Workflow | None = None,
+        previous_context: Mapping[str, Any] | None = None,
+        serializer: BaseSerializer | None = None,
     ) -> None:
+        # Keyword parameters, not **kwargs: a step's Context is made per invocation, and
+        # **kwargs would build a dict on every call.
         if actor is None:  # Context(workflow), as in LlamaIndex: a context before any run
             from ._outside import become_outside
 
-            become_outside(self, run, **llamaindex)
+            become_outside(
+                self, run, workflow=workflow, previous_context=previous_context, serializer=serializer
+            )
             return
         self._run: Run = run
         self._actor = actor
