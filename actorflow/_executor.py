@@ -532,7 +532,11 @@ class _Shipment:
         _dumps(obj, workflow, inside)  # to learn the definitions inside obj
         inner = [d for d in dict.fromkeys(inside) if d is not obj and id(d) not in self.keys]
         data = _dumps((obj, inner), workflow)
-        name = hashlib.blake2b(data, digest_size=16).hexdigest()
+        name = digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        copies = 0
+        while name in self.blobs:  # another definition pickled to the same bytes (twin closures):
+            copies += 1  # it keeps its own key, so each stays alive and resolves to itself
+            name = f"{digest}-{copies}"
         self.blobs[name] = data
         for index, definition in enumerate([obj, *inner]):
             self.keys[id(definition)] = (name, index)

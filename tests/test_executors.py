@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -420,3 +420,28 @@ def test_public_names() -> None:
     """The executor API is exported from actorflow."""
     for name in ("Executor", "ThreadExecutor", "ProcessExecutor", "RemoteContext", "Placement"):
         assert getattr(actorflow, name).__module__ == "actorflow"
+
+
+async def test_definitions_that_pickle_to_the_same_bytes_keep_their_own_keys() -> None:
+    """Twin closures (same code, equal cells) each stay alive and resolve to themselves."""
+    import gc
+    import weakref
+
+    from actorflow._executor import _definition, _shipment
+
+    def make() -> Callable[[int], int]:
+        def f(x: int) -> int:
+            return x * 2
+
+        return f
+
+    shipment = _shipment()
+    first, second = make(), make()
+    first_key, second_key = shipment.key(first, None), shipment.key(second, None)
+    assert first_key is not None and second_key is not None
+    assert first_key != second_key
+    assert _definition(*first_key) is first and _definition(*second_key) is second
+    alive = weakref.ref(first)
+    del first
+    gc.collect()
+    assert alive() is not None  # its id stays in the keys, so it must not be reused
