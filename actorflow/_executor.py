@@ -431,8 +431,9 @@ def _pickler(kind: str = "plain") -> Any:
                     return _definition, key
                 return super().reducer_override(value)
 
-        _picklers.update(plain=_Pickler, packer=_Packer, replier=_Replier)
-        _picklers["probe"] = cloudpickle.Pickler(io.BytesIO())
+        probe = cloudpickle.Pickler(io.BytesIO())
+        # one update, the probe made first: a thread seeing the dict non-empty finds every kind
+        _picklers.update(plain=_Pickler, packer=_Packer, replier=_Replier, probe=probe)
     return _picklers[kind]
 
 

@@ -445,3 +445,23 @@ async def test_definitions_that_pickle_to_the_same_bytes_keep_their_own_keys() -
     del first
     gc.collect()
     assert alive() is not None  # its id stays in the keys, so it must not be reused
+
+
+def test_the_picklers_are_all_there_once_any_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread asking for a pickler while another makes them finds every kind or none."""
+    import io as real_io
+    import types
+
+    from actorflow import _executor
+
+    seen: list[object] = []
+
+    def bytes_io() -> real_io.BytesIO:  # called while the picklers are being made
+        seen.append(dict(_executor._picklers))
+        return real_io.BytesIO()
+
+    monkeypatch.setattr(_executor, "_picklers", {})
+    monkeypatch.setattr(_executor, "io", types.SimpleNamespace(BytesIO=bytes_io))
+    _executor._pickler("probe")
+    assert seen == [{}]
+    assert sorted(_executor._picklers) == ["packer", "plain", "probe", "replier"]
