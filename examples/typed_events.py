@@ -20,7 +20,7 @@ GLOSSARY = {
     "steps.md": "A step is an async method marked with @step; its type hints wire the steps together.",
     "start.md": "A typed StartEvent validates the keyword arguments of run() before any step runs.",
     "stop.md": "A typed StopEvent is returned by run() as it is, with all its fields.",
-    "timeouts.md": "Every run has a timeout: 60 seconds, unless the workflow is given another timeout=.",
+    "timeouts.md": "Every run has a timeout: 45 seconds (as in LlamaIndex), unless the workflow is given another timeout=.",
 }
 
 
