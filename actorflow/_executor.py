@@ -37,6 +37,7 @@ import signal
 import socket
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import FunctionType
@@ -468,7 +469,7 @@ def ship(spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event, ex
     """
     inv = _invocation(spec, workflow, ctx, event, executor)
     try:
-        return _shipment().pack(inv, workflow)
+        return _shipment(ctx).pack(inv, workflow)
     except Exception as exc:
         parts = {"the workflow instance": workflow, "the step function": spec.func, "the input event": event}
         culprit = next(
@@ -482,9 +483,9 @@ def ship(spec: StepSpec, workflow: Workflow, ctx: Context[Any], event: Event, ex
         ) from exc
 
 
-def unpack(answer: bytes) -> _Reply:
-    """A worker's pickled reply, its definitions resolved to this trio run's own objects."""
-    reply: _Reply = _shipment().unpickle(answer)
+def unpack(answer: bytes, ctx: Context[Any]) -> _Reply:
+    """A worker's pickled reply, its definitions resolved to the workflow run's own objects."""
+    reply: _Reply = _shipment(ctx).unpickle(answer)
     return reply
 
 
@@ -495,23 +496,26 @@ def unpack(answer: bytes) -> _Reply:
 # costs about a millisecond, and unpickling it on the worker several (a pydantic event class
 # rebuilds its validator; a workflow class runs __init_subclass__ and brings its whole spec),
 # for every invocation: more than the CPU work of a typical step. So such a *definition* is
-# pickled once per trio run, into a blob named by the hash of its bytes; each payload carries
+# pickled once per workflow run, into a blob named by the hash of its bytes; each payload carries
 # the blobs it refers to, but a worker unpickles a blob only the first time it sees its name,
 # and the invocation refers to definitions by name (pickle's persistent ids). The reply refers
 # to them the same way, so the run gets its own classes back without unpickling anything.
 #
-# Being content-named, a blob a long-lived worker (Ray's) kept from an earlier trio run is
-# reused only if the definition pickles to the same bytes; a class changed between runs
-# travels again. Within one trio run a definition travels as it was when first shipped.
+# Being content-named, a blob a worker kept from an earlier run is reused only if the
+# definition pickles to the same bytes: a class (or a module global a function reads) changed
+# between two runs travels again, so every run sees what the in-loop run would see at its
+# start. Within one workflow run a definition travels as it was when first shipped. The
+# shipment belongs to the run (held weakly by it), so the definitions it keeps alive go when
+# the run does: a server that makes a class per request does not accumulate them.
 
 _Key = tuple[str, int]  # (blob name, index of the definition in the blob)
 
-#: Definitions the shipment of one trio run keeps at most; beyond, new ones travel inline.
+#: Definitions the shipment of one workflow run keeps at most; beyond, new ones travel inline.
 _MAX_DEFINITIONS = 4096
 
 
 class _Shipment:
-    """The definitions one trio run shipped by value: pickled once, referred to by name."""
+    """The definitions one workflow run shipped by value: pickled once, referred to by name."""
 
     def __init__(self) -> None:
         self.keys: dict[int, _Key] = {}  # id(definition) -> its key
@@ -555,32 +559,42 @@ class _Shipment:
 
     def unpickle(self, data: bytes) -> Any:
         """A reply pickled by :func:`_reply_bytes`: its definition keys are this shipment's."""
-        return pickle.loads(data)
+        token = _unpickling.set(self)
+        try:
+            return pickle.loads(data)
+        finally:
+            _unpickling.reset(token)
 
 
 def _definition(name: str, index: int) -> Any:
     """Unpickles a definition's key: the run's own object, or the copy this worker received."""
-    try:
-        shipment = _shipments.get()
-    except (LookupError, RuntimeError):  # RuntimeError: not in a trio run (a Ray worker)
-        pass
-    else:
+    shipment = _unpickling.get()
+    if shipment is not None:
         found = shipment.objects.get((name, index))
         if found is not None:
             return found
     return _received.blobs[name][index]
 
 
-_shipments = trio.lowlevel.RunVar[_Shipment]("actorflow shipped definitions")
+#: The shipment whose reply is being unpickled (set only around ``pickle.loads``).
+_unpickling: ContextVar[_Shipment | None] = ContextVar("actorflow unpickling", default=None)
+
+#: Each live workflow run's shipment, held weakly by the run (a trio run's own table).
+_shipments = trio.lowlevel.RunVar["weakref.WeakKeyDictionary[object, _Shipment]"]("actorflow shipments")
 
 
-def _shipment() -> _Shipment:
+def _shipment(ctx: Context[Any]) -> _Shipment:
+    """The shipment of ``ctx``'s workflow run (made on its first by-value invocation)."""
     try:
-        return _shipments.get()
+        table = _shipments.get()
     except LookupError:
-        shipment = _Shipment()
-        _shipments.set(shipment)
-        return shipment
+        table = weakref.WeakKeyDictionary()
+        _shipments.set(table)
+    run = ctx._run  # the run object itself: its lifetime is the shipment's
+    shipment = table.get(run)
+    if shipment is None:
+        shipment = table[run] = _Shipment()
+    return shipment
 
 
 class _Received:
@@ -850,7 +864,7 @@ class ProcessExecutor(Executor):
                 f"step {spec.name!r}: the worker process running it (pid {pid}, {self.name} "
                 f"executor) died {_exit_status(code)} before it answered"
             ) from exc
-        return await replay(spec, ctx, unpack(answer))
+        return await replay(spec, ctx, unpack(answer, ctx))
 
 
 def _exit_status(code: int | None) -> str:

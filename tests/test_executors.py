@@ -427,7 +427,7 @@ async def test_definitions_that_pickle_to_the_same_bytes_keep_their_own_keys() -
     import gc
     import weakref
 
-    from actorflow._executor import _definition, _shipment
+    from actorflow._executor import _definition, _Shipment, _unpickling
 
     def make() -> Callable[[int], int]:
         def f(x: int) -> int:
@@ -435,16 +435,66 @@ async def test_definitions_that_pickle_to_the_same_bytes_keep_their_own_keys() -
 
         return f
 
-    shipment = _shipment()
+    shipment = _Shipment()
     first, second = make(), make()
     first_key, second_key = shipment.key(first, None), shipment.key(second, None)
     assert first_key is not None and second_key is not None
     assert first_key != second_key
-    assert _definition(*first_key) is first and _definition(*second_key) is second
+    token = _unpickling.set(shipment)
+    try:
+        assert _definition(*first_key) is first and _definition(*second_key) is second
+    finally:
+        _unpickling.reset(token)
     alive = weakref.ref(first)
     del first
     gc.collect()
     assert alive() is not None  # its id stays in the keys, so it must not be reused
+
+
+def _settable_flow() -> type[Workflow]:
+    """A workflow class made in a function body (it travels by value), reading its own class
+    attribute and a module global."""
+
+    class Settable(Workflow):
+        factor = 2
+
+        @step
+        async def go(self, ev: StartEvent) -> StopEvent:
+            return StopEvent(result=(type(self).factor, SETTINGS["factor"]))
+
+    return Settable
+
+
+SETTINGS = {"factor": 2}
+
+
+async def test_a_definition_changed_between_two_runs_reaches_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two runs in one trio run: the second sees the class and the global as changed between them,
+    on a pool worker as in the loop (what travels by value is shipped once per workflow run)."""
+    monkeypatch.setitem(SETTINGS, "factor", 2)
+    flow = _settable_flow()
+    pool = ProcessExecutor(max_workers=1)
+    assert await flow(executors={"go": pool}).run() == (2, 2)
+    flow.factor = 5  # type: ignore[attr-defined]
+    SETTINGS["factor"] = 5
+    assert await flow().run() == (5, 5)
+    assert await flow(executors={"go": pool}).run() == (5, 5)
+
+
+async def test_a_finished_run_lets_go_of_what_it_shipped() -> None:
+    """The definitions a run shipped by value are not kept alive by the executor once it is over."""
+    import gc
+    import weakref
+
+    pool = ProcessExecutor(max_workers=1)
+    flow = _settable_flow()
+    assert await flow(executors={"go": pool}).run() == (2, 2)
+    alive = weakref.ref(flow)
+    del flow
+    gc.collect()
+    assert alive() is None
 
 
 def test_the_picklers_are_all_there_once_any_is(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -166,7 +166,7 @@ class RayExecutor(Executor):
                 f"step {spec.name!r}: the Ray worker running it (task {ref.task_id().hex()}) was "
                 f"lost before it answered: {type(exc).__name__}: {_first_line(exc)}"
             ) from exc
-        return await replay(spec, ctx, unpack(answer))
+        return await replay(spec, ctx, unpack(answer, ctx))
 
 
 def _first_line(exc: BaseException) -> str:
