@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import inspect
 import math
+import types
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -61,6 +61,13 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
     func = spec.func
     call: Call
     step_ctx: Any
+    if spec.plain and not workflow.__dict__.get("_actorflow_executors") and ctx._run.streams is None:
+        # The usual step: nothing to wrap it in (decided when the class was defined).
+        if spec.ctx is None:
+            return types.MethodType(func, workflow)
+        if spec.ctx == "first":
+            return functools.partial(func, workflow, ctx)
+        return lambda event: func(workflow, event, ctx)
     executor = executor_for(workflow, spec)
     if executor is not None:
         run_remote = executor.run
@@ -106,7 +113,7 @@ def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> 
     policy, timeout = spec.retry_policy, spec.timeout
     # As LlamaIndex: a policy whose next() takes ``seed`` gets one derived from the run, the
     # step and the failure count, so its jitter is the same on every replay of the run.
-    seeded = policy is not None and "seed" in inspect.signature(policy.next).parameters
+    seeded = spec.seeded
 
     async def guarded(event: Any) -> Any:
         attempt = 1

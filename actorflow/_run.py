@@ -16,14 +16,14 @@ caught when it returns.
 from __future__ import annotations
 
 import contextvars
-import functools
 import math
 import os
+import types
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import trio
 
@@ -73,6 +73,9 @@ if TYPE_CHECKING:
     from .durable._snapshot import Snapshot
 
 __all__ = ["Outcome", "Run", "unwrap_group"]
+
+
+_new_outcome = tuple.__new__
 
 
 class Outcome(NamedTuple):
@@ -151,7 +154,6 @@ class Run:
         workflow: Workflow,
         spec: WorkflowSpec,
         start_event: Event,
-        *,
         timeout: float | None,
         observe: Callable[[], ObserverDispatch | None] | None,
         stream: bool,
@@ -217,7 +219,10 @@ class Run:
         self._nursery: trio.Nursery | None = None
         self._base_context: contextvars.Context | None = None
         """The ContextVars a step of the run starts with: the caller's, when the run started."""
-        self.actors = tuple([StepActor(self, s, i) for i, s in enumerate(spec.steps)])
+        actors = []
+        for i, step in enumerate(spec.steps):  # (a list comprehension is a function call more)
+            actors.append(StepActor(self, step, i))
+        self.actors = tuple(actors)
         self.streams: Streams | None = None
         """The open fan-out streams (classes with fan-in steps only: ``_gather``)."""
         targets: Sequence[Target] = self.actors
@@ -488,18 +493,23 @@ class Run:
             self._time_out(late=[ctx._actor.spec.name] if ctx is not None else [])
             return
         self._stop_event = event
-        self.outcome = Outcome("finished", event.result if type(event) is StopEvent else event)
+        # tuple.__new__, not Outcome(...): the named tuple's __new__ is a Python function.
+        self.outcome = _new_outcome(
+            Outcome, ("finished", event.result if type(event) is StopEvent else event, None)
+        )
         self.over = True
         self._base_context = None  # no task starts any more
         # Idle workers are parked on their inbox: closing the inboxes lets them return without
         # a Cancelled per task and an ExceptionGroup per nursery, which is most of the cost of
         # ending a short run. Anything busy (a step running, waiting, retrying, or events
         # still queued) is cancelled through the run's scope, as for every other ending.
-        if any(a.running or a.queued for a in self.actors):
-            if self._scope is not None:
-                self._scope.cancel()
-            return
-        for actor in self.actors:
+        actors = self.actors
+        for actor in actors:
+            if actor.running or actor.queued:
+                if self._scope is not None:
+                    self._scope.cancel()
+                return
+        for actor in actors:
             actor.close_inbox()
         if self._watch is not None:
             self._watch.cancel()  # the run's task stops watching the deadline
@@ -740,7 +750,14 @@ class Run:
             if self.outcome is None:
                 # The run's nursery, in this frame (a frame of its own would be one more
                 # object per live run): the first step in this task, then the deadline.
-                deadline = self._begin()
+                self._open()
+                deadline = self.deadline = (
+                    math.inf if self.timeout is None else self._started_at + self.timeout - self._spent
+                )
+                # What steps start with: the caller's ContextVars as they are now (a task of
+                # the run would get a copy; the first step, which runs in this task, gets one
+                # of its own).
+                self._base_context = contextvars.copy_context()
                 async with trio.open_nursery() as nursery:
                     first, item = self._route_start(nursery, deadline)
                     if first is not None:
@@ -821,17 +838,6 @@ class Run:
                         RunStarted(self.info, self.start_event, durable.sessions, durable.audit_seq)
                     )
 
-    def _begin(self) -> float:
-        """The run starts (observers told, ContextVars taken); its deadline."""
-        self._open()
-        deadline = self.deadline = (
-            math.inf if self.timeout is None else self._started_at + self.timeout - self._spent
-        )
-        # What steps start with: the caller's ContextVars as they are now (a task of the run
-        # would get a copy; the first step, which runs in this task, gets one of its own).
-        self._base_context = contextvars.copy_context()
-        return deadline
-
     def _route_start(self, nursery: trio.Nursery, deadline: float) -> tuple[StepActor | None, Any]:
         """Route the StartEvent (and events sent before the start); the step whose first
         event the run's task handles itself, and that event (None: a restored run)."""
@@ -844,7 +850,7 @@ class Run:
         item: Any = None
         if durable is None or not durable.begin_session():  # else restored: its events are queued
             assert self.start_event is not None
-            route = self.router.class_route(type(self.start_event))
+            route = self.spec.routes.route(type(self.start_event))  # the class's route
             item = self.start_event if not self.tagged else self._outside_item(self.start_event)
             targets: tuple[int, ...] = route if isinstance(route, tuple) else ()
             first = self.actors[targets[0]]
@@ -913,10 +919,10 @@ class Run:
         nobody keeps is freed by reference counting the moment the caller drops it; a run
         someone keeps (a handle, a step's ``ctx``) keeps working through the proxy.
         """
-        me = cast("Run", weakref.proxy(self))
+        me: Run = weakref.proxy(self)
         for actor in self.actors:
             actor.rebind(me)
-        self.router.rebind(functools.partial(Run._special, me))
+        self.router.rebind(types.MethodType(Run._special, me))
         self._waiters = None  # its callbacks are the run's own methods; nobody waits any more
 
     def statistics(self) -> RunStatistics:
