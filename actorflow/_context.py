@@ -192,14 +192,15 @@ class Context(Generic[StateT]):
         started does not: the step may be busy meanwhile)."""
         # Observed runs number each emission and tell the observers, with the cause event;
         # plain runs go straight to the router. Chosen once, here.
-        self._emit: Callable[[Event], None] = (
-            self._emit_observed if run.observer is not None else run.router.emit
-        )
-        self._send: Mapping[type, Callable[[Any], None]] = (
-            run.router.send if run.observer is None else _NOWHERE
-        )
+        self._emit: Callable[[Event], None]
+        self._send: Mapping[type, Callable[[Any], None]]
         """The router's decisions by type (plain runs; an observed run's events all go
         through ``_emit``)."""
+        if run.observer is None:
+            router = run.router
+            self._emit, self._send = router.emit, router.send
+        else:
+            self._emit, self._send = self._emit_observed, _NOWHERE
         self._emit_ok = actor.spec.emit_ok
         self._cause: int | None = None
         """The input event id of the invocation in progress (observed runs)."""
