@@ -21,6 +21,7 @@ from durable_crash import (
 )
 
 from actorflow.durable import SQLiteStore
+from actorflow.durable._records import Commit
 
 
 def uninterrupted() -> tuple[Outcome, list[tuple[str, int, int]]]:
@@ -178,3 +179,32 @@ def test_a_durable_run_survives_sigkill_at_any_moment(tmp_path: Path, seed: int)
         assert record is not None and record.status == "finished"
         committed = [(i.step, i.event_id, i.attempt) for i in store.invocations("crash")]
     check(outcome, committed)
+
+
+async def test_no_commit_of_a_run_still_going_says_it_is_not_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the StopEvent and the final commit, no commit describes the run as not running
+    while its status says it goes on: a crash there would restart it from its StartEvent."""
+    import os
+
+    import durable_crash
+
+    seen: list[tuple[str, bool]] = []
+
+    class Watched(SQLiteStore):
+        def commit(self, commits: Sequence[Commit]) -> None:
+            seen.extend((c.status, bool(c.snapshot["is_running"])) for c in commits if c.snapshot is not None)
+            super().commit(commits)
+
+    fd = os.open(tmp_path / "side", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    monkeypatch.setitem(durable_crash._side, "fd", fd)
+    try:
+        for i in range(20):  # the window opened in about half the runs before the fix
+            result = await CrashFlow(durable=Watched(tmp_path / "runs.db"), timeout=120).run(run_id=f"r{i}")
+            assert result == expected_result()
+    finally:
+        os.close(fd)
+    going = [running for status, running in seen if status in ("running", "waiting")]
+    assert going and all(going), f"{going.count(False)} commits of a going run said it was not running"
+    assert [s for s, running in seen if not running] == ["finished"] * 20

@@ -898,6 +898,13 @@ class DurableRun:
         self.dirty = False
         if self.failure is not None:
             return None
+        outcome = self.run.outcome
+        if outcome is not None and not host_exit(outcome):
+            # The run is ending for good and its final commit (final_commit) will carry what
+            # this one would. A snapshot now says "not running" under a "running" status: after
+            # a crash before the final commit, a resume would read it as a run never begun and
+            # start again from its StartEvent. Until then, the last commit stays the state.
+            return None
         try:
             data = snapshot_to_dict(self.take_snapshot(), self.serializer)
         except ContextSerdeError as exc:
