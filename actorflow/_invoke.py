@@ -61,13 +61,6 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
     func = spec.func
     call: Call
     step_ctx: Any
-    if spec.plain and not workflow.__dict__.get("_actorflow_executors") and ctx._run.streams is None:
-        # The usual step: nothing to wrap it in (decided when the class was defined).
-        if spec.ctx is None:
-            return types.MethodType(func, workflow)
-        if spec.ctx == "first":
-            return functools.partial(func, workflow, ctx)
-        return lambda event: func(workflow, event, ctx)
     executor = executor_for(workflow, spec)
     if executor is not None:
         run_remote = executor.run
@@ -93,7 +86,7 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
         elif spec.ctx == "last":
             call = lambda event: func(workflow, event, step_ctx)  # noqa: E731
         else:
-            call = functools.partial(func, workflow)
+            call = types.MethodType(func, workflow)
         if spec.sync:
             call = thread_call(call, spec.name)  # a sync 'def' step: in a worker thread
     if spec.retry_policy is not None or spec.timeout is not None:

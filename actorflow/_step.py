@@ -96,9 +96,6 @@ class StepSpec:
     emit_ok: set[type[Event]] = attrs.field(init=False, eq=False, repr=False)
     """Types this step may emit without further checks: the declared ones, and subclasses
     of them seen at run time that the workflow class routes (shared by every run)."""
-    plain: bool = attrs.field(init=False, eq=False, repr=False)
-    """Called as the bare bound function: no executor, timeout, retry policy, resources,
-    thread, fan-in, join or fan-out (what ``make_call`` would otherwise wrap it in)."""
     seeded: bool = attrs.field(init=False, eq=False, repr=False)
     """The retry policy's ``next()`` takes a ``seed`` (read once here, not per worker)."""
 
@@ -107,17 +104,6 @@ class StepSpec:
             object.__setattr__(self, "bare", self.emits)
         # A type named only inside list[...] may not be returned bare: it takes the slow path.
         object.__setattr__(self, "emit_ok", set(self.bare))
-        plain = not (
-            self.executor is not None
-            or self.retry_policy is not None
-            or self.timeout is not None
-            or self.sync
-            or self.resources
-            or self.gather is not None
-            or self.join
-            or self.fan_out
-        )
-        object.__setattr__(self, "plain", plain)
         object.__setattr__(self, "seeded", _takes_seed(self.retry_policy))
 
     @property
