@@ -709,15 +709,7 @@ class DurableRun:
             for key, (event, writer) in self.inputs.items():
                 if writer is inv:
                     self.inputs[key] = (event, None)
-        self.done += (
-            inv.actor.spec.name,
-            inv.event_id,
-            inv.worker,
-            inv.attempt,
-            "finished",
-            packed_emitted(ids),
-            perf_counter() - inv.started,
-        )
+        self._done(inv, "finished", packed_emitted(ids))
         if self.log.ops:
             self.log.settle()
         if not self.dirty:
@@ -728,13 +720,18 @@ class DurableRun:
         """The invocation failed for good (the run fails with its error)."""
         inv.done = True
         inv.held = []
+        self._done(inv, "failed", "[]")
+
+    def _done(self, inv: Invocation, outcome: str, emitted: int | str) -> None:
+        """Pack the ended invocation's row into :attr:`done` (the worker loop's hot path
+        packs its own, inline)."""
         self.done += (
             inv.actor.spec.name,
             inv.event_id,
             inv.worker,
             inv.attempt,
-            "failed",
-            "[]",
+            outcome,
+            emitted,
             perf_counter() - inv.started,
         )
 
