@@ -28,7 +28,16 @@ from ._executor import Executor
 from ._resource import check_config_types, check_cycles, descriptor_of
 from ._retry import RetryPolicy
 
-__all__ = ["DEFAULT_INBOX", "StepSpec", "UnresolvedHint", "resolve", "step", "step_marker"]
+__all__ = [
+    "DEFAULT_INBOX",
+    "ResourceDefinition",
+    "StepConfig",
+    "StepSpec",
+    "UnresolvedHint",
+    "resolve",
+    "step",
+    "step_marker",
+]
 
 #: Default capacity of a step's inbox channel. Emitting never blocks on a full inbox (the
 #: router parks the overflow in the actor's backlog), so this only sets how much is held in
@@ -237,6 +246,7 @@ def _mark(
     except UnresolvedHint:
         marker = draft  # retried when the class is defined, then when it is instantiated
     setattr(func, _STEP_ATTR, marker)
+    func._step_config = StepConfig(func)  # type: ignore[attr-defined]
     if workflow is not None:
         workflow.add_step(func)
     return func
@@ -246,6 +256,140 @@ def step_marker(obj: object) -> StepSpec | _StepDraft | None:
     """The record ``@step`` left on ``obj``, or None when ``obj`` is not a step."""
     marker = getattr(obj, _STEP_ATTR, None)
     return marker if isinstance(marker, StepSpec | _StepDraft) else None
+
+
+@attrs.frozen
+class ResourceDefinition:
+    """A step's resource parameter as LlamaIndex describes it (``_step_config.resources``)."""
+
+    name: str
+    """The parameter's name."""
+    resource: Any
+    """Its ``Resource`` or ``ResourceConfig``."""
+    type_annotation: Any = None
+    """The ``T`` of its ``Annotated[T, Resource(...)]`` hint."""
+
+
+class StepConfig:
+    """LlamaIndex's ``fn._step_config`` on a ``@step`` function, read-only, for code ported
+    from it: each attribute is read from the step's :class:`StepSpec` (a private name, kept
+    for porting only; see docs/porting.md)."""
+
+    __slots__ = ("_func",)
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self._func = func
+
+    def _spec(self) -> StepSpec:
+        marker = step_marker(self._func)
+        if isinstance(marker, StepSpec):
+            return marker
+        if marker is None:  # pragma: no cover (only _mark makes one, after marking)
+            raise AttributeError(f"{self._func!r} is not a step")
+        try:
+            return resolve(marker, self._func.__name__)
+        except UnresolvedHint as exc:
+            raise WorkflowDefinitionError(
+                f"step {self._func.__qualname__!r}: its type hint {exc.hint!r} does not resolve "
+                f"({type(exc.error).__name__}: {exc.error}); _step_config is readable once the "
+                f"names its hints use are defined"
+            ) from None
+
+    @property
+    def accepted_events(self) -> list[type[Event]]:
+        """The event types the step accepts (a fan-in's item types; a join's, in order)."""
+        return list(self._spec().accepts)
+
+    @property
+    def event_name(self) -> str:
+        """The event parameter's name (a join's first)."""
+        return self._spec().event_param
+
+    @property
+    def return_types(self) -> list[Any]:
+        """The event types the return hint names (``[NoneType]`` for ``-> None``)."""
+        return list(self._spec().emits) or [types.NoneType]
+
+    @property
+    def context_parameter(self) -> str | None:
+        """The context parameter's name, if the step takes one."""
+        return self._spec().ctx_param
+
+    @property
+    def context_state_type(self) -> type[BaseModel] | None:
+        """The model of a ``Context[MyState]`` parameter (None: untyped)."""
+        return self._spec().state_type
+
+    @property
+    def num_workers(self) -> int:
+        """Concurrent invocations allowed per run."""
+        return self._spec().num_workers
+
+    @property
+    def retry_policy(self) -> RetryPolicy | None:
+        """The step's retry policy, if any."""
+        return self._spec().retry_policy
+
+    @property
+    def resources(self) -> list[ResourceDefinition]:
+        """The resource parameters."""
+        return [ResourceDefinition(n, r, t) for n, r, t in self._spec().resources]
+
+    @property
+    def skip_graph_checks(self) -> list[str]:
+        """The graph checks the step is exempt from."""
+        return sorted(self._spec().skip_graph_checks)
+
+    @property
+    def collect_params(self) -> list[tuple[str, Any]] | None:
+        """A join's (parameter, event type) pairs, in order; None for other steps."""
+        return list(self._spec().join) or None
+
+    @property
+    def is_fan_out(self) -> bool:
+        """Whether the return hint names a ``list[E]``."""
+        return bool(self._spec().fan_out)
+
+    @property
+    def bare_return_types(self) -> tuple[Any, ...]:
+        """The returned types named outside a ``list[...]``."""
+        return self._spec().bare
+
+    @property
+    def collection_param(self) -> tuple[str, tuple[Any, ...]] | None:
+        """A fan-in's (parameter, item types); None for other steps."""
+        found = self._spec()
+        return (found.event_param, found.accepts) if found.gather is not None else None
+
+    @property
+    def collection_policy(self) -> Any:
+        """A fan-in's ``Collect`` policy; None for other steps."""
+        return self._spec().gather
+
+    @property
+    def role(self) -> Literal["step", "catch_error"]:
+        """``"catch_error"`` for a ``@catch_error`` handler."""
+        return "step" if self._spec().catch is None else "catch_error"
+
+    @property
+    def catch_error_for_steps(self) -> list[str] | None:
+        """The steps a ``@catch_error`` handler covers (None: every step)."""
+        catch = self._spec().catch
+        return list(catch[0]) if catch is not None and catch[0] is not None else None
+
+    @property
+    def catch_error_max_recoveries(self) -> int:
+        """A ``@catch_error`` handler's recoveries per run (1 for other steps)."""
+        catch = self._spec().catch
+        return catch[1] if catch is not None else 1
+
+    @property
+    def accept_event_subclasses(self) -> bool:
+        """Whether subclasses of the accepted types are routed to the step too."""
+        return self._spec().accept_subclasses
+
+    def __repr__(self) -> str:
+        return f"StepConfig({self._func.__qualname__})"
 
 
 def _scope_of(frame: types.FrameType) -> dict[str, Any]:

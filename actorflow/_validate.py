@@ -89,7 +89,11 @@ def build_spec(
                 f"step {s.name!r} has the name of {reserved[s.name]}, which it would hide; rename the step"
             )
     if not steps:
-        found.append("it defines no steps; decorate 'async def' methods with @step")
+        found.append(
+            f"Workflow '{name}' has no configured steps. Did you forget to annotate methods with "
+            f"@step or to register free-function steps via @step(workflow=...)? (it defines no "
+            f"steps; decorate 'async def' methods with @step)"
+        )
 
     def consumed(t: type[Event]) -> bool:
         return any(t in s.accepts or (s.accept_subclasses and issubclass(t, s.accepts)) for s in steps)
@@ -101,9 +105,9 @@ def build_spec(
 
     if steps and not starts:
         found.append(
-            "At least one Event of type StartEvent must be received by any step: no step accepts "
-            "a StartEvent; the first step's event parameter must be annotated with StartEvent or "
-            "a subclass of it"
+            f"At least one Event of type StartEvent must be received by any step. (Workflow "
+            f"'{name}' has no @step that accepts StartEvent.) Here no step accepts a StartEvent; "
+            f"the first step's event parameter must be annotated with StartEvent or a subclass of it"
         )
     if len(starts) > 1:
         found.append(
@@ -113,9 +117,10 @@ def build_spec(
         )
     if steps and not stops:
         found.append(
-            "At least one Event of type StopEvent must be returned by any step: no step can return "
-            "a StopEvent, so no run could ever finish; annotate the last step with '-> StopEvent' "
-            "(or a subclass of it)"
+            f"At least one Event of type StopEvent must be returned by any step. (Workflow "
+            f"'{name}' has no @step that returns StopEvent.) Here no step can return a StopEvent, "
+            f"so no run could ever finish; annotate the last step with '-> StopEvent' (or a "
+            f"subclass of it)"
         )
     if len(stops) > 1:
         found.append(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from types import FrameType
-from typing import Any, ClassVar
+from types import FrameType, MethodType
+from typing import Any, ClassVar, cast
 
 import attrs
 import pydantic
@@ -39,6 +39,14 @@ _FREE = "__actorflow_free_steps__"
 
 #: Graph checks ``Workflow(skip_graph_checks=...)`` knows by name (LlamaIndex's).
 WORKFLOW_GRAPH_CHECKS = frozenset({"reachability", "terminal_event", "dead_end"})
+
+
+class _FreeSteps:
+    """``Workflow._step_functions`` (LlamaIndex's): the module-level functions ``add_step``
+    added to the class itself, by name (a copy: read-only)."""
+
+    def __get__(self, obj: object, owner: type) -> dict[str, Callable[..., Any]]:
+        return dict(owner.__dict__.get(_FREE) or {})
 
 
 class Workflow:
@@ -205,12 +213,7 @@ class Workflow:
         """Check the workflow again (actorflow checked it when the class was defined, and
         raises ``WorkflowDefinitionError`` for a problem then); True when a step asks for
         outside input (an InputRequiredEvent or a HumanResponseEvent), as in LlamaIndex."""
-        checked = spec(type(self))
-        return any(
-            issubclass(t, InputRequiredEvent | HumanResponseEvent)
-            for s in checked.steps
-            for t in (*s.accepts, *s.emits)
-        )
+        return self._validate(force=True)
 
     @classmethod
     def add_step(cls, func: Callable[..., Any]) -> None:
@@ -254,6 +257,71 @@ class Workflow:
                 f"{type(self).__name__}.__init__ did not call super().__init__(**kwargs); "
                 f"Workflow.__init__ must run for timeout= and verbose= to take effect"
             ) from None
+
+    # -- LlamaIndex's private names, read-only, kept for porting only (docs/porting.md) -------
+
+    @property
+    def _timeout(self) -> float | None:
+        """LlamaIndex's name of :attr:`timeout`."""
+        return self.timeout
+
+    @property
+    def _verbose(self) -> bool:
+        """LlamaIndex's name of :attr:`verbose`."""
+        return self.verbose
+
+    @property
+    def _start_event_class(self) -> type[StartEvent]:
+        """LlamaIndex's name of :attr:`start_event_class`."""
+        return self.start_event_class
+
+    @property
+    def _stop_event_class(self) -> type[StopEvent]:
+        """LlamaIndex's name of :attr:`stop_event_class`."""
+        return self.stop_event_class
+
+    _step_functions = _FreeSteps()
+
+    def _get_steps(self) -> dict[str, Callable[..., Any]]:
+        """The steps by name, as LlamaIndex lists them: bound methods, then the module-level
+        functions added with ``add_step``."""
+        return {
+            s.name: getattr(s.func, "__actorflow_free__", None) or MethodType(s.func, self)
+            for s in spec(type(self)).steps
+        }
+
+    def _validate(self, *, force: bool = False) -> bool:
+        """Check the steps :meth:`_get_steps` returns as a workflow (unless the instance has
+        ``disable_validation=True`` and ``force`` is false); as :meth:`validate` returns."""
+        if self._disable_validation and not force:
+            return False
+        cls = type(self)
+        checked = spec(cls)
+        specs: list[StepSpec] = []
+        for name, func in self._get_steps().items():
+            marker = step_marker(func)
+            if marker is None:
+                raise WorkflowDefinitionError(f"Step function {name} is missing the `@step` decorator.")
+            if not isinstance(marker, StepSpec):  # resolved with the class's names when it was checked
+                found = [s for s in checked.steps if s.name == name]
+                marker = found[0] if found else resolve(marker, name)
+            specs.append(marker if marker.name == name else attrs.evolve(marker, name=name))
+        rechecked = build_spec(
+            cls.__name__,
+            specs,
+            reserved=_RESERVED,
+            external=tuple(cls.external_events),
+            skip_graph_checks=cls.__actorflow_skip__ | self._skip_graph_checks,
+        )
+        return any(
+            issubclass(t, InputRequiredEvent | HumanResponseEvent)
+            for s in rechecked.steps
+            for t in (*s.accepts, *s.emits)
+        )
+
+    def _get_start_event_instance(self, start_event: StartEvent | None, **kwargs: Any) -> StartEvent:
+        """The StartEvent a run with these arguments begins with (``run()``'s own rules)."""
+        return cast(StartEvent, _start_event(spec(type(self)), start_event, kwargs))
 
     # -- running ----------------------------------------------------------------------------
 
