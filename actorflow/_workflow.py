@@ -49,6 +49,26 @@ class _FreeSteps:
         return dict(owner.__dict__.get(_FREE) or {})
 
 
+class _ReadOnlyAlias:
+    """A LlamaIndex private name of a public Workflow attribute: it reads that attribute, and
+    refuses assignment with the actorflow way (kept for porting only)."""
+
+    def __init__(self, public: str, how: str) -> None:
+        self.public, self.how, self.name = public, how, public
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return self if obj is None else getattr(obj, self.public)
+
+    def __set__(self, obj: object, value: object) -> None:
+        raise AttributeError(
+            f"{type(obj).__name__}.{self.name} is read-only in actorflow (LlamaIndex's private name "
+            f"of {self.public}): {self.how}"
+        )
+
+
 class Workflow:
     """Base class of workflows: subclass it and decorate ``async def`` methods with ``@step``.
 
@@ -260,26 +280,10 @@ class Workflow:
 
     # -- LlamaIndex's private names, read-only, kept for porting only (docs/porting.md) -------
 
-    @property
-    def _timeout(self) -> float | None:
-        """LlamaIndex's name of :attr:`timeout`."""
-        return self.timeout
-
-    @property
-    def _verbose(self) -> bool:
-        """LlamaIndex's name of :attr:`verbose`."""
-        return self.verbose
-
-    @property
-    def _start_event_class(self) -> type[StartEvent]:
-        """LlamaIndex's name of :attr:`start_event_class`."""
-        return self.start_event_class
-
-    @property
-    def _stop_event_class(self) -> type[StopEvent]:
-        """LlamaIndex's name of :attr:`stop_event_class`."""
-        return self.stop_event_class
-
+    _timeout = _ReadOnlyAlias("timeout", "pass timeout= to Workflow()")
+    _verbose = _ReadOnlyAlias("verbose", "pass verbose= to Workflow()")
+    _start_event_class = _ReadOnlyAlias("start_event_class", "the steps' hints decide it")
+    _stop_event_class = _ReadOnlyAlias("stop_event_class", "the steps' hints decide it")
     _step_functions = _FreeSteps()
 
     def _get_steps(self) -> dict[str, Callable[..., Any]]:

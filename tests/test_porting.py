@@ -49,10 +49,12 @@ def test_private_names_mirror_the_public_ones_and_are_read_only() -> None:
     assert (wf._start_event_class, wf._stop_event_class) == (Ask, Answer)
     assert Flow()._timeout == 45.0
     assert Flow(None)._timeout is None
-    with pytest.raises(AttributeError):
-        wf._timeout = 3  # type: ignore[misc]
-    with pytest.raises(AttributeError):
-        wf._start_event_class = StartEvent  # type: ignore[misc]
+    with pytest.raises(
+        AttributeError, match=r"Flow\._timeout is read-only in actorflow .*timeout= to Workflow"
+    ):
+        wf._timeout = 3
+    with pytest.raises(AttributeError, match="_start_event_class is read-only"):
+        wf._start_event_class = StartEvent
 
 
 def test_step_functions_lists_the_functions_added_to_that_class() -> None:
