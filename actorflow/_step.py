@@ -275,15 +275,23 @@ class StepConfig:
     from it: each attribute is read from the step's :class:`StepSpec` (a private name, kept
     for porting only; see docs/porting.md)."""
 
-    __slots__ = ("_func",)
+    __slots__ = ("_func", "_resolved")
 
     def __init__(self, func: Callable[..., Any]) -> None:
         self._func = func
+        self._resolved: StepSpec | None = None
+
+    def resolved_as(self, spec: StepSpec) -> None:
+        """Remember how the workflow class resolved the step's hints (with the names of the
+        scope that defined the class), for a step whose hints ``@step`` could not resolve."""
+        self._resolved = spec
 
     def _spec(self) -> StepSpec:
         marker = step_marker(self._func)
         if isinstance(marker, StepSpec):
             return marker
+        if self._resolved is not None:
+            return self._resolved
         if marker is None:  # pragma: no cover (only _mark makes one, after marking)
             raise AttributeError(f"{self._func!r} is not a step")
         try:

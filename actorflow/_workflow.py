@@ -28,7 +28,7 @@ from ._observe import Observer, ObserverDispatch, VerbosePrinter
 from ._observe import observers as global_observers
 from ._resource import ResourceManager
 from ._run import Run
-from ._step import StepSpec, UnresolvedHint, _StepDraft, resolve, step_marker
+from ._step import StepConfig, StepSpec, UnresolvedHint, _StepDraft, resolve, step_marker
 from ._validate import WorkflowSpec, build_spec
 
 __all__ = ["Workflow"]
@@ -579,6 +579,9 @@ def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
             continue
         try:
             resolved = resolve(marker, name, scope)
+            config = getattr(marker.func, "_step_config", None)
+            if isinstance(config, StepConfig):
+                config.resolved_as(resolved)  # what fn._step_config reads (kept for porting)
             if value is None:
                 value = resolved.func
             specs.append(resolved if resolved.func is value else attrs.evolve(resolved, func=value))

@@ -272,3 +272,24 @@ def test_step_config_of_a_forward_reference_resolves_once_the_name_exists() -> N
         assert later._step_config.accepted_events == [globals()["LaterEvent"]]  # type: ignore[attr-defined]
     finally:
         del globals()["LaterEvent"]
+
+
+def test_step_config_of_a_hint_only_the_class_resolves() -> None:
+    """A step naming an event defined after its class in a function has a _step_config once the class is checked."""
+
+    class Late(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> LocalLater:
+            return LocalLater()
+
+        @step
+        async def end(self, ev: LocalLater) -> StopEvent:
+            return StopEvent()
+
+    class LocalLater(Event):
+        pass
+
+    wf = Late()
+    assert Late.end._step_config.accepted_events == [LocalLater]  # type: ignore[attr-defined]
+    assert Late.start._step_config.return_types == [LocalLater]  # type: ignore[attr-defined]
+    assert wf._validate() is False
