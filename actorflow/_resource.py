@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
 import trio
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from . import _public
 from ._exceptions import ResourceCycleError
@@ -35,8 +35,10 @@ __all__ = [
     "ResourceManager",
     "check_config_types",
     "check_cycles",
+    "config_problems",
     "descriptor_of",
     "manager_of",
+    "resource_problems",
     "wrap_call",
 ]
 
@@ -268,6 +270,53 @@ def check_config_types(step: str, resources: Sequence[tuple[str, Any, Any]], fou
                 f"step {step!r}: parameter {param!r} reads a ResourceConfig, which needs a "
                 f"pydantic model as its type (Annotated[MyModel, ResourceConfig(...)]), got {annotated!r}"
             )
+
+
+def config_problems(steps: Sequence[Any]) -> list[str]:
+    """Load every ResourceConfig the steps' resources read (their factories' too): what fails,
+    by step and parameter (``Workflow.validate()``, as LlamaIndex checks them). A model's
+    errors are named by field, never with the value read (a config file may hold a secret)."""
+    found: list[str] = []
+    seen: set[str] = set()
+    todo: list[tuple[str, str, Any, Any, tuple[str, ...]]] = [
+        (s.name, p, d, t, (d.name,)) for s in steps for p, d, t in s.resources
+    ]
+    while todo:
+        step, param, descriptor, annotated, chain = todo.pop()
+        if descriptor.name in seen:
+            continue
+        seen.add(descriptor.name)
+        descriptor.set_type_annotation(annotated)
+        todo += [(step, param, d, t, (*chain, d.name)) for _, d, t in descriptor.get_dependencies()]
+        if not isinstance(descriptor, _ResourceConfig):
+            continue
+        try:
+            descriptor.call()
+        except ValidationError as exc:
+            problem = "; ".join(
+                f"field {'.'.join(str(x) for x in e['loc']) or '(root)'!r}: {e['msg']}" for e in exc.errors()
+            )
+            found.append(f"In {_location(step, param, chain)}: {exc.title}: {problem}")
+        except Exception as exc:
+            found.append(f"In {_location(step, param, chain)}: {exc}")
+    return found
+
+
+def _location(step: str, param: str, chain: tuple[str, ...]) -> str:
+    where = f"step '{step}', parameter '{param}'"
+    return where + (f" ({' -> '.join(chain)})" if len(chain) > 1 else "")
+
+
+async def resource_problems(steps: Sequence[Any], manager: ResourceManager) -> list[str]:
+    """Build every resource the steps ask for with ``manager``: what fails, by step and parameter."""
+    found: list[str] = []
+    for s in steps:
+        for param, descriptor, annotated in s.resources:
+            try:
+                await manager.get(descriptor, _annotation=annotated)
+            except Exception as exc:
+                found.append(f"In step '{s.name}', parameter '{param}': {exc}")
+    return found
 
 
 def manager_of(workflow: Any) -> ResourceManager:

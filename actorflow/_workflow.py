@@ -26,7 +26,7 @@ from ._executor import Executor
 from ._handle import RunHandle, open_run
 from ._observe import Observer, ObserverDispatch, VerbosePrinter
 from ._observe import observers as global_observers
-from ._resource import ResourceManager
+from ._resource import ResourceManager, config_problems, resource_problems
 from ._run import Run
 from ._step import StepConfig, StepSpec, UnresolvedHint, _StepDraft, resolve, step_marker
 from ._validate import WorkflowSpec, build_spec
@@ -229,11 +229,22 @@ class Workflow:
             found += [t for t in (*s.accepts, *s.emits) if t not in found]
         return found
 
-    def validate(self) -> bool:
+    def validate(self, *, validate_resource_configs: bool = True, validate_resources: bool = False) -> bool:
         """Check the workflow again (actorflow checked it when the class was defined, and
         raises ``WorkflowDefinitionError`` for a problem then); True when a step asks for
-        outside input (an InputRequiredEvent or a HumanResponseEvent), as in LlamaIndex."""
-        return self._validate(force=True)
+        outside input (an InputRequiredEvent or a HumanResponseEvent), as in LlamaIndex.
+
+        As there, it loads every ``ResourceConfig`` file the steps read
+        (``validate_resource_configs=False``: not), and with ``validate_resources=True`` builds
+        every resource, in a ``trio.run`` of its own and with a ``ResourceManager`` of its own
+        (the runs build theirs: trio objects cannot cross runs); either raises
+        ``WorkflowValidationError`` listing what failed.
+        """
+        return self._validate(
+            force=True,
+            validate_resource_configs=validate_resource_configs,
+            validate_resources=validate_resources,
+        )
 
     @classmethod
     def add_step(cls, func: Callable[..., Any]) -> None:
@@ -294,9 +305,15 @@ class Workflow:
             for s in spec(type(self)).steps
         }
 
-    def _validate(self, *, force: bool = False) -> bool:
+    def _validate(
+        self,
+        *,
+        validate_resource_configs: bool = True,
+        validate_resources: bool = False,
+        force: bool = False,
+    ) -> bool:
         """Check the steps :meth:`_get_steps` returns as a workflow (unless the instance has
-        ``disable_validation=True`` and ``force`` is false); as :meth:`validate` returns."""
+        ``disable_validation=True`` and ``force`` is false), as :meth:`validate` does."""
         if self._disable_validation and not force:
             return False
         cls = type(self)
@@ -317,6 +334,26 @@ class Workflow:
             external=tuple(cls.external_events),
             skip_graph_checks=cls.__actorflow_skip__ | self._skip_graph_checks,
         )
+        problems = config_problems(rechecked.steps) if validate_resource_configs else []
+        if problems:
+            raise WorkflowValidationError(
+                "Resource config validation failed:\n" + "\n".join(f"  - {p}" for p in problems)
+            )
+        if validate_resources:
+            try:
+                trio.lowlevel.current_task()
+            except RuntimeError:
+                problems = trio.run(resource_problems, rechecked.steps, ResourceManager())
+            else:
+                raise WorkflowRuntimeError(
+                    f"{cls.__name__}.validate(validate_resources=True) builds the resources in a "
+                    f"trio.run of its own, so it cannot be called from inside trio; call it before "
+                    f"trio.run(), or leave validate_resources out (a run builds them)"
+                )
+            if problems:
+                raise WorkflowValidationError(
+                    "Resource validation failed:\n" + "\n".join(f"  - {p}" for p in problems)
+                )
         return any(
             issubclass(t, InputRequiredEvent | HumanResponseEvent)
             for s in rechecked.steps

@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import types
+from pathlib import Path
+from typing import Annotated
 
 import pytest
+import trio
+from pydantic import BaseModel
 
 from actorflow import (
     Event,
     HumanResponseEvent,
     InputRequiredEvent,
+    Resource,
+    ResourceConfig,
     RunArgumentsError,
     StartEvent,
     StopEvent,
     Workflow,
     WorkflowConfigurationError,
     WorkflowDefinitionError,
+    WorkflowRuntimeError,
+    WorkflowValidationError,
     step,
 )
 
@@ -160,3 +169,84 @@ def test_get_start_event_instance_builds_the_start_event_as_run_does() -> None:
     with pytest.raises(RunArgumentsError, match="Failed creating a start event of type 'Ask'") as info:
         wf._get_start_event_instance(None, wrong="s3cret")
     assert "s3cret" not in str(info.value)
+
+
+class Settings(BaseModel):
+    api_key: str
+    retries: int
+
+
+def _config_flow(config: Path) -> type[Workflow]:
+    class Configured(Workflow):
+        @step
+        async def start(
+            self,
+            ev: StartEvent,
+            settings: Annotated[Settings, ResourceConfig(str(config), path_selector="llm")],
+        ) -> StopEvent:
+            return StopEvent(result=settings.retries)
+
+    return Configured
+
+
+def test_validate_loads_the_resource_config_files(tmp_path: Path) -> None:
+    """``validate()`` loads each ResourceConfig file, naming the step, parameter and field, never the value read."""
+    config = tmp_path / "settings.json"
+    flow = _config_flow(config)()
+    with pytest.raises(WorkflowValidationError, match="In step 'start', parameter 'settings': No such file"):
+        flow.validate()
+    config.write_text(json.dumps({"llm": {"api_key": "sk-s3cret", "retries": "many"}}))
+    with pytest.raises(WorkflowValidationError, match="Resource config validation failed") as info:
+        flow.validate()
+    assert "field 'retries'" in str(info.value) and "sk-s3cret" not in str(info.value)
+    assert flow.validate(validate_resource_configs=False) is False
+    config.write_text(json.dumps({"llm": {"api_key": "sk-s3cret", "retries": 2}}))
+    assert flow.validate() is False
+
+
+def broken_client() -> int:
+    raise ConnectionError("no server at localhost:1")
+
+
+calls: list[str] = []
+
+
+def counted_client() -> int:
+    calls.append("built")
+    return 1
+
+
+def test_validate_resources_builds_every_resource_outside_the_runs_manager() -> None:
+    """``validate(validate_resources=True)`` builds each resource with a manager of its own and names a failing one."""
+
+    class Broken(Workflow):
+        @step
+        async def start(self, ev: StartEvent, client: Annotated[int, Resource(broken_client)]) -> StopEvent:
+            return StopEvent()
+
+    class Counted(Workflow):
+        @step
+        async def start(self, ev: StartEvent, client: Annotated[int, Resource(counted_client)]) -> StopEvent:
+            return StopEvent()
+
+    assert Broken().validate() is False  # factories are not called by default
+    with pytest.raises(WorkflowValidationError, match="In step 'start', parameter 'client': no server"):
+        Broken().validate(validate_resources=True)
+    wf = Counted()
+    calls.clear()
+    assert wf.validate(validate_resources=True) is False
+    assert calls == ["built"]
+    assert trio.run(wf.run) is None
+    assert calls == ["built", "built"]  # the run built its own: nothing crosses trio runs
+
+
+async def test_validate_resources_inside_trio_names_the_way_out() -> None:
+    """``validate(validate_resources=True)`` inside trio fails saying to call it before trio.run()."""
+
+    class Counted(Workflow):
+        @step
+        async def start(self, ev: StartEvent, client: Annotated[int, Resource(counted_client)]) -> StopEvent:
+            return StopEvent()
+
+    with pytest.raises(WorkflowRuntimeError, match=r"call it before trio.run\(\)"):
+        Counted().validate(validate_resources=True)
