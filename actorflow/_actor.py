@@ -21,6 +21,7 @@ import contextvars
 import reprlib
 from collections import deque
 from collections.abc import Awaitable, Callable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -31,7 +32,7 @@ from ._context import Context, current_context
 from ._events import Event
 from ._exceptions import WorkflowRuntimeError
 from ._invoke import is_cancellation, make_call
-from ._isolate import Isolated
+from ._isolate import Isolated, Resumed
 from ._observe import StepCancelled, StepFailed, StepFinished, StepStarted
 from ._router import BATCH, UNROUTED
 
@@ -394,8 +395,9 @@ class StepActor:
         current_context.set(ctx)
         call = make_call(self.spec, run.workflow, ctx, self)
         name = self.spec.name
-        started_hook, finished_hook = observer.step_started, observer.step_finished
-        cancelled_hook = observer.step_cancelled
+        started_hook, finished_hook = observer.hold_started, observer.step_finished
+        cancelled_hook, release = observer.step_cancelled, observer.release
+        tracer = observer.tracer  # the audit tracer alone: positional calls, no records
         park: Callable[[], Awaitable[Any]] | None = None
         budget = BATCH
         item = first
@@ -429,11 +431,26 @@ class StepActor:
             event, event_id = item
             self.last = event
             ctx._begin(event_id)
-            if started_hook is not None:
+            if tracer is not None:
+                tracer.hop_started(name, worker, event_id, 1)
+            elif started_hook is not None:
                 started_hook(StepStarted(info, name, worker, event_id, event, 1, self.queued))
             self.running += 1
             try:
-                result = await call(event)
+                step = call(event)
+                if release is None or type(step) is not CoroutineType:
+                    result = await step
+                else:
+                    # The step's first trap is taken here, to tell the tracer whether the
+                    # invocation gave trio control before it returned: if not, its records
+                    # are folded into one (a traced hop writes one record, not three).
+                    try:
+                        trap = step.send(None)
+                    except StopIteration as done:
+                        result = done.value
+                    else:
+                        release()
+                        result = await Resumed(step, trap)
             except BaseException as exc:
                 if is_cancellation(exc):
                     # Between attempts no attempt runs: the failed one has its step_failed.
@@ -468,7 +485,9 @@ class StepActor:
             if result is not None:
                 ctx._emit(result)
             emitted, emitted_ids = ctx._end()
-            if finished_hook is not None:
+            if tracer is not None and ctx._placement is None:
+                tracer.hop_finished(name, worker, event_id, ctx.attempt, ctx._attempt_time(), len(emitted))
+            elif finished_hook is not None:
                 finished_hook(
                     StepFinished(
                         info,

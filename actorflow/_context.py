@@ -342,9 +342,14 @@ class Context(Generic[StateT]):
         run = self._run
         event_id = run.new_event_id()
         self._note(event, event_id)
-        hook = run.observer.event_emitted  # type: ignore[union-attr]
-        if hook is not None:
-            hook(EventEmitted(run.info, event_id, event, self._cause, self._actor.spec.name, self.worker))  # type: ignore[arg-type]
+        observer: Any = run.observer
+        tracer = observer.tracer
+        if tracer is not None:  # the audit tracer alone: no record built
+            tracer.hop_emitted(event_id, event, self._cause, self._actor.spec.name, self.worker)
+        elif observer.event_emitted is not None:
+            observer.event_emitted(
+                EventEmitted(run.info, event_id, event, self._cause, self._actor.spec.name, self.worker)  # type: ignore[arg-type]
+            )
         run.router.emit_observed((event, event_id))
 
     def _note(self, event: Event, event_id: int) -> None:

@@ -15,7 +15,7 @@ import contextvars
 from collections.abc import Coroutine, Generator
 from typing import Any
 
-__all__ = ["Isolated"]
+__all__ = ["Isolated", "Resumed"]
 
 
 class Isolated:
@@ -42,3 +42,35 @@ class Isolated:
                 value = yield yielded  # a trio trap, up to the task runner; its result comes back
             except BaseException as exc:  # thrown into the awaiting task: pass it on
                 value, error = None, exc
+
+
+class Resumed:
+    """``await Resumed(coro, yielded)``: the rest of ``coro``, whose first trap, ``yielded``, its
+    caller took with ``coro.send(None)`` (to learn whether it ran to its end without one).
+
+    What ``await coro`` would have done from there: the trap goes up to the task runner,
+    whatever comes back goes down into ``coro``, until it returns.
+    """
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self._coro, self._yielded
+        send, throw = coro.send, coro.throw
+        while True:
+            try:
+                value = yield yielded
+            except BaseException as exc:  # thrown into the awaiting task: pass it on
+                try:
+                    yielded = throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = send(value)
+                except StopIteration as stop:
+                    return stop.value

@@ -358,6 +358,9 @@ def _overrides(observer: Observer, hook: str) -> bool:
     return method is not None and method is not getattr(Observer, hook)
 
 
+_HOP = ("step_started", "event_emitted", "step_finished")
+
+
 class ObserverDispatch:
     """The observers of one run, hook by hook: what the runtime calls.
 
@@ -365,7 +368,7 @@ class ObserverDispatch:
     building a record nobody reads (``if d.step_started is not None: d.step_started(rec)``).
     """
 
-    __slots__ = ("_failed", "llm_call_ids", "observers", *HOOKS)
+    __slots__ = ("_failed", "hold_started", "llm_call_ids", "observers", "release", "tracer", *HOOKS)
 
     run_started: Callable[[RunStarted], None] | None
     event_emitted: Callable[[EventEmitted], None] | None
@@ -377,6 +380,16 @@ class ObserverDispatch:
     llm_started: Callable[[LLMStarted], None] | None
     llm_called: Callable[[LLMCalled], None] | None
     run_ended: Callable[[RunEnded], None] | None
+    hold_started: Callable[[StepStarted], None] | None
+    """``step_started`` for a worker loop that calls :attr:`release` when its step first gives
+    trio control: the audit tracer may then hold the invocation's records back and fold them
+    into its ``step.finished`` (the other observers get ``step_started`` as ever)."""
+    release: Callable[[], None] | None
+    """What such a loop calls when its step gives trio control; None when nobody holds."""
+    tracer: Any
+    """The audit tracer when it alone observes a hop (``step_started``, ``event_emitted``,
+    ``step_finished``): the worker loops then call its positional ``hop_*`` methods and build
+    no records (a quarter of a traced hop's cost). None otherwise."""
 
     def __init__(self, observers: Iterable[Observer]) -> None:
         self.observers = tuple(observers)
@@ -386,6 +399,30 @@ class ObserverDispatch:
         for hook in HOOKS:
             bound = tuple(getattr(o, hook) for o in self.observers if _overrides(o, hook))
             setattr(self, hook, self._caller(hook, bound) if bound else None)
+        self.hold_started, self.release, self.tracer = self.step_started, None, None
+        hop = [o for o in self.observers if any(_overrides(o, h) for h in _HOP)]
+        if len(hop) == 1 and callable(getattr(hop[0], "hop_started", None)):
+            self.tracer = hop[0]
+        holders = [o for o in self.observers if callable(getattr(o, "_hold_started", None))]
+        if holders and self.step_started is not None:
+            self.hold_started = self._caller(
+                "step_started",
+                tuple(
+                    o._hold_started if any(o is h for h in holders) else o.step_started  # type: ignore[attr-defined]
+                    for o in self.observers
+                    if _overrides(o, "step_started")
+                ),
+            )
+            releases = tuple(o._release for o in holders)  # type: ignore[attr-defined]
+            if len(releases) == 1:
+                self.release = releases[0]
+            else:
+
+                def release() -> None:
+                    for r in releases:
+                        r()
+
+                self.release = release
 
     @property
     def watches(self) -> bool:

@@ -48,6 +48,7 @@ from ._observe import (
 __all__ = [
     "CLOSING",
     "FORMAT",
+    "READS",
     "RECORD_NAMES",
     "Tracer",
     "disable",
@@ -58,8 +59,13 @@ __all__ = [
     "value_of",
 ]
 
-#: Written into every ``run.started`` record; bumped when a record's meaning changes.
-FORMAT = "actorflow.audit/2"
+#: Written into every ``run.started`` record; bumped when a record's meaning changes. Format 3
+#: adds the folded ``step.finished`` (``from_seq``, ``events``): one record for an invocation
+#: that returned without giving trio control, standing for its ``step.started``, its
+#: ``event.emitted`` records and its end.
+FORMAT = "actorflow.audit/3"
+#: The formats this version reads and verifies (format 2 is format 3 without folded records).
+READS = frozenset({"actorflow.audit/2", FORMAT})
 
 #: The records that end a run; exactly one per run, always its last.
 CLOSING = frozenset({"run.finished", "run.failed", "run.timed_out", "run.cancelled"})
@@ -256,8 +262,13 @@ def _now() -> str:
     trio's clock (autojump-friendly). The date and time of day are formatted once a second:
     ``datetime.isoformat`` per record was a tenth of a record's cost; integer microseconds
     (``time_ns``) save a third of what float arithmetic on ``time.time()`` cost."""
+    return _stamp(time.time_ns())
+
+
+def _stamp(ns: int) -> str:
+    """:func:`_now` for a moment taken earlier with ``time.time_ns()``."""
     global _second
-    micros = time.time_ns() // 1000
+    micros = ns // 1000
     whole = micros // 1_000_000
     second, text = _second
     if whole != second:
@@ -453,7 +464,18 @@ class Tracer(Observer):
     in the runtime sends any; this keeps the promise that the closing record is the last).
     """
 
-    __slots__ = ("_closed", "_direct", "_failed_at", "_log", "_send", "_seq", "_stop", "lost")
+    __slots__ = (
+        "_closed",
+        "_direct",
+        "_failed_at",
+        "_held",
+        "_info",
+        "_log",
+        "_send",
+        "_seq",
+        "_stop",
+        "lost",
+    )
 
     _hooks_never_raise = True  # every hook is @_guarded or guards itself: the dispatcher calls them directly
 
@@ -470,6 +492,12 @@ class Tracer(Observer):
         (the router is FIFO). run.finished reuses its payload, so the two records agree."""
         self._failed_at: tuple[str, int] | None = None
         """(step, event_id) of the first step failure that ended the run."""
+        self._held: tuple[str, int, int, int, int, list[tuple[int, Any, Any, Any, Any, int]]] | None = None
+        """The invocation whose records are held back to be folded into its ``step.finished``:
+        (step, worker, event_id, attempt, ``time.time_ns()`` when it began, what it emitted:
+        (event_id, event, cause_id, step, payload, ``time.time_ns()``))."""
+        self._info: Any = None
+        """The run's RunInfo (from ``run_started``), for reports of lost records."""
         self.lost = 0
         """Records that could not be delivered to structlog (see the module docstring)."""
 
@@ -499,7 +527,7 @@ class Tracer(Observer):
     def run_started(self, record: RunStarted) -> None:
         import structlog  # only traced runs need it
 
-        run = record.run
+        run = self._info = record.run
         self._log = structlog.get_logger("actorflow").bind(run_id=run.run_id, workflow=run.workflow)
         self._send = _sender(self._log)
         self._direct = _run_writer(self._log, run.run_id, run.workflow)
@@ -534,98 +562,130 @@ class Tracer(Observer):
         self._emit("run.resumed", {**fields, "session": record.session, "snapshot_seq": record.audit_seq})
 
     # The three hooks of every hop guard themselves (what @_guarded does, without its frame:
-    # a tenth of a microsecond a record, three records a hop).
+    # a tenth of a microsecond a record, three records a hop). Each takes its record apart
+    # and calls the positional method that does the work, which a worker loop of a run that
+    # only the tracer observes calls directly (ObserverDispatch.tracer): building the three
+    # frozen records of a hop was a quarter of a traced hop's cost.
 
     def event_emitted(self, record: EventEmitted) -> None:
-        if self._closed:
-            return
-        seq = self._seq = self._seq + 1
-        try:
-            event = record.event
-            payload = payload_of(event)
-            if self._stop is None and isinstance(event, StopEvent):
-                self._stop = (record.event_id, type(event), payload)
-            timestamp = _now()
-            direct = self._direct
-            if direct is not None and direct.event_emitted(
-                seq, timestamp, record.event_id, type(event).__name__, record.cause_id, record.step, payload
-            ):
-                return
-            self._send(
-                "event.emitted",
-                {
-                    "seq": seq,
-                    "timestamp": timestamp,
-                    "event_id": record.event_id,
-                    "event_type": type(event).__name__,
-                    "cause_id": record.cause_id,
-                    "step": record.step,
-                    "payload": payload,
-                },
-            )
-        except Exception as exc:
-            self._lost(record.run, "event_emitted", exc)
+        self.hop_emitted(record.event_id, record.event, record.cause_id, record.step, record.worker)
 
     def step_started(self, record: StepStarted) -> None:
         if self._closed:
             return
-        # The hot hooks build their fields in one dict literal: no intermediate dicts (about
-        # 0.5 µs of a record's cost, three records a hop).
-        seq = self._seq = self._seq + 1
-        try:
-            timestamp = _now()
-            direct = self._direct
-            if direct is not None and direct.step_started(
-                seq, timestamp, record.step, record.worker, record.event_id, record.attempt
-            ):
-                return
-            self._send(
-                "step.started",
-                {
-                    "seq": seq,
-                    "timestamp": timestamp,
-                    "step": record.step,
-                    "worker": record.worker,
-                    "event_id": record.event_id,
-                    "attempt": record.attempt,
-                },
-            )
-        except Exception as exc:
-            self._lost(record.run, "step_started", exc)
+        if self._held is not None:
+            self._release()
+        self._write_started(record.step, record.worker, record.event_id, record.attempt, _now())
+
+    def _hold_started(self, record: StepStarted) -> None:
+        self.hop_started(record.step, record.worker, record.event_id, record.attempt)
 
     def step_finished(self, record: StepFinished) -> None:
-        if self._closed:
-            return
-        if record.placement is not None:  # ran on an executor: the record says where
-            before = self._seq
-            try:
-                self._emit(
-                    "step.finished",
-                    {
-                        **_step_fields(record),
-                        "duration_s": record.duration,
-                        "emitted": len(record.emitted),
-                        "ran_on": _ran_on(record.placement),
-                    },
-                )
-            except Exception as exc:
-                if self._seq == before:
-                    self._seq += 1
-                self._lost(record.run, "step_finished", exc)
-            return
-        seq = self._seq = self._seq + 1
-        try:
-            timestamp = _now()
-            direct = self._direct
-            if direct is not None and direct.step_finished(
-                seq,
-                timestamp,
+        if record.placement is None:
+            self.hop_finished(
                 record.step,
                 record.worker,
                 record.event_id,
                 record.attempt,
                 record.duration,
                 len(record.emitted),
+            )
+            return
+        if self._closed:
+            return
+        if self._held is not None:
+            self._release()
+        before = self._seq  # ran on an executor: the record says where
+        try:
+            self._emit(
+                "step.finished",
+                {
+                    **_step_fields(record),
+                    "duration_s": record.duration,
+                    "emitted": len(record.emitted),
+                    "ran_on": _ran_on(record.placement),
+                },
+            )
+        except Exception as exc:
+            if self._seq == before:
+                self._seq += 1
+            self._lost(self._info, "step_finished", exc)
+
+    def hop_started(self, step: str, worker: int, event_id: int, attempt: int) -> None:
+        """``step_started`` from a worker that calls :meth:`_release` when its step first gives
+        trio control: the invocation's records are held back, and if it returns before that,
+        they become one folded ``step.finished`` (format 3: one record a hop, not three)."""
+        if self._closed:
+            return
+        if self._held is not None:
+            self._release()
+        if self._direct is None:  # records through structlog's processors: never folded
+            self._write_started(step, worker, event_id, attempt, _now())
+            return
+        self._held = (step, worker, event_id, attempt, time.time_ns(), [])
+
+    def hop_emitted(
+        self, event_id: int, event: Any, cause_id: int | None, step: str | None, worker: int | None
+    ) -> None:
+        """``event_emitted``, positionally."""
+        if self._closed:
+            return
+        try:
+            payload = payload_of(event)
+            if self._stop is None and isinstance(event, StopEvent):
+                self._stop = (event_id, type(event), payload)
+        except Exception as exc:
+            self._release()
+            self._seq += 1
+            self._lost(self._info, "event_emitted", exc)
+            return
+        held = self._held
+        if held is not None:
+            if cause_id == held[2] and step == held[0] and worker == held[1]:
+                # Emitted by the held invocation, which has not given trio control since it
+                # began: nothing else of the run can come between, so this record waits too.
+                held[5].append((event_id, event, cause_id, step, payload, time.time_ns()))
+                return
+            self._release()
+        self._write_emitted(event_id, event, cause_id, step, payload, _now())
+
+    def hop_finished(
+        self, step: str, worker: int, event_id: int, attempt: int, duration: float, emitted: int
+    ) -> None:
+        """``step_finished`` of an invocation in the run's own loop, positionally."""
+        if self._closed:
+            return
+        held = self._held
+        if held is not None:
+            if (
+                event_id == held[2]
+                and step == held[0]
+                and worker == held[1]
+                and attempt == held[3]
+                and emitted == len(held[5])
+            ):
+                # The folded record: its step.started, its event.emitted and its end.
+                first = self._seq + 1
+                last = first + emitted + 1
+                try:
+                    if self._direct.step_ran(
+                        first, last, _now(), step, worker, event_id, attempt, duration, held[5]
+                    ):
+                        self._held = None
+                        self._seq = last
+                        return
+                except Exception as exc:  # the numbers are used: verify() reports the hole
+                    self._held = None
+                    self._seq = last
+                    self._lost(self._info, "step_finished", exc)
+                    return
+            self._release()
+        seq = self._seq = self._seq + 1
+        try:
+            timestamp = _now()
+            direct = self._direct
+            if direct is not None and direct.step_finished(
+                seq, timestamp, step, worker, event_id, attempt, duration, emitted
             ):
                 return
             self._send(
@@ -633,21 +693,81 @@ class Tracer(Observer):
                 {
                     "seq": seq,
                     "timestamp": timestamp,
-                    "step": record.step,
-                    "worker": record.worker,
-                    "event_id": record.event_id,
-                    "attempt": record.attempt,
-                    "duration_s": record.duration,
-                    "emitted": len(record.emitted),
+                    "step": step,
+                    "worker": worker,
+                    "event_id": event_id,
+                    "attempt": attempt,
+                    "duration_s": duration,
+                    "emitted": emitted,
                 },
             )
         except Exception as exc:
-            self._lost(record.run, "step_finished", exc)
+            self._lost(self._info, "step_finished", exc)
+
+    def _release(self) -> None:
+        """Write what is held as the records it stands for, with the times they were made."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        step, worker, event_id, attempt, ns, events = held
+        self._write_started(step, worker, event_id, attempt, _stamp(ns))
+        for emitted_id, event, cause_id, by, payload, at in events:
+            self._write_emitted(emitted_id, event, cause_id, by, payload, _stamp(at))
+
+    def _write_started(self, step: str, worker: int, event_id: int, attempt: int, timestamp: str) -> None:
+        # The hot hooks build their fields in one dict literal: no intermediate dicts (about
+        # 0.5 µs of a record's cost, three records a hop).
+        seq = self._seq = self._seq + 1
+        try:
+            direct = self._direct
+            if direct is not None and direct.step_started(seq, timestamp, step, worker, event_id, attempt):
+                return
+            self._send(
+                "step.started",
+                {
+                    "seq": seq,
+                    "timestamp": timestamp,
+                    "step": step,
+                    "worker": worker,
+                    "event_id": event_id,
+                    "attempt": attempt,
+                },
+            )
+        except Exception as exc:
+            self._lost(self._info, "step_started", exc)
+
+    def _write_emitted(
+        self, event_id: int, event: Any, cause_id: int | None, step: str | None, payload: Any, timestamp: str
+    ) -> None:
+        seq = self._seq = self._seq + 1
+        try:
+            direct = self._direct
+            if direct is not None and direct.event_emitted(
+                seq, timestamp, event_id, type(event).__name__, cause_id, step, payload
+            ):
+                return
+            self._send(
+                "event.emitted",
+                {
+                    "seq": seq,
+                    "timestamp": timestamp,
+                    "event_id": event_id,
+                    "event_type": type(event).__name__,
+                    "cause_id": cause_id,
+                    "step": step,
+                    "payload": payload,
+                },
+            )
+        except Exception as exc:
+            self._lost(self._info, "event_emitted", exc)
 
     @_guarded
     def step_failed(self, record: StepFailed) -> None:
         if self._closed:
             return
+        if self._held is not None:
+            self._release()
         if not record.retrying and self._failed_at is None:
             self._failed_at = (record.step, record.event_id)
         self._emit(
@@ -665,6 +785,8 @@ class Tracer(Observer):
     def step_cancelled(self, record: StepCancelled) -> None:
         if self._closed:
             return
+        if self._held is not None:
+            self._release()
         fields = {**_step_fields(record), "duration_s": record.duration}
         if record.placement is not None:
             fields["ran_on"] = _ran_on(record.placement)
@@ -674,6 +796,8 @@ class Tracer(Observer):
     def event_taken(self, record: EventTaken) -> None:
         if self._closed:
             return
+        if self._held is not None:
+            self._release()
         self._emit(
             "event.taken",
             {
@@ -688,6 +812,8 @@ class Tracer(Observer):
     def llm_called(self, record: LLMCalled) -> None:
         if self._closed:
             return
+        if self._held is not None:
+            self._release()
         fields: dict[str, Any] = {
             "step": record.step,
             "cause_id": record.cause_id,
@@ -713,6 +839,8 @@ class Tracer(Observer):
     def run_ended(self, record: RunEnded) -> None:
         if self._closed:
             return
+        if self._held is not None:
+            self._release()
         self._closed = True
         kind = record.outcome
         fields: dict[str, Any] = {"duration_s": record.duration}

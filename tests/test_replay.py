@@ -3,7 +3,6 @@ where it departs from the trail (seq, step, input, expected, got); bad trails ar
 
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import Any
 
@@ -43,7 +42,8 @@ pytestmark = pytest.mark.usefixtures("clean_structlog")
 
 
 def records_of(path: pathlib.Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The trail's records as its readers see them (folded ones unfolded), run by run."""
+    return [dict(r) for run in audit.load_runs(path) for r in run.records]
 
 
 def explain(report: audit.ReplayReport) -> str:

@@ -31,9 +31,11 @@ __all__ = [
     "digest",
     "encode",
     "file_link",
+    "folded_problem",
     "is_closing",
     "is_record",
     "line_of",
+    "unfold",
 ]
 
 #: ``prev_hash`` of a run's first record and ``file_prev`` of a file's first line.
@@ -129,3 +131,74 @@ def is_record(event_dict: Mapping[str, Any]) -> bool:
 def is_closing(name: object) -> bool:
     """Whether a record name ends its run (``run.*`` other than ``run.started`` and ``run.resumed``)."""
     return isinstance(name, str) and name.startswith("run.") and name not in ("run.started", "run.resumed")
+
+
+def folded_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with a folded ``step.finished`` (format 3), or None when it is sound.
+
+    A folded record stands for the invocation's ``step.started`` (``seq`` ``from_seq``), the
+    ``event.emitted`` of each of its ``events`` (the ``seq`` numbers after it) and its own end
+    (``seq``): the tracer writes one where the step returned without giving trio control, so
+    that nothing else of the run can have come between.
+    """
+    first, seq, events = record.get("from_seq"), record.get("seq"), record.get("events")
+    if type(first) is not int or type(seq) is not int or not isinstance(events, list):
+        return "a folded step.finished needs an integer from_seq and a list of events"
+    if seq != first + len(events) + 1:
+        return (
+            f"a folded step.finished from seq {first} with {len(events)} event(s) must have seq "
+            f"{first + len(events) + 1}, not {seq}"
+        )
+    if record.get("emitted") != len(events):
+        return "a folded step.finished must say emitted = the number of its events"
+    for e in events:
+        if (
+            not isinstance(e, dict)
+            or type(e.get("event_id")) is not int
+            or not isinstance(e.get("event_type"), str)
+            or "payload" not in e
+        ):
+            return (
+                "each event of a folded step.finished needs an integer event_id, an event_type and a payload"
+            )
+    return None
+
+
+def unfold(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records a folded ``step.finished`` stands for, in ``seq`` order (``[record]`` for any
+    other record). The parts share the folded record's ``timestamp``: the invocation ran
+    without giving trio control, within microseconds. Check :func:`folded_problem` first."""
+    if record.get("event") != "step.finished" or "from_seq" not in record:
+        return [record]
+    first: int = record["from_seq"]
+    common = {"run_id": record.get("run_id"), "timestamp": record.get("timestamp")}
+    if "workflow" in record:
+        common["workflow"] = record["workflow"]
+    step, event_id = record.get("step"), record.get("event_id")
+    out: list[dict[str, Any]] = [
+        {
+            **common,
+            "event": "step.started",
+            "seq": first,
+            "step": step,
+            "worker": record.get("worker"),
+            "event_id": event_id,
+            "attempt": record.get("attempt", 1),
+        }
+    ]
+    for i, e in enumerate(record["events"], 1):
+        out.append(
+            {
+                **common,
+                "event": "event.emitted",
+                "seq": first + i,
+                "event_id": e["event_id"],
+                "event_type": e["event_type"],
+                "cause_id": event_id,
+                "step": step,
+                "payload": e["payload"],
+            }
+        )
+    end = {k: v for k, v in record.items() if k not in ("events", "from_seq")}
+    out.append(end)
+    return out

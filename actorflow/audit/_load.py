@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from .._exceptions import ActorflowError
-from ._canon import is_closing, is_record
+from ._canon import folded_problem, is_closing, is_record, unfold
 
 __all__ = ["AuditFileError", "EventNode", "Invocation", "RunTrace", "load_run", "load_runs"]
 
@@ -141,7 +141,9 @@ class RunTrace:
     @classmethod
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> RunTrace:
         """Build the trace of one run from its records (in any order; e.g. ``capture_logs()``)."""
-        recs = sorted((r for r in records if is_record(r)), key=lambda r: r["seq"])
+        recs: list[Mapping[str, Any]] = sorted(
+            (part for r in records if is_record(r) for part in unfold(dict(r))), key=lambda r: r["seq"]
+        )
         if not recs:
             raise ValueError("no audit records given")
         run_ids = {r["run_id"] for r in recs}
@@ -358,9 +360,11 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, list[dict[str, An
                 skipped += 1
                 continue
             problem = _type_problem(rec)
+            if problem is None and "from_seq" in rec and rec["event"] == "step.finished":
+                problem = folded_problem(rec)
             if problem is not None:
                 raise AuditFileError(name, number, problem)
-            runs.setdefault(rec["run_id"], []).append(rec)
+            runs.setdefault(rec["run_id"], []).extend(unfold(rec))
     return runs, skipped
 
 

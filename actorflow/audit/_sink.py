@@ -465,6 +465,8 @@ class RunWriter:
         "_last",
         "_names",
         "_queue",
+        "_ran",
+        "_ran1",
         "_run_id",
         "_started",
     )
@@ -492,6 +494,16 @@ class RunWriter:
         self._finished = (
             '{"attempt":%d,"duration_s":%s,"emitted":%d,"event":"step.finished","event_id":%d,'
             '"prev_hash":"%s","run_id":' + rid
+        ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
+        self._ran = (
+            '{"attempt":%d,"duration_s":%s,"emitted":%d,"event":"step.finished","event_id":%d,'
+            '"events":[%s],"from_seq":%d,"prev_hash":"%s","run_id":' + rid
+        ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
+        # The common fold, one event emitted, in one template: one formatting, no list.
+        self._ran1 = (
+            '{"attempt":%d,"duration_s":%s,"emitted":1,"event":"step.finished","event_id":%d,'
+            '"events":[{"event_id":%d,"event_type":%s,"payload":%s}],"from_seq":%d,"prev_hash":"%s","run_id":'
+            + rid
         ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
         self._emitted_head = '{"cause_id":%s,"event":"event.emitted","event_id":%d,"event_type":%s,"payload":'
         self._emitted_tail = (',"prev_hash":"%s","run_id":' + rid) + (
@@ -548,6 +560,95 @@ class RunWriter:
             repr(duration),
             emitted,
             event_id,
+            prev,
+            seq,
+            name,
+            timestamp,
+            worker,
+        )
+        self._put(body.encode("ascii"))
+        return True
+
+    def step_ran(
+        self,
+        first: int,
+        seq: int,
+        timestamp: str,
+        step: str,
+        worker: int,
+        event_id: int,
+        attempt: int,
+        duration: float,
+        events: list[tuple[int, Any, Any, Any, Any, int]],
+    ) -> bool:
+        """Write one folded ``step.finished``: the invocation's ``step.started`` (``seq`` ``first``),
+        the ``event.emitted`` of each of ``events`` (``first + 1`` on; (event_id, event, _, _,
+        payload, _) as the tracer holds them) and its end (``seq``), in one record; False:
+        nothing written, the records go one by one.
+        """
+        if first == 1 or type(duration) is not float or (self._idle is not None and not self._idle()):
+            return False
+        names = self._names
+        name = names.get(step) or self._name(step)
+        if name is None or duration - duration != 0.0:
+            return False
+        if len(events) == 1:
+            emitted_id, event, _, _, payload, _ = events[0]
+            event_type = type(event).__name__
+            kind = names.get(event_type) or self._name(event_type)
+            if kind is None or type(emitted_id) is not int:
+                return False
+            try:
+                data = canonical(payload)
+            except (TypeError, ValueError, RecursionError):
+                return False  # HashChain makes the markers
+            if len(data) >= _PIECES:
+                return False  # a large payload is written in pieces, by event_emitted
+            run_id = self._run_id
+            raw = (
+                self._ran1
+                % (
+                    attempt,
+                    repr(duration),
+                    event_id,
+                    emitted_id,
+                    kind,
+                    data,
+                    first,
+                    self._last.get(run_id, GENESIS),
+                    seq,
+                    name,
+                    timestamp,
+                    worker,
+                )
+            ).encode("ascii")
+            key = self._key
+            h = self._last[run_id] = hashlib.sha256(raw).hexdigest() if key is None else digest(raw, key)
+            self._queue(raw, h)
+            return True
+        parts = []
+        size = 0
+        for emitted_id, event, _, _, payload, _ in events:
+            event_type = type(event).__name__
+            kind = names.get(event_type) or self._name(event_type)
+            if kind is None or type(emitted_id) is not int:
+                return False
+            try:
+                data = canonical(payload)
+            except (TypeError, ValueError, RecursionError):
+                return False  # HashChain makes the markers
+            size += len(data)
+            parts.append(f'{{"event_id":{emitted_id},"event_type":{kind},"payload":{data}}}')
+        if size >= _PIECES:
+            return False  # a large payload is written in pieces, by event_emitted
+        prev = self._last.get(self._run_id, GENESIS)
+        body = self._ran % (
+            attempt,
+            repr(duration),
+            len(events),
+            event_id,
+            ",".join(parts),
+            first,
             prev,
             seq,
             name,

@@ -31,8 +31,18 @@ from typing import Any
 
 import attrs
 
-from .._tracing import FORMAT
-from ._canon import GENESIS, HEX64, canonical, digest, file_link, is_closing, is_record, line_of
+from .._tracing import FORMAT, READS
+from ._canon import (
+    GENESIS,
+    HEX64,
+    canonical,
+    digest,
+    file_link,
+    folded_problem,
+    is_closing,
+    is_record,
+    line_of,
+)
 
 __all__ = ["Problem", "VerifyResult", "verify"]
 
@@ -92,6 +102,8 @@ class _RunState:
     seq: int
     hash: str | None
     keyed: bool
+    folds: bool = True
+    """Whether the run's format has folded records (format 3 on)."""
     closed: bool = False
 
 
@@ -200,7 +212,13 @@ def verify(
                     "the line has file_prev but the first line has none: lines at the start were deleted"
                 )
 
-            # 4. sequence and closing
+            # 4. sequence and closing (a folded step.finished covers from_seq .. seq)
+            first = seq
+            if name == "step.finished" and "from_seq" in rec:
+                folded = folded_problem(rec)
+                if folded is not None:
+                    return fail(f"{folded}: it was edited")
+                first = rec["from_seq"]
             state = runs.get(run_id)
             if state is None:
                 if seq != 1:
@@ -211,22 +229,29 @@ def verify(
                     )
                 if name != "run.started":
                     return fail(f"seq 1 is {name!r}, not 'run.started'")
-                if rec.get("format") != FORMAT:
+                if rec.get("format") not in READS:
                     return fail(
                         f"the run was recorded in format {rec.get('format')!r}; this version of "
-                        f"actorflow checks {FORMAT!r} (verify it with the version that wrote it)"
+                        f"actorflow checks {', '.join(sorted(READS))} (verify it with the version "
+                        "that wrote it)"
                     )
-                state = runs[run_id] = _RunState(number, 0, None, rec.get("hash_alg") == "hmac-sha256")
+                state = runs[run_id] = _RunState(
+                    number, 0, None, rec.get("hash_alg") == "hmac-sha256", rec.get("format") == FORMAT
+                )
             else:
                 if state.closed:
                     return fail(f"{name!r} comes after the run's closing record: it was added or moved")
-                if seq <= state.seq:
-                    return fail(f"seq {seq} comes after seq {state.seq}: a record was duplicated or moved")
-                if seq != state.seq + 1:
-                    missing = f"{state.seq + 1}" if seq == state.seq + 2 else f"{state.seq + 1}..{seq - 1}"
-                    return fail(f"seq {seq} follows seq {state.seq}: record(s) {missing} are missing")
+                if first <= state.seq:
+                    return fail(f"seq {first} comes after seq {state.seq}: a record was duplicated or moved")
+                if first != state.seq + 1:
+                    missing = (
+                        f"{state.seq + 1}" if first == state.seq + 2 else f"{state.seq + 1}..{first - 1}"
+                    )
+                    return fail(f"seq {first} follows seq {state.seq}: record(s) {missing} are missing")
                 if name == "run.started":
                     return fail("a second 'run.started' for the same run")
+                if first != seq and not state.folds:
+                    return fail("a folded step.finished in a run of format actorflow.audit/2, which has none")
 
             # 5. the run's hash chain
             if stored is None:
@@ -247,7 +272,7 @@ def verify(
                 return fail("hash does not match the record's content: the record was changed")
             state.line, state.seq, state.hash = number, seq, stored
             state.closed = is_closing(name)
-            records += 1
+            records += seq - first + 1
             link = file_link(link, stored, key)
             head_seen = head_seen or link == expect_head
 

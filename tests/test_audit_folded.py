@@ -1,0 +1,259 @@
+"""Audit format 3: an invocation that returns without giving trio control is one folded record."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+import trio
+
+from actorflow import Context, Event, StartEvent, StopEvent, Workflow, audit, step
+from actorflow.audit._canon import GENESIS, canonical, digest, file_link, line_of
+
+pytestmark = pytest.mark.usefixtures("clean_structlog")
+
+
+class Hop(Event):
+    n: int
+
+
+class Side(Event):
+    n: int
+
+
+class Straight(Workflow):
+    """Steps that never give trio control: every invocation folds."""
+
+    @step
+    async def begin(self, ev: StartEvent) -> Hop:
+        return Hop(n=1)
+
+    @step
+    async def middle(self, ctx: Context, ev: Hop) -> Side:
+        ctx.send_event(Side(n=1))  # emitted before the step returns: folded too
+        return Side(n=2)
+
+    @step
+    async def side(self, ev: Side) -> StopEvent | None:
+        return StopEvent(result=ev.n) if ev.n == 2 else None
+
+
+class Suspending(Workflow):
+    """A step that sleeps while another runs: its records are written one by one, in order."""
+
+    @step
+    async def begin(self, ev: StartEvent) -> Hop:
+        return Hop(n=1)
+
+    @step
+    async def slow(self, ctx: Context, ev: Hop) -> Side | StopEvent:
+        ctx.send_event(Side(n=2))  # held with the step's start until it sleeps
+        await trio.sleep(1)
+        return StopEvent(result="slept")
+
+    @step
+    async def quick(self, ev: Side) -> None:
+        return None
+
+
+class Failing(Workflow):
+    @step
+    async def begin(self, ev: StartEvent) -> StopEvent:
+        await trio.sleep(0)
+        raise LookupError("gone after a checkpoint")
+
+
+@pytest.fixture
+def trail(tmp_path: Path) -> Iterator[Path]:
+    """structlog configured with the ready audit chain, writing to a fresh file."""
+    path = tmp_path / "audit.jsonl"
+    chain = audit.processors(path)
+    structlog.configure(processors=chain)
+    yield path
+    chain[-1].close()
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+async def _plain(path: Path, wf: type[Workflow]) -> list[dict[str, Any]]:
+    """The same workflow's records written through structlog's processors (never folded)."""
+    old = structlog.get_config()
+    chain = audit.processors(path)
+    structlog.configure(processors=chain, wrapper_class=structlog.BoundLogger)
+    try:
+        await wf(trace=True).run()
+    finally:
+        chain[-1].close()
+        structlog.configure(**old)
+    return [dict(r) for r in audit.load_runs(path)[0].records]
+
+
+_VARYING = ("run_id", "timestamp", "duration_s", "hash", "prev_hash", "file_prev")
+
+
+def _stable(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in _VARYING} for r in records]
+
+
+async def test_an_invocation_that_never_yields_is_one_record(
+    trail: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """Its step.started, everything it emitted and its end share one line; verify counts them all."""
+    assert await Straight(trace=True).run() == 2
+    lines = _lines(trail)
+    middle = next(r for r in lines if r.get("step") == "middle")
+    assert middle["event"] == "step.finished" and middle["emitted"] == 2
+    assert [e["event_type"] for e in middle["events"]] == ["Side", "Side"]
+    assert middle["seq"] == middle["from_seq"] + 3
+    assert [(r["event"], r.get("step"), len(r.get("events", ()))) for r in lines] == [
+        ("run.started", None, 0),
+        ("event.emitted", None, 0),  # the StartEvent, from outside the run
+        ("step.finished", "begin", 1),
+        ("step.finished", "middle", 2),
+        ("step.finished", "side", 0),
+        ("step.finished", "side", 1),  # the StopEvent
+        ("run.finished", None, 0),
+    ]
+    result = audit.verify(trail)
+    assert (
+        result.ok
+        and result.records == 15
+        and json.loads(trail.read_text().splitlines()[0])["format"] == ("actorflow.audit/3")
+    )
+
+
+async def test_readers_see_the_records_a_folded_one_stands_for(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """load_runs() unfolds: the same records, tree and invocations as a trail that was never folded."""
+    folded_path = tmp_path / "folded.jsonl"
+    chain = audit.processors(folded_path)
+    structlog.configure(processors=chain)
+    await Straight(trace=True).run()
+    chain[-1].close()
+    assert len(_lines(folded_path)) == 7
+    folded = audit.load_runs(folded_path)[0]
+    plain_path = tmp_path / "plain.jsonl"
+    plain = await _plain(plain_path, Straight)
+    assert len(_lines(plain_path)) == 15
+    assert _stable([dict(r) for r in folded.records]) == _stable(plain)
+    assert [(i.step, i.event_id, i.emitted, i.outcome) for i in folded.invocations()] == [
+        ("begin", 1, (2,), "finished"),
+        ("middle", 2, (3, 4), "finished"),
+        ("side", 3, (), "finished"),
+        ("side", 4, (5,), "finished"),
+    ]
+    assert folded.events[5].event_type == "StopEvent" and folded.events[5].cause_id == 4
+
+
+async def test_a_step_that_gives_trio_control_writes_its_start_first(
+    trail: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A sleeping step's step.started is in the trail before what ran meanwhile; its end is separate."""
+    assert await Suspending(trace=True).run() == "slept"
+    lines = _lines(trail)
+    assert [(r["event"], r.get("step"), r.get("event_type"), "from_seq" in r) for r in lines[3:]] == [
+        ("step.started", "slow", None, False),  # written when it slept, not when it woke
+        ("event.emitted", "slow", "Side", False),
+        ("step.finished", "quick", None, True),  # ran while slow slept, folded
+        ("event.emitted", "slow", "StopEvent", False),
+        ("step.finished", "slow", None, False),
+        ("run.finished", None, None, False),
+    ]
+    assert [r["seq"] for r in lines[3:5]] == [6, 7] and lines[5]["from_seq"] == 8
+    assert audit.verify(trail).ok
+
+
+async def test_a_step_that_fails_after_a_checkpoint_is_recorded_and_raises_as_itself(
+    trail: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The step's own exception reaches the caller; the trail has its start, its failure, run.failed."""
+    with pytest.raises(LookupError, match="gone after a checkpoint"):
+        await Failing(trace=True).run()
+    assert [r["event"] for r in _lines(trail)][-3:] == ["step.started", "step.failed", "run.failed"]
+    assert audit.verify(trail).ok
+
+
+async def test_a_cancelled_step_is_recorded_started_then_cancelled(
+    trail: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A run timing out while its step sleeps: step.started, step.cancelled, run.timed_out."""
+
+    class Sleeper(Workflow):
+        @step
+        async def begin(self, ev: StartEvent) -> StopEvent:
+            await trio.sleep_forever()
+            raise AssertionError("unreachable")
+
+    from actorflow import WorkflowTimeoutError
+
+    with pytest.raises(WorkflowTimeoutError):
+        await Sleeper(trace=True, timeout=5).run()
+    assert [r["event"] for r in _lines(trail)][-3:] == ["step.started", "step.cancelled", "run.timed_out"]
+    assert audit.verify(trail).ok
+
+
+def _rewrite(path: Path, edit: Any) -> None:
+    """Edit records and recompute every hash, as a writer with the file in hand could."""
+    last: dict[str, str] = {}
+    link = GENESIS
+    out = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        edit(record)
+        record.pop("hash")
+        record.pop("file_prev")
+        record["prev_hash"] = last.get(record["run_id"], GENESIS)
+        body = canonical(record)
+        record_hash = last[record["run_id"]] = digest(body.encode(), None)
+        out.append(line_of(body, link, record_hash) + "\n")
+        link = file_link(link, record_hash, None)
+    path.write_text("".join(out))
+
+
+async def test_verify_checks_what_a_folded_record_claims(trail: Path, autojump_clock: trio.abc.Clock) -> None:
+    """Re-hashed or not, a folded record must cover exactly its seq numbers and count its events."""
+    await Straight(trace=True).run()
+    good = trail.read_text()
+
+    def middle(edit: Any) -> Any:
+        return lambda r: edit(r) if r.get("step") == "middle" else None
+
+    for edit, fragment in (
+        (middle(lambda r: r.update(from_seq=r["from_seq"] + 1)), "must have seq"),
+        (middle(lambda r: r.update(emitted=1)), "emitted = the number of its events"),
+        (middle(lambda r: r["events"].pop()), "must have seq"),
+        (middle(lambda r: r["events"][0].pop("event_id")), "needs an integer event_id"),
+        (middle(lambda r: r.update(events="many")), "a list of events"),
+    ):
+        trail.write_text(good)
+        _rewrite(trail, edit)
+        problem = audit.verify(trail).problem
+        assert problem is not None and fragment in problem.message, problem
+        with pytest.raises(audit.AuditFileError, match=fragment.split(" = ")[0]):
+            audit.load_runs(trail)
+    # a whole folded line deleted: the file chain breaks at the next line, the seq gap says how much
+    lines = good.splitlines(keepends=True)
+    k = next(i for i, line in enumerate(lines) if '"step":"middle"' in line)
+    trail.write_text("".join(lines[:k] + lines[k + 1 :]))
+    assert "file_prev does not match" in str(audit.verify(trail).problem)
+
+
+async def test_a_format_2_trail_still_reads_and_verifies(trail: Path, autojump_clock: trio.abc.Clock) -> None:
+    """A trail written before format 3 (no folded records) verifies and loads; a folded record in it does not."""
+    plain = await _plain(trail.with_name("plain.jsonl"), Straight)
+    old = trail.with_name("plain.jsonl")
+    _rewrite(old, lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None)
+    assert audit.verify(old).ok and audit.verify(old).records == len(plain)
+    assert _stable([dict(r) for r in audit.load_runs(old)[0].records])[1:] == _stable(plain)[1:]
+    await Straight(trace=True).run()
+    _rewrite(trail, lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None)
+    assert "a folded step.finished in a run of format actorflow.audit/2" in str(audit.verify(trail).problem)
+    _rewrite(trail, lambda r: r.update(format="actorflow.audit/9") if r["event"] == "run.started" else None)
+    assert "actorflow.audit/2, actorflow.audit/3" in str(audit.verify(trail).problem)
