@@ -8,10 +8,13 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from actorflow.durable import (
     Commit,
@@ -391,4 +394,116 @@ async def test_a_failed_group_commit_fails_every_later_wait(tmp_path: Path) -> N
         await committer.durable()
     with pytest.raises(RunConflictError):
         committer.add(Commit("a", -1, "running", 3.0))
+    store.close()
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Let trio run until ``condition()`` holds, for at most ``seconds`` of real time."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await trio.sleep(0)
+
+
+def test_background_commits_wait_out_the_commit_gap(tmp_path: Path) -> None:
+    """With commit_gap, a touched run is written at once, then not again until the gap has passed."""
+
+    async def main(clock: trio.testing.MockClock) -> None:
+        store = SQLiteStore(tmp_path / "runs.db", commit_gap=0.5)
+        committer = Committer(store)
+        assert committer.gap == 0.5
+        committer.register(await committer.call(store.create, new("a")))
+        built: list[tuple[float, int]] = []
+
+        def build(n: int) -> Callable[[], Commit]:
+            def commit() -> Commit:
+                built.append((trio.current_time(), n))
+                return Commit("a", -1, "running", 1.0, snapshot={"n": n})
+
+            return commit
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(committer.serve)
+            committer.touch("a", build(1))  # nothing written before: it goes at once
+            await _until(lambda: committer.batches == 1)
+            clock.jump(0.3)
+            committer.touch("a", build(2))
+            committer.touch("a", build(3))  # the same commit, built once when it is written
+            deadline = time.monotonic() + 0.2
+            while time.monotonic() < deadline:
+                await trio.sleep(0)
+            assert committer.batches == 1 and len(built) == 1  # 0.3 s after the first: held back
+            clock.jump(0.2)
+            await _until(lambda: committer.batches == 2)
+            nursery.cancel_scope.cancel()
+        assert built == [(0.0, 1), (0.5, 3)]
+        record = store.get("a")
+        assert record is not None and record.commits == 2 and record.snapshot == {"n": 3}
+        store.close()
+
+    clock = trio.testing.MockClock()
+    trio.run(main, clock, clock=clock)
+
+
+async def test_a_commit_somebody_waits_for_is_not_held_back_by_the_gap(tmp_path: Path) -> None:
+    """durable() and flush() write at once, however long the commit gap."""
+    store = SQLiteStore(tmp_path / "runs.db", commit_gap=3600.0)
+    committer = Committer(store)
+    for run_id in ("a", "b"):
+        committer.register(await committer.call(store.create, new(run_id)))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(committer.serve)
+            await committer.durable(committer.add(Commit("a", -1, "running", 1.0, snapshot={"n": 1})))
+            await committer.durable(committer.add(Commit("a", -1, "running", 2.0, snapshot={"n": 2})))
+            committer.touch("b", lambda: Commit("b", -1, "waiting", 3.0, snapshot={"n": 3}))
+            await committer.flush()
+            nursery.cancel_scope.cancel()
+    a, b = store.get("a"), store.get("b")
+    assert a is not None and a.commits == 2 and a.snapshot == {"n": 2}
+    assert b is not None and b.status == "waiting"
+    store.close()
+
+
+def test_the_commit_gap_is_checked() -> None:
+    """A commit gap that is not a number of seconds >= 0 is refused, naming the keyword."""
+    for bad in (-1, float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match="commit_gap must be a number of seconds >= 0"):
+            SQLiteStore("runs.db", commit_gap=bad)  # type: ignore[arg-type]
+
+
+async def test_a_batch_gathered_while_flush_writes_is_written_after_it(tmp_path: Path) -> None:
+    """A commit added while flush() has a batch in the thread waits for it: its fence counts on that batch."""
+    import threading
+
+    entered, gate = threading.Event(), threading.Event()
+
+    class Slow(SQLiteStore):
+        def commit(self, commits: Sequence[Commit]) -> None:
+            if not gate.is_set():
+                entered.set()
+                gate.wait(10)
+            super().commit(commits)
+
+    store = Slow(tmp_path / "runs.db", commit_gap=0)
+    committer = Committer(store)
+    committer.register(await committer.call(store.create, new("a")))
+
+    async def meanwhile() -> None:
+        await _until(entered.is_set)  # flush() has the first batch in the thread
+        committer.add(Commit("a", -1, "running", 2.0, snapshot={"n": 2}))  # wakes serve()
+        await trio.sleep(0.05)
+        gate.set()
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(committer.serve)
+            await trio.sleep(0)  # serve() parks
+            nursery.start_soon(meanwhile)
+            committer.add(Commit("a", -1, "running", 1.0, snapshot={"n": 1}))
+            await committer.flush()  # before serve() runs again: flush() writes the batch
+            await committer.durable()
+            nursery.cancel_scope.cancel()
+    record = store.get("a")
+    assert record is not None and record.commits == 2 and record.snapshot == {"n": 2}
     store.close()

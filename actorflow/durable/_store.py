@@ -139,14 +139,28 @@ class Committer:
     in a worker thread; while it writes, the next batch gathers, so a busy process writes one
     transaction per thread round trip, not per event.
 
+    ``gap`` (default: the store's ``commit_gap`` attribute, else 0) is the least time in
+    seconds from the start of one write to the start of the next that nobody waits for: a
+    busy run then pays for one snapshot, one thread round trip and one transaction per
+    ``gap``, however many invocations complete meanwhile. A commit somebody waits for
+    (:meth:`durable`, :meth:`flush`) is written at once. Batches are written one at a time,
+    in order: each one's fence counts on the one before.
+
     A batch that cannot be written is written again one run at a time, so one run's
     conflict (another process moved it on) fails that run only: its ``on_error`` callback
     (:meth:`register`) is called, and ``add``, ``touch`` and ``durable(run_id=...)`` for it
     raise the error from then on; ``durable()`` without a run raises the first error of any.
     """
 
-    def __init__(self, store: RunStore) -> None:
+    def __init__(self, store: RunStore, gap: float | None = None) -> None:
         self.store = store
+        if gap is None:
+            gap = getattr(store, "commit_gap", 0.0)
+        if not (isinstance(gap, int | float) and gap >= 0):
+            raise ValueError(f"a commit gap is a number of seconds >= 0, not {gap!r}")
+        self.gap = float(gap)
+        self._began = float("-inf")  # trio time the last write began
+        self._wanted = 0  # the highest ticket a durable() caller waits for
         self._limiter = trio.CapacityLimiter(1)
         self._batch = _Batch()
         self._counts: dict[str, int] = {}
@@ -216,6 +230,9 @@ class Committer:
         With ``run_id``, only that run's failure raises; without, any.
         """
         target = self._issued if ticket is None else ticket
+        if target > self._wanted:
+            self._wanted = target
+            self._wake.unpark_all()  # somebody waits: no gap before that batch
         while self._written < target:
             self._raise(run_id)
             await self._written_lot.park()
@@ -230,9 +247,20 @@ class Committer:
     async def serve(self) -> None:
         """Write batches until cancelled; a write in progress always completes first."""
         while True:
+            if self._writing:
+                # flush() is writing a batch: the next one's fence counts on its commits, so
+                # it must not be built (nor written) before that one is written.
+                await self._written_lot.park()
+                continue
             if not (self._batch.commits or self._batch.builders):
                 await self._wake.park()
                 continue
+            if self.gap and self._wanted <= self._written:
+                wait = self._began + self.gap - trio.current_time()
+                if wait > 0:  # nobody waits for it: let more gather, woken by a waiter
+                    with trio.move_on_after(wait):
+                        await self._wake.park()
+                    continue
             await self._write_batch()
 
     async def flush(self, run_id: str | None = None) -> None:
@@ -264,6 +292,7 @@ class Committer:
     async def _write_batch(self) -> None:
         batch, self._batch = self._batch, _Batch()
         self._writing = True
+        self._began = trio.current_time()
         try:
             commits = self._materialize(batch)
             try:
