@@ -119,6 +119,15 @@ async def test_a_finished_run_returns_its_stored_result_and_runs_nothing(store: 
     )
 
 
+async def test_a_run_that_ended_gives_up_its_claim_and_its_file(store: SQLiteStore) -> None:
+    """Once run() has returned (or raised), the run is claimed by nobody and its claim file is gone."""
+    assert await Chain(durable=store, timeout=None).run(run_id="r1", hops=2) == {"done": True}
+    with pytest.raises(ValueError, match="no stock"):
+        await Fails(durable=store).run(run_id="r2", item="tea")
+    assert store.holder("r1") is None and store.holder("r2") is None
+    assert list(store.claims_dir.iterdir()) == []
+
+
 async def test_a_failed_run_raises_its_stored_error_again(store: SQLiteStore) -> None:
     """A run that failed raises the same error, with its type and message, and runs nothing."""
     wf = Fails(durable=store)

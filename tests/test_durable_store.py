@@ -507,3 +507,41 @@ async def test_a_batch_gathered_while_flush_writes_is_written_after_it(tmp_path:
     record = store.get("a")
     assert record is not None and record.commits == 2 and record.snapshot == {"n": 2}
     store.close()
+
+
+async def test_what_follows_a_commit_runs_in_the_store_thread_once_it_is_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """add(commit, then=f): f runs in the store's thread after the commit is written, never when it fails; its error is logged."""
+    import threading
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    committer = Committer(store, gap=0)
+    for run_id in ("a", "b"):
+        committer.register(await committer.call(store.create, new(run_id)))
+    seen: list[tuple[str, bool, int]] = []
+
+    def then(run_id: str) -> Callable[[], None]:
+        def after() -> None:
+            with SQLiteStore(tmp_path / "runs.db") as other:  # another connection sees it
+                record = other.get(run_id)
+            assert record is not None
+            seen.append((run_id, threading.current_thread() is threading.main_thread(), record.commits))
+            if run_id == "b":
+                raise OSError("cannot remove the claim file")
+
+        return after
+
+    await committer.call(store.commit, [Commit("b", 0, "running", 1.0)])  # b moves on behind its back
+    committer.add(Commit("a", -1, "finished", 2.0), then=then("a"))
+    committer.add(Commit("b", -1, "finished", 2.0), then=then("b"))
+    with trio.fail_after(10), pytest.raises(RunConflictError):
+        await committer.flush()
+    assert seen == [("a", False, 1)]  # not b's: its commit failed
+    committer.register(await committer.call(store.get, "b"))  # b's run takes it up again
+    committer.add(Commit("b", -1, "finished", 3.0), then=then("b"))
+    with trio.fail_after(10):
+        await committer.flush("b")
+    assert seen == [("a", False, 1), ("b", False, 2)]
+    assert "cannot remove the claim file" in caplog.text
+    store.close()

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -849,13 +850,17 @@ class DurableRun:
                     self.touch()  # what it did so far, and the time it ran, for whoever resumes it
                 else:
                     assert outcome is not None
-                    committer.add(self.final_commit(outcome))
+                    claim = self.claim
+                    # The run has ended once its final commit is written: its claim is given
+                    # up (its file removed) in the store's thread, right after it.
+                    release = None if claim is None else partial(claim.release, ended=True)
+                    committer.add(self.final_commit(outcome), then=release)
                 await committer.flush(self.run.id)
                 ended = not host
         finally:
             committer.forget(self.run.id)
             if self.claim is not None:
-                self.claim.release(ended=ended)
+                self.claim.release(ended=ended)  # if it was not given up with the final commit
 
     # -- commits ----------------------------------------------------------------------------
 

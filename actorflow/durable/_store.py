@@ -11,6 +11,7 @@ trio run and writes them in group commits, one transaction per batch, in a worke
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -22,6 +23,8 @@ from ._records import Commit, InboxItem, InvocationRecord, NewRun, RunRecord
 __all__ = ["Claim", "Committer", "RunStore"]
 
 T = TypeVar("T")
+
+_log = logging.getLogger("actorflow.durable")
 
 
 class Claim:
@@ -124,6 +127,7 @@ class RunStore(Protocol):
 class _Batch:
     commits: dict[str, Commit] = attrs.Factory(dict)
     builders: dict[str, Callable[[], Commit | None]] = attrs.Factory(dict)
+    then: dict[str, list[Callable[[], object]]] = attrs.Factory(dict)
     ticket: int = 0
 
 
@@ -199,10 +203,18 @@ class Committer:
         if error is not None:
             raise error
 
-    def add(self, commit: Commit) -> int:
-        """Queue ``commit`` for the next group commit; return its ticket."""
+    def add(self, commit: Commit, *, then: Callable[[], object] | None = None) -> int:
+        """Queue ``commit`` for the next group commit; return its ticket.
+
+        ``then()`` is called in the store's thread right after the commit is written (never
+        if it is not): what must follow it at once, such as giving up an ended run's claim
+        (a file removed, which can take milliseconds), without a thread trip of its own and
+        without blocking trio's thread. Its errors are logged, never raised.
+        """
         self._check(commit.run_id)
         batch = self._batch
+        if then is not None:
+            batch.then.setdefault(commit.run_id, []).append(then)
         build = batch.builders.pop(commit.run_id, None)
         if build is not None:  # what the run touched before comes first
             built = build()
@@ -295,8 +307,11 @@ class Committer:
         self._began = trio.current_time()
         try:
             commits = self._materialize(batch)
+            then = batch.then
             try:
-                await trio.to_thread.run_sync(self.store.commit, commits, limiter=self._limiter)
+                await trio.to_thread.run_sync(
+                    self._commit, commits, [f for fs in then.values() for f in fs], limiter=self._limiter
+                )
                 written = commits
             except Exception as exc:
                 if len(commits) == 1:
@@ -306,7 +321,9 @@ class Committer:
                     written = []
                     for commit in commits:
                         try:
-                            await trio.to_thread.run_sync(self.store.commit, [commit], limiter=self._limiter)
+                            await trio.to_thread.run_sync(
+                                self._commit, [commit], then.get(commit.run_id, ()), limiter=self._limiter
+                            )
                         except Exception as one:
                             self._failed(commit.run_id, one)
                         else:
@@ -326,6 +343,15 @@ class Committer:
         self.batches += 1
         self._written = batch.ticket
         self._written_lot.unpark_all()
+
+    def _commit(self, commits: list[Commit], then: Sequence[Callable[[], object]]) -> None:
+        """In the store's thread: write ``commits``, then call what follows them."""
+        self.store.commit(commits)
+        for fn in then:
+            try:
+                fn()
+            except Exception:
+                _log.exception("actorflow: after a commit to %s", self.store)
 
     def _failed(self, run_id: str, error: Exception) -> None:
         self._errors[run_id] = error
