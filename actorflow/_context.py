@@ -446,13 +446,20 @@ class Context(Generic[StateT]):
 
     # -- the invocation in progress (called by the worker and make_call, not by steps) -------
 
-    def _begin(self, event_id: int) -> None:
-        """An observed invocation of input ``event_id`` begins."""
+    def _begin(self, event_id: int, now: float | None = None) -> None:
+        """An observed invocation of input ``event_id`` begins (``now``: trio's clock, if read)."""
         self._cause = event_id
         self.attempt = 1
         self._retry_pending = False
-        self._attempt_started = self._first_started = trio.current_time()
+        self._attempt_started = self._first_started = trio.current_time() if now is None else now
         self._emitted = self._emitted_ids = None
+
+    def _end_counted(self) -> int:
+        """:meth:`_end` for a caller that needs only how many events the invocation emitted."""
+        emitted = self._emitted
+        self._cause = None
+        self._emitted = self._emitted_ids = None
+        return 0 if emitted is None else len(emitted)
 
     def _end(self) -> tuple[tuple[Event, ...], tuple[int, ...]]:
         """The observed invocation ended: what it emitted, and their ids."""
