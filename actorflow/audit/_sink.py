@@ -467,6 +467,8 @@ class RunWriter:
         "_queue",
         "_ran",
         "_ran1",
+        "_ran1_head",
+        "_ran1_tail",
         "_run_id",
         "_started",
     )
@@ -505,6 +507,13 @@ class RunWriter:
             '"events":[{"event_id":%d,"event_type":%s,"payload":%s}],"from_seq":%d,"prev_hash":"%s","run_id":'
             + rid
         ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
+        self._ran1_head = (
+            '{"attempt":%d,"duration_s":%s,"emitted":1,"event":"step.finished","event_id":%d,'
+            '"events":[{"event_id":%d,"event_type":%s,"payload":'
+        )
+        self._ran1_tail = ('}],"from_seq":%d,"prev_hash":"%s","run_id":' + rid) + (
+            ',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}"
+        )
         self._emitted_head = '{"cause_id":%s,"event":"event.emitted","event_id":%d,"event_type":%s,"payload":'
         self._emitted_tail = (',"prev_hash":"%s","run_id":' + rid) + (
             ',"seq":%d,"step":%s,"timestamp":"%s","workflow":' + wf + "}"
@@ -602,9 +611,18 @@ class RunWriter:
                 data = canonical(payload)
             except (TypeError, ValueError, RecursionError):
                 return False  # HashChain makes the markers
-            if len(data) >= _PIECES:
-                return False  # a large payload is written in pieces, by event_emitted
             run_id = self._run_id
+            if len(data) >= _PIECES:  # hashed and queued in pieces, as event_emitted does
+                pieces = (
+                    (self._ran1_head % (attempt, repr(duration), event_id, emitted_id, kind)).encode("ascii"),
+                    data.encode("ascii"),
+                    (
+                        self._ran1_tail
+                        % (first, self._last.get(run_id, GENESIS), seq, name, timestamp, worker)
+                    ).encode("ascii"),
+                )
+                self._queue_pieces(pieces)
+                return True
             raw = (
                 self._ran1
                 % (
@@ -687,7 +705,11 @@ class RunWriter:
             self._put((head + data + tail).encode("ascii"))
             return True
         # A large payload is hashed and written in place: no copy of it into one body.
-        pieces = (head.encode("ascii"), data.encode("ascii"), tail.encode("ascii"))
+        self._queue_pieces((head.encode("ascii"), data.encode("ascii"), tail.encode("ascii")))
+        return True
+
+    def _queue_pieces(self, pieces: tuple[bytes, bytes, bytes]) -> None:
+        """Hash and queue a record given as three pieces (one a large payload), never joined."""
         key = self._key
         hasher = hashlib.sha256(pieces[0]) if key is None else hmac.new(key, pieces[0], hashlib.sha256)
         hasher.update(pieces[1])
@@ -695,7 +717,6 @@ class RunWriter:
         h = hasher.hexdigest()
         self._last[self._run_id] = h
         self._queue(pieces, h)
-        return True
 
 
 def _flush_at_exit(ref: weakref.ref[JSONLinesSink]) -> None:
