@@ -1,7 +1,10 @@
 """Definition checks: turn a workflow class's steps into a :class:`WorkflowSpec`, or explain why not.
 
 Like attrs' ``_transform_attrs``, every problem of a class is collected and reported at once,
-each with the fix, in one :class:`WorkflowDefinitionError`.
+each with the fix, in one :class:`WorkflowDefinitionError`. Each problem says whether it is a
+gap in the graph that steps added later (``add_step``) could fill (no StopEvent producer, an
+event nobody consumes, an unreachable step, ...): a class whose only problems are gaps is
+checked again when it is first instantiated, as LlamaIndex checks it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,26 @@ from ._router import RouteTable
 from ._state import DictState
 from ._step import StepSpec
 
-__all__ = ["WorkflowSpec", "build_spec"]
+__all__ = ["Problem", "WorkflowSpec", "build_spec", "check_steps", "definition_error"]
+
+
+@attrs.frozen
+class Problem:
+    """One reason a set of steps is not a valid workflow."""
+
+    text: str
+    """The problem and its fix, as the error lists it."""
+    gap: bool = False
+    """Whether steps added to the class could fix it (a graph-level problem): a class whose
+    only problems are gaps may be completed with ``add_step`` before it is instantiated."""
+
+
+def definition_error(name: str, problems: Sequence[Problem | str]) -> WorkflowDefinitionError:
+    """The one error listing every problem of the class ``name``."""
+    lines = [p.text if isinstance(p, Problem) else p for p in problems]
+    return WorkflowDefinitionError(
+        f"{name} is not a valid workflow:\n" + "\n".join(f"  - {line}" for line in lines)
+    )
 
 
 @attrs.frozen
@@ -78,18 +100,40 @@ def build_spec(
     ``external`` are event types that enter runs from outside (``RunHandle.send_event``),
     so no step needs to produce them.
     """
-    found: list[str] = []
+    result, problems = check_steps(
+        name, steps, reserved=reserved, external=external, skip_graph_checks=skip_graph_checks
+    )
+    if result is None:
+        raise definition_error(name, problems)
+    return result
+
+
+def check_steps(
+    name: str,
+    steps: Sequence[StepSpec],
+    *,
+    reserved: Mapping[str, str] | None = None,
+    external: Sequence[object] = (),
+    skip_graph_checks: frozenset[str] = frozenset(),
+) -> tuple[WorkflowSpec | None, list[Problem]]:
+    """:func:`build_spec`'s checks: the spec (None when there are problems) and every problem."""
+    problems: list[Problem] = []
+
+    def fail(text: str) -> None:  # no step added to the class can fix it
+        problems.append(Problem(text))
+
+    def gap(text: str) -> None:  # a step added to the class could fix it
+        problems.append(Problem(text, gap=True))
+
     for t in external:
         if not (isinstance(t, type) and issubclass(t, Event)):
-            found.append(f"external_events must hold Event types, got {t!r}")
+            fail(f"external_events must hold Event types, got {t!r}")
     outside = tuple(t for t in external if isinstance(t, type) and issubclass(t, Event))
     for s in steps:
         if reserved and s.name in reserved:
-            found.append(
-                f"step {s.name!r} has the name of {reserved[s.name]}, which it would hide; rename the step"
-            )
+            fail(f"step {s.name!r} has the name of {reserved[s.name]}, which it would hide; rename the step")
     if not steps:
-        found.append(
+        gap(
             f"Workflow '{name}' has no configured steps. Did you forget to annotate methods with "
             f"@step or to register free-function steps via @step(workflow=...)? (it defines no "
             f"steps; decorate 'async def' methods with @step)"
@@ -104,33 +148,33 @@ def build_spec(
     stops = [t for t in emitted if issubclass(t, StopEvent)]
 
     if steps and not starts:
-        found.append(
+        gap(
             f"At least one Event of type StartEvent must be received by any step. (Workflow "
             f"'{name}' has no @step that accepts StartEvent.) Here no step accepts a StartEvent; "
             f"the first step's event parameter must be annotated with StartEvent or a subclass of it"
         )
     if len(starts) > 1:
-        found.append(
+        fail(
             f"Only one type of StartEvent is allowed per workflow, found {len(starts)}: steps accept "
             f"{len(starts)} StartEvent types ({_names(starts)}); a workflow has exactly one, which "
             f"run() builds from its keyword arguments"
         )
     if steps and not stops:
-        found.append(
+        gap(
             f"At least one Event of type StopEvent must be returned by any step. (Workflow "
             f"'{name}' has no @step that returns StopEvent.) Here no step can return a StopEvent, "
             f"so no run could ever finish; annotate the last step with '-> StopEvent' (or a "
             f"subclass of it)"
         )
     if len(stops) > 1:
-        found.append(
+        fail(
             f"Only one type of StopEvent is allowed per workflow, found {len(stops)}: steps return "
             f"{len(stops)} StopEvent types ({_names(stops)}); a workflow has exactly one result type"
         )
     for s in steps:
         stop_in = [t for t in s.accepts if issubclass(t, StopEvent)]
         if stop_in:
-            found.append(
+            fail(
                 f"Step '{s.name}' cannot accept StopEvent. StopEvent signals the end of the workflow. "
                 f"Use a different Event type instead. (step {s.name!r} accepts {_names(stop_in)}; a "
                 f"StopEvent ends the run and is never delivered to a step)"
@@ -143,34 +187,44 @@ def build_spec(
         ):
             continue
         by = [s.name for s in steps if t in s.emits]
-        found.append(
+        gap(
             f"The following events are produced but never consumed: {t.__name__}. "
             f"{t.__name__} is produced by {_quoted(by)} but no step accepts it; add a step "
             f"whose event parameter is annotated with {t.__name__}, or remove it from the "
             f"return hint"
         )
-    handlers = handler_table(steps, found)
+    unfit: list[str] = []
+    missing: list[str] = []
+    handlers = handler_table(steps, unfit, missing)
+    for text in unfit:
+        fail(text)
+    for text in missing:
+        gap(text)
     for t in accepted:
         if issubclass(t, (StartEvent, StopEvent, HumanResponseEvent, *outside)) or _emitted_to(t, steps):
             continue
         if t is StepFailedEvent and all(s.catch is not None for s in steps if t in s.accepts):
             continue  # the runtime sends it to @catch_error handlers
         by = [s.name for s in steps if t in s.accepts]
-        found.append(
+        gap(
             f"The following events are consumed but never produced: {t.__name__}. "
             f"{t.__name__} is accepted by {_quoted(by)} but no step returns it; add it to the "
             f"return hint of the step that emits it (ctx.send_event also needs that), or list it "
             f"in the workflow's external_events if it comes from outside through send_event()"
         )
-    state_type = _state_type(steps, found)
+    unfit = []
+    state_type = _state_type(steps, unfit)
+    for text in unfit:
+        fail(text)
     if steps and starts:
         top = [starts[0], *(t for t in accepted if issubclass(t, (HumanResponseEvent, *outside)))]
-        found.extend(level_problems(steps, top))
-        _graph_checks(steps, starts[0], outside, skip_graph_checks, found)
-    if found:
-        raise WorkflowDefinitionError(
-            f"{name} is not a valid workflow:\n" + "\n".join(f"  - {p}" for p in found)
-        )
+        # fan-ins without a list producer, joins across levels, unreachable steps, dead ends
+        missing = level_problems(steps, top)
+        _graph_checks(steps, starts[0], outside, skip_graph_checks, missing)
+        for text in missing:
+            gap(text)
+    if problems:
+        return None, problems
     return WorkflowSpec(
         name=name,
         steps=tuple(steps),
@@ -182,7 +236,7 @@ def build_spec(
         state_type=state_type,
         handlers=handlers,
         gathers=bindings(steps) if any(s.gather is not None for s in steps) else {},
-    )
+    ), []
 
 
 def _graph_checks(

@@ -29,13 +29,14 @@ from ._observe import observers as global_observers
 from ._resource import ResourceManager, config_problems, resource_problems
 from ._run import Run
 from ._step import StepConfig, StepSpec, UnresolvedHint, _StepDraft, resolve, step_marker
-from ._validate import WorkflowSpec, build_spec
+from ._validate import Problem, WorkflowSpec, build_spec, check_steps, definition_error
 
 __all__ = ["Workflow"]
 
 _SPEC = "__actorflow_spec__"
 _PENDING = "__actorflow_pending__"
 _FREE = "__actorflow_free_steps__"
+_ABSTRACT = "__actorflow_abstract__"
 
 #: Graph checks ``Workflow(skip_graph_checks=...)`` knows by name (LlamaIndex's).
 WORKFLOW_GRAPH_CHECKS = frozenset({"reachability", "terminal_event", "dead_end"})
@@ -73,7 +74,9 @@ class Workflow:
     """Base class of workflows: subclass it and decorate ``async def`` methods with ``@step``.
 
     The steps and the routes between them are read from the steps' type hints when the
-    subclass is defined, and checked then (all problems reported at once). One instance can
+    subclass is defined, and checked then (all problems reported at once); a class whose only
+    problems are gaps that steps added later (``add_step``) could fill is checked when it is
+    first instantiated instead. One instance can
     serve any number of runs, one after another or at the same time; each run has state of
     its own. Attributes of the instance and of the class are visible to every step.
 
@@ -100,7 +103,8 @@ class Workflow:
     def __init_subclass__(
         cls, *, abstract: bool = False, skip_graph_checks: Iterable[str] = (), **kwargs: Any
     ) -> None:
-        """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none).
+        """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none);
+        a class with gaps only (no StopEvent producer yet, ...) is checked when first instantiated.
 
         ``skip_graph_checks={"reachability", "terminal_event", "dead_end"}`` (any of them) turns
         those checks of the class off, as ``Workflow(skip_graph_checks=...)`` does in LlamaIndex.
@@ -120,11 +124,15 @@ class Workflow:
             frame = frame.f_back  # ...past the __init_subclass__ of classes in between
         setattr(cls, _SPEC, None)
         setattr(cls, _PENDING, None)
+        setattr(cls, _ABSTRACT, abstract)
         if abstract or not _collect(cls):
             setattr(cls, _PENDING, frame)
             return  # checked when instantiated instead
         try:
-            _compile(cls, _names_at(frame, cls))
+            if _compile(cls, _names_at(frame, cls), defer=True) is None:
+                # Only gaps (no StopEvent producer, an event nobody consumes, ...): steps added
+                # with add_step may fill them, so the class is checked when first instantiated.
+                setattr(cls, _PENDING, frame)
         except UnresolvedHint:
             # A forward reference: keep the defining frame, whose locals will hold the name
             # once the function defining the class has run further (or returned).
@@ -173,7 +181,7 @@ class Workflow:
                 f"Unknown graph check names: {', '.join(unknown)}. Valid names are: "
                 f"{', '.join(sorted(WORKFLOW_GRAPH_CHECKS))}"
             )
-        # The class's graph was checked when it was defined; these are kept for validate().
+        # The class's graph is checked (by spec() below, at the latest); these are for validate().
         self._disable_validation = bool(disable_validation)
         self._skip_graph_checks = frozenset(skip_graph_checks or ())
         if max_concurrent_runs is not None and (
@@ -230,8 +238,8 @@ class Workflow:
         return found
 
     def validate(self, *, validate_resource_configs: bool = True, validate_resources: bool = False) -> bool:
-        """Check the workflow again (actorflow checked it when the class was defined, and
-        raises ``WorkflowDefinitionError`` for a problem then); True when a step asks for
+        """Check the workflow again (actorflow checked it when the class was defined or first
+        instantiated, and raised ``WorkflowDefinitionError`` for a problem then); True when a step asks for
         outside input (an InputRequiredEvent or a HumanResponseEvent), as in LlamaIndex.
 
         As there, it loads every ``ResourceConfig`` file the steps read
@@ -249,11 +257,17 @@ class Workflow:
     @classmethod
     def add_step(cls, func: Callable[..., Any]) -> None:
         """Add ``func``, a module-level function decorated with ``@step(workflow=cls)`` (or
-        ``@step``), to the class's steps; a class already checked is checked again now."""
+        ``@step``), to the class's steps, and check the class again: a problem no other step
+        could fix is raised now (and the step not added); gaps that steps added later may fill
+        (no StopEvent producer yet, ...) are raised when the class is first instantiated."""
         marker = step_marker(func)
         name = getattr(func, "__name__", repr(func))
         if marker is None:
             raise WorkflowDefinitionError(f"Step function {name} is missing the `@step` decorator.")
+        if cls is Workflow:
+            raise WorkflowDefinitionError(
+                f"Workflow.add_step({name}): add steps to a Workflow subclass, not to Workflow itself"
+            )
         if name in _collect(cls):
             raise WorkflowDefinitionError(
                 f"A step {name} is already part of this workflow, please choose another name."
@@ -261,10 +275,16 @@ class Workflow:
         free = dict(cls.__dict__.get(_FREE) or {})
         free[name] = func
         setattr(cls, _FREE, free)
-        if cls.__dict__.get(_SPEC) is None:
-            return  # checked when the class is first instantiated
+        for sub in _descendants(cls):  # they inherit the step: checked again when next used
+            if sub.__dict__.get(_SPEC) is not None:
+                setattr(sub, _SPEC, None)
+        if cls.__dict__.get(_ABSTRACT):
+            return  # checked when the class (or a subclass) is first instantiated
+        frame = cls.__dict__.get(_PENDING)
         try:
-            _compile(cls, {})
+            _compile(cls, _names_at(frame, cls) if frame is not None else {}, defer=True)
+        except UnresolvedHint:
+            setattr(cls, _SPEC, None)  # a hint names a class not defined yet: checked when instantiated
         except BaseException:
             free.pop(name)
             setattr(cls, _FREE, free)
@@ -556,6 +576,7 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
     frame = cls.__dict__.get(_PENDING)
     try:
         found = _compile(cls, _names_at(frame, cls) if frame is not None else {})
+        assert found is not None  # only _compile(defer=True) leaves a class unchecked
     except UnresolvedHint as exc:
         raise WorkflowDefinitionError(
             f"{cls.__name__}: cannot resolve the type hint {exc.hint!r} of step "
@@ -563,6 +584,18 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
             f"or import that event class in the module (or the function) that defines the workflow"
         ) from exc.error
     setattr(cls, _PENDING, None)  # let the frame go
+    return found
+
+
+def _descendants(cls: type) -> list[type]:
+    """Every subclass of ``cls``, at any depth."""
+    found: list[type] = []
+    todo: list[type] = list(cls.__subclasses__())
+    while todo:
+        sub = todo.pop()
+        if sub not in found:
+            found.append(sub)
+            todo.extend(sub.__subclasses__())
     return found
 
 
@@ -602,10 +635,15 @@ def _collect(cls: type[Workflow]) -> dict[str, tuple[StepSpec | _StepDraft, Any]
 _RESERVED = {name: f"Workflow.{name}" for name in dir(Workflow)}
 
 
-def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
-    """Resolve, check and store the spec of ``cls``."""
+def _compile(cls: type[Workflow], scope: Mapping[str, Any], *, defer: bool = False) -> WorkflowSpec | None:
+    """Resolve, check and store the spec of ``cls``.
+
+    With ``defer``, a class whose only problems are gaps that steps added later could fill
+    (no StopEvent producer, an event nobody consumes, ...) is left unchecked (None), to be
+    checked again when it is first instantiated; any other problem raises, with every gap.
+    """
     specs: list[StepSpec] = []
-    problems: list[str] = []
+    problems: list[Problem] = []
     for name, (marker, value) in _collect(cls).items():
         if isinstance(marker, StepSpec):
             if value is None:  # a module-level function added with add_step
@@ -626,18 +664,21 @@ def _compile(cls: type[Workflow], scope: Mapping[str, Any]) -> WorkflowSpec:
             exc.step = name  # type: ignore[attr-defined]
             raise
         except WorkflowDefinitionError as exc:
-            problems.append(str(exc))
+            problems.append(Problem(str(exc)))  # a step's own signature: no other step fixes it
     if problems:
-        raise WorkflowDefinitionError(
-            f"{cls.__name__} is not a valid workflow:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
-    result = build_spec(
+        raise definition_error(cls.__name__, problems)
+    result, problems = check_steps(
         cls.__name__,
         specs,
         reserved=_RESERVED,
         external=tuple(cls.external_events),
         skip_graph_checks=cls.__actorflow_skip__,
     )
+    if result is None:
+        if defer and all(p.gap for p in problems):
+            setattr(cls, _SPEC, None)
+            return None
+        raise definition_error(cls.__name__, problems)
     setattr(cls, _SPEC, result)
     return result
 

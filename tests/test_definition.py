@@ -95,14 +95,15 @@ def test_ctx_may_come_before_or_after_the_event() -> None:
 
 def test_two_event_parameters_make_a_join_whose_events_must_meet() -> None:
     """Two event parameters make a join (LlamaIndex's collect_params); one that can never
-    fill both at one stream level is refused."""
+    fill both at one stream level is refused when the class is instantiated."""
+
+    class Flow(Workflow):
+        @step
+        async def s(self, a: StartEvent, b: MiddleEvent) -> StopEvent:
+            return StopEvent()
 
     with pytest.raises(WorkflowDefinitionError, match="joins event parameters that are never produced"):
-
-        class Flow(Workflow):
-            @step
-            async def s(self, a: StartEvent, b: MiddleEvent) -> StopEvent:
-                return StopEvent()
+        Flow()
 
 
 def test_a_step_without_an_event_parameter_is_rejected() -> None:
@@ -120,7 +121,26 @@ def test_a_step_without_an_event_parameter_is_rejected() -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    """One WorkflowDefinitionError lists all the problems of a class."""
+    """One WorkflowDefinitionError lists all the problems of a class, when it is instantiated
+    if steps added later could fix them all."""
+
+    class Broken(Workflow):
+        @step
+        async def a(self, ev: MiddleEvent) -> OtherEvent:
+            return OtherEvent(data="")
+
+    with pytest.raises(WorkflowDefinitionError) as info:
+        Broken()
+    message = str(info.value)
+    assert message.startswith("Broken is not a valid workflow:")
+    assert "no step accepts a StartEvent" in message
+    assert "no step can return a StopEvent" in message
+    assert "OtherEvent is produced by step 'a' but no step accepts it" in message
+    assert "MiddleEvent is accepted by step 'a' but no step returns it" in message
+
+
+def test_a_problem_no_step_can_fix_fails_at_definition_with_every_gap() -> None:
+    """A class with a problem no added step could fix is refused when defined, its gaps listed too."""
     with pytest.raises(WorkflowDefinitionError) as info:
 
         class Broken(Workflow):
@@ -128,11 +148,13 @@ def test_every_problem_is_reported_at_once() -> None:
             async def a(self, ev: MiddleEvent) -> OtherEvent:
                 return OtherEvent(data="")
 
+            @step
+            async def late(self, ev: StopEvent) -> None:
+                return None
+
     message = str(info.value)
-    assert message.startswith("Broken is not a valid workflow:")
+    assert "Step 'late' cannot accept StopEvent" in message
     assert "no step accepts a StartEvent" in message
-    assert "no step can return a StopEvent" in message
-    assert "OtherEvent is produced by step 'a' but no step accepts it" in message
     assert "MiddleEvent is accepted by step 'a' but no step returns it" in message
 
 
