@@ -527,6 +527,33 @@ async def test_an_event_posted_to_the_inbox_reaches_the_run_open_here(
     assert store.inbox("inbox") == []
 
 
+async def test_an_event_posted_while_no_process_has_the_run_reaches_it_when_opened(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """An answer posted to a waiting run nobody has open is sent in as soon as a process opens it."""
+
+    class Wait(Workflow):
+        @step
+        async def wait(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            answer = await ctx.wait_for_event(HumanResponseEvent)
+            return StopEvent(result=answer.response)
+
+    with trio.fail_after(10):
+        async with Wait(durable=store).open_run(run_id="later") as handle:
+            while not handle.statistics().steps["wait"].waiting:
+                await trio.sleep(0.001)
+        with SQLiteStore(tmp_path / "runs.db") as other:
+            other.post(
+                "later",
+                '{"__is_pydantic": true, "value": {"response": "posted"}, '
+                '"qualified_name": "actorflow._events.HumanResponseEvent"}',
+                1.0,
+            )
+        assert await Wait(durable=store).run(run_id="later") == "posted"
+    assert store.inbox("later") == []
+    assert [i.step for i in store.invocations("later")] == ["wait"]
+
+
 AUDITED = """
 import sys, os, trio, structlog
 sys.path.insert(0, sys.argv[4])

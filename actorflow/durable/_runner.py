@@ -517,6 +517,10 @@ class DurableRun:
         self.failure: BaseException | None = None
         self.hub: Any = None
         """The store's hub (``_session.StoreHub``) that polls the run's inbox."""
+        self.inbox: Sequence[Any] = ()
+        """What waited in the run's inbox when it was opened (sent in once it runs here)."""
+        self.inbox_polls = 0
+        """The hub's ``polls`` when that was read."""
         self._seen_inbox: set[int] = set()
         self.continued = False
         self.restored: BaseModel | None = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from .._events import Event
 from .._exceptions import RunArgumentsError, WorkflowRuntimeError
 from .._serializers import JsonSerializer
 from ._errors import RunConflictError
-from ._records import NewRun, RunRecord
+from ._records import InboxItem, NewRun, RunRecord
 from ._runner import DurableRun
 from ._snapshot import snapshot_from_dict
 from ._store import Claim, Committer, RunStore
@@ -53,8 +53,10 @@ class StoreHub:
         self.store = store
         self.committer = Committer(store)
         self.polled: dict[str, DurableRun] = {}
-        self._fresh: set[str] = set()
+        self._fresh: dict[str, Sequence[InboxItem] | None] = {}
         self._wake = trio.Event()
+        self.polls = 0
+        """``store.changed()`` calls so far (a run opened before the last one must read its inbox again)."""
 
     async def serve(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -69,32 +71,48 @@ class StoreHub:
                 await trio.sleep(0)
 
     async def _poll_forever(self) -> None:
+        due = trio.current_time() + POLL_INTERVAL
         while True:
-            with trio.move_on_after(POLL_INTERVAL):
+            with trio.move_on_at(due):
                 await self._wake.wait()
             self._wake = trio.Event()
-            if not self.polled:
-                continue
+            fresh, self._fresh = self._fresh, {}
+            periodic = trio.current_time() >= due
+            if periodic:
+                due = trio.current_time() + POLL_INTERVAL
             try:
-                await self._poll()
+                await self._poll(fresh, periodic)
             except Exception as exc:  # a store that cannot be read now: try again later
                 _log.warning("actorflow: cannot read the inboxes of %s: %s", self.store, exc)
 
-    async def _poll(self) -> None:
-        fresh, self._fresh = self._fresh, set()
-        changed = await self.committer.call(self.store.changed)
+    async def _poll(self, fresh: Mapping[str, Sequence[InboxItem] | None], periodic: bool) -> None:
+        changed = False
+        if periodic and self.polled:
+            changed = await self.committer.call(self.store.changed)
+            self.polls += 1
         for run_id in list(self.polled):
             durable = self.polled.get(run_id)
             if durable is None or not (changed or run_id in fresh):
                 continue
-            items = await self.committer.call(self.store.inbox, run_id)
+            items = fresh.get(run_id)  # read as the run was opened: no trip of its own
+            if items is None or changed:
+                items = await self.committer.call(self.store.inbox, run_id)
             if items and self.polled.get(run_id) is durable:
                 durable.take_inbox(items)
 
     def follow(self, durable: DurableRun) -> None:
-        """Poll ``durable``'s inbox while it runs here (and look once at once)."""
+        """Poll ``durable``'s inbox while it runs here. What it held when the run was opened
+        (:attr:`DurableRun.inbox`) is sent in at once, unless the store was polled since: an
+        event posted after that read may be behind a change that poll took note of, so the
+        run's inbox is read again."""
         self.polled[durable.run_id] = durable
-        self._fresh.add(durable.run_id)
+        items, durable.inbox = durable.inbox, ()
+        if self.polls != durable.inbox_polls:
+            self._fresh[durable.run_id] = None
+        elif items:
+            self._fresh[durable.run_id] = items
+        else:
+            return
         self._wake.set()
 
     def unfollow(self, durable: DurableRun) -> None:
@@ -154,7 +172,10 @@ async def _prepare(
             event = _start_event(wf_spec, None, {})
         return NewRun(run_id, wf_spec.name, _encode_start(serializer, event, run_id), "json", time.time())
 
-    record, fresh, claim, holder = await committer.call(_open_row, store, run_id, wf_spec.name, new_run)
+    polls = hub.polls  # before the trip: a poll of the store after it may miss this run
+    record, fresh, claim, holder, inbox = await committer.call(
+        _open_row, store, run_id, wf_spec.name, new_run
+    )
     other = RunConflictError(
         f"run {run_id!r} in {store!r} is a run of {record.workflow}, not of {wf_spec.name}"
     )
@@ -193,6 +214,7 @@ async def _prepare(
             fresh=fresh,
         )
         durable.hub = hub
+        durable.inbox, durable.inbox_polls = inbox, polls
         committer.register(record, durable.commit_failed)
         return workflow._new_run(event, {}, stream=stream, run_id=run_id, durable=durable)
     except BaseException:
@@ -202,21 +224,25 @@ async def _prepare(
 
 def _open_row(
     store: RunStore, run_id: str, workflow: str, new_run: Callable[[], NewRun]
-) -> tuple[RunRecord, bool, Claim | None, int | None]:
+) -> tuple[RunRecord, bool, Claim | None, int | None, Sequence[InboxItem]]:
     """In the store's thread, in one trip: the run's row (created if missing), whether it was
     created now, and unless it ended or is another workflow's, its claim (then the row as it
-    is now that the run is ours) or, when another process holds it, that process's pid."""
+    is now that the run is ours, and what waits in its inbox) or, when another process holds
+    it, that process's pid."""
     record = store.get(run_id)
     fresh = record is None
     if record is None:
         record = store.create(new_run())
     if record.workflow != workflow or record.ended:
-        return record, fresh, None, None
+        return record, fresh, None, None, ()
     claim = store.claim(run_id)
     if claim is None:
-        return record, fresh, None, store.holder(run_id)
+        return record, fresh, None, store.holder(run_id), ()
     try:
-        return store.get(run_id) or record, fresh, claim, None
+        # A run created now has nothing in its inbox (post() refuses unknown runs) until
+        # another process finds its row, which the first periodic poll then sees changed.
+        inbox = () if fresh else store.inbox(run_id)
+        return store.get(run_id) or record, fresh, claim, None, inbox
     except BaseException:
         claim.release()
         raise
