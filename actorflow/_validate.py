@@ -115,8 +115,14 @@ def check_steps(
     reserved: Mapping[str, str] | None = None,
     external: Sequence[object] = (),
     skip_graph_checks: frozenset[str] = frozenset(),
+    allow_gaps: bool = False,
 ) -> tuple[WorkflowSpec | None, list[Problem]]:
-    """:func:`build_spec`'s checks: the spec (None when there are problems) and every problem."""
+    """:func:`build_spec`'s checks: the spec (None when there are problems) and every problem.
+
+    ``allow_gaps`` builds the spec anyway when the only problems are events produced or
+    consumed by no step, unreachable steps and dead ends (``Workflow(disable_validation=True)``,
+    as in LlamaIndex): the class still needs its one StartEvent and StopEvent type.
+    """
     problems: list[Problem] = []
 
     def fail(text: str) -> None:  # no step added to the class can fix it
@@ -220,10 +226,11 @@ def check_steps(
         top = [starts[0], *(t for t in accepted if issubclass(t, (HumanResponseEvent, *outside)))]
         # fan-ins without a list producer, joins across levels, unreachable steps, dead ends
         missing = level_problems(steps, top)
+        allow_gaps = allow_gaps and not missing  # a fan-in or join no stream feeds: never
         _graph_checks(steps, starts[0], outside, skip_graph_checks, missing)
         for text in missing:
             gap(text)
-    if problems:
+    if problems and not (allow_gaps and len(starts) == len(stops) == 1 and all(p.gap for p in problems)):
         return None, problems
     return WorkflowSpec(
         name=name,
@@ -236,7 +243,7 @@ def check_steps(
         state_type=state_type,
         handlers=handlers,
         gathers=bindings(steps) if any(s.gather is not None for s in steps) else {},
-    ), []
+    ), problems
 
 
 def _graph_checks(

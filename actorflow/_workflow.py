@@ -37,6 +37,7 @@ _SPEC = "__actorflow_spec__"
 _PENDING = "__actorflow_pending__"
 _FREE = "__actorflow_free_steps__"
 _ABSTRACT = "__actorflow_abstract__"
+_LENIENT = "__actorflow_lenient__"
 
 #: Graph checks ``Workflow(skip_graph_checks=...)`` knows by name (LlamaIndex's).
 WORKFLOW_GRAPH_CHECKS = frozenset({"reachability", "terminal_event", "dead_end"})
@@ -203,7 +204,7 @@ class Workflow:
             durable = _check_store(durable)
         self._actorflow_durable = durable
         self._actorflow_limiter = None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
-        wf_spec = spec(type(self))  # the class is checked by now at the latest
+        wf_spec = self._spec()  # the class is checked by now at the latest
         self._actorflow_executors = _check_executors(wf_spec, executors)
         if durable is not None:
             unsupported = [s.name for s in wf_spec.steps if s.gather is not None or s.join]
@@ -222,18 +223,18 @@ class Workflow:
     @property
     def start_event_class(self) -> type[StartEvent]:
         """The StartEvent type this workflow's runs begin with."""
-        return spec(type(self)).start_type
+        return self._spec().start_type
 
     @property
     def stop_event_class(self) -> type[StopEvent]:
         """The StopEvent type this workflow's runs end with."""
-        return spec(type(self)).stop_type
+        return self._spec().stop_type
 
     @property
     def events(self) -> list[type[Event]]:
         """Every event type the workflow's steps accept or return."""
         found: list[type[Event]] = []
-        for s in spec(type(self)).steps:
+        for s in self._spec().steps:
             found += [t for t in (*s.accepts, *s.emits) if t not in found]
         return found
 
@@ -275,7 +276,9 @@ class Workflow:
         free = dict(cls.__dict__.get(_FREE) or {})
         free[name] = func
         setattr(cls, _FREE, free)
+        setattr(cls, _LENIENT, None)
         for sub in _descendants(cls):  # they inherit the step: checked again when next used
+            setattr(sub, _LENIENT, None)
             if sub.__dict__.get(_SPEC) is not None:
                 setattr(sub, _SPEC, None)
         if cls.__dict__.get(_ABSTRACT):
@@ -317,12 +320,37 @@ class Workflow:
     _stop_event_class = _ReadOnlyAlias("stop_event_class", "the steps' hints decide it")
     _step_functions = _FreeSteps()
 
+    def _spec(self) -> WorkflowSpec:
+        """The checked spec of the instance's class; with ``disable_validation=True``, one built
+        despite gaps in the graph (events no step produces or consumes, unreachable steps, dead
+        ends) if the class has them, as LlamaIndex skips those checks then."""
+        cls = type(self)
+        found: WorkflowSpec | None = cls.__dict__.get(_SPEC)
+        if found is not None:
+            return found
+        if self.__dict__.get("_disable_validation"):
+            lenient: WorkflowSpec | None = cls.__dict__.get(_LENIENT)
+            if lenient is not None:
+                return lenient
+            try:
+                return spec(cls)
+            except WorkflowDefinitionError:
+                frame = cls.__dict__.get(_PENDING)
+                try:
+                    found = _compile(cls, _names_at(frame, cls) if frame is not None else {}, lenient=True)
+                except (WorkflowDefinitionError, UnresolvedHint):
+                    found = None
+                if found is None:
+                    raise
+                return found
+        return spec(cls)
+
     def _get_steps(self) -> dict[str, Callable[..., Any]]:
         """The steps by name, as LlamaIndex lists them: bound methods, then the module-level
         functions added with ``add_step``."""
         return {
             s.name: getattr(s.func, "__actorflow_free__", None) or MethodType(s.func, self)
-            for s in spec(type(self)).steps
+            for s in self._spec().steps
         }
 
     def _validate(
@@ -382,7 +410,7 @@ class Workflow:
 
     def _get_start_event_instance(self, start_event: StartEvent | None, **kwargs: Any) -> StartEvent:
         """The StartEvent a run with these arguments begins with (``run()``'s own rules)."""
-        return cast(StartEvent, _start_event(spec(type(self)), start_event, kwargs))
+        return cast(StartEvent, _start_event(self._spec(), start_event, kwargs))
 
     # -- running ----------------------------------------------------------------------------
 
@@ -403,7 +431,7 @@ class Workflow:
         cls = type(self)
         wf_spec: WorkflowSpec | None = cls.__dict__.get(_SPEC)
         if wf_spec is None:
-            wf_spec = spec(cls)
+            wf_spec = self._spec()
         event = _start_event(wf_spec, start_event, kwargs)
         # Positional: a class called with keywords builds a dict of them first (3,000
         # instructions, 1.5% of a trivial run).
@@ -635,12 +663,16 @@ def _collect(cls: type[Workflow]) -> dict[str, tuple[StepSpec | _StepDraft, Any]
 _RESERVED = {name: f"Workflow.{name}" for name in dir(Workflow)}
 
 
-def _compile(cls: type[Workflow], scope: Mapping[str, Any], *, defer: bool = False) -> WorkflowSpec | None:
+def _compile(
+    cls: type[Workflow], scope: Mapping[str, Any], *, defer: bool = False, lenient: bool = False
+) -> WorkflowSpec | None:
     """Resolve, check and store the spec of ``cls``.
 
     With ``defer``, a class whose only problems are gaps that steps added later could fill
     (no StopEvent producer, an event nobody consumes, ...) is left unchecked (None), to be
     checked again when it is first instantiated; any other problem raises, with every gap.
+    With ``lenient`` (``disable_validation=True``), a spec built despite such gaps is returned
+    (kept apart, for the instances that disabled validation) instead of raising.
     """
     specs: list[StepSpec] = []
     problems: list[Problem] = []
@@ -673,7 +705,11 @@ def _compile(cls: type[Workflow], scope: Mapping[str, Any], *, defer: bool = Fal
         reserved=_RESERVED,
         external=tuple(cls.external_events),
         skip_graph_checks=cls.__actorflow_skip__,
+        allow_gaps=lenient,
     )
+    if result is not None and problems:  # lenient: a spec despite gaps, never the class's own
+        setattr(cls, _LENIENT, result)
+        return result
     if result is None:
         if defer and all(p.gap for p in problems):
             setattr(cls, _SPEC, None)

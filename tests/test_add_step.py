@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from actorflow import (
+    Context,
     Event,
     ProcessExecutor,
     StartEvent,
@@ -16,6 +17,7 @@ from actorflow import (
     Workflow,
     WorkflowConfigurationError,
     WorkflowDefinitionError,
+    WorkflowRuntimeError,
     WorkflowValidationError,
     step,
 )
@@ -179,3 +181,90 @@ async def test_a_step_added_at_module_level_runs_on_a_process_executor() -> None
     """A worker process that imports the module finds the class completed, and runs the added step."""
     wf = Completed(executors={"finish": ProcessExecutor(max_workers=1)})
     assert await wf.run(text="w") == "W"
+
+
+class Count(Event):
+    pass
+
+
+class Unhinted(Workflow):
+    """``ctx.send_event(Count())`` outside the step's hint, as LlamaIndex code under
+    ``disable_validation=True`` does: nothing returns Count, so the class has a gap."""
+
+    @step
+    async def work(self, ctx: Context, ev: StartEvent) -> None:
+        ctx.send_event(Count())
+        ctx.send_event(Count())
+
+    @step
+    async def count(self, ctx: Context, ev: Count) -> StopEvent | None:
+        counted = await ctx.store.get("counted", default=0) + 1
+        await ctx.store.set("counted", counted)
+        return StopEvent(result=counted) if counted == 2 else None
+
+
+async def test_disable_validation_lets_a_step_send_a_type_outside_its_hint() -> None:
+    """With disable_validation=True a step sends an event type outside its hint that a step accepts; it is routed by type."""
+    wf = Unhinted(disable_validation=True)
+    async with wf.open_run() as handle:
+        assert await handle == 2
+    assert wf.events == [StartEvent, Count, StopEvent]
+
+
+def test_without_disable_validation_the_unhinted_class_is_refused() -> None:
+    """The same class without disable_validation=True fails when instantiated, after an instance that disabled it too."""
+    Unhinted(disable_validation=True)
+    with pytest.raises(WorkflowDefinitionError, match="consumed but never produced: Count"):
+        Unhinted()
+    with pytest.raises(WorkflowDefinitionError, match="consumed but never produced: Count"):
+        Unhinted(disable_validation=True).validate()
+
+
+async def test_disable_validation_still_routes_by_type() -> None:
+    """Under disable_validation=True a sent type no step accepts, or a returned type outside the hint, is still an error."""
+
+    class Stray(Event):
+        pass
+
+    class Loose(Workflow):
+        @step
+        async def work(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            if ev.get("how") == "send":
+                ctx.send_event(Stray())
+            return Stray() if ev.get("how") == "return" else StopEvent()  # type: ignore[return-value]
+
+    with pytest.raises(WorkflowRuntimeError, match="return hint allows only StopEvent"):
+        await Loose(disable_validation=True).run(how="send")
+    with pytest.raises(WorkflowRuntimeError, match="return hint allows only StopEvent"):
+        await Loose(disable_validation=True).run(how="return")
+
+
+async def test_a_checked_class_sends_outside_its_hints_under_disable_validation_only() -> None:
+    """A valid class whose step sends a type another step returns: refused, unless disable_validation=True."""
+
+    class Other(Event):
+        pass
+
+    class Valid(Workflow):
+        @step
+        async def work(self, ctx: Context, ev: StartEvent) -> Other | None:
+            if ev.get("send"):
+                ctx.send_event(Count())
+                return None
+            return Other()
+
+        @step
+        async def other(self, ev: Other) -> Count:
+            return Count()
+
+        @step
+        async def count(self, ev: Count) -> StopEvent:
+            return StopEvent(result="counted")
+
+    assert await Valid().run() == "counted"
+    with pytest.raises(WorkflowRuntimeError, match="step 'work' sent a Count, but its return hint"):
+        await Valid().run(send=True)
+    assert await Valid(disable_validation=True).run(send=True) == "counted"
+    assert await Valid().run() == "counted"
+    with pytest.raises(WorkflowRuntimeError, match="step 'work' sent a Count, but its return hint"):
+        await Valid().run(send=True)
