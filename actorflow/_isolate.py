@@ -12,8 +12,9 @@ a dozen lines, and a step costs one ``Context.run`` call per resumption.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Coroutine, Generator
-from typing import Any
+from collections.abc import Callable, Coroutine, Generator
+from types import CoroutineType
+from typing import Any, cast
 
 __all__ = ["Isolated", "Resumed"]
 
@@ -49,28 +50,46 @@ class Resumed:
     caller took with ``coro.send(None)`` (to learn whether it ran to its end without one).
 
     What ``await coro`` would have done from there: the trap goes up to the task runner,
-    whatever comes back goes down into ``coro``, until it returns.
+    whatever comes back goes down into ``coro``, until it returns. It is the iterator the
+    awaiting coroutine delegates to, not a generator of its own: after the first trap its
+    ``send`` and ``throw`` are ``coro``'s own (no Python frame per resumption), and it shows
+    ``coro`` as what it awaits (``cr_frame``, ``cr_await``), so trio's
+    ``Task.iter_await_frames()`` (and whatever prints a task's stack from it) goes on into
+    the step, as it does for ``await coro``.
     """
 
-    __slots__ = ("_coro", "_yielded")
+    __slots__ = ("_coro", "_first", "send", "throw")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+    def __init__(self, coro: CoroutineType[Any, Any, Any], yielded: Any) -> None:
         self._coro = coro
-        self._yielded = yielded
+        self._first = yielded
+        self.send: Callable[[Any], Any] = coro.send
+        self.throw: Callable[..., Any] = coro.throw
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coro, yielded = self._coro, self._yielded
-        send, throw = coro.send, coro.throw
-        while True:
-            try:
-                value = yield yielded
-            except BaseException as exc:  # thrown into the awaiting task: pass it on
-                try:
-                    yielded = throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    yielded = send(value)
-                except StopIteration as stop:
-                    return stop.value
+        return cast("Generator[Any, Any, Any]", self)
+
+    def __iter__(self) -> Resumed:
+        return self
+
+    def __next__(self) -> Any:
+        # The awaiting coroutine's first step (a send of None) gets the trap already taken.
+        first, self._first = self._first, _TAKEN
+        return self._coro.send(None) if first is _TAKEN else first
+
+    def close(self) -> None:
+        self._coro.close()
+
+    @property
+    def cr_frame(self) -> Any:
+        """The frame of the coroutine resumed (what trio's stack walk reads)."""
+        return self._coro.cr_frame
+
+    @property
+    def cr_await(self) -> Any:
+        """What the coroutine resumed awaits."""
+        return self._coro.cr_await
+
+
+#: What :attr:`Resumed._first` holds once the first trap went up.
+_TAKEN: Any = object()

@@ -257,3 +257,39 @@ async def test_a_format_2_trail_still_reads_and_verifies(trail: Path, autojump_c
     assert "a folded step.finished in a run of format actorflow.audit/2" in str(audit.verify(trail).problem)
     _rewrite(trail, lambda r: r.update(format="actorflow.audit/9") if r["event"] == "run.started" else None)
     assert "actorflow.audit/2, actorflow.audit/3" in str(audit.verify(trail).problem)
+
+
+async def test_a_suspended_step_is_on_its_tasks_await_stack(
+    trail: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """trio's Task.iter_await_frames() reaches a traced step's frames while it sleeps, as untraced."""
+    seen: dict[str, list[str]] = {}
+
+    def stacks(task: trio.lowlevel.Task) -> Iterator[list[str]]:
+        yield [frame.f_code.co_name for frame, _ in task.iter_await_frames()]
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                yield from stacks(child)
+
+    class Napping(Workflow):
+        @step
+        async def begin(self, ev: StartEvent) -> Hop:
+            return Hop(n=1)
+
+        @step
+        async def nap(self, ev: Hop) -> StopEvent:
+            await trio.sleep(10)
+            return StopEvent(result="rested")
+
+    async def watch() -> None:
+        await trio.sleep(5)
+        for stack in stacks(trio.lowlevel.current_root_task()):
+            if "nap" in stack or "_work_observed" in stack:
+                seen["stack"] = stack
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        assert await Napping(trace=True).run() == "rested"
+    stack = seen["stack"]
+    assert stack[stack.index("_work_observed") + 1 :][:2] == ["nap", "sleep"], stack
+    assert audit.verify(trail).ok
