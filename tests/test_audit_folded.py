@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,40 @@ async def test_a_suspended_step_is_on_its_tasks_await_stack(
     stack = seen["stack"]
     assert stack[stack.index("_work_observed") + 1 :][:2] == ["nap", "sleep"], stack
     assert audit.verify(trail).ok
+
+
+async def test_a_folded_record_holds_nothing_its_unfolded_records_would_drop(
+    trail: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """An event field besides event_id/event_type/payload, or a non-integer emitted, is reported, not lost."""
+    await Straight(trace=True).run()
+    good = trail.read_text()
+
+    def begin(edit: Any) -> Any:
+        return lambda r: edit(r) if r.get("step") == "begin" else None
+
+    for edit, fragment in (
+        (begin(lambda r: r["events"][0].update(cause_id=99)), "has field(s) 'cause_id'"),
+        (begin(lambda r: r["events"][0].update(step="elsewhere")), "has field(s) 'step'"),
+        (begin(lambda r: r.update(emitted=True)), "emitted = the number of its events"),
+        (begin(lambda r: r.update(emitted=1.0)), "emitted = the number of its events"),
+    ):
+        trail.write_text(good)
+        _rewrite(trail, edit)
+        problem = audit.verify(trail).problem
+        assert problem is not None and fragment in problem.message, problem
+        with pytest.raises(audit.AuditFileError, match=re.escape(fragment)):
+            audit.load_runs(trail)
+
+
+async def test_from_records_reports_an_unsound_folded_record(
+    trail: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """RunTrace.from_records() on lines read by hand: a folded record without events is a ValueError naming it."""
+    await Straight(trace=True).run()
+    records = _lines(trail)
+    assert len(audit.RunTrace.from_records(records).records) == 15
+    middle = next(r for r in records if r.get("step") == "middle")
+    del middle["events"]
+    with pytest.raises(ValueError, match=f"seq {middle['seq']}: a folded step.finished needs"):
+        audit.RunTrace.from_records(records)

@@ -149,7 +149,8 @@ def folded_problem(record: Mapping[str, Any]) -> str | None:
             f"a folded step.finished from seq {first} with {len(events)} event(s) must have seq "
             f"{first + len(events) + 1}, not {seq}"
         )
-    if record.get("emitted") != len(events):
+    emitted = record.get("emitted")
+    if type(emitted) is not int or emitted != len(events):
         return "a folded step.finished must say emitted = the number of its events"
     for e in events:
         if (
@@ -161,7 +162,16 @@ def folded_problem(record: Mapping[str, Any]) -> str | None:
             return (
                 "each event of a folded step.finished needs an integer event_id, an event_type and a payload"
             )
+        if len(e) != 3:  # what else an event held would be dropped by unfold(), unseen
+            extra = ", ".join(sorted(repr(k) for k in e if k not in _EVENT_KEYS))
+            return (
+                f"an event of a folded step.finished has field(s) {extra}: only event_id, event_type, payload"
+            )
     return None
+
+
+#: The fields of each of a folded ``step.finished``'s ``events``.
+_EVENT_KEYS = frozenset({"event_id", "event_type", "payload"})
 
 
 def unfold(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -142,7 +142,7 @@ class RunTrace:
     def from_records(cls, records: Iterable[Mapping[str, Any]]) -> RunTrace:
         """Build the trace of one run from its records (in any order; e.g. ``capture_logs()``)."""
         recs: list[Mapping[str, Any]] = sorted(
-            (part for r in records if is_record(r) for part in unfold(dict(r))), key=lambda r: r["seq"]
+            (part for r in records if is_record(r) for part in _unfolded(r)), key=lambda r: r["seq"]
         )
         if not recs:
             raise ValueError("no audit records given")
@@ -150,6 +150,15 @@ class RunTrace:
         if len(run_ids) > 1:
             raise ValueError(f"records of {len(run_ids)} runs given; pass one run's records")
         return _build(recs)
+
+
+def _unfolded(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The records ``record`` stands for (:func:`unfold`); ValueError for a folded one that is unsound."""
+    if record.get("event") == "step.finished" and "from_seq" in record:
+        problem = folded_problem(record)
+        if problem is not None:
+            raise ValueError(f"the step.finished record with seq {record.get('seq')!r}: {problem}")
+    return unfold(dict(record))
 
 
 def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
