@@ -331,3 +331,33 @@ async def test_from_records_reports_an_unsound_folded_record(
     del middle["events"]
     with pytest.raises(ValueError, match=f"seq {middle['seq']}: a folded step.finished needs"):
         audit.RunTrace.from_records(records)
+
+
+@pytest.mark.parametrize("trace", [False, True])
+async def test_a_snapshot_from_outside_holds_only_its_own_runs_invocations(
+    trail: Path, autojump_clock: trio.abc.Clock, trace: bool
+) -> None:
+    """A step awaiting a nested run: handle.ctx.to_dict() lists that step, not the nested run's step."""
+
+    class Inner(Workflow):
+        @step
+        async def inner_only(self, ev: StartEvent) -> StopEvent:
+            await trio.sleep(10)
+            return StopEvent(result="inner")
+
+    class Outer(Workflow):
+        @step
+        async def begin(self, ev: StartEvent) -> Hop:
+            return Hop(n=1)
+
+        @step
+        async def nest(self, ev: Hop) -> StopEvent:
+            return StopEvent(result=await Inner(trace=trace).run())
+
+    async with Outer(trace=trace).open_run() as handle:
+        await trio.sleep(5)
+        steps = handle.ctx.to_dict()["steps"]
+        assert await handle.result() == "inner"
+    in_flight = {name: [f["event"] for f in s["in_flight"]] for name, s in steps.items()}
+    assert in_flight["begin"] == [] and len(in_flight["nest"]) == 1, in_flight
+    assert '"n": 1' in in_flight["nest"][0]

@@ -89,8 +89,11 @@ class _PlainCapture:
         handed: dict[int, list[Any]] = {}
         waits = {(w.actor.index, w.worker): w for w in (run._waiters.all() if run._waiters else ())}
         if not run.finished:
+            mine = {id(actor) for actor in run.actors}
             for task in _tasks(run):
                 for actor, worker, current, started in _loops(task):
+                    if id(actor) not in mine:  # a run nested in a step of this one, in its task
+                        continue
                     if not started:
                         if current is not None:  # a new worker's first event, not taken yet
                             handed.setdefault(actor.index, []).append(current)
