@@ -43,6 +43,25 @@ _LENIENT = "__actorflow_lenient__"
 WORKFLOW_GRAPH_CHECKS = frozenset({"reachability", "terminal_event", "dead_end"})
 
 
+class _Pending:
+    """The frame a class was defined in, kept until the class is checked (its locals resolve
+    hints naming classes defined after it). It pickles as None: a frame cannot travel, and a
+    class shipped by value (cloudpickle) is checked with the names its steps carry."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: FrameType | None) -> None:
+        self.frame = frame
+
+    def __reduce__(self) -> tuple[type[_Pending], tuple[None]]:
+        return _Pending, (None,)
+
+
+def _pending_frame(cls: type) -> FrameType | None:
+    pending = cls.__dict__.get(_PENDING)
+    return pending.frame if isinstance(pending, _Pending) else None
+
+
 class _FreeSteps:
     """``Workflow._step_functions`` (LlamaIndex's): the module-level functions ``add_step``
     added to the class itself, by name (a copy: read-only)."""
@@ -127,17 +146,17 @@ class Workflow:
         setattr(cls, _PENDING, None)
         setattr(cls, _ABSTRACT, abstract)
         if abstract or not _collect(cls):
-            setattr(cls, _PENDING, frame)
+            setattr(cls, _PENDING, _Pending(frame))
             return  # checked when instantiated instead
         try:
             if _compile(cls, _names_at(frame, cls), defer=True) is None:
                 # Only gaps (no StopEvent producer, an event nobody consumes, ...): steps added
                 # with add_step may fill them, so the class is checked when first instantiated.
-                setattr(cls, _PENDING, frame)
+                setattr(cls, _PENDING, _Pending(frame))
         except UnresolvedHint:
             # A forward reference: keep the defining frame, whose locals will hold the name
             # once the function defining the class has run further (or returned).
-            setattr(cls, _PENDING, frame)
+            setattr(cls, _PENDING, _Pending(frame))
 
     def __init__(
         self,
@@ -283,7 +302,7 @@ class Workflow:
                 setattr(sub, _SPEC, None)
         if cls.__dict__.get(_ABSTRACT):
             return  # checked when the class (or a subclass) is first instantiated
-        frame = cls.__dict__.get(_PENDING)
+        frame = _pending_frame(cls)
         try:
             _compile(cls, _names_at(frame, cls) if frame is not None else {}, defer=True)
         except UnresolvedHint:
@@ -335,7 +354,7 @@ class Workflow:
             try:
                 return spec(cls)
             except WorkflowDefinitionError:
-                frame = cls.__dict__.get(_PENDING)
+                frame = _pending_frame(cls)
                 try:
                     found = _compile(cls, _names_at(frame, cls) if frame is not None else {}, lenient=True)
                 except (WorkflowDefinitionError, UnresolvedHint):
@@ -601,7 +620,7 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
         return found
     if cls is Workflow:
         raise WorkflowDefinitionError("Workflow itself has no steps; subclass it")
-    frame = cls.__dict__.get(_PENDING)
+    frame = _pending_frame(cls)
     try:
         found = _compile(cls, _names_at(frame, cls) if frame is not None else {})
         assert found is not None  # only _compile(defer=True) leaves a class unchecked

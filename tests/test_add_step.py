@@ -268,3 +268,20 @@ async def test_a_checked_class_sends_outside_its_hints_under_disable_validation_
     assert await Valid().run() == "counted"
     with pytest.raises(WorkflowRuntimeError, match="step 'work' sent a Count, but its return hint"):
         await Valid().run(send=True)
+
+
+async def test_a_subclass_completing_a_local_base_ships_to_a_process() -> None:
+    """A class defined in a function, completing a base never instantiated, travels by value to a worker process."""
+
+    class Base(Workflow):
+        @step
+        async def begin(self, ev: StartEvent) -> Mid:
+            return Mid(text=ev.get("text", ""))
+
+    class Whole(Base):
+        @step
+        async def end(self, ev: Mid) -> StopEvent:
+            return StopEvent(result=ev.text * 2)
+
+    wf = Whole(executors={"end": ProcessExecutor(max_workers=1)})
+    assert await wf.run(text="ab") == "abab"
