@@ -37,7 +37,7 @@ _SPEC = "__actorflow_spec__"
 _PENDING = "__actorflow_pending__"
 _FREE = "__actorflow_free_steps__"
 _ABSTRACT = "__actorflow_abstract__"
-_LENIENT = "__actorflow_lenient__"
+_LOOSE = "__actorflow_loose__"
 
 #: Graph checks ``Workflow(skip_graph_checks=...)`` knows by name (LlamaIndex's).
 WORKFLOW_GRAPH_CHECKS = frozenset({"reachability", "terminal_event", "dead_end"})
@@ -295,9 +295,9 @@ class Workflow:
         free = dict(cls.__dict__.get(_FREE) or {})
         free[name] = func
         setattr(cls, _FREE, free)
-        setattr(cls, _LENIENT, None)
+        setattr(cls, _LOOSE, None)
         for sub in _descendants(cls):  # they inherit the step: checked again when next used
-            setattr(sub, _LENIENT, None)
+            setattr(sub, _LOOSE, None)
             if sub.__dict__.get(_SPEC) is not None:
                 setattr(sub, _SPEC, None)
         if cls.__dict__.get(_ABSTRACT):
@@ -340,29 +340,36 @@ class Workflow:
     _step_functions = _FreeSteps()
 
     def _spec(self) -> WorkflowSpec:
-        """The checked spec of the instance's class; with ``disable_validation=True``, one built
-        despite gaps in the graph (events no step produces or consumes, unreachable steps, dead
-        ends) if the class has them, as LlamaIndex skips those checks then."""
+        """The checked spec of the instance's class. A class refused for gaps in its graph
+        alone is built for an instance that turns those checks off, as LlamaIndex runs it:
+        ``skip_graph_checks=`` (reachability, terminal events, dead ends) or
+        ``disable_validation=True`` (those, and events no step produces or consumes)."""
         cls = type(self)
         found: WorkflowSpec | None = cls.__dict__.get(_SPEC)
         if found is not None:
             return found
-        if self.__dict__.get("_disable_validation"):
-            lenient: WorkflowSpec | None = cls.__dict__.get(_LENIENT)
-            if lenient is not None:
-                return lenient
+        skip: frozenset[str] = self.__dict__.get("_skip_graph_checks") or frozenset()
+        lenient = bool(self.__dict__.get("_disable_validation"))
+        if not (skip or lenient):
+            return spec(cls)
+        loose: dict[tuple[bool, frozenset[str]], WorkflowSpec] = cls.__dict__.get(_LOOSE) or {}
+        found = loose.get((lenient, skip))
+        if found is not None:
+            return found
+        try:
+            return spec(cls)
+        except WorkflowDefinitionError:
+            frame = _pending_frame(cls)
             try:
-                return spec(cls)
-            except WorkflowDefinitionError:
-                frame = _pending_frame(cls)
-                try:
-                    found = _compile(cls, _names_at(frame, cls) if frame is not None else {}, lenient=True)
-                except (WorkflowDefinitionError, UnresolvedHint):
-                    found = None
-                if found is None:
-                    raise
-                return found
-        return spec(cls)
+                found = _compile(
+                    cls, _names_at(frame, cls) if frame is not None else {}, lenient=lenient, skip=skip
+                )
+            except (WorkflowDefinitionError, UnresolvedHint):
+                found = None
+            if found is None:
+                raise  # the class's own error, every problem listed
+        setattr(cls, _LOOSE, {**loose, (lenient, skip): found})
+        return found
 
     def _get_steps(self) -> dict[str, Callable[..., Any]]:
         """The steps by name, as LlamaIndex lists them: bound methods, then the module-level
@@ -384,7 +391,7 @@ class Workflow:
         if self._disable_validation and not force:
             return False
         cls = type(self)
-        checked = spec(cls)
+        checked = self._spec()
         specs: list[StepSpec] = []
         for name, func in self._get_steps().items():
             marker = step_marker(func)
@@ -683,15 +690,21 @@ _RESERVED = {name: f"Workflow.{name}" for name in dir(Workflow)}
 
 
 def _compile(
-    cls: type[Workflow], scope: Mapping[str, Any], *, defer: bool = False, lenient: bool = False
+    cls: type[Workflow],
+    scope: Mapping[str, Any],
+    *,
+    defer: bool = False,
+    lenient: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> WorkflowSpec | None:
     """Resolve, check and store the spec of ``cls``.
 
     With ``defer``, a class whose only problems are gaps that steps added later could fill
     (no StopEvent producer, an event nobody consumes, ...) is left unchecked (None), to be
     checked again when it is first instantiated; any other problem raises, with every gap.
-    With ``lenient`` (``disable_validation=True``), a spec built despite such gaps is returned
-    (kept apart, for the instances that disabled validation) instead of raising.
+    With ``lenient`` (``disable_validation=True``: built despite events no step produces or
+    consumes, unreachable steps and dead ends) or ``skip`` (an instance's ``skip_graph_checks``),
+    the spec is returned for the instances that asked, never stored as the class's.
     """
     specs: list[StepSpec] = []
     problems: list[Problem] = []
@@ -723,12 +736,11 @@ def _compile(
         specs,
         reserved=_RESERVED,
         external=tuple(cls.external_events),
-        skip_graph_checks=cls.__actorflow_skip__,
+        skip_graph_checks=cls.__actorflow_skip__ | skip,
         allow_gaps=lenient,
     )
-    if result is not None and problems:  # lenient: a spec despite gaps, never the class's own
-        setattr(cls, _LENIENT, result)
-        return result
+    if result is not None and (lenient or skip):
+        return result  # for the instances that turned checks off
     if result is None:
         if defer and all(p.gap for p in problems):
             setattr(cls, _SPEC, None)

@@ -285,3 +285,40 @@ async def test_a_subclass_completing_a_local_base_ships_to_a_process() -> None:
 
     wf = Whole(executors={"end": ProcessExecutor(max_workers=1)})
     assert await wf.run(text="ab") == "abab"
+
+
+class Ping(Event):
+    pass
+
+
+class Pong(Event):
+    pass
+
+
+class Circling(Workflow):
+    """Its ping and pong steps feed each other and never lead to a StopEvent: dead ends."""
+
+    @step
+    async def start(self, ev: StartEvent) -> StopEvent | Ping:
+        return StopEvent(result="stopped")
+
+    @step
+    async def ping(self, ev: Ping) -> Pong:
+        return Pong()
+
+    @step
+    async def pong(self, ev: Pong) -> Ping:
+        return Ping()
+
+
+async def test_an_instance_skipping_a_graph_check_runs_a_class_with_that_gap() -> None:
+    """Workflow(skip_graph_checks={"dead_end"}) runs a class refused for dead ends; other instances still fail."""
+    with pytest.raises(WorkflowDefinitionError, match="Dead-end steps: ping, pong"):
+        Circling()
+    wf = Circling(skip_graph_checks={"dead_end"})
+    assert await wf.run() == "stopped"
+    assert wf.validate() is False
+    with pytest.raises(WorkflowDefinitionError, match="Dead-end steps: ping, pong"):
+        Circling(skip_graph_checks={"reachability"})
+    with pytest.raises(WorkflowDefinitionError, match="Dead-end steps: ping, pong"):
+        Circling()
