@@ -214,18 +214,13 @@ class StepActor:
                 f"an Event; a step returns an Event instance or None"
             )
         event_type = type(event)
-        router = self._run.router
         if not isinstance(event, self.spec.emits):
-            # Workflow(disable_validation=True), as in LlamaIndex: ctx.send_event of any type
-            # some step accepts (routed by type still); checked again each time, never recorded.
-            lenient = how == "sent" and self._run.workflow.__dict__.get("_disable_validation")
-            if lenient and router.class_route(event_type) is not UNROUTED:
-                return
             allowed = " | ".join(t.__name__ for t in self.spec.emits) or "None"
             raise WorkflowRuntimeError(
                 f"step {name!r} {how} a {event_type.__name__}, but its return hint allows only "
                 f"{allowed}; add {event_type.__name__} to the step's return annotation"
             )
+        router = self._run.router
         if router.class_route(event_type) is not UNROUTED:
             self.spec.emit_ok.add(event_type)  # routable in every run of the class
         elif not router.routable(event_type):

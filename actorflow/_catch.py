@@ -66,12 +66,8 @@ def catch_error(
     return decorate
 
 
-def handler_table(
-    steps: Sequence[StepSpec], found: list[str], missing: list[str] | None = None
-) -> dict[int, int]:
-    """Step index -> the index of its handler; each problem with the handlers goes to ``found``
-    (a handler naming a step the class does not have yet to ``missing``, if given: a step added
-    to the class can fix that one)."""
+def handler_table(steps: Sequence[StepSpec], found: list[str]) -> dict[int, int]:
+    """Step index -> the index of its handler; each problem with the handlers goes to ``found``."""
     names = {s.name: i for i, s in enumerate(steps)}
     handlers = [(i, s) for i, s in enumerate(steps) if s.catch is not None]
     wildcards = [s.name for _, s in handlers if s.catch[0] is None]  # type: ignore[index]
@@ -87,7 +83,7 @@ def handler_table(
         covered = handler.catch[0]  # type: ignore[index]
         for target in covered or ():
             if target not in names:
-                (found if missing is None else missing).append(
+                found.append(
                     f"@catch_error handler '{handler.name}' lists unknown step '{target}' in "
                     f"for_steps (the steps: {', '.join(names)})"
                 )

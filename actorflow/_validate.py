@@ -1,10 +1,7 @@
 """Definition checks: turn a workflow class's steps into a :class:`WorkflowSpec`, or explain why not.
 
 Like attrs' ``_transform_attrs``, every problem of a class is collected and reported at once,
-each with the fix, in one :class:`WorkflowDefinitionError`. Each problem says whether it is a
-gap in the graph that steps added later (``add_step``) could fill (no StopEvent producer, an
-event nobody consumes, an unreachable step, ...): a class whose only problems are gaps is
-checked again when it is first instantiated, as LlamaIndex checks it.
+each with the fix, in one :class:`WorkflowDefinitionError`.
 """
 
 from __future__ import annotations
@@ -22,26 +19,7 @@ from ._router import RouteTable
 from ._state import DictState
 from ._step import StepSpec
 
-__all__ = ["Problem", "WorkflowSpec", "build_spec", "check_steps", "definition_error"]
-
-
-@attrs.frozen
-class Problem:
-    """One reason a set of steps is not a valid workflow."""
-
-    text: str
-    """The problem and its fix, as the error lists it."""
-    gap: bool = False
-    """Whether steps added to the class could fix it (a graph-level problem): a class whose
-    only problems are gaps may be completed with ``add_step`` before it is instantiated."""
-
-
-def definition_error(name: str, problems: Sequence[Problem | str]) -> WorkflowDefinitionError:
-    """The one error listing every problem of the class ``name``."""
-    lines = [p.text if isinstance(p, Problem) else p for p in problems]
-    return WorkflowDefinitionError(
-        f"{name} is not a valid workflow:\n" + "\n".join(f"  - {line}" for line in lines)
-    )
+__all__ = ["WorkflowSpec", "build_spec"]
 
 
 @attrs.frozen
@@ -94,52 +72,27 @@ def build_spec(
     reserved: Mapping[str, str] | None = None,
     external: Sequence[object] = (),
     skip_graph_checks: frozenset[str] = frozenset(),
+    defining: bool = False,
 ) -> WorkflowSpec:
     """Check ``steps`` as a workflow called ``name``; raise one error listing every problem.
 
     ``external`` are event types that enter runs from outside (``RunHandle.send_event``),
-    so no step needs to produce them.
+    so no step needs to produce them. ``defining``: the check of a class statement, whose gaps
+    (a missing StopEvent producer, an unconsumed event, ...) steps added later might fill: the
+    error then names ``abstract=True``, actorflow's way for LlamaIndex's ``add_step`` habit.
     """
-    result, problems = check_steps(
-        name, steps, reserved=reserved, external=external, skip_graph_checks=skip_graph_checks
-    )
-    if result is None:
-        raise definition_error(name, problems)
-    return result
-
-
-def check_steps(
-    name: str,
-    steps: Sequence[StepSpec],
-    *,
-    reserved: Mapping[str, str] | None = None,
-    external: Sequence[object] = (),
-    skip_graph_checks: frozenset[str] = frozenset(),
-    allow_gaps: bool = False,
-) -> tuple[WorkflowSpec | None, list[Problem]]:
-    """:func:`build_spec`'s checks: the spec (None when there are problems) and every problem.
-
-    ``allow_gaps`` builds the spec anyway when the only problems are events produced or
-    consumed by no step, unreachable steps and dead ends (``Workflow(disable_validation=True)``,
-    as in LlamaIndex): the class still needs its one StartEvent and StopEvent type.
-    """
-    problems: list[Problem] = []
-
-    def fail(text: str) -> None:  # no step added to the class can fix it
-        problems.append(Problem(text))
-
-    def gap(text: str) -> None:  # a step added to the class could fix it
-        problems.append(Problem(text, gap=True))
-
+    found: list[str] = []
     for t in external:
         if not (isinstance(t, type) and issubclass(t, Event)):
-            fail(f"external_events must hold Event types, got {t!r}")
+            found.append(f"external_events must hold Event types, got {t!r}")
     outside = tuple(t for t in external if isinstance(t, type) and issubclass(t, Event))
     for s in steps:
         if reserved and s.name in reserved:
-            fail(f"step {s.name!r} has the name of {reserved[s.name]}, which it would hide; rename the step")
+            found.append(
+                f"step {s.name!r} has the name of {reserved[s.name]}, which it would hide; rename the step"
+            )
     if not steps:
-        gap(
+        found.append(
             f"Workflow '{name}' has no configured steps. Did you forget to annotate methods with "
             f"@step or to register free-function steps via @step(workflow=...)? (it defines no "
             f"steps; decorate 'async def' methods with @step)"
@@ -153,38 +106,43 @@ def check_steps(
     starts = [t for t in accepted if issubclass(t, StartEvent)]
     stops = [t for t in emitted if issubclass(t, StopEvent)]
 
+    gaps = len(found)  # the problems before the gap checks; see the end
     if steps and not starts:
-        gap(
+        found.append(
             f"At least one Event of type StartEvent must be received by any step. (Workflow "
             f"'{name}' has no @step that accepts StartEvent.) Here no step accepts a StartEvent; "
             f"the first step's event parameter must be annotated with StartEvent or a subclass of it"
         )
+    gaps = len(found) - gaps
     if len(starts) > 1:
-        fail(
+        found.append(
             f"Only one type of StartEvent is allowed per workflow, found {len(starts)}: steps accept "
             f"{len(starts)} StartEvent types ({_names(starts)}); a workflow has exactly one, which "
             f"run() builds from its keyword arguments"
         )
+    before = len(found)
     if steps and not stops:
-        gap(
+        found.append(
             f"At least one Event of type StopEvent must be returned by any step. (Workflow "
             f"'{name}' has no @step that returns StopEvent.) Here no step can return a StopEvent, "
             f"so no run could ever finish; annotate the last step with '-> StopEvent' (or a "
             f"subclass of it)"
         )
+    gaps += len(found) - before
     if len(stops) > 1:
-        fail(
+        found.append(
             f"Only one type of StopEvent is allowed per workflow, found {len(stops)}: steps return "
             f"{len(stops)} StopEvent types ({_names(stops)}); a workflow has exactly one result type"
         )
     for s in steps:
         stop_in = [t for t in s.accepts if issubclass(t, StopEvent)]
         if stop_in:
-            fail(
+            found.append(
                 f"Step '{s.name}' cannot accept StopEvent. StopEvent signals the end of the workflow. "
                 f"Use a different Event type instead. (step {s.name!r} accepts {_names(stop_in)}; a "
                 f"StopEvent ends the run and is never delivered to a step)"
             )
+    before = len(found)
     for t in emitted:
         if (
             issubclass(t, StopEvent | InputRequiredEvent)
@@ -193,45 +151,45 @@ def check_steps(
         ):
             continue
         by = [s.name for s in steps if t in s.emits]
-        gap(
+        found.append(
             f"The following events are produced but never consumed: {t.__name__}. "
             f"{t.__name__} is produced by {_quoted(by)} but no step accepts it; add a step "
             f"whose event parameter is annotated with {t.__name__}, or remove it from the "
             f"return hint"
         )
-    unfit: list[str] = []
-    missing: list[str] = []
-    handlers = handler_table(steps, unfit, missing)
-    for text in unfit:
-        fail(text)
-    for text in missing:
-        gap(text)
+    gaps += len(found) - before
+    handlers = handler_table(steps, found)
+    before = len(found)
     for t in accepted:
         if issubclass(t, (StartEvent, StopEvent, HumanResponseEvent, *outside)) or _emitted_to(t, steps):
             continue
         if t is StepFailedEvent and all(s.catch is not None for s in steps if t in s.accepts):
             continue  # the runtime sends it to @catch_error handlers
         by = [s.name for s in steps if t in s.accepts]
-        gap(
+        found.append(
             f"The following events are consumed but never produced: {t.__name__}. "
             f"{t.__name__} is accepted by {_quoted(by)} but no step returns it; add it to the "
             f"return hint of the step that emits it (ctx.send_event also needs that), or list it "
             f"in the workflow's external_events if it comes from outside through send_event()"
         )
-    unfit = []
-    state_type = _state_type(steps, unfit)
-    for text in unfit:
-        fail(text)
+    gaps += len(found) - before
+    state_type = _state_type(steps, found)
     if steps and starts:
         top = [starts[0], *(t for t in accepted if issubclass(t, (HumanResponseEvent, *outside)))]
-        # fan-ins without a list producer, joins across levels, unreachable steps, dead ends
-        missing = level_problems(steps, top)
-        allow_gaps = allow_gaps and not missing  # a fan-in or join no stream feeds: never
-        _graph_checks(steps, starts[0], outside, skip_graph_checks, missing)
-        for text in missing:
-            gap(text)
-    if problems and not (allow_gaps and len(starts) == len(stops) == 1 and all(p.gap for p in problems)):
-        return None, problems
+        found.extend(level_problems(steps, top))
+        before = len(found)
+        _graph_checks(steps, starts[0], outside, skip_graph_checks, found)
+        gaps += len(found) - before
+    if found:
+        message = f"{name} is not a valid workflow:\n" + "\n".join(f"  - {p}" for p in found)
+        if defining and gaps == len(found):  # every problem one that added steps could fix
+            message += (
+                f"\n(If steps are added to it later, with @step(workflow={name}) or "
+                f"{name}.add_step(...) as LlamaIndex code does, declare the class "
+                f"'class {name}(Workflow, abstract=True)': it is then checked when first "
+                f"instantiated, with its added steps.)"
+            )
+        raise WorkflowDefinitionError(message)
     return WorkflowSpec(
         name=name,
         steps=tuple(steps),
@@ -243,7 +201,7 @@ def check_steps(
         state_type=state_type,
         handlers=handlers,
         gathers=bindings(steps) if any(s.gather is not None for s in steps) else {},
-    ), problems
+    )
 
 
 def _graph_checks(

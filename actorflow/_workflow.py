@@ -29,37 +29,16 @@ from ._observe import observers as global_observers
 from ._resource import ResourceManager, config_problems, resource_problems
 from ._run import Run
 from ._step import StepConfig, StepSpec, UnresolvedHint, _StepDraft, resolve, step_marker
-from ._validate import Problem, WorkflowSpec, build_spec, check_steps, definition_error
+from ._validate import WorkflowSpec, build_spec
 
 __all__ = ["Workflow"]
 
 _SPEC = "__actorflow_spec__"
 _PENDING = "__actorflow_pending__"
 _FREE = "__actorflow_free_steps__"
-_ABSTRACT = "__actorflow_abstract__"
-_LOOSE = "__actorflow_loose__"
 
 #: Graph checks ``Workflow(skip_graph_checks=...)`` knows by name (LlamaIndex's).
 WORKFLOW_GRAPH_CHECKS = frozenset({"reachability", "terminal_event", "dead_end"})
-
-
-class _Pending:
-    """The frame a class was defined in, kept until the class is checked (its locals resolve
-    hints naming classes defined after it). It pickles as None: a frame cannot travel, and a
-    class shipped by value (cloudpickle) is checked with the names its steps carry."""
-
-    __slots__ = ("frame",)
-
-    def __init__(self, frame: FrameType | None) -> None:
-        self.frame = frame
-
-    def __reduce__(self) -> tuple[type[_Pending], tuple[None]]:
-        return _Pending, (None,)
-
-
-def _pending_frame(cls: type) -> FrameType | None:
-    pending = cls.__dict__.get(_PENDING)
-    return pending.frame if isinstance(pending, _Pending) else None
 
 
 class _FreeSteps:
@@ -94,9 +73,7 @@ class Workflow:
     """Base class of workflows: subclass it and decorate ``async def`` methods with ``@step``.
 
     The steps and the routes between them are read from the steps' type hints when the
-    subclass is defined, and checked then (all problems reported at once); a class whose only
-    problems are gaps that steps added later (``add_step``) could fill is checked when it is
-    first instantiated instead. One instance can
+    subclass is defined, and checked then (all problems reported at once). One instance can
     serve any number of runs, one after another or at the same time; each run has state of
     its own. Attributes of the instance and of the class are visible to every step.
 
@@ -123,8 +100,7 @@ class Workflow:
     def __init_subclass__(
         cls, *, abstract: bool = False, skip_graph_checks: Iterable[str] = (), **kwargs: Any
     ) -> None:
-        """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none);
-        a class with gaps only (no StopEvent producer yet, ...) is checked when first instantiated.
+        """Collect and check the subclass's steps (unless it is ``abstract=True`` or has none).
 
         ``skip_graph_checks={"reachability", "terminal_event", "dead_end"}`` (any of them) turns
         those checks of the class off, as ``Workflow(skip_graph_checks=...)`` does in LlamaIndex.
@@ -144,19 +120,15 @@ class Workflow:
             frame = frame.f_back  # ...past the __init_subclass__ of classes in between
         setattr(cls, _SPEC, None)
         setattr(cls, _PENDING, None)
-        setattr(cls, _ABSTRACT, abstract)
         if abstract or not _collect(cls):
-            setattr(cls, _PENDING, _Pending(frame))
+            setattr(cls, _PENDING, frame)
             return  # checked when instantiated instead
         try:
-            if _compile(cls, _names_at(frame, cls), defer=True) is None:
-                # Only gaps (no StopEvent producer, an event nobody consumes, ...): steps added
-                # with add_step may fill them, so the class is checked when first instantiated.
-                setattr(cls, _PENDING, _Pending(frame))
+            _compile(cls, _names_at(frame, cls), defining=True)
         except UnresolvedHint:
             # A forward reference: keep the defining frame, whose locals will hold the name
             # once the function defining the class has run further (or returned).
-            setattr(cls, _PENDING, _Pending(frame))
+            setattr(cls, _PENDING, frame)
 
     def __init__(
         self,
@@ -201,7 +173,7 @@ class Workflow:
                 f"Unknown graph check names: {', '.join(unknown)}. Valid names are: "
                 f"{', '.join(sorted(WORKFLOW_GRAPH_CHECKS))}"
             )
-        # The class's graph is checked (by spec() below, at the latest); these are for validate().
+        # The class's graph was checked when it was defined; these are kept for validate().
         self._disable_validation = bool(disable_validation)
         self._skip_graph_checks = frozenset(skip_graph_checks or ())
         if max_concurrent_runs is not None and (
@@ -223,7 +195,7 @@ class Workflow:
             durable = _check_store(durable)
         self._actorflow_durable = durable
         self._actorflow_limiter = None if max_concurrent_runs is None else trio.Semaphore(max_concurrent_runs)
-        wf_spec = self._spec()  # the class is checked by now at the latest
+        wf_spec = spec(type(self))  # the class is checked by now at the latest
         self._actorflow_executors = _check_executors(wf_spec, executors)
         if durable is not None:
             unsupported = [s.name for s in wf_spec.steps if s.gather is not None or s.join]
@@ -242,24 +214,24 @@ class Workflow:
     @property
     def start_event_class(self) -> type[StartEvent]:
         """The StartEvent type this workflow's runs begin with."""
-        return self._spec().start_type
+        return spec(type(self)).start_type
 
     @property
     def stop_event_class(self) -> type[StopEvent]:
         """The StopEvent type this workflow's runs end with."""
-        return self._spec().stop_type
+        return spec(type(self)).stop_type
 
     @property
     def events(self) -> list[type[Event]]:
         """Every event type the workflow's steps accept or return."""
         found: list[type[Event]] = []
-        for s in self._spec().steps:
+        for s in spec(type(self)).steps:
             found += [t for t in (*s.accepts, *s.emits) if t not in found]
         return found
 
     def validate(self, *, validate_resource_configs: bool = True, validate_resources: bool = False) -> bool:
-        """Check the workflow again (actorflow checked it when the class was defined or first
-        instantiated, and raised ``WorkflowDefinitionError`` for a problem then); True when a step asks for
+        """Check the workflow again (actorflow checked it when the class was defined, and
+        raises ``WorkflowDefinitionError`` for a problem then); True when a step asks for
         outside input (an InputRequiredEvent or a HumanResponseEvent), as in LlamaIndex.
 
         As there, it loads every ``ResourceConfig`` file the steps read
@@ -277,17 +249,11 @@ class Workflow:
     @classmethod
     def add_step(cls, func: Callable[..., Any]) -> None:
         """Add ``func``, a module-level function decorated with ``@step(workflow=cls)`` (or
-        ``@step``), to the class's steps, and check the class again: a problem no other step
-        could fix is raised now (and the step not added); gaps that steps added later may fill
-        (no StopEvent producer yet, ...) are raised when the class is first instantiated."""
+        ``@step``), to the class's steps; a class already checked is checked again now."""
         marker = step_marker(func)
         name = getattr(func, "__name__", repr(func))
         if marker is None:
             raise WorkflowDefinitionError(f"Step function {name} is missing the `@step` decorator.")
-        if cls is Workflow:
-            raise WorkflowDefinitionError(
-                f"Workflow.add_step({name}): add steps to a Workflow subclass, not to Workflow itself"
-            )
         if name in _collect(cls):
             raise WorkflowDefinitionError(
                 f"A step {name} is already part of this workflow, please choose another name."
@@ -295,18 +261,10 @@ class Workflow:
         free = dict(cls.__dict__.get(_FREE) or {})
         free[name] = func
         setattr(cls, _FREE, free)
-        setattr(cls, _LOOSE, None)
-        for sub in _descendants(cls):  # they inherit the step: checked again when next used
-            setattr(sub, _LOOSE, None)
-            if sub.__dict__.get(_SPEC) is not None:
-                setattr(sub, _SPEC, None)
-        if cls.__dict__.get(_ABSTRACT):
-            return  # checked when the class (or a subclass) is first instantiated
-        frame = _pending_frame(cls)
+        if cls.__dict__.get(_SPEC) is None:
+            return  # checked when the class is first instantiated
         try:
-            _compile(cls, _names_at(frame, cls) if frame is not None else {}, defer=True)
-        except UnresolvedHint:
-            setattr(cls, _SPEC, None)  # a hint names a class not defined yet: checked when instantiated
+            _compile(cls, {})
         except BaseException:
             free.pop(name)
             setattr(cls, _FREE, free)
@@ -339,44 +297,12 @@ class Workflow:
     _stop_event_class = _ReadOnlyAlias("stop_event_class", "the steps' hints decide it")
     _step_functions = _FreeSteps()
 
-    def _spec(self) -> WorkflowSpec:
-        """The checked spec of the instance's class. A class refused for gaps in its graph
-        alone is built for an instance that turns those checks off, as LlamaIndex runs it:
-        ``skip_graph_checks=`` (reachability, terminal events, dead ends) or
-        ``disable_validation=True`` (those, and events no step produces or consumes)."""
-        cls = type(self)
-        found: WorkflowSpec | None = cls.__dict__.get(_SPEC)
-        if found is not None:
-            return found
-        skip: frozenset[str] = self.__dict__.get("_skip_graph_checks") or frozenset()
-        lenient = bool(self.__dict__.get("_disable_validation"))
-        if not (skip or lenient):
-            return spec(cls)
-        loose: dict[tuple[bool, frozenset[str]], WorkflowSpec] = cls.__dict__.get(_LOOSE) or {}
-        found = loose.get((lenient, skip))
-        if found is not None:
-            return found
-        try:
-            return spec(cls)
-        except WorkflowDefinitionError:
-            frame = _pending_frame(cls)
-            try:
-                found = _compile(
-                    cls, _names_at(frame, cls) if frame is not None else {}, lenient=lenient, skip=skip
-                )
-            except (WorkflowDefinitionError, UnresolvedHint):
-                found = None
-            if found is None:
-                raise  # the class's own error, every problem listed
-        setattr(cls, _LOOSE, {**loose, (lenient, skip): found})
-        return found
-
     def _get_steps(self) -> dict[str, Callable[..., Any]]:
         """The steps by name, as LlamaIndex lists them: bound methods, then the module-level
         functions added with ``add_step``."""
         return {
             s.name: getattr(s.func, "__actorflow_free__", None) or MethodType(s.func, self)
-            for s in self._spec().steps
+            for s in spec(type(self)).steps
         }
 
     def _validate(
@@ -391,7 +317,7 @@ class Workflow:
         if self._disable_validation and not force:
             return False
         cls = type(self)
-        checked = self._spec()
+        checked = spec(cls)
         specs: list[StepSpec] = []
         for name, func in self._get_steps().items():
             marker = step_marker(func)
@@ -436,7 +362,7 @@ class Workflow:
 
     def _get_start_event_instance(self, start_event: StartEvent | None, **kwargs: Any) -> StartEvent:
         """The StartEvent a run with these arguments begins with (``run()``'s own rules)."""
-        return cast(StartEvent, _start_event(self._spec(), start_event, kwargs))
+        return cast(StartEvent, _start_event(spec(type(self)), start_event, kwargs))
 
     # -- running ----------------------------------------------------------------------------
 
@@ -457,7 +383,7 @@ class Workflow:
         cls = type(self)
         wf_spec: WorkflowSpec | None = cls.__dict__.get(_SPEC)
         if wf_spec is None:
-            wf_spec = self._spec()
+            wf_spec = spec(cls)
         event = _start_event(wf_spec, start_event, kwargs)
         # Positional: a class called with keywords builds a dict of them first (3,000
         # instructions, 1.5% of a trivial run).
@@ -627,10 +553,9 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
         return found
     if cls is Workflow:
         raise WorkflowDefinitionError("Workflow itself has no steps; subclass it")
-    frame = _pending_frame(cls)
+    frame = cls.__dict__.get(_PENDING)
     try:
         found = _compile(cls, _names_at(frame, cls) if frame is not None else {})
-        assert found is not None  # only _compile(defer=True) leaves a class unchecked
     except UnresolvedHint as exc:
         raise WorkflowDefinitionError(
             f"{cls.__name__}: cannot resolve the type hint {exc.hint!r} of step "
@@ -638,18 +563,6 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
             f"or import that event class in the module (or the function) that defines the workflow"
         ) from exc.error
     setattr(cls, _PENDING, None)  # let the frame go
-    return found
-
-
-def _descendants(cls: type) -> list[type]:
-    """Every subclass of ``cls``, at any depth."""
-    found: list[type] = []
-    todo: list[type] = list(cls.__subclasses__())
-    while todo:
-        sub = todo.pop()
-        if sub not in found:
-            found.append(sub)
-            todo.extend(sub.__subclasses__())
     return found
 
 
@@ -689,25 +602,10 @@ def _collect(cls: type[Workflow]) -> dict[str, tuple[StepSpec | _StepDraft, Any]
 _RESERVED = {name: f"Workflow.{name}" for name in dir(Workflow)}
 
 
-def _compile(
-    cls: type[Workflow],
-    scope: Mapping[str, Any],
-    *,
-    defer: bool = False,
-    lenient: bool = False,
-    skip: frozenset[str] = frozenset(),
-) -> WorkflowSpec | None:
-    """Resolve, check and store the spec of ``cls``.
-
-    With ``defer``, a class whose only problems are gaps that steps added later could fill
-    (no StopEvent producer, an event nobody consumes, ...) is left unchecked (None), to be
-    checked again when it is first instantiated; any other problem raises, with every gap.
-    With ``lenient`` (``disable_validation=True``: built despite events no step produces or
-    consumes, unreachable steps and dead ends) or ``skip`` (an instance's ``skip_graph_checks``),
-    the spec is returned for the instances that asked, never stored as the class's.
-    """
+def _compile(cls: type[Workflow], scope: Mapping[str, Any], *, defining: bool = False) -> WorkflowSpec:
+    """Resolve, check and store the spec of ``cls`` (``defining``: from its class statement)."""
     specs: list[StepSpec] = []
-    problems: list[Problem] = []
+    problems: list[str] = []
     for name, (marker, value) in _collect(cls).items():
         if isinstance(marker, StepSpec):
             if value is None:  # a module-level function added with add_step
@@ -728,24 +626,19 @@ def _compile(
             exc.step = name  # type: ignore[attr-defined]
             raise
         except WorkflowDefinitionError as exc:
-            problems.append(Problem(str(exc)))  # a step's own signature: no other step fixes it
+            problems.append(str(exc))
     if problems:
-        raise definition_error(cls.__name__, problems)
-    result, problems = check_steps(
+        raise WorkflowDefinitionError(
+            f"{cls.__name__} is not a valid workflow:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
+    result = build_spec(
         cls.__name__,
         specs,
         reserved=_RESERVED,
         external=tuple(cls.external_events),
-        skip_graph_checks=cls.__actorflow_skip__ | skip,
-        allow_gaps=lenient,
+        skip_graph_checks=cls.__actorflow_skip__,
+        defining=defining,
     )
-    if result is not None and (lenient or skip):
-        return result  # for the instances that turned checks off
-    if result is None:
-        if defer and all(p.gap for p in problems):
-            setattr(cls, _SPEC, None)
-            return None
-        raise definition_error(cls.__name__, problems)
     setattr(cls, _SPEC, result)
     return result
 

@@ -288,20 +288,17 @@ async def test_an_event_sent_outside_any_stream_does_not_join_a_batch(
 
 
 def test_a_fan_in_without_a_list_producer_is_a_definition_error() -> None:
-    """A ``list[E]`` parameter that no ``-> list[...]`` stream feeds is refused with LlamaIndex's
-    sentence when the class is instantiated (a step added later may feed it)."""
-
-    class NoStream(Workflow):
-        @step
-        async def start(self, ev: StartEvent) -> Item:
-            return Item(i=1)
-
-        @step
-        async def join(self, items: list[Item]) -> StopEvent:
-            return StopEvent(result=items)
-
+    """A ``list[E]`` parameter that no ``-> list[...]`` stream feeds is refused with LlamaIndex's sentence."""
     with pytest.raises(WorkflowDefinitionError, match="no returned-list producer creates a stream"):
-        NoStream()
+
+        class NoStream(Workflow):
+            @step
+            async def start(self, ev: StartEvent) -> Item:
+                return Item(i=1)
+
+            @step
+            async def join(self, items: list[Item]) -> StopEvent:
+                return StopEvent(result=items)
 
 
 def test_a_list_parameter_with_other_event_parameters_is_refused() -> None:
@@ -333,24 +330,21 @@ def test_a_join_parameter_must_name_one_event_type() -> None:
 
 
 def test_a_join_across_stream_levels_is_a_definition_error() -> None:
-    """A join of an in-stream event with a top-level one can never fire: refused when the class
-    is instantiated."""
-
-    class Levels(Workflow):
-        @step
-        async def fan(self, ev: StartEvent) -> list[A]:
-            return [A()]
-
-        @step
-        async def emit_b(self, ev: StartEvent) -> B:
-            return B()
-
-        @step
-        async def join(self, a: A, b: B) -> StopEvent:
-            return StopEvent(result=1)
-
+    """A join of an in-stream event with a top-level one can never fire: refused at definition."""
     with pytest.raises(WorkflowDefinitionError, match="never produced at a common stream level"):
-        Levels()
+
+        class Levels(Workflow):
+            @step
+            async def fan(self, ev: StartEvent) -> list[A]:
+                return [A()]
+
+            @step
+            async def emit_b(self, ev: StartEvent) -> B:
+                return B()
+
+            @step
+            async def join(self, a: A, b: B) -> StopEvent:
+                return StopEvent(result=1)
 
 
 def test_drawings_mark_fan_out_fan_in_and_join() -> None:

@@ -148,18 +148,15 @@ def test_validate_says_whether_the_workflow_asks_for_input() -> None:
 
 
 def test_a_class_missing_its_start_or_stop_names_itself() -> None:
-    """A class with no StartEvent or StopEvent step fails when instantiated with LlamaIndex's
-    sentence naming it, as a WorkflowConfigurationError."""
-
-    class NoStop(Workflow):
-        @step
-        async def start(self, ev: StartEvent) -> InputRequiredEvent:
-            return InputRequiredEvent()
-
+    """A class with no StartEvent or StopEvent step fails when defined with LlamaIndex's sentence naming it."""
     with pytest.raises(
-        WorkflowConfigurationError, match=r"\(Workflow 'NoStop' has no @step that returns StopEvent\.\)"
+        WorkflowDefinitionError, match=r"\(Workflow 'NoStop' has no @step that returns StopEvent\.\)"
     ):
-        NoStop()
+
+        class NoStop(Workflow):
+            @step
+            async def start(self, ev: StartEvent) -> InputRequiredEvent:
+                return InputRequiredEvent()
 
 
 def test_get_start_event_instance_builds_the_start_event_as_run_does() -> None:
