@@ -3,10 +3,11 @@
 The StartEvent's step runs in the run's own task (a one-step run then starts no task at all),
 but a step must not see, nor change, the ContextVars of the code that awaits ``run()``: in a
 task of its own it would get a copy, as every trio task does. :class:`Isolated` gives it
-that copy without a task: it drives the coroutine step by step, each step inside
-``context.run``, and passes trio's traps and their results through unchanged (the way
-asyncio runs a task's steps in the task's context). Nothing else in trio offers this; it is
-a dozen lines, and a step costs one ``Context.run`` call per resumption.
+that copy without a task: it is the iterator the awaiting coroutine delegates to, and
+resumes the coroutine each time inside ``context.run``, passing trio's traps and their
+results through unchanged (the way asyncio runs a task's steps in the task's context).
+Nothing else in trio offers this; it is a dozen lines, and a step costs one ``Context.run``
+call per resumption.
 """
 
 from __future__ import annotations
@@ -20,29 +21,50 @@ __all__ = ["Isolated", "Resumed"]
 
 
 class Isolated:
-    """``await Isolated(coro, context)``: run ``coro`` to its end with ``context`` as current."""
+    """``await Isolated(coro, context)``: run ``coro`` to its end with ``context`` as current.
 
-    __slots__ = ("_context", "_coro")
+    It is the iterator the awaiting coroutine delegates to (no generator of its own), and it
+    shows ``coro`` as what it awaits (``cr_frame``, ``cr_await``): trio's
+    ``Task.iter_await_frames()`` goes on into the step, as for ``await coro``.
+    """
+
+    __slots__ = ("_coro", "_run", "_send")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
         self._coro = coro
-        self._context = context
+        self._run = context.run
+        self._send = coro.send
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coro, run = self._coro, self._context.run
-        send, throw = coro.send, coro.throw
-        value: Any = None
-        error: BaseException | None = None
-        while True:
-            try:
-                yielded = run(send, value) if error is None else run(throw, error)
-            except StopIteration as stop:
-                return stop.value
-            error = None
-            try:
-                value = yield yielded  # a trio trap, up to the task runner; its result comes back
-            except BaseException as exc:  # thrown into the awaiting task: pass it on
-                value, error = None, exc
+        return cast("Generator[Any, Any, Any]", self)
+
+    def __iter__(self) -> Isolated:
+        return self
+
+    def __next__(self) -> Any:
+        return self._run(self._send, None)
+
+    def send(self, value: Any) -> Any:
+        """Resume ``coro`` with a trap's result (up from the task runner), in ``context``."""
+        return self._run(self._send, value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        """Throw into ``coro`` in ``context`` (Python hands a delegate type, value, traceback)."""
+        exc = val if val is not None else typ if isinstance(typ, BaseException) else typ()
+        return self._run(self._coro.throw, exc if tb is None else exc.with_traceback(tb))
+
+    def close(self) -> None:
+        self._run(self._coro.close)
+
+    @property
+    def cr_frame(self) -> Any:
+        """The frame of the coroutine driven (what trio's stack walk reads)."""
+        return getattr(self._coro, "cr_frame", None)
+
+    @property
+    def cr_await(self) -> Any:
+        """What the coroutine driven awaits."""
+        return getattr(self._coro, "cr_await", None)
 
 
 class Resumed:

@@ -361,3 +361,28 @@ async def test_a_snapshot_from_outside_holds_only_its_own_runs_invocations(
     in_flight = {name: [f["event"] for f in s["in_flight"]] for name, s in steps.items()}
     assert in_flight["begin"] == [] and len(in_flight["nest"]) == 1, in_flight
     assert '"n": 1' in in_flight["nest"][0]
+
+
+@pytest.mark.parametrize("trace", [False, True])
+async def test_a_step_in_the_callers_task_is_on_its_await_stack(
+    trail: Path, autojump_clock: trio.abc.Clock, trace: bool
+) -> None:
+    """The StartEvent's step runs in the task awaiting run(): iter_await_frames() reaches it there."""
+    seen: list[str] = []
+
+    class Alone(Workflow):
+        @step
+        async def only(self, ev: StartEvent) -> StopEvent:
+            await trio.sleep(10)
+            return StopEvent(result="alone")
+
+    async def caller() -> None:
+        assert await Alone(trace=trace).run() == "alone"
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(caller)
+        await trio.sleep(5)
+        (task,) = nursery.child_tasks
+        seen.extend(frame.f_code.co_name for frame, _ in task.iter_await_frames())
+    assert seen[0] == "caller" and "only" in seen, seen
+    assert seen[seen.index("only") :][:2] == ["only", "sleep"], seen

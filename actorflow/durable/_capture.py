@@ -32,7 +32,6 @@ from .._actor import StepActor
 from .._context import Context, Store
 from .._events import Event
 from .._exceptions import ContextSerdeError, RunArgumentsError, WorkflowRuntimeError
-from .._isolate import Isolated
 from .._outside import StandaloneContext
 from .._serializers import BaseSerializer, JsonSerializer
 from ._runner import DurableRun, restored_state, state_snapshot
@@ -169,11 +168,7 @@ def _loops(task: trio.lowlevel.Task) -> list[tuple[StepActor, int, Any, bool]]:
             frames.append(frame)
             frame = frame.f_back  # type: ignore[assignment]
     else:
-        frames = [f for f, _ in task.iter_await_frames()]
-        # The run's own task runs its first step through Isolated, whose generator ends the
-        # await chain trio walks: go on with the coroutine it drives.
-        while frames and frames[-1].f_code is _ISOLATED:
-            frames += _await_frames(frames[-1].f_locals.get("coro"))
+        frames = [f for f, _ in task.iter_await_frames()]  # on through Isolated (cr_await)
     for frame in frames:
         name = _LOOPS.get(frame.f_code)
         if name is None:
@@ -187,25 +182,6 @@ def _loops(task: trio.lowlevel.Task) -> list[tuple[StepActor, int, Any, bool]]:
         else:
             found.append((actor, local.get("worker", 0), local.get("first"), False))
     return found
-
-
-_ISOLATED = Isolated.__await__.__code__
-
-
-def _await_frames(coro: Any) -> list[Any]:
-    """The frames of ``coro`` and of what it awaits, innermost last (as trio walks a task's)."""
-    frames = []
-    while coro is not None:
-        if hasattr(coro, "cr_frame"):
-            frame, coro = coro.cr_frame, coro.cr_await
-        elif hasattr(coro, "gi_frame"):
-            frame, coro = coro.gi_frame, coro.gi_yieldfrom
-        else:
-            break
-        if frame is None:
-            break
-        frames.append(frame)
-    return frames
 
 
 def _handed(task: trio.lowlevel.Task) -> Any:
