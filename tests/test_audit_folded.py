@@ -232,6 +232,8 @@ async def test_verify_checks_what_a_folded_record_claims(trail: Path, autojump_c
         (middle(lambda r: r["events"].pop()), "must have seq"),
         (middle(lambda r: r["events"][0].pop("event_id")), "needs an integer event_id"),
         (middle(lambda r: r.update(events="many")), "a list of events"),
+        (middle(lambda r: r.pop("attempt")), "needs an integer attempt"),
+        (middle(lambda r: r.update(worker=None)), "needs an integer worker"),
     ):
         trail.write_text(good)
         _rewrite(trail, edit)

@@ -152,6 +152,9 @@ def folded_problem(record: Mapping[str, Any]) -> str | None:
     emitted = record.get("emitted")
     if type(emitted) is not int or emitted != len(events):
         return "a folded step.finished must say emitted = the number of its events"
+    for field in ("attempt", "worker", "event_id"):  # what its step.started part is made of
+        if type(record.get(field)) is not int:
+            return f"a folded step.finished needs an integer {field} (its step.started has one)"
     for e in events:
         if (
             not isinstance(e, dict)
