@@ -20,26 +20,41 @@ from typing import Any, cast
 __all__ = ["Isolated", "Resumed"]
 
 
-class Isolated:
-    """``await Isolated(coro, context)``: run ``coro`` to its end with ``context`` as current.
+class _Delegate:
+    """The iterator an awaiting coroutine delegates to (no generator of its own) for ``_coro``,
+    shown as what it awaits (``cr_frame``, ``cr_await``): trio's ``Task.iter_await_frames()``
+    (and whatever prints a task's stack from it) goes on into the step, as for ``await coro``."""
 
-    It is the iterator the awaiting coroutine delegates to (no generator of its own), and it
-    shows ``coro`` as what it awaits (``cr_frame``, ``cr_await``): trio's
-    ``Task.iter_await_frames()`` goes on into the step, as for ``await coro``.
-    """
+    __slots__ = ("_coro",)
 
-    __slots__ = ("_coro", "_run", "_send")
+    _coro: Coroutine[Any, Any, Any]
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return cast("Generator[Any, Any, Any]", self)
+
+    def __iter__(self) -> _Delegate:
+        return self
+
+    @property
+    def cr_frame(self) -> Any:
+        """The frame of the coroutine driven (what trio's stack walk reads)."""
+        return getattr(self._coro, "cr_frame", None)
+
+    @property
+    def cr_await(self) -> Any:
+        """What the coroutine driven awaits."""
+        return getattr(self._coro, "cr_await", None)
+
+
+class Isolated(_Delegate):
+    """``await Isolated(coro, context)``: run ``coro`` to its end with ``context`` as current."""
+
+    __slots__ = ("_run", "_send")
 
     def __init__(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
         self._coro = coro
         self._run = context.run
         self._send = coro.send
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return cast("Generator[Any, Any, Any]", self)
-
-    def __iter__(self) -> Isolated:
-        return self
 
     def __next__(self) -> Any:
         return self._run(self._send, None)
@@ -56,43 +71,23 @@ class Isolated:
     def close(self) -> None:
         self._run(self._coro.close)
 
-    @property
-    def cr_frame(self) -> Any:
-        """The frame of the coroutine driven (what trio's stack walk reads)."""
-        return getattr(self._coro, "cr_frame", None)
 
-    @property
-    def cr_await(self) -> Any:
-        """What the coroutine driven awaits."""
-        return getattr(self._coro, "cr_await", None)
-
-
-class Resumed:
+class Resumed(_Delegate):
     """``await Resumed(coro, yielded)``: the rest of ``coro``, whose first trap, ``yielded``, its
     caller took with ``coro.send(None)`` (to learn whether it ran to its end without one).
 
     What ``await coro`` would have done from there: the trap goes up to the task runner,
-    whatever comes back goes down into ``coro``, until it returns. It is the iterator the
-    awaiting coroutine delegates to, not a generator of its own: after the first trap its
-    ``send`` and ``throw`` are ``coro``'s own (no Python frame per resumption), and it shows
-    ``coro`` as what it awaits (``cr_frame``, ``cr_await``), so trio's
-    ``Task.iter_await_frames()`` (and whatever prints a task's stack from it) goes on into
-    the step, as it does for ``await coro``.
+    whatever comes back goes down into ``coro``, until it returns. After the first trap its
+    ``send`` and ``throw`` are ``coro``'s own (no Python frame per resumption).
     """
 
-    __slots__ = ("_coro", "_first", "send", "throw")
+    __slots__ = ("_first", "send", "throw")
 
     def __init__(self, coro: CoroutineType[Any, Any, Any], yielded: Any) -> None:
         self._coro = coro
         self._first = yielded
         self.send: Callable[[Any], Any] = coro.send
         self.throw: Callable[..., Any] = coro.throw
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        return cast("Generator[Any, Any, Any]", self)
-
-    def __iter__(self) -> Resumed:
-        return self
 
     def __next__(self) -> Any:
         # The awaiting coroutine's first step (a send of None) gets the trap already taken.
@@ -101,16 +96,6 @@ class Resumed:
 
     def close(self) -> None:
         self._coro.close()
-
-    @property
-    def cr_frame(self) -> Any:
-        """The frame of the coroutine resumed (what trio's stack walk reads)."""
-        return self._coro.cr_frame
-
-    @property
-    def cr_await(self) -> Any:
-        """What the coroutine resumed awaits."""
-        return self._coro.cr_await
 
 
 #: What :attr:`Resumed._first` holds once the first trap went up.

@@ -501,12 +501,8 @@ class RunWriter:
             '{"attempt":%d,"duration_s":%s,"emitted":%d,"event":"step.finished","event_id":%d,'
             '"events":[%s],"from_seq":%d,"prev_hash":"%s","run_id":' + rid
         ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
-        # The common fold, one event emitted, in one template: one formatting, no list.
-        self._ran1 = (
-            '{"attempt":%d,"duration_s":%s,"emitted":1,"event":"step.finished","event_id":%d,'
-            '"events":[{"event_id":%d,"event_type":%s,"payload":%s}],"from_seq":%d,"prev_hash":"%s","run_id":'
-            + rid
-        ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
+        # The common fold, one event emitted: one template (one formatting, no list), whose
+        # two halves around the payload serve a large payload written in pieces.
         self._ran1_head = (
             '{"attempt":%d,"duration_s":%s,"emitted":1,"event":"step.finished","event_id":%d,'
             '"events":[{"event_id":%d,"event_type":%s,"payload":'
@@ -514,6 +510,7 @@ class RunWriter:
         self._ran1_tail = ('}],"from_seq":%d,"prev_hash":"%s","run_id":' + rid) + (
             ',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}"
         )
+        self._ran1 = self._ran1_head + "%s" + self._ran1_tail
         self._emitted_head = '{"cause_id":%s,"event":"event.emitted","event_id":%d,"event_type":%s,"payload":'
         self._emitted_tail = (',"prev_hash":"%s","run_id":' + rid) + (
             ',"seq":%d,"step":%s,"timestamp":"%s","workflow":' + wf + "}"
@@ -601,78 +598,60 @@ class RunWriter:
         name = names.get(step) or self._name(step)
         if name is None or duration - duration != 0.0:
             return False
-        if len(events) == 1:
-            emitted_id, event, _, _, payload, _ = events[0]
-            event_type = type(event).__name__
-            kind = names.get(event_type) or self._name(event_type)
-            if kind is None or type(emitted_id) is not int:
-                return False
-            try:
-                data = canonical(payload)
-            except (TypeError, ValueError, RecursionError):
-                return False  # HashChain makes the markers
-            run_id = self._run_id
-            if len(data) >= _PIECES:  # hashed and queued in pieces, as event_emitted does
-                pieces = (
-                    (self._ran1_head % (attempt, repr(duration), event_id, emitted_id, kind)).encode("ascii"),
-                    data.encode("ascii"),
-                    (
-                        self._ran1_tail
-                        % (first, self._last.get(run_id, GENESIS), seq, name, timestamp, worker)
-                    ).encode("ascii"),
-                )
-                self._queue_pieces(pieces)
-                return True
-            raw = (
-                self._ran1
-                % (
-                    attempt,
-                    repr(duration),
-                    event_id,
-                    emitted_id,
-                    kind,
-                    data,
-                    first,
-                    self._last.get(run_id, GENESIS),
-                    seq,
-                    name,
-                    timestamp,
-                    worker,
-                )
-            ).encode("ascii")
-            key = self._key
-            h = self._last[run_id] = hashlib.sha256(raw).hexdigest() if key is None else digest(raw, key)
-            self._queue(raw, h)
-            return True
-        parts = []
-        size = 0
+        parts: list[tuple[int, str, str]] = []  # (event_id, type name JSON, payload JSON)
         for emitted_id, event, _, _, payload, _ in events:
             event_type = type(event).__name__
             kind = names.get(event_type) or self._name(event_type)
             if kind is None or type(emitted_id) is not int:
                 return False
             try:
-                data = canonical(payload)
+                parts.append((emitted_id, kind, canonical(payload)))
             except (TypeError, ValueError, RecursionError):
                 return False  # HashChain makes the markers
-            size += len(data)
-            parts.append(f'{{"event_id":{emitted_id},"event_type":{kind},"payload":{data}}}')
-        if size >= _PIECES:
-            return False  # a large payload is written in pieces, by event_emitted
         prev = self._last.get(self._run_id, GENESIS)
-        body = self._ran % (
-            attempt,
-            repr(duration),
-            len(events),
-            event_id,
-            ",".join(parts),
-            first,
-            prev,
-            seq,
-            name,
-            timestamp,
-            worker,
-        )
+        if len(parts) == 1:
+            emitted_id, kind, data = parts[0]
+            if len(data) >= _PIECES:  # hashed and queued in pieces, as event_emitted does
+                self._queue_pieces(
+                    (
+                        (self._ran1_head % (attempt, repr(duration), event_id, emitted_id, kind)).encode(
+                            "ascii"
+                        ),
+                        data.encode("ascii"),
+                        (self._ran1_tail % (first, prev, seq, name, timestamp, worker)).encode("ascii"),
+                    )
+                )
+                return True
+            body = self._ran1 % (
+                attempt,
+                repr(duration),
+                event_id,
+                emitted_id,
+                kind,
+                data,
+                first,
+                prev,
+                seq,
+                name,
+                timestamp,
+                worker,
+            )
+        else:
+            if sum(len(data) for _, _, data in parts) >= _PIECES:
+                return False  # large payloads of several events: written one by one, in pieces
+            body = self._ran % (
+                attempt,
+                repr(duration),
+                len(parts),
+                event_id,
+                ",".join(f'{{"event_id":{i},"event_type":{k},"payload":{d}}}' for i, k, d in parts),
+                first,
+                prev,
+                seq,
+                name,
+                timestamp,
+                worker,
+            )
         self._put(body.encode("ascii"))
         return True
 
