@@ -42,6 +42,17 @@ for _helper in ("llm_server", "audit_flows", "durable_flows", "durable_crash", "
 
 
 @pytest.fixture
+def trail(tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """structlog configured with the ready audit chain, writing to a fresh file."""
+    path = tmp_path / "audit.jsonl"
+    chain = actorflow.audit.processors(path)
+    structlog.configure(processors=chain)
+    yield path
+    chain[-1].close()
+    structlog.reset_defaults()
+
+
+@pytest.fixture
 def clean_structlog() -> Iterator[None]:
     """Restore structlog's defaults (and switch global tracing off) after a test that changed them."""
     yield

@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,16 +54,6 @@ class Noisy(Workflow):
     @step
     async def shout(self, ev: StartEvent) -> StopEvent:
         return StopEvent(result="\x1b[2J\x1b]0;pwned\x07 \x9b31m")
-
-
-@pytest.fixture
-def trail(tmp_path: Path) -> Iterator[Path]:
-    path = tmp_path / "audit.jsonl"
-    chain = audit.processors(path)
-    structlog.configure(processors=chain)
-    yield path
-    chain[-1].close()
-    structlog.reset_defaults()
 
 
 def _run(command: object, *args: object, **kwargs: object) -> tuple[int, str]:

@@ -14,7 +14,7 @@ import sys
 import textwrap
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,6 @@ from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
 from actorflow.audit._canon import GENESIS, canonical, digest, file_link, line_of
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
-
-
-@pytest.fixture
-def trail(tmp_path: Path) -> Iterator[Path]:
-    """structlog configured with the ready audit chain, writing to a fresh file."""
-    path = tmp_path / "audit.jsonl"
-    chain = audit.processors(path)
-    structlog.configure(processors=chain)
-    yield path
-    chain[-1].close()
 
 
 async def _run_many(n: int, count: int = 3) -> None:

@@ -68,16 +68,6 @@ class Failing(Workflow):
         raise LookupError("gone after a checkpoint")
 
 
-@pytest.fixture
-def trail(tmp_path: Path) -> Iterator[Path]:
-    """structlog configured with the ready audit chain, writing to a fresh file."""
-    path = tmp_path / "audit.jsonl"
-    chain = audit.processors(path)
-    structlog.configure(processors=chain)
-    yield path
-    chain[-1].close()
-
-
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
