@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json.encoder
 import re
+import time
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -26,12 +27,15 @@ from .._tracing import RECORD_NAMES, json_safe
 
 __all__ = [
     "GENESIS",
+    "GROUP",
+    "ROWS",
     "HEX64",
     "canonical",
     "digest",
     "encode",
     "file_link",
     "folded_problem",
+    "group_problem",
     "is_closing",
     "is_record",
     "line_of",
@@ -177,10 +181,128 @@ def folded_problem(record: Mapping[str, Any]) -> str | None:
 _EVENT_KEYS = frozenset({"event_id", "event_type", "payload"})
 
 
+#: The ``event`` of a group line (format 4): consecutive records of one run in one line.
+GROUP = "records"
+
+#: The rows of a group line: each of its ``records`` is a JSON array, the record's name and
+#: then its fields in this order (``timestamp_us``: microseconds since 1970 UTC, made into the
+#: record's ISO ``timestamp`` when unfolded). A folded ``step.finished`` has two more:
+#: ``from_seq`` and its ``events``, each ``[event_id, event_type, payload]``.
+ROWS: dict[str, tuple[str, ...]] = {
+    "step.started": ("seq", "timestamp_us", "step", "worker", "event_id", "attempt"),
+    "event.emitted": ("seq", "timestamp_us", "event_id", "event_type", "cause_id", "step", "payload"),
+    "step.finished": (
+        "seq",
+        "timestamp_us",
+        "step",
+        "worker",
+        "event_id",
+        "attempt",
+        "duration_ns",
+        "emitted",
+    ),
+}
+_FOLDED_ROW = len(ROWS["step.finished"]) + 3  # name, fields, from_seq, events
+
+
+def _int(value: object) -> bool:
+    return type(value) is int
+
+
+def _row_problem(row: object) -> str | None:
+    """What is wrong with one row of a group line, or None."""
+    if not isinstance(row, list) or not row or row[0] not in ROWS:
+        return "each of a records line's records must be a row: [name, fields...] of a step.started, event.emitted or step.finished"
+    fields = ROWS[row[0]]
+    if len(row) != len(fields) + 1 and not (row[0] == "step.finished" and len(row) == _FOLDED_ROW):
+        return f"a {row[0]} row of a records line must have {len(fields)} fields after its name, not {len(row) - 1}"
+    values = dict(zip(fields, row[1:], strict=False))
+    for name in ("seq", "timestamp_us", "event_id"):
+        if not _int(values[name]) or values[name] < 0:
+            return f"the {name} of a {row[0]} row of a records line must be a non-negative integer"
+    if row[0] == "event.emitted":
+        if not isinstance(values["event_type"], str) or not (
+            values["cause_id"] is None or _int(values["cause_id"])
+        ):
+            return "an event.emitted row of a records line needs a string event_type and an integer or null cause_id"
+        return None
+    if not isinstance(values["step"], str) or not _int(values["worker"]) or not _int(values["attempt"]):
+        return f"a {row[0]} row of a records line needs a string step and integer worker and attempt"
+    if row[0] == "step.finished":
+        if not _int(values["duration_ns"]) or values["duration_ns"] < 0 or not _int(values["emitted"]):
+            return (
+                "a step.finished row of a records line needs integer duration_ns (not negative) and emitted"
+            )
+        if len(row) == _FOLDED_ROW:
+            first, events = row[-2], row[-1]
+            if not _int(first) or not isinstance(events, list):
+                return "a folded step.finished row needs an integer from_seq and a list of events"
+            if len(events) != values["emitted"] or values["seq"] != first + len(events) + 1:
+                return (
+                    f"a folded step.finished row from seq {first} with {len(events)} event(s) must "
+                    f"have emitted {len(events)} and seq {first + len(events) + 1}"
+                )
+            for e in events:
+                if not (isinstance(e, list) and len(e) == 3 and _int(e[0]) and isinstance(e[1], str)):
+                    return "each event of a folded step.finished row must be [event_id, event_type, payload]"
+    return None
+
+
+def group_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with a group line (format 4), or None when it is sound.
+
+    A group stands for the consecutive records of its run ``from_seq`` to ``seq``, as rows
+    (:data:`ROWS`) in ``records``; the sink writes one where the hot records of a run came
+    close together, under one hash and one file link.
+    """
+    first, seq, rows = record.get("from_seq"), record.get("seq"), record.get("records")
+    if not _int(first) or not _int(seq) or not isinstance(rows, list) or not rows:
+        return "a records line needs an integer from_seq and a non-empty list of records"
+    expected = first
+    for row in rows:
+        problem = _row_problem(row)
+        if problem is not None:
+            return problem
+        start = row[-2] if len(row) == _FOLDED_ROW else row[1]
+        if start != expected:
+            return f"the records of a records line from seq {first} must follow each other: seq {start} is not {expected}"
+        expected = row[1] + 1
+    if seq != expected - 1:
+        return f"a records line whose last record has seq {expected - 1} must have that seq, not {seq}"
+    return None
+
+
+def _timestamp(micros: int) -> str:
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(micros // 1_000_000)) + f".{micros % 1_000_000:06d}Z"
+    )
+
+
+def _from_row(row: list[Any], common: dict[str, Any]) -> dict[str, Any]:
+    """The record one row of a group line stands for (folded, if the row is)."""
+    name = row[0]
+    record = dict(zip(ROWS[name], row[1:], strict=False))
+    record["timestamp"] = _timestamp(record.pop("timestamp_us"))
+    if "duration_ns" in record:
+        record["duration_s"] = record.pop("duration_ns") / 1e9
+    record.update(common)
+    record["event"] = name
+    if len(row) == _FOLDED_ROW:
+        record["from_seq"] = row[-2]
+        record["events"] = [{"event_id": i, "event_type": t, "payload": p} for i, t, p in row[-1]]
+    return record
+
+
 def unfold(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The records a folded ``step.finished`` stands for, in ``seq`` order (``[record]`` for any
-    other record). The parts share the folded record's ``timestamp``: the invocation ran
-    without giving trio control, within microseconds. Check :func:`folded_problem` first."""
+    """The records a folded ``step.finished`` or a group line stands for, in ``seq`` order
+    (``[record]`` for any other record). The parts of a folded record share its ``timestamp``:
+    the invocation ran without giving trio control, within microseconds. Check
+    :func:`folded_problem` or :func:`group_problem` first."""
+    if record.get("event") == GROUP:
+        common = {"run_id": record.get("run_id")}
+        if "workflow" in record:
+            common["workflow"] = record["workflow"]
+        return [whole for row in record["records"] for whole in unfold(_from_row(row, common))]
     if record.get("event") != "step.finished" or "from_seq" not in record:
         return [record]
     first: int = record["from_seq"]

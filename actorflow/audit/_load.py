@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from .._exceptions import ActorflowError
-from ._canon import folded_problem, is_closing, is_record, unfold
+from ._canon import GROUP, folded_problem, group_problem, is_closing, is_record, unfold
 
 __all__ = ["AuditFileError", "EventNode", "Invocation", "RunTrace", "load_run", "load_runs"]
 
@@ -153,11 +153,17 @@ class RunTrace:
 
 
 def _unfolded(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The records ``record`` stands for (:func:`unfold`); ValueError for a folded one that is unsound."""
-    if record.get("event") == "step.finished" and "from_seq" in record:
+    """The records ``record`` stands for (:func:`unfold`); ValueError for a folded record or a
+    records line that is unsound."""
+    name = record.get("event")
+    if name == "step.finished" and "from_seq" in record:
         problem = folded_problem(record)
         if problem is not None:
             raise ValueError(f"the step.finished record with seq {record.get('seq')!r}: {problem}")
+    elif name == GROUP:
+        problem = group_problem(record)
+        if problem is not None:
+            raise ValueError(f"the records line with seq {record.get('seq')!r}: {problem}")
     return unfold(dict(record))
 
 
@@ -371,9 +377,15 @@ def read_file(path: str | os.PathLike[str]) -> tuple[dict[str, list[dict[str, An
             problem = _type_problem(rec)
             if problem is None and "from_seq" in rec and rec["event"] == "step.finished":
                 problem = folded_problem(rec)
+            parts = None
+            if problem is None and rec["event"] == GROUP:
+                problem = group_problem(rec)
+                if problem is None:
+                    parts = unfold(rec)
+                    problem = next(filter(None, map(_type_problem, parts)), None)
             if problem is not None:
                 raise AuditFileError(name, number, problem)
-            runs.setdefault(rec["run_id"], []).extend(unfold(rec))
+            runs.setdefault(rec["run_id"], []).extend(unfold(rec) if parts is None else parts)
     return runs, skipped
 
 

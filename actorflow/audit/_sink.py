@@ -53,6 +53,7 @@ from typing import Any
 
 import structlog
 
+from .._tracing import json_safe
 from ._canon import GENESIS, HEX64, canonical, digest, encode, file_link, is_record
 from ._chain import HashChain, Hashed
 from ._redact import Redactor
@@ -99,6 +100,7 @@ class JSONLinesSink:
         "_fd",
         "_file_chain",
         "_fsync",
+        "_groups",
         "_key",
         "_lock",
         "_passthrough",
@@ -153,6 +155,8 @@ class JSONLinesSink:
         self._wake = threading.Event()
         self._stop = False
         self._writer: threading.Thread | None = None  # started with the first record
+        self._groups: dict[RunWriter, None] = {}
+        """The run writers holding a group not yet sealed: the next flush seals them."""
 
     def _reopen_in_child(self) -> bool:
         # What the parent had queued is the parent's to write.
@@ -169,7 +173,13 @@ class JSONLinesSink:
     def flush(self) -> None:
         """Write every queued record now (see the module docstring for when the sink does so itself)."""
         with self._lock:
+            self._seal_groups()
             self._write_pending()
+
+    def _seal_groups(self) -> None:
+        # Called with self._lock held. A group's lock is never held while the sink's is taken.
+        for writer in list(self._groups):
+            writer.seal()
 
     def trail_end(self, run_id: str) -> tuple[int, str] | None:
         """``(seq, hash)`` of the last whole record of ``run_id`` in the file, or None.
@@ -217,6 +227,7 @@ class JSONLinesSink:
         with self._lock:
             try:
                 if self._fd >= 0:
+                    self._seal_groups()
                     self._write_pending()
             finally:
                 if self._fd >= 0:
@@ -309,18 +320,32 @@ class JSONLinesSink:
 
         return take
 
-    def _queue_hot(self, body: bytes | tuple[bytes, ...], record_hash: str) -> None:
-        """:meth:`_queue` for a record that neither opens nor closes its run (a :class:`RunWriter`'s):
-        ``body`` is its bytes, or the pieces they are made of (a large payload is not copied into one)."""
-        if self._fd < 0:
-            raise ValueError(f"{self!r} is closed")
+    def _enqueue(self, body: bytes | tuple[bytes, ...], record_hash: str) -> None:
+        """Queue a :class:`RunWriter`'s line (its bytes, or the pieces they are made of: a large
+        payload is not copied into one); any thread, the lock not needed."""
         pending = self._pending
-        now = time.monotonic()
         if not pending:
-            self._since = now
+            self._since = time.monotonic()
         pending.append((body, record_hash))
         self._pending_bytes += len(body) if isinstance(body, bytes) else sum(len(p) for p in body)
-        if self._pending_bytes > _BATCH_BYTES or (not self._fsync and now - self._since >= FLUSH_DELAY):
+
+    def _opened(self, writer: RunWriter) -> None:
+        """``writer`` holds a group now: the next flush seals it, and the writer thread makes
+        sure one comes (a run that goes quiet must not keep its records out of the file)."""
+        self._groups[writer] = None
+        if not self._wake.is_set():
+            if self._writer is None:
+                self._start_writer()
+            self._wake.set()
+
+    def _sealed(self, old: bool) -> None:
+        """A :class:`RunWriter` queued its group in the thread that adds records; ``old``: its
+        first record is :data:`FLUSH_DELAY` old, so the batch is written now."""
+        if self._fd < 0:
+            raise ValueError(f"{self!r} is closed")
+        if self._pending_bytes > _BATCH_BYTES or (
+            not self._fsync and (old or time.monotonic() - self._since >= FLUSH_DELAY)
+        ):
             self.flush()
         elif not self._wake.is_set():
             if self._writer is None:
@@ -435,42 +460,57 @@ class JSONLinesSink:
 
 
 class RunWriter:
-    """One run's hot records (``step.started``, ``step.finished``, ``event.emitted``) chained and
-    queued straight from their values, without an event dict.
+    """One run's hot records (``step.started``, ``event.emitted``, ``step.finished``) chained and
+        queued straight from their values, a batch of them to a line, without an event dict.
 
-    The body of each is its canonical JSON (:func:`~actorflow.audit._canon.canonical`) put
-    together from a template made once per run: the run's constant fields are encoded once,
-    the rest are numbers, a timestamp, hashes and names encoded once each. What comes out is
-    byte for byte what :class:`HashChain` would have encoded from the event dict
-    (``tests/test_audit_file.py`` pins it), so the file, its hashes and ``verify()`` are the
-    same. Measured in CPU time with queueing left out, a ``step.started`` cost 6.3 µs through
-    the fused processors (event dict, ``HashChain.link``, sorted encoding of the whole record)
-    and costs 2.0 here, an ``event.emitted`` 6.9 and 3.3. A payload whose JSON is 64 KiB or
-    more is hashed and queued as three pieces, never copied into one body (the sink writes a
-    large batch with ``writev``): a traced hop carrying 1 MB went from 3.25 to 2.43 times one
-    ``json.dumps`` of it (``python -m benchmarks --only large-payload``).
+        **Group lines** (format 4). The records are held in a group, each as the tuple of its
+        values (a *row*, the layout in :data:`~actorflow.audit._canon.ROWS`), and become one line
+        when the group is sealed::
 
-    Each method returns False, having changed nothing, when the record must go the
-    processors' way instead: the first record of a run (``HashChain`` adds fields to it), a
-    value JSON refuses as it is (markers are made there), or ``idle()`` saying that a
-    processor before the chain would change it now.
+            {"event":"records","from_seq":2,"prev_hash":..,"records":[[row],[row],..],
+             "run_id":..,"seq":61,"workflow":..,"file_prev":..,"hash":..}
+
+        A group is sealed when its first record is :data:`FLUSH_DELAY` old as another comes, or
+        it holds :data:`_GROUP_MAX`, or a record of the run that is not grouped comes (the tracer
+        seals first, so the run's records stay in ``seq`` order), or the sink flushes (its writer
+        thread, :meth:`JSONLinesSink.flush`, ``close``, exit). A line then costs one encoding (the
+        C encoder, over the whole group at once), one SHA-256, one file link and one suffix, and
+        the run's ``run_id``, ``workflow`` and ``prev_hash`` are written once. Rows instead of
+        objects: the C encoder writes a row without a Python-level template or key sort per
+        record (objects made per record cost 8.5 us a record to encode, formatting them from a
+        template 5.3, a row 0.6 of its one call for the group; ``/tmp`` microbenchmark, loaded
+        machine). A duration is a row's integer nanoseconds: the shortest repr of a float of
+    seconds made the C encoder's cost of a row 2.3 us instead of 1.3. What the rows say is the
+    records: ``load_run`` and ``verify`` unfold them.
+
+        Encoding waits until the seal: a payload is JSON data made for its record
+        (``payload_of``), so nothing can change it in between. The line is byte for byte what
+        :func:`~actorflow.audit._canon.canonical` makes of it (``tests/test_audit_file.py`` pins
+        it), so ``verify()`` checks it like any line; it is hashed and queued in three pieces, so a
+        large payload is never copied into one body.
+
+        The group is the one thing two threads touch (the trio thread adds, any flushing thread
+        seals), so it has a lock; neither side takes the sink's lock while holding it. The trio
+        thread can wait for it only while another thread seals the group of a quiet run.
+
+        Each method returns False, having changed nothing, when the record must go the
+        processors' way instead: the first record of a run (``HashChain`` adds fields to it), a
+        value that is not what the row needs, or ``idle()`` saying that a processor before the
+        chain would change it now.
     """
 
     __slots__ = (
-        "_emitted_head",
-        "_emitted_tail",
-        "_finished",
+        "__weakref__",
+        "_group",
+        "_group_head",
+        "_group_ns",
+        "_group_tail",
         "_idle",
         "_key",
         "_last",
-        "_names",
-        "_queue",
-        "_ran",
-        "_ran1",
-        "_ran1_head",
-        "_ran1_tail",
+        "_lock",
         "_run_id",
-        "_started",
+        "_sink",
     )
 
     def __init__(
@@ -481,72 +521,58 @@ class RunWriter:
         workflow: str,
         idle: Callable[[], bool] | None,
     ) -> None:
+        self._sink = sink
         self._last = chain._last
         self._key = chain._key
         self._run_id = run_id
         self._idle = idle
-        self._queue = sink._queue_hot
-        self._names: dict[object, str] = {None: "null"}
-        """A step or event type name -> its JSON text."""
+        self._lock = threading.Lock()
+        self._group: list[tuple[Any, ...]] | None = None
+        """The rows held for the next group line."""
+        self._group_ns = 0
+        """``time.time_ns()`` of the group's first record."""
         # The keys in sorted order, as canonical() writes them.
         rid, wf = canonical(run_id).replace("%", "%%"), canonical(workflow).replace("%", "%%")
-        self._started = (
-            '{"attempt":%d,"event":"step.started","event_id":%d,"prev_hash":"%s","run_id":' + rid
-        ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
-        self._finished = (
-            '{"attempt":%d,"duration_s":%s,"emitted":%d,"event":"step.finished","event_id":%d,'
-            '"prev_hash":"%s","run_id":' + rid
-        ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
-        self._ran = (
-            '{"attempt":%d,"duration_s":%s,"emitted":%d,"event":"step.finished","event_id":%d,'
-            '"events":[%s],"from_seq":%d,"prev_hash":"%s","run_id":' + rid
-        ) + (',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}")
-        # The common fold, one event emitted: one template (one formatting, no list), whose
-        # two halves around the payload serve a large payload written in pieces.
-        self._ran1_head = (
-            '{"attempt":%d,"duration_s":%s,"emitted":1,"event":"step.finished","event_id":%d,'
-            '"events":[{"event_id":%d,"event_type":%s,"payload":'
-        )
-        self._ran1_tail = ('}],"from_seq":%d,"prev_hash":"%s","run_id":' + rid) + (
-            ',"seq":%d,"step":%s,"timestamp":"%s","worker":%d,"workflow":' + wf + "}"
-        )
-        self._ran1 = self._ran1_head + "%s" + self._ran1_tail
-        self._emitted_head = '{"cause_id":%s,"event":"event.emitted","event_id":%d,"event_type":%s,"payload":'
-        self._emitted_tail = (',"prev_hash":"%s","run_id":' + rid) + (
-            ',"seq":%d,"step":%s,"timestamp":"%s","workflow":' + wf + "}"
-        )
+        self._group_head = '{"event":"records","from_seq":%d,"prev_hash":"%s","records":'
+        self._group_tail = ',"run_id":' + rid + ',"seq":%d,"workflow":' + wf + "}"
 
-    def _name(self, name: object) -> str | None:
-        text = self._names.get(name)
-        if text is None:
-            if type(name) is not str:
-                return None
-            text = self._names[name] = canonical(name)
-        return text
+    # -- adding (the thread of the run) ------------------------------------------------------
 
-    def _put(self, body: bytes) -> None:
-        key = self._key
-        h = hashlib.sha256(body).hexdigest() if key is None else digest(body, key)
-        self._last[self._run_id] = h
-        self._queue(body, h)
+    def _add(self, row: tuple[Any, ...], ns: int) -> None:
+        """Hold ``row`` (made at ``ns``) for the group line; seal the group when it is due."""
+        lock = self._lock
+        lock.acquire()
+        group = self._group
+        if group is not None:
+            group.append(row)
+            if ns - self._group_ns < _GROUP_NS and len(group) < _GROUP_MAX:
+                lock.release()
+                return
+            try:
+                self._seal_locked()
+            finally:
+                lock.release()
+            self._sink._sealed(ns - self._group_ns >= _GROUP_NS)
+            return
+        if self._sink._fd < 0:
+            lock.release()
+            raise ValueError(f"{self._sink!r} is closed")
+        self._group = [row]
+        self._group_ns = ns
+        lock.release()
+        self._sink._opened(self)
 
-    def step_started(
-        self, seq: int, timestamp: str, step: str, worker: int, event_id: int, attempt: int
-    ) -> bool:
-        """Write one ``step.started`` record; False: it takes the processors' path."""
-        if seq == 1 or (self._idle is not None and not self._idle()):
+    def step_started(self, seq: int, ns: int, step: str, worker: int, event_id: int, attempt: int) -> bool:
+        """Hold one ``step.started`` (made at ``ns``, ``time.time_ns()``); False: the processors' path."""
+        if seq == 1 or type(step) is not str or (self._idle is not None and not self._idle()):
             return False
-        name = self._names.get(step) or self._name(step)
-        if name is None:
-            return False
-        prev = self._last.get(self._run_id, GENESIS)
-        self._put((self._started % (attempt, event_id, prev, seq, name, timestamp, worker)).encode("ascii"))
+        self._add(("step.started", seq, ns // 1000, step, worker, event_id, attempt), ns)
         return True
 
     def step_finished(
         self,
         seq: int,
-        timestamp: str,
+        ns: int,
         step: str,
         worker: int,
         event_id: int,
@@ -554,32 +580,36 @@ class RunWriter:
         duration: float,
         emitted: int,
     ) -> bool:
-        """Write one ``step.finished`` record (of the run's own loop); False: the processors' path."""
-        if seq == 1 or type(duration) is not float or (self._idle is not None and not self._idle()):
+        """Hold one ``step.finished`` (of the run's own loop); False: the processors' path."""
+        if (
+            seq == 1
+            or type(step) is not str
+            or type(duration) is not float
+            or duration - duration != 0.0  # NaN or infinite: JSON has no such number
+            or (self._idle is not None and not self._idle())
+        ):
             return False
-        name = self._names.get(step) or self._name(step)
-        if name is None or duration - duration != 0.0:  # NaN or infinite: JSON has no such number
-            return False
-        prev = self._last.get(self._run_id, GENESIS)
-        body = self._finished % (
-            attempt,
-            repr(duration),
-            emitted,
-            event_id,
-            prev,
-            seq,
-            name,
-            timestamp,
-            worker,
+        self._add(
+            (
+                "step.finished",
+                seq,
+                ns // 1000,
+                step,
+                worker,
+                event_id,
+                attempt,
+                round(duration * 1e9),
+                emitted,
+            ),
+            ns,
         )
-        self._put(body.encode("ascii"))
         return True
 
     def step_ran(
         self,
         first: int,
         seq: int,
-        timestamp: str,
+        ns: int,
         step: str,
         worker: int,
         event_id: int,
@@ -587,115 +617,91 @@ class RunWriter:
         duration: float,
         events: list[tuple[int, Any, Any, Any, Any, int]],
     ) -> bool:
-        """Write one folded ``step.finished``: the invocation's ``step.started`` (``seq`` ``first``),
+        """Hold one folded ``step.finished``: the invocation's ``step.started`` (``seq`` ``first``),
         the ``event.emitted`` of each of ``events`` (``first + 1`` on; (event_id, event, _, _,
-        payload, _) as the tracer holds them) and its end (``seq``), in one record; False:
-        nothing written, the records go one by one.
+        payload, _) as the tracer holds them) and its end (``seq``); False: nothing held, the
+        records go one by one.
         """
-        if first == 1 or type(duration) is not float or (self._idle is not None and not self._idle()):
+        if (
+            first == 1
+            or type(step) is not str
+            or type(duration) is not float
+            or duration - duration != 0.0
+            or (self._idle is not None and not self._idle())
+        ):
             return False
-        names = self._names
-        name = names.get(step) or self._name(step)
-        if name is None or duration - duration != 0.0:
-            return False
-        parts: list[tuple[int, str, str]] = []  # (event_id, type name JSON, payload JSON)
-        for emitted_id, event, _, _, payload, _ in events:
-            event_type = type(event).__name__
-            kind = names.get(event_type) or self._name(event_type)
-            if kind is None or type(emitted_id) is not int:
-                return False
-            try:
-                parts.append((emitted_id, kind, canonical(payload)))
-            except (TypeError, ValueError, RecursionError):
-                return False  # HashChain makes the markers
-        prev = self._last.get(self._run_id, GENESIS)
-        if len(parts) == 1:
-            emitted_id, kind, data = parts[0]
-            if len(data) >= _PIECES:  # hashed and queued in pieces, as event_emitted does
-                self._queue_pieces(
-                    (
-                        (self._ran1_head % (attempt, repr(duration), event_id, emitted_id, kind)).encode(
-                            "ascii"
-                        ),
-                        data.encode("ascii"),
-                        (self._ran1_tail % (first, prev, seq, name, timestamp, worker)).encode("ascii"),
-                    )
-                )
-                return True
-            body = self._ran1 % (
-                attempt,
-                repr(duration),
-                event_id,
-                emitted_id,
-                kind,
-                data,
-                first,
-                prev,
+        self._add(
+            (
+                "step.finished",
                 seq,
-                name,
-                timestamp,
+                ns // 1000,
+                step,
                 worker,
-            )
-        else:
-            if sum(len(data) for _, _, data in parts) >= _PIECES:
-                return False  # large payloads of several events: written one by one, in pieces
-            body = self._ran % (
-                attempt,
-                repr(duration),
-                len(parts),
                 event_id,
-                ",".join(f'{{"event_id":{i},"event_type":{k},"payload":{d}}}' for i, k, d in parts),
+                attempt,
+                round(duration * 1e9),
+                len(events),
                 first,
-                prev,
-                seq,
-                name,
-                timestamp,
-                worker,
-            )
-        self._put(body.encode("ascii"))
+                [(e[0], type(e[1]).__name__, e[4]) for e in events],
+            ),
+            ns,
+        )
         return True
 
     def event_emitted(
         self,
         seq: int,
-        timestamp: str,
+        ns: int,
         event_id: int,
         event_type: str,
         cause_id: int | None,
         step: str | None,
         payload: Any,
     ) -> bool:
-        """Write one ``event.emitted`` record; False: it takes the processors' path."""
+        """Hold one ``event.emitted``; False: it takes the processors' path."""
         if seq == 1 or (self._idle is not None and not self._idle()):
             return False
-        names = self._names
-        kind = names.get(event_type) or self._name(event_type)
-        name = names.get(step) or self._name(step)
-        if kind is None or name is None or (cause_id is not None and type(cause_id) is not int):
-            return False
-        try:
-            data = canonical(payload)
-        except (TypeError, ValueError, RecursionError):
-            return False  # HashChain makes the markers
-        prev = self._last.get(self._run_id, GENESIS)
-        head = self._emitted_head % ("null" if cause_id is None else cause_id, event_id, kind)
-        tail = self._emitted_tail % (prev, seq, name, timestamp)
-        if len(data) < _PIECES:
-            self._put((head + data + tail).encode("ascii"))
-            return True
-        # A large payload is hashed and written in place: no copy of it into one body.
-        self._queue_pieces((head.encode("ascii"), data.encode("ascii"), tail.encode("ascii")))
+        self._add(("event.emitted", seq, ns // 1000, event_id, event_type, cause_id, step, payload), ns)
         return True
 
-    def _queue_pieces(self, pieces: tuple[bytes, bytes, bytes]) -> None:
-        """Hash and queue a record given as three pieces (one a large payload), never joined."""
+    # -- sealing (any thread) ----------------------------------------------------------------
+
+    def seal(self) -> None:
+        """Queue what the group holds as its line now (before a record of the run that is not
+        grouped, and when the sink flushes)."""
+        with self._lock:
+            self._seal_locked()
+
+    def _seal_locked(self) -> None:
+        group = self._group
+        if group is None:
+            return
+        self._group = None
+        self._sink._groups.pop(self, None)
+        row = group[0]
+        first = row[9] if len(row) == 11 else row[1]
+        try:
+            rows = canonical(group)
+        except (TypeError, ValueError, RecursionError):  # a NaN in a payload: markers for it
+            rows = canonical(json_safe(group))
+        pieces = (
+            (self._group_head % (first, self._last.get(self._run_id, GENESIS))).encode("ascii"),
+            rows.encode("ascii"),
+            (self._group_tail % group[-1][1]).encode("ascii"),
+        )
         key = self._key
         hasher = hashlib.sha256(pieces[0]) if key is None else hmac.new(key, pieces[0], hashlib.sha256)
         hasher.update(pieces[1])
         hasher.update(pieces[2])
         h = hasher.hexdigest()
         self._last[self._run_id] = h
-        self._queue(pieces, h)
+        self._sink._enqueue(pieces, h)
+
+
+#: A group is sealed when its first record is this old as another comes (FLUSH_DELAY) ...
+_GROUP_NS = 2_000_000
+#: ... or when it holds this many records.
+_GROUP_MAX = 256
 
 
 def _flush_at_exit(ref: weakref.ref[JSONLinesSink]) -> None:
@@ -704,8 +710,6 @@ def _flush_at_exit(ref: weakref.ref[JSONLinesSink]) -> None:
         sink._flush_logged()
 
 
-#: A payload's JSON this long is hashed and written in pieces, not copied into one body.
-_PIECES = 1 << 16
 #: A batch this long is written with ``os.writev`` (no copy into one buffer); shorter ones are joined.
 _GATHER = 1 << 18
 _IOV_MAX = 1024  # Linux and the BSDs

@@ -10,8 +10,9 @@ What is checked, for every line in file order:
 3. file chain: when the first line has ``file_prev``, every line must, and it must equal the
    link of the line before it (GENESIS for the first line); every ``run.started`` says
    (under its hash, so under the key) whether the file has a file chain, and must agree;
-4. per run: ``seq`` goes 1, 2, 3, ... with no gap or repeat, seq 1 is ``run.started``, no
-   record follows the closing ``run.*`` record;
+4. per run: ``seq`` goes 1, 2, 3, ... with no gap or repeat (a folded ``step.finished`` and a
+   ``records`` line cover ``from_seq`` to ``seq``, and what they hold must be sound), seq 1
+   is ``run.started``, no record follows the closing ``run.*`` record;
 5. per run: ``prev_hash`` equals the run's previous ``hash``, and ``hash`` equals the hash of
    the record's canonical JSON (without ``hash`` and ``file_prev``);
 
@@ -34,11 +35,13 @@ import attrs
 from .._tracing import FORMAT, READS
 from ._canon import (
     GENESIS,
+    GROUP,
     HEX64,
     canonical,
     digest,
     file_link,
     folded_problem,
+    group_problem,
     is_closing,
     is_record,
     line_of,
@@ -104,6 +107,8 @@ class _RunState:
     keyed: bool
     folds: bool = True
     """Whether the run's format has folded records (format 3 on)."""
+    groups: bool = True
+    """Whether the run's format has group lines (format 4 on)."""
     closed: bool = False
 
 
@@ -212,12 +217,18 @@ def verify(
                     "the line has file_prev but the first line has none: lines at the start were deleted"
                 )
 
-            # 4. sequence and closing (a folded step.finished covers from_seq .. seq)
+            # 4. sequence and closing (a folded step.finished or a records line covers
+            # from_seq .. seq)
             first = seq
             if name == "step.finished" and "from_seq" in rec:
                 folded = folded_problem(rec)
                 if folded is not None:
                     return fail(f"{folded}: it was edited")
+                first = rec["from_seq"]
+            elif name == GROUP:
+                grouped = group_problem(rec)
+                if grouped is not None:
+                    return fail(f"{grouped}: it was edited")
                 first = rec["from_seq"]
             state = runs.get(run_id)
             if state is None:
@@ -236,7 +247,12 @@ def verify(
                         "that wrote it)"
                     )
                 state = runs[run_id] = _RunState(
-                    number, 0, None, rec.get("hash_alg") == "hmac-sha256", rec.get("format") == FORMAT
+                    number,
+                    0,
+                    None,
+                    rec.get("hash_alg") == "hmac-sha256",
+                    rec.get("format") != "actorflow.audit/2",
+                    rec.get("format") == FORMAT,
                 )
             else:
                 if state.closed:
@@ -250,6 +266,10 @@ def verify(
                     return fail(f"seq {first} follows seq {state.seq}: record(s) {missing} are missing")
                 if name == "run.started":
                     return fail("a second 'run.started' for the same run")
+                if name == GROUP and not state.groups:
+                    return fail(
+                        "a records line in a run of a format before actorflow.audit/4, which has none"
+                    )
                 if first != seq and not state.folds:
                     return fail("a folded step.finished in a run of format actorflow.audit/2, which has none")
 
