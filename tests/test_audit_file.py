@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import itertools
 import json
@@ -26,7 +27,7 @@ from audit_flows import Item, One, Squares
 from structlog.testing import capture_logs
 
 from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
-from actorflow.audit._canon import GENESIS, canonical, digest, file_link, line_of
+from actorflow.audit._canon import GENESIS, canonical, digest, file_link, group_problem, line_of, unfold
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -262,7 +263,7 @@ async def test_verify_names_the_edited_record(
 ) -> None:
     """An edited payload value is reported at its line, with its run, seq and what is wrong."""
     lines = two_runs.splitlines(keepends=True)
-    k = next(i for i, line in enumerate(lines) if b'"payload":{"n":1}' in line)
+    k = next(i for i, line in enumerate(lines) if b'{"n":1}' in line)
     edited = lines[k].replace(b'"n":1', b'"n":7')
     problem = _problems(trail, two_runs, lambda ls: [*ls[:k], edited, *ls[k + 1 :]])
     _expect(problem, k + 1, lines[k], "hash does not match the record's content")
@@ -315,7 +316,7 @@ async def test_verify_catches_swapped_lines(
     lines = two_runs.splitlines(keepends=True)
     runs = [_where(line)[0] for line in lines]
     assert any(a != b for a, b in itertools.pairwise(runs)), "the two runs should interleave"
-    pairs = [(i, i + 1) for i in range(len(lines) - 1)] + [(0, len(lines) - 1), (3, 17)]
+    pairs = [(i, i + 1) for i in range(len(lines) - 1)] + [(0, len(lines) - 1), (3, len(lines) - 2)]
 
     def swap(i: int, j: int) -> Callable[[list[bytes]], list[bytes]]:
         def edit(ls: list[bytes]) -> list[bytes]:
@@ -344,7 +345,12 @@ async def test_verify_catches_swapped_lines_of_one_run_without_file_chain(
         ls[i], ls[i + 1] = ls[i + 1], ls[i]
         return ls
 
-    _expect(_problems(path, data, swap), i + 1, lines[i + 1], f"seq {seq + 1} follows seq {seq - 1}")
+    _expect(
+        _problems(path, data, swap),
+        i + 1,
+        lines[i + 1],
+        f"seq {_first(lines[i + 1])} follows seq {_first(lines[i]) - 1}",
+    )
 
 
 async def test_verify_catches_inserted_lines(
@@ -376,7 +382,7 @@ async def test_verify_catches_duplicates_and_additions_without_file_chain(
     """Per run: a repeated record, a record after the closing one, a second run.started."""
     path, data = two_runs_unchained
     lines = data.splitlines(keepends=True)
-    k = 4
+    k = next(i for i, line in enumerate(lines) if json.loads(line)["event"] == "records")
     _expect(
         _problems(path, data, lambda ls: [*ls[: k + 1], ls[k], *ls[k + 1 :]]),
         k + 2,
@@ -391,7 +397,14 @@ async def test_verify_catches_duplicates_and_additions_without_file_chain(
         "comes after the run's closing record",
     )
     path.write_bytes(data)
-    _rechain(path, lambda r: r.update(event="run.started") if r["seq"] == 2 else None)
+
+    def second_start(record: dict[str, Any]) -> None:
+        if record.get("from_seq", record["seq"]) == 2:  # the line that begins with seq 2
+            for field in ("from_seq", "records"):
+                record.pop(field, None)
+            record.update(event="run.started", seq=2)
+
+    _rechain(path, second_start)
     rechained = path.read_bytes().splitlines(keepends=True)
     k = next(i for i, line in enumerate(rechained) if _where(line)[1] == 2)
     _expect(audit.verify(path).problem, k + 1, rechained[k], "a second 'run.started'")
@@ -664,14 +677,14 @@ async def test_tracer_hands_records_to_the_chain_and_sink_directly_with_the_same
     taken: list[str] = []
     direct: list[str] = []
     fused_with = audit.JSONLinesSink.fused_with
-    queue_hot = audit.JSONLinesSink._queue_hot
+    enqueue = audit.JSONLinesSink._enqueue
 
     def spy_queue(self: audit.JSONLinesSink, body: Any, record_hash: str) -> None:
         taken.append(json.loads(body if isinstance(body, bytes) else b"".join(body))["event"])
         direct.append(taken[-1])
-        queue_hot(self, body, record_hash)
+        enqueue(self, body, record_hash)
 
-    monkeypatch.setattr(audit.JSONLinesSink, "_queue_hot", spy_queue)
+    monkeypatch.setattr(audit.JSONLinesSink, "_enqueue", spy_queue)
 
     def spy(self: audit.JSONLinesSink, chain: object) -> Any:
         take = fused_with(self, chain)
@@ -688,7 +701,7 @@ async def test_tracer_hands_records_to_the_chain_and_sink_directly_with_the_same
     fused = await _trail_of(tmp_path / "fused.jsonl")
     lines = [json.loads(line)["event"] for line in _lines(tmp_path / "fused.jsonl")]
     assert taken == lines
-    assert set(direct) == {"event.emitted", "step.finished"}  # each step's records folded into one
+    assert direct == ["records"]  # the hot records of the run: one group line
     taken.clear()
     plain = await _trail_of(tmp_path / "plain.jsonl", wrapper_class=structlog.BoundLogger)
     assert taken == []  # an application's wrapper class: every record through its info()
@@ -870,7 +883,7 @@ async def test_records_are_written_in_batches_and_the_closing_record_at_once(
             assert json.loads(lines[-1])["event"] == "run.finished"  # in the file when result() returns
             assert b"".join(writes) == trail.read_bytes()
     assert records == 3 * 24 and audit.verify(trail).ok
-    assert len(writes) <= len(lines) / 4
+    assert len(writes) <= records / 4
     assert all(w.endswith(b"\n") for w in writes)
 
 
@@ -957,7 +970,8 @@ def test_sigkill_leaves_a_trail_that_verify_names(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", _SLEEPER, str(path)])
     try:
         deadline = time.monotonic() + 60
-        while b'"event":"step.started"' not in (path.read_bytes() if path.exists() else b""):
+        # The step sleeps: its group line is sealed and written by the sink's writer thread.
+        while b'["step.started",' not in (path.read_bytes() if path.exists() else b""):
             assert time.monotonic() < deadline, "the writer never got to its step"
             assert proc.poll() is None, "the writer died"
             time.sleep(0.02)
@@ -965,8 +979,9 @@ def test_sigkill_leaves_a_trail_that_verify_names(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     lines = _lines(path)
-    assert [json.loads(line)["event"] for line in lines] == ["run.started", "event.emitted", "step.started"]
-    _expect(audit.verify(path).problem, 3, lines[2], "no closing record")
+    assert [json.loads(line)["event"] for line in lines] == ["run.started", "records"]
+    assert [r["event"] for r in _records(path)] == ["run.started", "event.emitted", "step.started"]
+    _expect(audit.verify(path).problem, 2, lines[1], "no closing record")
 
 
 # -- redaction holds for every payload shape and every record that carries one ------------------
@@ -1192,7 +1207,7 @@ def test_redactor_reads_a_run_finished_without_result_field_both_ways() -> None:
         ("x", "W", "s", "E", {"text": 'a "quoted" \u00e9\t line\n' * 20_000}),  # written in pieces
     ],
 )
-def test_run_writer_bodies_are_what_the_hash_chain_encodes(
+def test_run_writer_group_line_is_the_canonical_json_of_its_records(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     run_id: str,
@@ -1201,90 +1216,94 @@ def test_run_writer_bodies_are_what_the_hash_chain_encodes(
     event_type: str,
     payload: Any,
 ) -> None:
-    """A RunWriter's records are byte for byte the HashChain's encoding of the same event dicts, hashes included."""
-    chain, ref_chain = audit.HashChain(), audit.HashChain()
+    """A RunWriter holds a run's records until sealed, then queues one line: byte for byte the canonical JSON verify() hashes, unfolding into those records."""
+    chain = audit.HashChain()
     sink = audit.JSONLinesSink(tmp_path / "a.jsonl")
     queued: list[tuple[bytes | tuple[bytes, ...], str]] = []
-    monkeypatch.setattr(audit.JSONLinesSink, "_queue_hot", lambda self, body, h: queued.append((body, h)))
+    monkeypatch.setattr(audit.JSONLinesSink, "_enqueue", lambda self, body, h: queued.append((body, h)))
     writer = sink.run_writer(chain, run_id, workflow)
     assert writer is not None
-    chain._last[run_id] = ref_chain._last[run_id] = "ab" * 32
+    chain._last[run_id] = "ab" * 32
+    ns = calendar.timegm((2026, 1, 2, 3, 4, 5)) * 10**9 + 6789  # 2026-01-02T03:04:05.000006Z
     ts = "2026-01-02T03:04:05.000006Z"
-    started = {"step": step, "worker": 3, "event_id": 7, "attempt": 1}
-    cases: list[tuple[Callable[[], bool], dict[str, Any]]] = [
-        (lambda: writer.step_started(2, ts, step, 3, 7, 1), {"event": "step.started", **started}),
-        (
-            lambda: writer.event_emitted(3, ts, 8, event_type, 7, step, payload),
-            {"event": "event.emitted", "event_id": 8, "event_type": event_type, "cause_id": 7, "step": step},
-        ),
-        (
-            lambda: writer.event_emitted(4, ts, 9, event_type, None, None, payload),
-            {
-                "event": "event.emitted",
-                "event_id": 9,
-                "event_type": event_type,
-                "cause_id": None,
-                "step": None,
-            },
-        ),
-        (
-            lambda: writer.step_finished(5, ts, step, 3, 7, 2, 0.1 + 0.2, 1),
-            {"event": "step.finished", **started, "attempt": 2, "duration_s": 0.1 + 0.2, "emitted": 1},
-        ),
-    ]
-    for seq, (write, fields) in enumerate(cases, 2):
-        assert write()
-        if fields["event"] == "event.emitted":
-            fields["payload"] = payload
-        record = {"run_id": run_id, "workflow": workflow, "seq": seq, "timestamp": ts, **fields}
-        _, body, record_hash = ref_chain.link(record)
-        got, got_hash = queued[-1]
-        assert (got if isinstance(got, bytes) else b"".join(got), got_hash) == (body, record_hash)
-        assert chain._last[run_id] == record_hash
-    # A folded step.finished (format 3), with no, one and two events.
     event = type(event_type, (), {})()
+    assert writer.step_started(2, ns, step, 3, 7, 1)
+    assert writer.event_emitted(3, ns, 8, event_type, 7, step, payload)
+    assert writer.event_emitted(4, ns, 9, event_type, None, None, payload)
+    assert writer.step_finished(5, ns, step, 3, 7, 2, 0.1 + 0.2, 1)
+    seq = 6
+    for n in (0, 1, 2):  # folded step.finished records, with no, one and two events
+        held = [(10 + i, event, 7, step, payload, 0) for i in range(n)]
+        assert writer.step_ran(seq, seq + n + 1, ns, step, 3, 7, 1, 0.25, held)
+        seq += n + 2
+    assert queued == []  # held until the group is sealed
+    writer.seal()
+    ((pieces, record_hash),) = queued
+    body = pieces if isinstance(pieces, bytes) else b"".join(pieces)
+    line = json.loads(body)
+    assert canonical(line).encode("ascii") == body
+    assert record_hash == hashlib.sha256(body).hexdigest() == chain._last[run_id]
+    assert (line["event"], line["from_seq"], line["seq"], line["prev_hash"]) == (
+        "records",
+        2,
+        seq - 1,
+        "ab" * 32,
+    )
+    assert group_problem(line) is None
+    common = {"run_id": run_id, "workflow": workflow, "timestamp": ts}
+    inv = {"step": step, "worker": 3, "event_id": 7, "attempt": 1}
+    expected: list[dict[str, Any]] = [
+        {**common, "event": "step.started", "seq": 2, **inv},
+        {
+            **common,
+            "event": "event.emitted",
+            "seq": 3,
+            "event_id": 8,
+            "event_type": event_type,
+            "cause_id": 7,
+            "step": step,
+            "payload": payload,
+        },
+        {
+            **common,
+            "event": "event.emitted",
+            "seq": 4,
+            "event_id": 9,
+            "event_type": event_type,
+            "cause_id": None,
+            "step": None,
+            "payload": payload,
+        },
+        {**common, "event": "step.finished", "seq": 5, **inv, "attempt": 2, "duration_s": 0.3, "emitted": 1},
+    ]
     seq = 6
     for n in (0, 1, 2):
-        held = [(10 + i, event, 7, step, payload, 0) for i in range(n)]
-        before = len(queued)
-        written = writer.step_ran(seq, seq + n + 1, ts, step, 3, 7, 1, 0.25, held)
-        if n > 1 and len(canonical(payload)) >= 1 << 16:  # large payloads of several events: one by one
-            assert not written and len(queued) == before
-            continue
-        assert written  # one large payload: in pieces, like event_emitted's
-        record = {
-            "run_id": run_id,
-            "workflow": workflow,
-            "seq": seq + n + 1,
-            "timestamp": ts,
-            "event": "step.finished",
-            **started,
-            "duration_s": 0.25,
-            "emitted": n,
-            "from_seq": seq,
-            "events": [{"event_id": 10 + i, "event_type": event_type, "payload": payload} for i in range(n)],
-        }
-        _, body, record_hash = ref_chain.link(record)
-        got, got_hash = queued[-1]
-        assert (got if isinstance(got, bytes) else b"".join(got), got_hash) == (body, record_hash)
-        assert chain._last[run_id] == record_hash
+        events = [{"event_id": 10 + i, "event_type": event_type, "payload": payload} for i in range(n)]
+        folded = {**common, "event": "step.finished", "seq": seq + n + 1, **inv, "duration_s": 0.25}
+        expected.append({**folded, "emitted": n, "from_seq": seq, "events": events})
         seq += n + 2
+    # The folded ones stand for their parts (format 3's unfold); JSON's reading of the payload
+    # (a lone surrogate, -0.0) is what the records hold.
+    assert unfold(line) == [json.loads(json.dumps(part)) for r in expected for part in unfold(r)]
     sink.close()
 
 
-def test_run_writer_leaves_what_json_refuses_to_the_processors(tmp_path: Path) -> None:
-    """A record JSON refuses as it is (NaN, an object), or a run's first record, is left for the HashChain's markers."""
-    chain, sink = audit.HashChain(), audit.JSONLinesSink(tmp_path / "a.jsonl")
+def test_run_writer_makes_markers_for_what_json_refuses(tmp_path: Path) -> None:
+    """A payload JSON refuses as it is (NaN, an object) becomes a marker; a run's first record and an infinite duration are left to the processors."""
+    path = tmp_path / "a.jsonl"
+    chain, sink = audit.HashChain(), audit.JSONLinesSink(path)
     writer = sink.run_writer(chain, "r", "W")
     assert writer is not None
-    ts = "2026-01-02T03:04:05.000006Z"
-    assert not writer.event_emitted(2, ts, 1, "E", None, None, {"x": math.nan})
-    assert not writer.event_emitted(2, ts, 1, "E", None, None, {"x": object()})
-    assert not writer.step_finished(2, ts, "s", 0, 1, 1, math.inf, 0)
-    assert not writer.step_started(1, ts, "s", 0, 1, 1)
+    ns = time.time_ns()
+    assert not writer.step_finished(2, ns, "s", 0, 1, 1, math.inf, 0)
+    assert not writer.step_started(1, ns, "s", 0, 1, 1)
     assert "r" not in chain._last  # nothing was chained
-    sink.close()
-    assert (tmp_path / "a.jsonl").read_bytes() == b""
+    assert writer.event_emitted(2, ns, 1, "E", None, None, {"x": math.nan})
+    assert writer.event_emitted(3, ns, 2, "E", None, None, {"x": object()})
+    sink.close()  # seals the group and writes it
+    (line,) = _lines(path)
+    payloads = [r["payload"]["x"] for r in unfold(json.loads(line))]
+    assert [p["$type"] for p in payloads] == ["float", "object"] and payloads[0]["$repr"] == "nan"
 
 
 _BULK = 'a "quoted" \u00e9\tline\n' * 20_000
@@ -1315,5 +1334,5 @@ async def test_a_large_payload_is_written_in_pieces_and_verifies(tmp_path: Path,
     assert audit.verify(path, key=key).ok
     (emitted,) = [r for r in _records(path) if r.get("event_type") == "Bulk"]
     assert emitted["payload"]["text"] == _BULK
-    (line,) = [line for line in _lines(path) if b'"event_type":"Bulk"' in line]  # folded into its step's end
-    assert json.loads(line)["event"] == "step.finished" and len(line) < 2 * len(canonical(_BULK))
+    (line,) = [line for line in _lines(path) if json.loads(line)["event"] == "records"]
+    assert len(line) < 2 * len(canonical(_BULK))  # the payload is in it once

@@ -1,4 +1,4 @@
-"""Audit format 3: an invocation that returns without giving trio control is one folded record."""
+"""Audit format 3 (in format 4's rows): an invocation that returns without giving trio control is one folded record."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import structlog
 import trio
 
 from actorflow import Context, Event, StartEvent, StopEvent, Workflow, audit, step
-from actorflow.audit._canon import GENESIS, canonical, digest, file_link, line_of
+from actorflow.audit._canon import GENESIS, GROUP, canonical, digest, file_link, line_of, rows_of
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -69,7 +69,27 @@ class Failing(Workflow):
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The records as written: one a line, but a group line's rows each the record it is."""
+    out: list[dict[str, Any]] = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        out.extend(rows_of(record) if record["event"] == GROUP else [record])
+    return out
+
+
+def _format_3(path: Path) -> Path:
+    """The trail at ``path`` as format 3 wrote it: each of a group's records a line of its own."""
+    old = path.with_name(f"{path.stem}.format3.jsonl")
+    lines = []
+    for record in _lines(path):
+        record.pop("hash", None)
+        record.pop("file_prev", None)
+        if record["event"] == "run.started":
+            record["format"] = "actorflow.audit/3"
+        lines.append(canonical(record) + "\n")
+    old.write_text("".join(lines))
+    _rewrite(old, lambda r: None)
+    return old
 
 
 async def _plain(path: Path, wf: type[Workflow]) -> list[dict[str, Any]]:
@@ -115,7 +135,7 @@ async def test_an_invocation_that_never_yields_is_one_record(
     assert (
         result.ok
         and result.records == 15
-        and json.loads(trail.read_text().splitlines()[0])["format"] == ("actorflow.audit/3")
+        and json.loads(trail.read_text().splitlines()[0])["format"] == ("actorflow.audit/4")
     )
 
 
@@ -129,6 +149,7 @@ async def test_readers_see_the_records_a_folded_one_stands_for(
     await Straight(trace=True).run()
     chain[-1].close()
     assert len(_lines(folded_path)) == 7
+    assert len(folded_path.read_text().splitlines()) == 3  # run.started, one group, run.finished
     folded = audit.load_runs(folded_path)[0]
     plain_path = tmp_path / "plain.jsonl"
     plain = await _plain(plain_path, Straight)
@@ -198,8 +219,8 @@ def _rewrite(path: Path, edit: Any) -> None:
     for line in path.read_text().splitlines():
         record = json.loads(line)
         edit(record)
-        record.pop("hash")
-        record.pop("file_prev")
+        record.pop("hash", None)
+        record.pop("file_prev", None)
         record["prev_hash"] = last.get(record["run_id"], GENESIS)
         body = canonical(record)
         record_hash = last[record["run_id"]] = digest(body.encode(), None)
@@ -209,8 +230,10 @@ def _rewrite(path: Path, edit: Any) -> None:
 
 
 async def test_verify_checks_what_a_folded_record_claims(trail: Path, autojump_clock: trio.abc.Clock) -> None:
-    """Re-hashed or not, a folded record must cover exactly its seq numbers and count its events."""
+    """Re-hashed or not, a folded record (format 3's line) must cover exactly its seq numbers and count its events."""
     await Straight(trace=True).run()
+    trail = _format_3(trail)
+    assert audit.verify(trail).ok
     good = trail.read_text()
 
     def middle(edit: Any) -> Any:
@@ -239,17 +262,18 @@ async def test_verify_checks_what_a_folded_record_claims(trail: Path, autojump_c
 
 
 async def test_a_format_2_trail_still_reads_and_verifies(trail: Path, autojump_clock: trio.abc.Clock) -> None:
-    """A trail written before format 3 (no folded records) verifies and loads; a folded record in it does not."""
+    """A trail written before format 3 (no folded records) verifies and loads; a folded record in it does not; an unknown format is named."""
     plain = await _plain(trail.with_name("plain.jsonl"), Straight)
     old = trail.with_name("plain.jsonl")
     _rewrite(old, lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None)
     assert audit.verify(old).ok and audit.verify(old).records == len(plain)
     assert _stable([dict(r) for r in audit.load_runs(old)[0].records])[1:] == _stable(plain)[1:]
     await Straight(trace=True).run()
-    _rewrite(trail, lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None)
-    assert "a folded step.finished in a run of format actorflow.audit/2" in str(audit.verify(trail).problem)
+    folded = _format_3(trail)
+    _rewrite(folded, lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None)
+    assert "a folded step.finished in a run of format actorflow.audit/2" in str(audit.verify(folded).problem)
     _rewrite(trail, lambda r: r.update(format="actorflow.audit/9") if r["event"] == "run.started" else None)
-    assert "actorflow.audit/2, actorflow.audit/3" in str(audit.verify(trail).problem)
+    assert "actorflow.audit/2, actorflow.audit/3, actorflow.audit/4" in str(audit.verify(trail).problem)
 
 
 async def test_a_suspended_step_is_on_its_tasks_await_stack(
@@ -293,6 +317,7 @@ async def test_a_folded_record_holds_nothing_its_unfolded_records_would_drop(
 ) -> None:
     """An event field besides event_id/event_type/payload, or a non-integer emitted, is reported, not lost."""
     await Straight(trace=True).run()
+    trail = _format_3(trail)
     good = trail.read_text()
 
     def begin(edit: Any) -> Any:
@@ -317,7 +342,7 @@ async def test_from_records_reports_an_unsound_folded_record(
 ) -> None:
     """RunTrace.from_records() on lines read by hand: a folded record without events is a ValueError naming it."""
     await Straight(trace=True).run()
-    records = _lines(trail)
+    records = _lines(trail)  # a group's rows as the (folded) records they are
     assert len(audit.RunTrace.from_records(records).records) == 15
     middle = next(r for r in records if r.get("step") == "middle")
     del middle["events"]

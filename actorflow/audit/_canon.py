@@ -39,6 +39,7 @@ __all__ = [
     "is_closing",
     "is_record",
     "line_of",
+    "rows_of",
     "unfold",
 ]
 
@@ -293,16 +294,22 @@ def _from_row(row: list[Any], common: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def rows_of(group: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The records a group line's rows are, each with the group's ``run_id`` and ``workflow``
+    (a folded ``step.finished`` stays folded). Check :func:`group_problem` first."""
+    common = {"run_id": group.get("run_id")}
+    if "workflow" in group:
+        common["workflow"] = group["workflow"]
+    return [_from_row(row, common) for row in group["records"]]
+
+
 def unfold(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The records a folded ``step.finished`` or a group line stands for, in ``seq`` order
     (``[record]`` for any other record). The parts of a folded record share its ``timestamp``:
     the invocation ran without giving trio control, within microseconds. Check
     :func:`folded_problem` or :func:`group_problem` first."""
     if record.get("event") == GROUP:
-        common = {"run_id": record.get("run_id")}
-        if "workflow" in record:
-            common["workflow"] = record["workflow"]
-        return [whole for row in record["records"] for whole in unfold(_from_row(row, common))]
+        return [whole for part in rows_of(record) for whole in unfold(part)]
     if record.get("event") != "step.finished" or "from_seq" not in record:
         return [record]
     first: int = record["from_seq"]

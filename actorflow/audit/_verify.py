@@ -232,11 +232,11 @@ def verify(
                 first = rec["from_seq"]
             state = runs.get(run_id)
             if state is None:
-                if seq != 1:
+                if first != 1:
                     return fail(
-                        f"the run's first record in the file has seq {seq}: records 1..{seq - 1} are missing"
-                        if seq > 1
-                        else f"seq must start at 1, found {seq}"
+                        f"the run's first record in the file has seq {first}: records 1..{first - 1} are missing"
+                        if first > 1
+                        else f"seq must start at 1, found {first}"
                     )
                 if name != "run.started":
                     return fail(f"seq 1 is {name!r}, not 'run.started'")
