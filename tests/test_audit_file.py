@@ -338,7 +338,6 @@ async def test_verify_catches_swapped_lines_of_one_run_without_file_chain(
     lines = data.splitlines(keepends=True)
     runs = [_where(line)[0] for line in lines]
     i = next(i for i in range(1, len(lines) - 1) if runs[i] == runs[i + 1] and _where(lines[i])[1] > 1)
-    _, seq = _where(lines[i])
 
     def swap(ls: list[bytes]) -> list[bytes]:
         ls = list(ls)

@@ -259,7 +259,7 @@ def group_problem(record: Mapping[str, Any]) -> str | None:
     first, seq, rows = record.get("from_seq"), record.get("seq"), record.get("records")
     if not _int(first) or not _int(seq) or not isinstance(rows, list) or not rows:
         return "a records line needs an integer from_seq and a non-empty list of records"
-    expected = first
+    expected: int = first
     for row in rows:
         problem = _row_problem(row)
         if problem is not None:
@@ -267,7 +267,7 @@ def group_problem(record: Mapping[str, Any]) -> str | None:
         start = row[-2] if len(row) == _FOLDED_ROW else row[1]
         if start != expected:
             return f"the records of a records line from seq {first} must follow each other: seq {start} is not {expected}"
-        expected = row[1] + 1
+        expected = int(row[1]) + 1
     if seq != expected - 1:
         return f"a records line whose last record has seq {expected - 1} must have that seq, not {seq}"
     return None
