@@ -257,9 +257,9 @@ def group_problem(record: Mapping[str, Any]) -> str | None:
     close together, under one hash and one file link.
     """
     first, seq, rows = record.get("from_seq"), record.get("seq"), record.get("records")
-    if not _int(first) or not _int(seq) or not isinstance(rows, list) or not rows:
+    if type(first) is not int or type(seq) is not int or not isinstance(rows, list) or not rows:
         return "a records line needs an integer from_seq and a non-empty list of records"
-    expected: int = first
+    expected = first
     for row in rows:
         problem = _row_problem(row)
         if problem is not None:
