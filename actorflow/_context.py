@@ -140,14 +140,17 @@ class Context(Generic[StateT]):
         "_emitted",
         "_emitted_ids",
         "_first_started",
+        "_listing",
         "_placement",
         "_retry_pending",
         "_retrying",
         "_run",
         "_send",
+        "_sent",
         "_step_scope",
         "_stream_events",
         "_task",
+        "_tracer",
         "attempt",
         "worker",
     )
@@ -196,17 +199,29 @@ class Context(Generic[StateT]):
         self._send: Mapping[type, Callable[[Any], None]]
         """The router's decisions by type (plain runs; an observed run's events all go
         through ``_emit``)."""
-        if run.observer is None:
+        observer = run.observer
+        self._tracer: Any = None
+        """The audit tracer when it alone observes hops (``ObserverDispatch.tracer``)."""
+        if observer is None:
             router = run.router
             self._emit, self._send = router.emit, router.send
+        elif observer.tracer is not None:
+            self._tracer = observer.tracer
+            self._emit, self._send = self._emit_traced, _NOWHERE
         else:
             self._emit, self._send = self._emit_observed, _NOWHERE
         self._emit_ok = actor.spec.emit_ok
         self._cause: int | None = None
         """The input event id of the invocation in progress (observed runs)."""
+        self._sent = 0
+        """How many events the invocation in progress emitted through this context (observed
+        runs; what it returns is the worker's to count)."""
+        self._listing = observer is not None and observer.tracer is None
+        """Whether :attr:`_emitted` lists them too: only a ``StepFinished`` record carries them,
+        and a run the tracer alone observes builds one only for steps an executor runs."""
         self._emitted: list[Event] | None = None
         self._emitted_ids: list[int] | None = None
-        """What the invocation in progress emitted, and their ids (observed runs only)."""
+        """What the invocation in progress emitted, and their ids (when :attr:`_listing`)."""
         self._step_scope: trio.CancelScope | None = None
         self._collecting: tuple[Sequence[type[Event]], CollectBuffer] | None = None
         self._attempt_started = 0.0
@@ -342,17 +357,27 @@ class Context(Generic[StateT]):
         run = self._run
         event_id = run.new_event_id()
         self._note(event, event_id)
-        observer: Any = run.observer
-        tracer = observer.tracer
-        if tracer is not None:  # the audit tracer alone: no record built
-            tracer.hop_emitted(event_id, event, self._cause, self._actor.spec.name, self.worker)
-        elif observer.event_emitted is not None:
-            observer.event_emitted(
-                EventEmitted(run.info, event_id, event, self._cause, self._actor.spec.name, self.worker)  # type: ignore[arg-type]
-            )
+        hook: Any = run.observer.event_emitted  # type: ignore[union-attr]
+        if hook is not None:
+            hook(EventEmitted(run.info, event_id, event, self._cause, self._actor.spec.name, self.worker))  # type: ignore[arg-type]
+        run.router.emit_observed((event, event_id))
+
+    def _emit_traced(self, event: Event) -> None:
+        """:meth:`_emit_observed` in a run the audit tracer alone observes: positional, no record."""
+        run = self._run
+        event_id = run.new_event_id()
+        self._sent += 1
+        if self._listing:
+            self._list(event, event_id)
+        self._tracer.hop_emitted(event_id, event, self._cause, self._actor.spec.name, self.worker)
         run.router.emit_observed((event, event_id))
 
     def _note(self, event: Event, event_id: int) -> None:
+        self._sent += 1
+        if self._listing:
+            self._list(event, event_id)
+
+    def _list(self, event: Event, event_id: int) -> None:
         if self._emitted is None or self._emitted_ids is None:
             self._emitted, self._emitted_ids = [], []
         self._emitted.append(event)
@@ -446,25 +471,36 @@ class Context(Generic[StateT]):
 
     # -- the invocation in progress (called by the worker and make_call, not by steps) -------
 
-    def _begin(self, event_id: int, now: float | None = None) -> None:
-        """An observed invocation of input ``event_id`` begins (``now``: trio's clock, if read)."""
+    def _begin(self, event_id: int, now: float) -> None:
+        """An observed invocation of input ``event_id`` begins at ``now`` (trio's clock).
+
+        What it emits was reset when the last one ended (:meth:`_end`, :meth:`_end_counted`).
+        """
         self._cause = event_id
         self.attempt = 1
         self._retry_pending = False
-        self._attempt_started = self._first_started = trio.current_time() if now is None else now
-        self._emitted = self._emitted_ids = None
+        self._attempt_started = self._first_started = now
+
+    def _list_emitted(self) -> None:
+        """Keep what each invocation emits even in a run the tracer alone observes (a step an
+        executor runs is reported with a ``StepFinished`` record)."""
+        self._listing = True
 
     def _end_counted(self) -> int:
-        """:meth:`_end` for a caller that needs only how many events the invocation emitted."""
-        emitted = self._emitted
+        """:meth:`_end` for a caller that needs only how many events the invocation emitted
+        through this context."""
+        sent = self._sent
         self._cause = None
-        self._emitted = self._emitted_ids = None
-        return 0 if emitted is None else len(emitted)
+        self._sent = 0
+        if self._emitted is not None:
+            self._emitted = self._emitted_ids = None
+        return sent
 
     def _end(self) -> tuple[tuple[Event, ...], tuple[int, ...]]:
         """The observed invocation ended: what it emitted, and their ids."""
         out = (tuple(self._emitted or ()), tuple(self._emitted_ids or ()))
         self._cause = None
+        self._sent = 0
         self._emitted = self._emitted_ids = None
         return out
 
@@ -474,6 +510,7 @@ class Context(Generic[StateT]):
         self._attempt_started = trio.current_time()
         self._retry_pending = False
         self._placement = None
+        self._sent = 0
         self._emitted = self._emitted_ids = None
 
     def _await_retry(self) -> None:
