@@ -32,7 +32,7 @@ from ._context import Context, current_context
 from ._events import Event
 from ._exceptions import WorkflowRuntimeError
 from ._invoke import executor_for, is_cancellation, make_call
-from ._isolate import Isolated, Resumed
+from ._isolate import RETURNED, FirstTrap, Isolated
 from ._observe import StepCancelled, StepFailed, StepFinished, StepStarted
 from ._router import BATCH, UNROUTED
 
@@ -404,6 +404,8 @@ class StepActor:
         router = run.router
         send = router.send  # the router's decisions by type (emptied, never replaced)
         route = router.emit_observed
+        first_trap = None if release is None else FirstTrap()
+        start: Any = None if first_trap is None else first_trap.start
         # trio.current_time() without its lookups of the run (two reads a hop); the same clock.
         clock = trio.lowlevel.current_clock().current_time
         park: Callable[[], Awaitable[Any]] | None = None
@@ -446,20 +448,23 @@ class StepActor:
             self.running += 1
             try:
                 step = call(event)
-                if release is None or type(step) is not CoroutineType:
+                if first_trap is None or type(step) is not CoroutineType:
                     result = await step
                 else:
                     # The step's first trap is taken here, to tell the tracer whether the
                     # invocation gave trio control before it returned: if not, its records
                     # are folded into one (a traced hop writes one record, not three).
-                    try:
-                        trap = step.send(None)
-                    except StopIteration as done:
-                        result = done.value
+                    trap = start(step)
+                    if trap is RETURNED:
+                        result = first_trap.value
                     else:
-                        release()
-                        result = await Resumed(step, trap)
+                        release()  # type: ignore[misc]
+                        result = await first_trap.rest(step, trap)
+                        start = first_trap.start
             except BaseException as exc:
+                if first_trap is not None:
+                    first_trap.failed(exc)
+                    start = first_trap.start
                 if is_cancellation(exc):
                     # Between attempts no attempt runs: the failed one has its step_failed.
                     if cancelled_hook is not None and not ctx._retry_pending:
