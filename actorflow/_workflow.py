@@ -120,15 +120,23 @@ class Workflow:
             frame = frame.f_back  # ...past the __init_subclass__ of classes in between
         setattr(cls, _SPEC, None)
         setattr(cls, _PENDING, None)
-        if abstract or not _collect(cls):
-            setattr(cls, _PENDING, frame)
+        # cloudpickle rebuilds a class shipped by value (to an executor's worker) as a skeleton
+        # of its bases, then sets its attributes: its steps, and the spec checked where it was
+        # defined. Checking the skeleton would find only the inherited steps.
+        skeleton = (
+            frame.f_code.co_name == "new_class"
+            and frame.f_back is not None
+            and frame.f_back.f_code.co_name == "_make_skeleton_class"
+        )
+        if abstract or skeleton or not _collect(cls):
+            setattr(cls, _PENDING, _Scope(frame))
             return  # checked when instantiated instead
         try:
             _compile(cls, _names_at(frame, cls), defining=True)
         except UnresolvedHint:
             # A forward reference: keep the defining frame, whose locals will hold the name
             # once the function defining the class has run further (or returned).
-            setattr(cls, _PENDING, frame)
+            setattr(cls, _PENDING, _Scope(frame))
 
     def __init__(
         self,
@@ -553,7 +561,8 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
         return found
     if cls is Workflow:
         raise WorkflowDefinitionError("Workflow itself has no steps; subclass it")
-    frame = cls.__dict__.get(_PENDING)
+    scope = cls.__dict__.get(_PENDING)
+    frame = scope.frame if scope is not None else None
     try:
         found = _compile(cls, _names_at(frame, cls) if frame is not None else {})
     except UnresolvedHint as exc:
@@ -564,6 +573,20 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
         ) from exc.error
     setattr(cls, _PENDING, None)  # let the frame go
     return found
+
+
+class _Scope:
+    """The frame that ran a class statement, kept until the class's checks (put off) resolve
+    its names. It does not travel: a class pickled by value (cloudpickle, to an executor's
+    worker) gets an empty one, as a frame cannot be pickled and its locals are the sender's."""
+
+    __slots__ = ("frame",)
+
+    def __init__(self, frame: FrameType | None) -> None:
+        self.frame = frame
+
+    def __reduce__(self) -> tuple[type[_Scope], tuple[None]]:
+        return (_Scope, (None,))
 
 
 def _names_at(frame: FrameType, cls: type) -> dict[str, Any]:

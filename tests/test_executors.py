@@ -32,6 +32,7 @@ from scale_flows import (
 import actorflow
 from actorflow import (
     Context,
+    Event,
     Executor,
     Placement,
     ProcessExecutor,
@@ -221,6 +222,26 @@ async def test_process_pool_gives_the_in_loop_result() -> None:
     assert remote["total"] == local["total"]
     assert local["pids"] == [os.getpid()]
     assert os.getpid() not in remote["pids"] and 1 <= len(remote["pids"]) <= 2
+
+
+async def test_a_class_defined_in_a_function_on_an_abstract_base_runs_on_a_process() -> None:
+    """A workflow class made in a function, its steps split over an abstract base, travels to a worker by value and runs there."""
+
+    class Said(Event):
+        text: str
+
+    class Base(Workflow, abstract=True):
+        @step
+        async def begin(self, ev: StartEvent) -> Said:
+            return Said(text=ev.get("text", ""))
+
+    class Whole(Base):
+        @step
+        async def end(self, ev: Said) -> StopEvent:
+            return StopEvent(result=(ev.text * 2, os.getpid()))
+
+    text, pid = await Whole(executors={"end": ProcessExecutor(max_workers=1)}, timeout=120).run(text="ab")
+    assert text == "abab" and pid != os.getpid()
 
 
 async def test_where_each_process_invocation_ran_is_in_statistics_and_the_trail() -> None:
