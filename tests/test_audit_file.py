@@ -700,7 +700,7 @@ async def test_tracer_hands_records_to_the_chain_and_sink_directly_with_the_same
     fused = await _trail_of(tmp_path / "fused.jsonl")
     lines = [json.loads(line)["event"] for line in _lines(tmp_path / "fused.jsonl")]
     assert taken == lines
-    assert direct == ["records"]  # the hot records of the run: one group line
+    assert set(direct) == {"records"}  # the hot records of the run: group lines
     taken.clear()
     plain = await _trail_of(tmp_path / "plain.jsonl", wrapper_class=structlog.BoundLogger)
     assert taken == []  # an application's wrapper class: every record through its info()
@@ -978,9 +978,10 @@ def test_sigkill_leaves_a_trail_that_verify_names(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     lines = _lines(path)
-    assert [json.loads(line)["event"] for line in lines] == ["run.started", "records"]
+    written = [json.loads(line)["event"] for line in lines]
+    assert written[0] == "run.started" and set(written[1:]) == {"records"}
     assert [r["event"] for r in _records(path)] == ["run.started", "event.emitted", "step.started"]
-    _expect(audit.verify(path).problem, 2, lines[1], "no closing record")
+    _expect(audit.verify(path).problem, len(lines), lines[-1], "no closing record")
 
 
 # -- redaction holds for every payload shape and every record that carries one ------------------

@@ -37,6 +37,14 @@ class Chain(Workflow):
         return StopEvent(result=ev.n) if ev.n >= self.hops else Hop(n=ev.n + 1)
 
 
+@pytest.fixture
+def one_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's hot records in one group line, however slow the machine: no group is sealed for
+    its age, and no writer thread seals a quiet one (the trio thread and close() flush)."""
+    monkeypatch.setattr(_sink, "_GROUP_NS", 10**15)
+    monkeypatch.setattr(_sink.JSONLinesSink, "_start_writer", lambda self: None)
+
+
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -146,7 +154,11 @@ def _swap(rows: list[Any]) -> None:
     ],
 )
 async def test_verify_and_readers_check_what_a_group_line_claims(
-    trail: Path, autojump_clock: trio.abc.Clock, edit: Callable[[dict[str, Any]], None], fragment: str
+    trail: Path,
+    one_group: None,
+    autojump_clock: trio.abc.Clock,
+    edit: Callable[[dict[str, Any]], None],
+    fragment: str,
 ) -> None:
     """Re-hashed, a group line's rows must still follow each other and each be sound; verify and load_runs say what is wrong."""
     await Chain(trace=True).run()
@@ -161,7 +173,7 @@ async def test_verify_and_readers_check_what_a_group_line_claims(
 
 
 async def test_an_edited_row_breaks_the_hash_and_a_deleted_group_the_chains(
-    trail: Path, autojump_clock: trio.abc.Clock
+    trail: Path, one_group: None, autojump_clock: trio.abc.Clock
 ) -> None:
     """Without re-hashing, a changed payload in a row is the line's hash; a group line removed is the file chain and the seq gap."""
     await Chain(trace=True).run()
