@@ -151,6 +151,10 @@ def _swap(rows: list[Any]) -> None:
         (_rows(lambda rows: rows[0].__setitem__(4, 7)), "a string event_type"),
         (_rows(lambda rows: rows[1].__setitem__(4, "0")), "integer worker and attempt"),
         (_rows(lambda rows: rows[1].__setitem__(2, "now")), "timestamp_us"),
+        (_rows(lambda rows: rows[1].__setitem__(2, 10**30)), "before the year 10000"),
+        (_rows(lambda rows: rows[1].__setitem__(2, 2**63 * 10**6)), "before the year 10000"),
+        (_rows(lambda rows: rows[1].__setitem__(2, 253_402_300_800_000_000)), "before the year 10000"),
+        (_rows(lambda rows: rows[1].__setitem__(2, True)), "timestamp_us"),
     ],
 )
 async def test_verify_and_readers_check_what_a_group_line_claims(

@@ -206,6 +206,12 @@ ROWS: dict[str, tuple[str, ...]] = {
 _FOLDED_ROW = len(ROWS["step.finished"]) + 3  # name, fields, from_seq, events
 
 
+#: Microseconds from the epoch to 10000-01-01: a row's ``timestamp_us`` below it is an ISO
+#: ``timestamp`` that :func:`time.gmtime` can make on every platform (a forged larger one
+#: would raise ``OverflowError`` in a reader, not :class:`AuditFileError`).
+_TIMESTAMP_US_LIMIT = 253_402_300_800_000_000
+
+
 def _int(value: object) -> bool:
     return type(value) is int
 
@@ -221,6 +227,8 @@ def _row_problem(row: object) -> str | None:
     for name in ("seq", "timestamp_us", "event_id"):
         if not _int(values[name]) or values[name] < 0:
             return f"the {name} of a {row[0]} row of a records line must be a non-negative integer"
+    if values["timestamp_us"] >= _TIMESTAMP_US_LIMIT:  # time.gmtime() would overflow, or the year be 5 digits
+        return f"the timestamp_us of a {row[0]} row of a records line must be before the year 10000"
     if row[0] == "event.emitted":
         if not isinstance(values["event_type"], str) or not (
             values["cause_id"] is None or _int(values["cause_id"])
