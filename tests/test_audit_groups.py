@@ -147,6 +147,7 @@ def _swap(rows: list[Any]) -> None:
         (_rows(lambda rows: rows[1].__setitem__(8, 2)), "must have emitted 1"),
         (_rows(lambda rows: rows[1].__setitem__(7, -1)), "integer duration_ns (not negative)"),
         (_rows(lambda rows: rows[1].__setitem__(7, 0.5)), "integer duration_ns"),
+        (_rows(lambda rows: rows[1].__setitem__(7, 10**400)), "below 2**63"),
         (_rows(lambda rows: rows[1][-1][0].append(None)), "[event_id, event_type, payload]"),
         (_rows(lambda rows: rows[0].__setitem__(4, 7)), "a string event_type"),
         (_rows(lambda rows: rows[1].__setitem__(4, "0")), "integer worker and attempt"),

@@ -242,6 +242,8 @@ def _row_problem(row: object) -> str | None:
             return (
                 "a step.finished row of a records line needs integer duration_ns (not negative) and emitted"
             )
+        if values["duration_ns"] >= 2**63:  # a larger one is no float duration_s (OverflowError)
+            return "the duration_ns of a step.finished row of a records line must be below 2**63 (292 years)"
         if len(row) == _FOLDED_ROW:
             first, events = row[-2], row[-1]
             if not _int(first) or not isinstance(events, list):
