@@ -23,11 +23,11 @@ import pydantic
 import pytest
 import structlog
 import trio
-from audit_flows import Item, One, Squares
+from audit_flows import Item, One, Squares, rechain
 from structlog.testing import capture_logs
 
 from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
-from actorflow.audit._canon import GENESIS, canonical, digest, file_link, group_problem, line_of, unfold
+from actorflow.audit._canon import GENESIS, canonical, digest, group_problem, line_of, unfold
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -211,24 +211,6 @@ def _link(line: bytes) -> str:
     return hashlib.sha256((record["file_prev"] + record["hash"]).encode()).hexdigest()
 
 
-def _rechain(path: Path, edit: Callable[[dict[str, Any]], None], key: bytes | None = None) -> None:
-    """What an attacker with write access does: edit records, recompute every hash (with ``key``)."""
-    last: dict[str, str] = {}
-    link = GENESIS
-    out = []
-    for line in path.read_bytes().splitlines():
-        record = json.loads(line)
-        edit(record)
-        record.pop("hash")
-        chained = record.pop("file_prev", None) is not None
-        record["prev_hash"] = last.get(record["run_id"], GENESIS)
-        body = canonical(record)
-        record_hash = last[record["run_id"]] = digest(body.encode(), key)
-        out.append(line_of(body, link if chained else None, record_hash).encode() + b"\n")
-        link = file_link(link, record_hash, key)
-    path.write_bytes(b"".join(out))
-
-
 async def test_verify_passes_the_untouched_file(
     trail: Path, two_runs: bytes, autojump_clock: trio.abc.Clock
 ) -> None:
@@ -403,7 +385,7 @@ async def test_verify_catches_duplicates_and_additions_without_file_chain(
                 record.pop(field, None)
             record.update(event="run.started", seq=2)
 
-    _rechain(path, second_start)
+    rechain(path, second_start)
     rechained = path.read_bytes().splitlines(keepends=True)
     k = next(i for i, line in enumerate(rechained) if _where(line)[1] == 2)
     _expect(audit.verify(path).problem, k + 1, rechained[k], "a second 'run.started'")
@@ -428,7 +410,7 @@ async def test_verify_checks_prev_hash_and_the_first_record(
         "prev_hash does not match the previous record of the run",
     )
     path.write_bytes(data)
-    _rechain(path, lambda r: r.update(event="run.begun") if r["seq"] == 1 else None)
+    rechain(path, lambda r: r.update(event="run.begun") if r["seq"] == 1 else None)
     _expect(audit.verify(path).problem, 1, path.read_bytes().splitlines()[0], "seq 1 is 'run.begun'")
 
 
@@ -480,12 +462,12 @@ async def test_rewritten_file_defeats_sha256_but_not_a_key(
     _expect(audit.verify(keyed, key=b"wrong key").problem, 1, first, "hash does not match")
     first = plain.read_bytes().splitlines(keepends=True)[0]
     _expect(audit.verify(plain, key=b"secret key").problem, 1, first, "chained without one")
-    _rechain(plain, _bump)
-    _rechain(keyed, _bump)
+    rechain(plain, _bump)
+    rechain(keyed, _bump)
     assert audit.verify(plain).ok  # the documented limit of an unkeyed chain
     problem = audit.verify(keyed, key=b"secret key").problem
     assert problem is not None and "hash does not match" in problem.message
-    _rechain(keyed, _bump, key=b"secret key")  # only the key holder can do this
+    rechain(keyed, _bump, key=b"secret key")  # only the key holder can do this
     assert audit.verify(keyed, key=b"secret key").ok
 
 
@@ -543,9 +525,9 @@ async def test_expect_head_detects_runs_cut_from_the_end(trail: Path, autojump_c
     _expect(audit.verify(trail, expect_head=noted).problem, 0, None, f"expected head {noted}")
     trail.write_bytes(b"".join(lines[: n - 1]))
     assert "no closing record" in str(audit.verify(trail, expect_head=noted).problem)
-    _rechain(trail, _bump)
+    rechain(trail, _bump)
     trail.write_bytes(b"".join(lines[:n]))
-    _rechain(trail, lambda r: r.update(workflow="Other"))
+    rechain(trail, lambda r: r.update(workflow="Other"))
     _expect(
         audit.verify(trail, expect_head=noted).problem, n, None, "no line of the file has the expected head"
     )
@@ -585,7 +567,7 @@ async def test_verify_names_malformed_lines(tmp_path: Path, autojump_clock: trio
         problem = audit.verify(path).problem
         assert problem is not None and problem.line == 2 and fragment in problem.message, (line[:40], problem)
     path.write_bytes(b"".join(good))
-    _rechain(path, lambda r: r.update(format="actorflow.audit/1") if r["seq"] == 1 else None)
+    rechain(path, lambda r: r.update(format="actorflow.audit/1") if r["seq"] == 1 else None)
     _expect(audit.verify(path).problem, 1, path.read_bytes().splitlines()[0], "format 'actorflow.audit/1'")
     unhashed = tmp_path / "unhashed.jsonl"
     with audit.JSONLinesSink(unhashed, file_chain=False) as sink:

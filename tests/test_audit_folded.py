@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import structlog
 import trio
+from audit_flows import rechain
 
 from actorflow import Context, Event, StartEvent, StopEvent, Workflow, audit, step
-from actorflow.audit._canon import GENESIS, GROUP, canonical, digest, file_link, line_of, rows_of
+from actorflow.audit._canon import GROUP, canonical, rows_of
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -88,7 +89,7 @@ def _format_3(path: Path) -> Path:
             record["format"] = "actorflow.audit/3"
         lines.append(canonical(record) + "\n")
     old.write_text("".join(lines))
-    _rewrite(old, lambda r: None)
+    rechain(old, file_chain=True, edit=lambda r: None)
     return old
 
 
@@ -215,24 +216,6 @@ async def test_a_cancelled_step_is_recorded_started_then_cancelled(
     assert audit.verify(trail).ok
 
 
-def _rewrite(path: Path, edit: Any) -> None:
-    """Edit records and recompute every hash, as a writer with the file in hand could."""
-    last: dict[str, str] = {}
-    link = GENESIS
-    out = []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        edit(record)
-        record.pop("hash", None)
-        record.pop("file_prev", None)
-        record["prev_hash"] = last.get(record["run_id"], GENESIS)
-        body = canonical(record)
-        record_hash = last[record["run_id"]] = digest(body.encode(), None)
-        out.append(line_of(body, link, record_hash) + "\n")
-        link = file_link(link, record_hash, None)
-    path.write_text("".join(out))
-
-
 async def test_verify_checks_what_a_folded_record_claims(trail: Path, autojump_clock: trio.abc.Clock) -> None:
     """Re-hashed or not, a folded record (format 3's line) must cover exactly its seq numbers and count its events."""
     await Straight(trace=True).run()
@@ -253,7 +236,7 @@ async def test_verify_checks_what_a_folded_record_claims(trail: Path, autojump_c
         (middle(lambda r: r.update(worker=None)), "needs an integer worker"),
     ):
         trail.write_text(good)
-        _rewrite(trail, edit)
+        rechain(trail, file_chain=True, edit=edit)
         problem = audit.verify(trail).problem
         assert problem is not None and fragment in problem.message, problem
         with pytest.raises(audit.AuditFileError, match=fragment.split(" = ")[0]):
@@ -269,14 +252,26 @@ async def test_a_format_2_trail_still_reads_and_verifies(trail: Path, autojump_c
     """A trail written before format 3 (no folded records) verifies and loads; a folded record in it does not; an unknown format is named."""
     plain = await _plain(trail.with_name("plain.jsonl"), Straight)
     old = trail.with_name("plain.jsonl")
-    _rewrite(old, lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None)
+    rechain(
+        old,
+        file_chain=True,
+        edit=lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None,
+    )
     assert audit.verify(old).ok and audit.verify(old).records == len(plain)
     assert _stable([dict(r) for r in audit.load_runs(old)[0].records])[1:] == _stable(plain)[1:]
     await Straight(trace=True).run()
     folded = _format_3(trail)
-    _rewrite(folded, lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None)
+    rechain(
+        folded,
+        file_chain=True,
+        edit=lambda r: r.update(format="actorflow.audit/2") if r["event"] == "run.started" else None,
+    )
     assert "a folded step.finished in a run of format actorflow.audit/2" in str(audit.verify(folded).problem)
-    _rewrite(trail, lambda r: r.update(format="actorflow.audit/9") if r["event"] == "run.started" else None)
+    rechain(
+        trail,
+        file_chain=True,
+        edit=lambda r: r.update(format="actorflow.audit/9") if r["event"] == "run.started" else None,
+    )
     assert "actorflow.audit/2, actorflow.audit/3, actorflow.audit/4" in str(audit.verify(trail).problem)
 
 
@@ -334,7 +329,7 @@ async def test_a_folded_record_holds_nothing_its_unfolded_records_would_drop(
         (begin(lambda r: r.update(emitted=1.0)), "emitted = the number of its events"),
     ):
         trail.write_text(good)
-        _rewrite(trail, edit)
+        rechain(trail, file_chain=True, edit=edit)
         problem = audit.verify(trail).problem
         assert problem is not None and fragment in problem.message, problem
         with pytest.raises(audit.AuditFileError, match=re.escape(fragment)):

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import structlog
 import trio
+from audit_flows import rechain
 
 from actorflow import Context, Event, StartEvent, StopEvent, Workflow, audit, step
 from actorflow.audit import _sink
-from actorflow.audit._canon import GENESIS, canonical, digest, file_link, line_of
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -101,24 +101,6 @@ async def test_durations_and_timestamps_come_back_from_their_integers(
     assert started["timestamp"].endswith(f".{micros % 1_000_000:06d}Z")
 
 
-def _rechain(path: Path, edit: Callable[[dict[str, Any]], None]) -> None:
-    """Edit each line's record and recompute every hash, as a writer with the file in hand could."""
-    last: dict[str, str] = {}
-    link = GENESIS
-    out = []
-    for line in path.read_text().splitlines():
-        record = json.loads(line)
-        edit(record)
-        record.pop("hash")
-        record.pop("file_prev")
-        record["prev_hash"] = last.get(record["run_id"], GENESIS)
-        body = canonical(record)
-        record_hash = last[record["run_id"]] = digest(body.encode(), None)
-        out.append(line_of(body, link, record_hash) + "\n")
-        link = file_link(link, record_hash, None)
-    path.write_text("".join(out))
-
-
 def _rows(edit: Callable[[list[Any]], None]) -> Callable[[dict[str, Any]], None]:
     """An edit of the rows of the first group line."""
     done: list[bool] = []
@@ -167,9 +149,9 @@ async def test_verify_and_readers_check_what_a_group_line_claims(
 ) -> None:
     """Re-hashed, a group line's rows must still follow each other and each be sound; verify and load_runs say what is wrong."""
     await Chain(trace=True).run()
-    _rechain(trail, lambda r: None)
+    rechain(trail, lambda r: None)
     assert audit.verify(trail).ok  # the rewriting alone changes nothing
-    _rechain(trail, edit)
+    rechain(trail, edit)
     problem = audit.verify(trail).problem
     assert problem is not None and problem.line == 2 and fragment in problem.message, problem
     with pytest.raises(audit.AuditFileError, match="line 2") as raised:
@@ -190,7 +172,7 @@ async def test_an_edited_row_breaks_the_hash_and_a_deleted_group_the_chains(
     trail.write_text("".join([*good[:1], *good[2:]]))
     problem = audit.verify(trail).problem
     assert problem is not None and "file_prev does not match" in problem.message
-    _rechain(trail, lambda r: None)  # re-chained: only the seq numbers tell
+    rechain(trail, lambda r: None)  # re-chained: only the seq numbers tell
     problem = audit.verify(trail).problem
     first = json.loads(good[1])
     assert problem is not None and (
@@ -203,7 +185,7 @@ async def test_a_group_line_in_a_format_3_run_is_reported(
 ) -> None:
     """A run that says format 3 has no group lines: one in it was put there."""
     await Chain(trace=True).run()
-    _rechain(trail, lambda r: r.update(format="actorflow.audit/3") if r["event"] == "run.started" else None)
+    rechain(trail, lambda r: r.update(format="actorflow.audit/3") if r["event"] == "run.started" else None)
     problem = audit.verify(trail).problem
     assert problem is not None and problem.line == 2 and "before actorflow.audit/4" in problem.message
 
