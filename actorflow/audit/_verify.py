@@ -12,7 +12,8 @@ What is checked, for every line in file order:
    (under its hash, so under the key) whether the file has a file chain, and must agree;
 4. per run: ``seq`` goes 1, 2, 3, ... with no gap or repeat (a folded ``step.finished`` and a
    ``records`` line cover ``from_seq`` to ``seq``, and what they hold must be sound), seq 1
-   is ``run.started``, no record follows the closing ``run.*`` record;
+   is ``run.started``, no record follows the closing ``run.*`` record, no two
+   ``event.emitted`` have the same ``event_id``;
 5. per run: ``prev_hash`` equals the run's previous ``hash``, and ``hash`` equals the hash of
    the record's canonical JSON (without ``hash`` and ``file_prev``);
 
@@ -37,6 +38,7 @@ from ._canon import (
     GENESIS,
     GROUP,
     HEX64,
+    ROWS,
     canonical,
     digest,
     file_link,
@@ -110,6 +112,26 @@ class _RunState:
     groups: bool = True
     """Whether the run's format has group lines (format 4 on)."""
     closed: bool = False
+    emitted: dict[int, int] = attrs.Factory(dict)
+    """The ``event_id`` of each ``event.emitted`` of the run so far, and its ``seq``."""
+
+
+def _emitted(name: str, rec: dict[str, Any], seq: int) -> list[tuple[int, Any]]:
+    """``(seq, event_id)`` of every ``event.emitted`` a checked line stands for (plain, the
+    events of a folded ``step.finished``, the rows of a ``records`` line)."""
+    if name == "event.emitted":
+        return [(seq, rec.get("event_id"))]
+    if name == "step.finished" and "from_seq" in rec:
+        return [(rec["from_seq"] + i, e["event_id"]) for i, e in enumerate(rec["events"], 1)]
+    if name != GROUP:
+        return []
+    found: list[tuple[int, Any]] = []
+    for row in rec["records"]:
+        if row[0] == "event.emitted":
+            found.append((row[1], row[3]))
+        elif row[0] == "step.finished" and len(row) > len(ROWS["step.finished"]) + 1:  # folded
+            found.extend((row[-2] + i, e[0]) for i, e in enumerate(row[-1], 1))
+    return found
 
 
 def verify(
@@ -290,6 +312,22 @@ def verify(
                 )
             if digest(body.encode("ascii"), key) != stored:
                 return fail("hash does not match the record's content: the record was changed")
+            # An event id names one event of its run (a resumed durable run skips a block of
+            # them): a second event.emitted with it was copied or forged, and re-hashed.
+            for at, event_id in _emitted(name, rec, seq):
+                if type(event_id) is not int:
+                    continue
+                before = state.emitted.setdefault(event_id, at)
+                if before != at:
+                    return result(
+                        Problem(
+                            number,
+                            run_id,
+                            at,
+                            f"event_id {event_id} was already emitted at seq {before}: an "
+                            "event.emitted was duplicated or forged (and the chain re-hashed)",
+                        )
+                    )
             state.line, state.seq, state.hash = number, seq, stored
             state.closed = is_closing(name)
             records += seq - first + 1
