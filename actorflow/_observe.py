@@ -116,7 +116,8 @@ class EventEmitted:
     worker: int | None
     """The emitting worker of that step (None from outside)."""
     target: str | None = None
-    """The one step it was sent to with ``ctx.send_event(ev, step=...)``, else None."""
+    """The one step it was sent to with ``ctx.send_event(ev, step=...)`` (or the handle's
+    ``send_event(ev, step=...)``), else None."""
 
 
 @attrs.frozen

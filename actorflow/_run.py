@@ -571,11 +571,11 @@ class Run:
         self.router.emit_observed(item)
         return item
 
-    def _outside_item(self, event: Event) -> tuple[Event, int]:
+    def _outside_item(self, event: Event, target: str | None = None) -> tuple[Event, int]:
         event_id = self.new_event_id()
         hook = self.observer.event_emitted if self.observer is not None else None
         if hook is not None and self.info is not None:
-            hook(EventEmitted(self.info, event_id, event, None, None, None))
+            hook(EventEmitted(self.info, event_id, event, None, None, None, target))
         if self.durable is not None:
             self.durable.outside(event_id, event)
         return (event, event_id)
@@ -617,7 +617,7 @@ class Run:
                 f"run {self.id} has not started yet, so its steps cannot be sent events one by "
                 f"one; send it without step= (it is routed after the StartEvent)"
             )
-        item = event if not self.tagged else self._outside_item(event)
+        item = event if not self.tagged else self._outside_item(event, step)
         self.router.deliver_to(actor.index, item)
 
     def check_inject(self, event: Event) -> None:

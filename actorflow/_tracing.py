@@ -581,7 +581,34 @@ class Tracer(Observer):
     # frozen records of a hop was a quarter of a traced hop's cost.
 
     def event_emitted(self, record: EventEmitted) -> None:
+        if record.target is not None:  # sent to one step: the record says which (no row has room)
+            self._directed(record)
+            return
         self.hop_emitted(record.event_id, record.event, record.cause_id, record.step, record.worker)
+
+    @_guarded
+    def _directed(self, record: EventEmitted) -> None:
+        """``event.emitted`` of an event sent to one step (``send_event(ev, step=...)``), with
+        ``to_step``: a replay must deliver it there, not to every step that accepts its type."""
+        if self._closed:
+            return
+        if self._held is not None:
+            self._release()
+        event = record.event
+        payload = payload_of(event)
+        if self._stop is None and isinstance(event, StopEvent):
+            self._stop = (record.event_id, type(event), payload)
+        self._emit(
+            "event.emitted",
+            {
+                "event_id": record.event_id,
+                "event_type": type(event).__name__,
+                "cause_id": record.cause_id,
+                "step": record.step,
+                "payload": payload,
+                "to_step": record.target,
+            },
+        )
 
     def step_started(self, record: StepStarted) -> None:
         if self._closed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,9 @@ async def test_verify_reports_a_duplicated_event_id_in_plain_records(
     problem = audit.verify(redacted_trail).problem
     assert problem is not None, "a duplicated event id verified"
     assert (problem.run_id, problem.seq) == (emitted[1]["run_id"], emitted[1]["seq"])
-    assert f"event_id {emitted[0]['event_id']} was already emitted at seq {emitted[0]['seq']}" in problem.message
+    assert (
+        f"event_id {emitted[0]['event_id']} was already emitted at seq {emitted[0]['seq']}" in problem.message
+    )
 
 
 @pytest.mark.parametrize("form", ["row", "folded row"])
@@ -121,3 +123,59 @@ async def test_distinct_event_ids_verify(trail: Path, autojump_clock: trio.abc.C
     await Paused(trace=True).run()
     result = audit.verify(trail)
     assert result.ok and result.runs == 2, result.problem
+
+
+# -- events sent to one step ------------------------------------------------------------------
+
+
+class Job(Event):
+    n: int
+
+
+class Done(Event):
+    by: str
+
+
+class Directed(Workflow):
+    """Two steps take a Job; begin sends it to one of them, and a Job from outside goes to one too."""
+
+    external_events = (Job,)
+
+    @step
+    async def begin(self, ctx: Context, ev: StartEvent) -> Job | None:
+        ctx.send_event(Job(n=1), step="a")
+        return None
+
+    @step
+    async def a(self, ev: Job) -> Done:
+        return Done(by=f"a{ev.n}")
+
+    @step
+    async def b(self, ev: Job) -> Done:
+        return Done(by=f"b{ev.n}")
+
+    @step
+    async def end(self, ctx: Context, ev: Done) -> StopEvent | None:
+        got = ctx.collect_events(ev, [Done, Done])
+        return None if got is None else StopEvent(result=sorted(d.by for d in got))
+
+
+async def test_an_event_sent_to_one_step_says_so_and_replays_there(
+    trail: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """send_event(ev, step=...) from a step and from outside: event.emitted has to_step, the
+    readers have it, and replay sends the outside one to that step only (not to b as well)."""
+    async with Directed(trace=True, timeout=60).open_run() as handle:
+        await trio.sleep(1)
+        await handle.send_event(Job(n=2), step="b")
+        assert await handle == ["a1", "b2"]
+    assert audit.verify(trail).ok
+    (run,) = audit.load_runs(trail)
+    jobs = [node for node in run.events.values() if node.event_type == "Job"]
+    assert [(n.step, n.to_step, [i.step for i in n.handled_by]) for n in jobs] == [
+        ("begin", "a", ["a"]),
+        (None, "b", ["b"]),
+    ]
+    assert [n.to_step for n in run.events.values() if n.event_type != "Job"] == [None] * 4
+    report = await trio.to_thread.run_sync(audit.replay, trail, Directed)
+    assert report.ok, [str(d) for r in report.runs for d in r.divergences]

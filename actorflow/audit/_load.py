@@ -103,6 +103,9 @@ class EventNode:
     routed to no step."""
     children: tuple[EventNode, ...]
     """The events its handling emitted, in order."""
+    to_step: str | None = None
+    """The one step it was sent to (``send_event(ev, step=...)``); None when it was routed to
+    every step that accepts its type (and in trails written before ``to_step`` existed)."""
 
 
 @attrs.frozen
@@ -284,6 +287,7 @@ def _build(recs: list[Mapping[str, Any]]) -> RunTrace:
             handled_by=tuple(handled.get(event_id, ())),
             taken_by=taken.get(event_id),
             children=tuple(nodes[c] for c in sorted(children.get(event_id, ()))),
+            to_step=r.get("to_step"),
         )
     return RunTrace(
         run_id=str(recs[0]["run_id"]),
@@ -323,6 +327,7 @@ _FIELD_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
     "attempt": ((int,), "an integer"),
     "event_id": ((int, type(None)), "an integer or null"),
     "cause_id": ((int, type(None)), "an integer or null"),
+    "to_step": ((str, type(None)), "a string or null"),
     "by_event_id": ((int, type(None)), "an integer or null"),
     "stop_event_id": ((int, type(None)), "an integer or null"),
     "duration_s": ((int, float, type(None)), "a number or null"),

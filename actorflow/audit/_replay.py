@@ -888,7 +888,7 @@ async def _perform(rep: _Replayer, handle: RunHandle, workflow: Workflow, action
         )
         return
     try:
-        await handle.send_event(event)
+        await handle.send_event(event, rec.to_step)  # sent to one step: to that one again
     except WorkflowRuntimeError as exc:
         rep.stop(
             rep.divergence(

@@ -127,6 +127,8 @@ class RecEvent:
     """(step, its input event, seq) when a step waiting in ``wait_for_event`` took it."""
     comparable: str = ""
     """The payload's canonical text with its redacted paths hidden."""
+    to_step: str | None = None
+    """The one step it was sent to (``send_event(ev, step=...)``), else None."""
 
 
 @attrs.define(eq=False)
@@ -224,6 +226,7 @@ def _read(records: Sequence[Mapping[str, Any]]) -> Trail:
                 step=step,
                 cause_id=r.get("cause_id"),
                 seq=seq,
+                to_step=r["to_step"] if isinstance(r.get("to_step"), str) else None,
             )
             ev.comparable = comparable(normal(ev.payload), ev.redacted)
             events[event_id] = ev
