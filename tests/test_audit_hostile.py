@@ -179,3 +179,78 @@ async def test_an_event_sent_to_one_step_says_so_and_replays_there(
     assert [n.to_step for n in run.events.values() if n.event_type != "Job"] == [None] * 4
     report = await trio.to_thread.run_sync(audit.replay, trail, Directed)
     assert report.ok, [str(d) for r in report.runs for d in r.divergences]
+
+
+# -- a crash with an open group, and the resume after it -------------------------------------
+
+
+def test_verify_reports_records_a_resumed_run_lost(trail: Path) -> None:
+    """A run.resumed at seq 2 whose snapshot knew of records up to seq 5: records 2..5 were lost, say so."""
+    log = structlog.get_logger("actorflow").bind(run_id="r1", workflow="W")
+    log.info("run.started", seq=1, format="actorflow.audit/4")
+    log.info("run.resumed", seq=2, session=2, snapshot_seq=5)
+    log.info("run.finished", seq=3)
+    log.info("run.started", seq=1, format="actorflow.audit/4", run_id="r2")
+    log.info("run.resumed", seq=2, session=2, snapshot_seq=1, run_id="r2")  # nothing lost
+    log.info("run.finished", seq=3, run_id="r2")
+    structlog.get_config()["processors"][-1].flush()
+    problem = audit.verify(trail).problem
+    assert problem is not None and (problem.line, problem.run_id, problem.seq) == (2, "r1", 2), problem
+    assert "records 2..5 were made before its process ended" in problem.message
+
+
+_HELD_OPEN = """
+import os, sys, structlog, trio
+sys.path.insert(0, sys.argv[4])
+from actorflow import audit
+from actorflow.audit import _sink
+from actorflow.durable import SQLiteStore
+from test_durable_runs import Chain
+if sys.argv[3] == "block":
+    # Rows stay in the open group: no age limit, and flushes write the queued lines but seal
+    # no group (the tracer still seals before any record that is not a row).
+    _sink._GROUP_NS = 10**15
+    _sink.JSONLinesSink._seal_groups = lambda self: None
+structlog.configure(processors=audit.processors(sys.argv[2]))
+wf = Chain(durable=SQLiteStore(sys.argv[1]), trace=True, timeout=None)
+if sys.argv[3] == "block":
+    wf.gate, wf.block_at = trio.Event(), 1
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lambda: wf.run(run_id="held", hops=3))
+            while wf.calls[("hop", 1)] == 0:
+                await trio.sleep(0.001)
+            await trio.sleep(0.05)  # the commits and run.started are written; the rows are held
+            os.kill(os.getpid(), 9)
+    trio.run(main)
+else:
+    print(trio.run(lambda: wf.run(run_id="held")))
+"""
+
+
+@pytest.mark.crash
+def test_a_process_killed_with_an_open_group_and_resumed_is_reported(tmp_path: Path) -> None:
+    """SIGKILL while a group holds rows: verify names the run without its closing record; the
+    resumed run goes on after what is in the file, and verify names the records its snapshot
+    knew of that the file lost (it passed before: the seq closed over the hole)."""
+    import subprocess
+    import sys
+
+    store, path = tmp_path / "runs.db", tmp_path / "audit.jsonl"
+    args = [sys.executable, "-c", _HELD_OPEN, str(store), str(path)]
+    here = str(Path(__file__).parent)
+    killed = subprocess.run([*args, "block", here], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == ["run.started"]
+    problem = audit.verify(path).problem
+    assert problem is not None and (problem.line, problem.seq) == (1, 1), problem
+    assert "no closing record" in problem.message
+    done = subprocess.run([*args, "resume", here], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "{'done': True}", done.stderr
+    (run,) = audit.load_runs(path)
+    resumed = next(r for r in run.records if r["event"] == "run.resumed")
+    assert resumed["seq"] == 2 and resumed["snapshot_seq"] > 2  # the chain goes on from the file
+    assert run.records[-1]["event"] == "run.finished"
+    problem = audit.verify(path).problem
+    assert problem is not None and (problem.line, problem.seq) == (2, 2), problem
+    assert f"records 2..{resumed['snapshot_seq']} were made before its process ended" in problem.message

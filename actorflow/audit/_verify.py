@@ -13,7 +13,8 @@ What is checked, for every line in file order:
 4. per run: ``seq`` goes 1, 2, 3, ... with no gap or repeat (a folded ``step.finished`` and a
    ``records`` line cover ``from_seq`` to ``seq``, and what they hold must be sound), seq 1
    is ``run.started``, no record follows the closing ``run.*`` record, no two
-   ``event.emitted`` have the same ``event_id``;
+   ``event.emitted`` have the same ``event_id``, a ``run.resumed`` comes after every record
+   the snapshot it resumed from knew of (``snapshot_seq``);
 5. per run: ``prev_hash`` equals the run's previous ``hash``, and ``hash`` equals the hash of
    the record's canonical JSON (without ``hash`` and ``file_prev``);
 
@@ -312,6 +313,20 @@ def verify(
                 )
             if digest(body.encode("ascii"), key) != stored:
                 return fail("hash does not match the record's content: the record was changed")
+            # A run resumed in a new process goes on after its last record in the file; the
+            # snapshot it resumed from knew of records up to snapshot_seq, made before the
+            # process ended (e.g. rows of a group not yet sealed): any of them not in the file
+            # were lost, and without this the seq would close over the hole.
+            if name == "run.resumed":
+                known = rec.get("snapshot_seq")
+                if type(known) is int and known >= seq:
+                    lost = f"record {seq} was" if known == seq else f"records {seq}..{known} were"
+                    return fail(
+                        f"the run was resumed after seq {seq - 1}, but the snapshot it resumed from "
+                        f"knew of its records up to seq {known}: {lost} made before its process "
+                        "ended and never reached the file, or were deleted from it (a crash "
+                        "lost them, or someone did)"
+                    )
             # An event id names one event of its run (a resumed durable run skips a block of
             # them): a second event.emitted with it was copied or forged, and re-hashed.
             for at, event_id in _emitted(name, rec, seq):
