@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +259,228 @@ def test_a_process_killed_with_an_open_group_and_resumed_is_reported(tmp_path: P
     problem = audit.verify(path).problem
     assert problem is not None and (problem.line, problem.seq) == (2, 2), problem
     assert f"records 2..{resumed['snapshot_seq']} were made before its process ended" in problem.message
+
+
+# -- concurrency: threads, close(), exit and processes on one file -----------------------------
+
+
+class Long(Workflow):
+    """A chain of hops that gives trio control every 50th: rows, folded rows, group seals."""
+
+    hops = 400
+
+    @step
+    async def begin(self, ev: StartEvent) -> Hop:
+        return Hop(n=1)
+
+    @step
+    async def hop(self, ev: Hop) -> Hop | StopEvent:
+        if ev.n % 50 == 0:
+            await trio.sleep(0)
+        return StopEvent(result=ev.n) if ev.n >= self.hops else Hop(n=ev.n + 1)
+
+
+def _long_records(hops: int) -> int:
+    return 2 + (hops + 1) * 3 + 1  # run.started, three a hop (begin's too), run.finished
+
+
+def _in_threads(target: Callable[[], None], count: int) -> list[BaseException]:
+    """Run ``target`` in ``count`` threads (each its own trio.run); what they raised. None may hang."""
+    errors: list[BaseException] = []
+
+    def guarded() -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(t.is_alive() for t in threads), (
+        "a run hung: a deadlock between the run writers and the sink"
+    )
+    return errors
+
+
+def test_runs_in_many_threads_share_one_sink_and_every_run_verifies(trail: Path) -> None:
+    """Four threads, each its own trio.run, three runs each, into one audit.processors() sink,
+    while a fifth thread flushes (seals every run's group) all along: every record of every
+    run is in the file once, in seq order, and the file verifies."""
+    sink = structlog.get_config()["processors"][-1]
+    stop = threading.Event()
+    flushes = 0
+
+    def flusher() -> None:
+        nonlocal flushes
+        while not stop.is_set():
+            sink.flush()
+            flushes += 1
+
+    def runs() -> None:
+        for _ in range(3):
+            assert trio.run(lambda: Long(trace=True, timeout=None).run()) == Long.hops
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        assert _in_threads(runs, 4) == []
+    finally:
+        stop.set()
+        thread.join(60)
+    assert flushes > 1
+    result = audit.verify(trail)
+    assert result.ok, result.problem
+    assert (result.runs, result.records) == (12, 12 * _long_records(Long.hops))
+
+
+def test_close_while_runs_write_costs_records_loudly_never_the_runs(
+    trail: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """close() while runs in other threads still write: no deadlock, every run returns its
+    result, each run's loss is logged, and verify names a run without its closing record
+    (every line before is whole: nothing was written after the file was closed)."""
+    sink = structlog.get_config()["processors"][-1]
+    hops = 20_000
+    started = threading.Barrier(3)
+
+    def run() -> None:
+        started.wait()
+        workflow = Long(trace=True, timeout=None)
+        workflow.hops = hops
+        assert trio.run(lambda: workflow.run()) == hops
+
+    closer_errors: list[BaseException] = []
+
+    def closer() -> None:
+        try:
+            started.wait()
+            while trail.stat().st_size < 100_000:
+                time.sleep(0.001)
+            sink.close()
+        except BaseException as exc:
+            closer_errors.append(exc)
+
+    thread = threading.Thread(target=closer)
+    with caplog.at_level(logging.ERROR, "actorflow.audit"):
+        thread.start()
+        errors = _in_threads(run, 2)
+        thread.join(60)
+    assert errors == [] and closer_errors == []
+    lost = [r for r in caplog.records if "could not be written" in r.getMessage()]
+    assert len({r.args[1] for r in lost if isinstance(r.args, tuple) and len(r.args) > 1}) == 2, [
+        r.getMessage() for r in lost
+    ]
+    problem = audit.verify(trail).problem
+    assert problem is not None and "no closing record" in problem.message, problem
+
+
+_EXIT_WITH_OPEN_GROUP = """
+import sys, threading, time, structlog, trio
+from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
+from actorflow.audit import _sink
+# Only the exit writes: no group is sealed for its age or size, and no writer thread runs.
+_sink._GROUP_NS, _sink._GROUP_MAX = 10**15, 10**9
+_sink.JSONLinesSink._start_writer = lambda self: None
+structlog.configure(processors=audit.processors(sys.argv[1]))
+hops = [0]
+
+class Hop(Event):
+    n: int
+
+class Endless(Workflow):
+    @step
+    async def begin(self, ev: StartEvent) -> Hop:
+        return Hop(n=1)
+
+    @step
+    async def hop(self, ev: Hop) -> Hop | StopEvent:
+        hops[0] = ev.n
+        return Hop(n=ev.n + 1)
+
+threading.Thread(target=lambda: trio.run(lambda: Endless(trace=True, timeout=None).run()), daemon=True).start()
+while hops[0] < 1000:
+    time.sleep(0.001)
+"""
+
+
+def test_the_exit_writes_the_open_group_of_a_run_still_going(tmp_path: Path) -> None:
+    """A process that exits while a run (in a daemon thread) holds rows in its group: the exit
+    seals and writes them; verify names the run without its closing record, after whole lines."""
+    path = tmp_path / "exit.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITH_OPEN_GROUP, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0]["event"] == "run.started" and {r["event"] for r in lines[1:]} == {"records"}
+    assert sum(len(r["records"]) for r in lines[1:]) >= 1000
+    problem = audit.verify(path).problem
+    assert problem is not None and problem.line == len(lines) and "no closing record" in problem.message
+
+
+_APPENDER = r"""
+import os, sys, time, structlog, trio
+from actorflow import Event, StartEvent, StopEvent, Workflow, audit, step
+from actorflow.audit import _sink
+path, chained, short = sys.argv[1], sys.argv[2] == "chained", sys.argv[3] == "short"
+_sink._GROUP_NS = 10**15  # every group holds _GROUP_MAX rows: lines of about half a megabyte
+if short:  # a slow file system that takes at most 64 KiB a write (a network or FUSE mount)
+    write = os.write
+
+    def short_write(fd, data):
+        time.sleep(0.005)
+        return write(fd, memoryview(data)[: 1 << 16])
+
+    os.write = short_write
+    os.writev = lambda fd, parts: short_write(fd, b"".join(parts))
+
+class Big(Event):
+    n: int
+    blob: str
+
+class Heavy(Workflow):
+    @step
+    async def begin(self, ev: StartEvent) -> Big:
+        return Big(n=1, blob="")
+
+    @step
+    async def hop(self, ev: Big) -> Big | StopEvent:
+        if ev.n >= 300:
+            return StopEvent(result=ev.n)
+        return Big(n=ev.n + 1, blob=f"{os.getpid()}:{ev.n}:" + "x" * 2000)
+
+chain = audit.processors(path, file_chain=chained)
+structlog.configure(processors=chain)
+while not os.path.exists(path + ".go"):  # all start together
+    time.sleep(0.001)
+assert trio.run(lambda: Heavy(trace=True, timeout=None).run()) == 300
+chain[-1].close()
+"""
+
+
+@pytest.mark.parametrize(("chained", "short"), [("chained", "whole"), ("unchained", "short")])
+def test_processes_appending_half_megabyte_lines_to_one_file_never_interleave(
+    tmp_path: Path, chained: str, short: str
+) -> None:
+    """Three processes write runs of 256-row group lines (about 530 KB each) into one file at
+    once: with the file chain and whole writes (``os.writev``), and without it on a file system
+    whose writes come back short: every line is whole and every run verifies (without the
+    file chain the sink took no flock, and the short writes of two processes interleaved)."""
+    path = tmp_path / "shared.jsonl"
+    children = [
+        subprocess.Popen([sys.executable, "-c", _APPENDER, str(path), chained, short]) for _ in range(3)
+    ]
+    try:
+        (tmp_path / "shared.jsonl.go").touch()
+        assert [child.wait(timeout=120) for child in children] == [0, 0, 0]
+    finally:
+        for child in children:
+            child.kill()
+    result = audit.verify(path)
+    assert result.ok, result.problem
+    assert result.runs == 3 and result.records == 3 * (2 + 301 * 3 + 1)
+    lines = path.read_bytes().splitlines()
+    assert max(map(len, lines)) > 500_000

@@ -412,20 +412,23 @@ class JSONLinesSink:
         # Lines are joined from the bodies as they are (a memoryview drops the closing brace
         # without a copy), so a 1 MB payload is copied once here, into the batch.
         parts: list[bytes | memoryview] = []
-        if not self._file_chain:
-            for piece, h in items:
-                if isinstance(piece, tuple):  # a RunWriter's pieces, always with a hash
-                    parts.extend(piece[:-1])
-                    piece = piece[-1]
-                body: bytes = piece
-                parts.append(memoryview(body)[:-1] if h else body)
-                parts.append(f',"hash":"{h}"}}\n'.encode() if h else b"\n")
-            _write_parts(fd, parts)
-        else:
-            key = self._key
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
+        # The flock keeps the batch whole against the file's other writers (processes, sinks)
+        # also where a write comes back short and the rest follows (a signal, a network or
+        # FUSE mount): O_APPEND alone makes each write(), not the batch, one piece.
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            if not self._file_chain:
+                for piece, h in items:
+                    if isinstance(piece, tuple):  # a RunWriter's pieces, always with a hash
+                        parts.extend(piece[:-1])
+                        piece = piece[-1]
+                    body: bytes = piece
+                    parts.append(memoryview(body)[:-1] if h else body)
+                    parts.append(f',"hash":"{h}"}}\n'.encode() if h else b"\n")
+                _write_parts(fd, parts)
+            else:
+                key = self._key
                 size = os.fstat(fd).st_size
                 prefix = b""
                 if size != self._size:  # someone else appended (or this is the first write)
@@ -452,9 +455,9 @@ class JSONLinesSink:
                         prev = file_link(prev, digest(body, key), key)
                 self._size = size + _write_parts(fd, parts)
                 self._prev = prev
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         if self._fsync:
             os.fsync(fd)
 
