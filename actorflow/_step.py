@@ -457,6 +457,11 @@ def _is_free_function(qualname: str) -> bool:
     return len(parts) == 1 or parts[-2] == "<locals>"
 
 
+#: LlamaIndex's sentences for a step it cannot read, which code ported from it may match on.
+_NO_EVENT_PARAMETER = "Step signature must have at least one parameter annotated as type Event"
+_NO_RETURN_HINT = "Return types of workflows step functions must be annotated with their type."
+
+
 def _check_function(func: Any, free: bool = False) -> None:
     """Reject what can never be a step, whatever its hints say."""
     name = getattr(func, "__qualname__", repr(func))
@@ -486,20 +491,25 @@ def _check_function(func: Any, free: bool = False) -> None:
     bad = [p.name for p in rest if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if bad or not rest:
         raise WorkflowDefinitionError(
-            f"step {name!r} must take 'self', optionally 'ctx: Context', and one event "
+            (f"step {name!r}: {_NO_EVENT_PARAMETER}. It" if not rest else f"step {name!r}")
+            + f" must take 'self', optionally 'ctx: Context', and one event "
             f"parameter, e.g. 'async def {func.__name__}(self, ctx: Context, ev: MyEvent)'; "
             f"it takes ({', '.join(p.name for p in params)})"
         )
+    # LlamaIndex's sentence where its check says it too: when no parameter has a hint.
+    none_typed = all(p.annotation is p.empty for p in rest)
     for p in rest:
         if p.annotation is p.empty:
             raise WorkflowDefinitionError(
-                f"step {name!r}: parameter {p.name!r} has no type hint. Annotate the event "
+                f"step {name!r}: "
+                + (f"{_NO_EVENT_PARAMETER}: " if none_typed else "")
+                + f"parameter {p.name!r} has no type hint. Annotate the event "
                 f"parameter with the event type(s) it accepts (e.g. '{p.name}: StartEvent'), "
                 f"and a context parameter with 'Context'"
             )
     if sig.return_annotation is sig.empty:
         raise WorkflowDefinitionError(
-            f"step {name!r} has no return type hint. Annotate what it emits, e.g. "
+            f"step {name!r} has no return type hint. {_NO_RETURN_HINT} Annotate what it emits, e.g. "
             f"'-> StopEvent', '-> NextEvent | None', or '-> None' if it emits nothing"
         )
 
@@ -534,7 +544,8 @@ def resolve(draft: _StepDraft, name: str, extra_ns: Mapping[str, Any] | None = N
     event_params = [p for p in params if p not in ctx_params and p not in resource_params]
     if not event_params or len(ctx_params) > 1:
         raise WorkflowDefinitionError(
-            f"step {qual!r} must take an event parameter (several for a join, or one "
+            (f"step {qual!r}: {_NO_EVENT_PARAMETER}. It" if not event_params else f"step {qual!r}")
+            + " must take an event parameter (several for a join, or one "
             f"'items: list[E]' to collect a fan-out), at most one 'ctx: Context' and any number "
             f"of resources (Annotated[T, Resource(factory)]); its parameters are annotated "
             f"{ {p.name: _hint_name(hints[p.name]) for p in params} }"
@@ -578,7 +589,9 @@ def resolve(draft: _StepDraft, name: str, extra_ns: Mapping[str, Any] | None = N
             join += ((p.name, slot[0]),)
         accepts = tuple(dict.fromkeys(t for _, t in join))
     else:
-        accepts = _event_types(hints[event_param.name], qual, f"parameter {event_param.name!r}", False)
+        accepts = _event_types(
+            hints[event_param.name], qual, f"parameter {event_param.name!r}", False, only=True
+        )
     if (gather is not None or join) and draft.executor is not None:
         raise WorkflowDefinitionError(
             f"step {qual!r}: a {'fan-in' if gather is not None else 'join'} step runs in the run's "
@@ -733,8 +746,14 @@ def _hint_name(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) else repr(hint)
 
 
-def _event_types(hint: Any, qual: str, where: str, allow_none: bool) -> tuple[type[Event], ...]:
-    """Split a hint (``A``, ``A | B``, ``Optional[A]``, ``None``) into event types."""
+def _event_types(
+    hint: Any, qual: str, where: str, allow_none: bool, only: bool = False
+) -> tuple[type[Event], ...]:
+    """Split a hint (``A``, ``A | B``, ``Optional[A]``, ``None``) into event types.
+
+    ``only``: the hint is of the step's one event parameter, so a non-Event in it leaves the
+    step with none, which LlamaIndex's sentence names.
+    """
     if hint is None or hint is types.NoneType:
         if allow_none:
             return ()
@@ -754,7 +773,9 @@ def _event_types(hint: Any, qual: str, where: str, allow_none: bool) -> tuple[ty
             continue
         if not (isinstance(member, type) and issubclass(member, Event)):
             raise WorkflowDefinitionError(
-                f"step {qual!r}: {_hint_name(member)} in the {where} is not an Event type; "
+                f"step {qual!r}: "
+                + (f"{_NO_EVENT_PARAMETER}: " if only else "")
+                + f"{_hint_name(member)} in the {where} is not an Event type; "
                 f"steps accept and emit subclasses of actorflow.Event only"
                 + (" (use -> None for a step that emits nothing)" if allow_none else "")
             )

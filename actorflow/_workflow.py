@@ -566,10 +566,14 @@ def spec(cls: type[Workflow]) -> WorkflowSpec:
     try:
         found = _compile(cls, _names_at(frame, cls) if frame is not None else {})
     except UnresolvedHint as exc:
+        step_name = getattr(exc, "step", "?")
+        missing = getattr(exc.error, "name", None)  # a NameError's; LlamaIndex's sentence names it
         raise WorkflowDefinitionError(
-            f"{cls.__name__}: cannot resolve the type hint {exc.hint!r} of step "
-            f"{getattr(exc, 'step', '?')!r} ({type(exc.error).__name__}: {exc.error}); define "
-            f"or import that event class in the module (or the function) that defines the workflow"
+            f"{cls.__name__}: Failed to resolve type annotations for {cls.__name__}.{step_name}."
+            + (f" Missing name: {missing}." if missing else "")
+            + f" It cannot resolve the type hint {exc.hint!r} of step {step_name!r} "
+            f"({type(exc.error).__name__}: {exc.error}); define or import that event class in the "
+            f"module (or the function) that defines the workflow"
         ) from exc.error
     setattr(cls, _PENDING, None)  # let the frame go
     return found
