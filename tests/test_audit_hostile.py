@@ -484,3 +484,89 @@ def test_processes_appending_half_megabyte_lines_to_one_file_never_interleave(
     assert result.runs == 3 and result.records == 3 * (2 + 301 * 3 + 1)
     lines = path.read_bytes().splitlines()
     assert max(map(len, lines)) > 500_000
+
+
+# -- the sink's options and the group path -----------------------------------------------------
+
+SECRET = "s3cr3t-VALUE-42"
+KEY = b"k" * 32
+
+
+class Secretive(Event):
+    n: int
+    secret: str = SECRET
+
+
+class Leaky(Workflow):
+    """Folded rows, plain rows (a step that gives trio control), an event sent to one step."""
+
+    @step
+    async def begin(self, ev: StartEvent) -> Secretive:
+        return Secretive(n=1)
+
+    @step
+    async def hop(self, ctx: Context, ev: Secretive) -> Secretive | StopEvent | None:
+        if ev.n == 3:
+            await trio.sleep(0)
+        if ev.n == 5:
+            ctx.send_event(Secretive(n=6), step="hop")
+            return None
+        return StopEvent(result=ev.n) if ev.n >= 8 else Secretive(n=ev.n + 1)
+
+
+def _drop(logger: Any, method: str, event_dict: Any) -> Any:
+    raise structlog.DropEvent
+
+
+#: (processors, whether the hot records become group lines, whether the payloads are whole)
+_OPTIONS: dict[str, tuple[Callable[[Path], list[Any]], bool, bool]] = {
+    "default": (lambda p: audit.processors(p), True, True),
+    "fsync": (lambda p: audit.processors(p, fsync=True), True, True),
+    "keyed": (lambda p: audit.processors(p, key=KEY), True, True),
+    "unchained": (lambda p: audit.processors(p, file_chain=False), True, True),
+    "keyed unchained": (lambda p: audit.processors(p, key=KEY, file_chain=False), True, True),
+    "passthrough": (lambda p: [*audit.processors(p, passthrough=True), _drop], False, True),
+    "redact": (lambda p: audit.processors(p, redact=audit.Redactor({"*": ["secret"]})), False, False),
+    "llm_answers=False": (lambda p: audit.processors(p, llm_answers=False), False, True),
+}
+
+
+@pytest.mark.parametrize("option", list(_OPTIONS))
+async def test_each_sink_option_takes_the_group_path_or_refuses_it_and_verifies(
+    tmp_path: Path, option: str, autojump_clock: trio.abc.Clock
+) -> None:
+    """Group lines where nothing before the chain changes records (fsync, a key, no file
+    chain); the processors' path with a Redactor or passthrough; a redacted field never in
+    the file; every file verifies (with its key)."""
+    path = tmp_path / "audit.jsonl"
+    make, grouped, whole = _OPTIONS[option]
+    chain = make(path)
+    structlog.configure(processors=chain)
+    try:
+        assert await Leaky(trace=True).run() == 8
+    finally:
+        next(p for p in chain if isinstance(p, audit.JSONLinesSink)).close()
+    text = path.read_text()
+    assert ('"event":"records"' in text) is grouped
+    assert (SECRET in text) is whole
+    assert text.count('"to_step":"hop"') == 1
+    result = audit.verify(path, key=KEY if "keyed" in option else None)
+    assert result.ok and result.records == 2 + 3 * 9 + 1, result.problem
+
+
+async def test_a_redactor_after_the_chain_refuses_rather_than_leak(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, autojump_clock: trio.abc.Clock
+) -> None:
+    """A Redactor placed after HashChain would change a record whose text is already hashed
+    (and which the sink writes as hashed): it raises instead, so no secret reaches the file,
+    the run goes on, and the log says where the Redactor belongs."""
+    path = tmp_path / "audit.jsonl"
+    sink = audit.JSONLinesSink(path)
+    structlog.configure(processors=[audit.HashChain(), audit.Redactor({"*": ["secret"]}), sink])
+    with caplog.at_level(logging.ERROR, "actorflow.audit"):
+        assert await Leaky(trace=True).run() == 8
+    sink.close()
+    assert SECRET not in path.read_text()
+    assert any("before HashChain" in str(r.exc_info[1]) for r in caplog.records if r.exc_info), [
+        r.getMessage() for r in caplog.records
+    ]

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from ._canon import is_record
+from ._chain import Hashed
 
 __all__ = ["LLM_ANSWER", "LLM_CALL", "REDACTED", "Redactor"]
 
@@ -157,6 +158,15 @@ class Redactor:
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         if not is_record(event_dict):
             return event_dict
+        if type(event_dict.get("hash")) is Hashed:
+            # After HashChain: the sink writes the text the chain hashed, so what this took out
+            # would still reach the file. Losing the record (a hole verify reports) is better.
+            raise ValueError(
+                "Redactor comes after HashChain among the processors: the record is hashed "
+                "already and the sink writes what was hashed, so the redacted values would "
+                "reach the file; put the Redactor before HashChain "
+                "(audit.processors(path, redact=...) does)"
+            )
         name = event_dict["event"]
         try:
             done = self._apply(name, event_dict)
