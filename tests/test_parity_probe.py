@@ -12,12 +12,14 @@ from actorflow import (
     Event,
     HumanResponseEvent,
     InputRequiredEvent,
+    RunArgumentsError,
     StartEvent,
     StepFailedEvent,
     StopEvent,
     Workflow,
     WorkflowCancelledByUser,
     WorkflowRuntimeError,
+    WorkflowStalledError,
     WorkflowStepDoesNotExistError,
     WorkflowTimeoutError,
     WorkflowValidationError,
@@ -477,3 +479,87 @@ async def test_runs_of_a_restored_context_continue_its_store() -> None:
         seen.append(await workflow.run(ctx=restored))
         seen.append(await restored.store.get("n"))
     assert seen == [1, 2, 2, 3, 3]
+
+
+# -- deliberate differences (docs/porting.md, "Deliberate differences"): actorflow's behaviour,
+# with what LlamaIndex does in the comment.
+
+
+async def test_a_run_whose_steps_all_return_none_stalls_at_once() -> None:
+    """A run that can never finish raises WorkflowStalledError at once, not at its timeout."""
+
+    class Nothing(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> Item | None:
+            return None
+
+        @step
+        async def take(self, ev: Item) -> StopEvent:
+            return StopEvent()
+
+    # llama-index-workflows 2.26.1: WorkflowTimeoutError: Operation timed out after 1.0 seconds.
+    # No steps active
+    with trio.fail_after(10), pytest.raises(WorkflowStalledError) as info:
+        await Nothing(timeout=60).run()
+    assert not isinstance(info.value, WorkflowTimeoutError)
+
+
+async def test_a_stop_event_a_step_sends_ends_the_run() -> None:
+    """``ctx.send_event(StopEvent(...))`` ends the run as returning it would."""
+
+    class Sends(Workflow):
+        @step
+        async def start(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            ctx.send_event(StopEvent(result="sent"))
+            await trio.sleep(1)
+            return StopEvent(result="returned")
+
+    # llama-index-workflows 2.26.1: 'returned' (the sent one is dropped; a step that then
+    # returns None times out)
+    with trio.fail_after(10):
+        assert await Sends().run() == "sent"
+
+
+async def test_run_start_event_misuse_fails_before_any_step() -> None:
+    """``start_event=`` with keywords too, or of a type no step starts from, is a RunArgumentsError."""
+
+    class Topic(StartEvent):
+        topic: str
+
+    class Typed(Workflow):
+        @step
+        async def start(self, ev: Topic) -> StopEvent:
+            return StopEvent(result=ev.topic)
+
+    # llama-index-workflows 2.26.1: 'a' with a warning that {'topic': 'b'} is ignored; a plain
+    # StartEvent times out (no step takes it)
+    with trio.fail_after(10):
+        with pytest.raises(RunArgumentsError, match="not both"):
+            await Typed().run(start_event=Topic(topic="a"), topic="b")
+        with pytest.raises(RunArgumentsError, match="start_event must be a Topic, got StartEvent"):
+            await Typed().run(start_event=StartEvent())
+
+
+async def test_a_returned_subclass_no_step_accepts_fails_the_run() -> None:
+    """A step returning a subclass of the type a step accepts (without accept_event_subclasses)
+    fails the run at once."""
+
+    class Special(Item):
+        pass
+
+    class Narrow(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> Item:
+            return Special()
+
+        @step
+        async def take(self, ev: Item) -> StopEvent:
+            return StopEvent()
+
+    # llama-index-workflows 2.26.1: WorkflowTimeoutError: Operation timed out after 1.0 seconds.
+    # No steps active (the event is dropped)
+    with (
+        trio.fail_after(10),
+        pytest.raises(WorkflowRuntimeError, match="returned a Special, which no step accepts"),
+    ):
+        await Narrow().run()
