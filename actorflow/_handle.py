@@ -68,9 +68,13 @@ class RunHandle:
         return self._run.finished
 
     def get_stop_event(self) -> StopEvent | None:
-        """The event that ended the run (its StopEvent, or WorkflowTimedOutEvent,
-        WorkflowCancelledEvent, WorkflowFailedEvent); None while it runs."""
-        return self._run.end_event() if self._run.finished else None
+        """The run's StopEvent once it ended (``WorkflowCancelledEvent`` if it was cancelled);
+        None while it runs and, as in LlamaIndex, after it failed or timed out (its stream's
+        last event says how: ``WorkflowFailedEvent``, ``WorkflowTimedOutEvent``)."""
+        run = self._run
+        if not run.finished or run.outcome is None or run.outcome.kind in ("failed", "timed_out"):
+            return None
+        return run.end_event()
 
     async def stop_event_result(self) -> StopEvent:
         """Wait for the run to end; its StopEvent, or raise its error."""

@@ -18,6 +18,7 @@ from actorflow import (
     StopEvent,
     Workflow,
     WorkflowCancelledByUser,
+    WorkflowCancelledEvent,
     WorkflowRuntimeError,
     WorkflowStalledError,
     WorkflowStepDoesNotExistError,
@@ -479,6 +480,40 @@ async def test_runs_of_a_restored_context_continue_its_store() -> None:
         seen.append(await workflow.run(ctx=restored))
         seen.append(await restored.store.get("n"))
     assert seen == [1, 2, 2, 3, 3]
+
+
+async def test_get_stop_event_is_none_after_a_failure_or_timeout(autojump_clock: trio.abc.Clock) -> None:
+    """``handle.get_stop_event()`` is None once a run failed or timed out, a
+    WorkflowCancelledEvent once it was cancelled, its StopEvent once it finished."""
+
+    class Ends(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> StopEvent:
+            if ev.get("fail"):
+                raise ValueError("f")
+            await trio.sleep(ev.get("sleep", 0))
+            return StopEvent(result="r")
+
+    # llama-index-workflows 2.26.1: None (failed), None (timed out), WorkflowCancelledEvent(),
+    # StopEvent(result='r')
+    async with Ends(timeout=1).open_run(fail=True) as handle:
+        with pytest.raises(ValueError, match="^f"):
+            await handle
+        assert handle.is_done() and handle.get_stop_event() is None
+    async with Ends(timeout=1).open_run(sleep=5) as handle:
+        with pytest.raises(WorkflowTimeoutError):
+            await handle
+        assert handle.is_done() and handle.get_stop_event() is None
+    async with Ends(timeout=10).open_run(sleep=5) as handle:
+        await trio.sleep(0.1)
+        await handle.cancel_run()
+        with pytest.raises(WorkflowCancelledByUser):
+            await handle
+        assert isinstance(handle.get_stop_event(), WorkflowCancelledEvent)
+    async with Ends(timeout=1).open_run() as handle:
+        assert handle.get_stop_event() is None  # running
+        assert await handle == "r"
+        assert handle.get_stop_event() == StopEvent(result="r")
 
 
 # -- deliberate differences (docs/porting.md, "Deliberate differences"): actorflow's behaviour,
