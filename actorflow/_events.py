@@ -13,12 +13,13 @@ keywords may set, as in LlamaIndex) go through :meth:`DictLikeModel.__init__`.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import ItemsView, Iterator, KeysView, ValuesView
 from datetime import datetime
 from enum import Enum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, model_serializer
 
 from . import _public
 
@@ -264,6 +265,38 @@ class WorkflowTimedOutEvent(StopEvent):
     """The steps that were still running."""
 
 
+def _exception_as_data(exc: Exception) -> dict[str, str]:
+    """An event's exception as LlamaIndex dumps it: its qualified type name and its message."""
+    kind = type(exc)
+    return {"exception_type": f"{kind.__module__}.{kind.__qualname__}", "exception_message": str(exc)}
+
+
+def _exception_from_data(value: Any) -> Exception:
+    """The exception of a dumped event: a builtin type is rebuilt with its message, any other is
+    an ``Exception`` of the message (importing the type a dump names would run its module)."""
+    if isinstance(value, Exception):
+        return value
+    if isinstance(value, dict) and {"exception_type", "exception_message"} <= value.keys():
+        module, _, name = str(value["exception_type"]).rpartition(".")
+        kind = getattr(builtins, name, None) if module == "builtins" else None
+        if isinstance(kind, type) and issubclass(kind, Exception):
+            try:
+                return kind(value["exception_message"])
+            except Exception:  # a builtin that takes other arguments (UnicodeDecodeError)
+                pass
+        return Exception(value["exception_message"])
+    raise ValueError(f"an exception (or its dump) is expected, got {type(value).__name__}")
+
+
+#: The type of an event's ``exception`` field: dumped (to JSON too) as LlamaIndex dumps it, so
+#: that a failed run's stream can be sent on as JSON.
+SerializableException = Annotated[
+    Exception,
+    PlainSerializer(_exception_as_data, return_type=dict[str, str]),
+    PlainValidator(_exception_from_data),
+]
+
+
 class WorkflowCancelledEvent(StopEvent):
     """Ends the event stream of a run that was cancelled (``result()`` then raises)."""
 
@@ -273,7 +306,7 @@ class WorkflowFailedEvent(StopEvent):
 
     step_name: str
     """The step whose error ended the run."""
-    exception: Exception
+    exception: SerializableException
     """The error."""
     attempts: int | None = None
     """Attempts made before giving up, when a step's attempts were exhausted."""
@@ -286,7 +319,7 @@ class StepFailedEvent(Event):
 
     step_name: str
     input_event: Event
-    exception: Exception
+    exception: SerializableException
     attempts: int
     elapsed_seconds: float
     failed_at: datetime

@@ -3,6 +3,9 @@ and here (trio), each test asserting what LlamaIndex showed (quoted in a comment
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 import trio
 from pydantic import BaseModel, Field
@@ -19,6 +22,7 @@ from actorflow import (
     Workflow,
     WorkflowCancelledByUser,
     WorkflowCancelledEvent,
+    WorkflowFailedEvent,
     WorkflowRuntimeError,
     WorkflowStalledError,
     WorkflowStepDoesNotExistError,
@@ -514,6 +518,37 @@ async def test_get_stop_event_is_none_after_a_failure_or_timeout(autojump_clock:
         assert handle.get_stop_event() is None  # running
         assert await handle == "r"
         assert handle.get_stop_event() == StopEvent(result="r")
+
+
+async def test_a_failed_runs_stream_dumps_to_json() -> None:
+    """WorkflowFailedEvent and StepFailedEvent dump their exception as LlamaIndex does, so a
+    stream forwarded as JSON survives a failure."""
+
+    class Fails(Workflow):
+        @step
+        async def start(self, ev: StartEvent) -> StopEvent:
+            raise ValueError("f")
+
+    # llama-index-workflows 2.26.1: model_dump()["exception"] is {'exception_type':
+    # 'builtins.ValueError', 'exception_message': 'f'}, for StepFailedEvent too
+    dumped = {"exception_type": "builtins.ValueError", "exception_message": "f"}
+    async with Fails().open_run() as handle:
+        [failed] = [ev async for ev in handle.stream_events()]
+        with pytest.raises(ValueError, match="^f"):
+            await handle
+    assert isinstance(failed, WorkflowFailedEvent)
+    assert failed.model_dump()["exception"] == dumped
+    again = WorkflowFailedEvent.model_validate_json(failed.model_dump_json())
+    assert (type(again.exception), str(again.exception)) == (ValueError, "f")
+    step_failed = StepFailedEvent(
+        step_name="s",
+        input_event=StartEvent(),
+        exception=ValueError("f"),
+        attempts=1,
+        elapsed_seconds=0.0,
+        failed_at=datetime.now(UTC),
+    )
+    assert json.loads(step_failed.model_dump_json())["exception"] == dumped
 
 
 # -- deliberate differences (docs/porting.md, "Deliberate differences"): actorflow's behaviour,
