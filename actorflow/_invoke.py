@@ -8,6 +8,7 @@ hot path pays for nothing it does not use.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import math
@@ -19,6 +20,7 @@ import trio
 
 from ._exceptions import StepTimeoutError
 from ._gather import fanned_out, join_call, scoped
+from ._isolate import Isolated
 from ._resource import wrap_call
 from ._sync import ThreadContext, thread_call
 
@@ -63,16 +65,20 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
     step_ctx: Any
     executor = executor_for(workflow, spec)
     if executor is not None:
+        from ._executor import _placement
+
         run_remote = executor.run
 
         async def call(event: Any) -> Any:
+            # Set and reset around the invocation: a ContextVar the worker leaves changed
+            # would make it hand over to a fresh task after every invocation (_actor.py).
+            token = _placement.set(None)
             try:
                 return await run_remote(spec, workflow, ctx, event)
             finally:
                 # Where it ran, as the executor said (in this task), for records and statistics.
-                from ._executor import last_placement
-
-                reports.ran_on(ctx, last_placement())
+                reports.ran_on(ctx, _placement.get())
+                _placement.reset(token)
 
     elif spec.gather is not None or spec.join or spec.resources:
         # Built resources, a fan-in's list, a join's events: passed by name (``bound`` holds
@@ -112,12 +118,16 @@ def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> 
         attempt = 1
         first = ctx._first_started = trio.current_time()
         ctx._retrying = None
+        # As LlamaIndex, where each attempt is a task of its own: a retry starts with the
+        # ContextVars the invocation started with, not what the failed attempt set.
+        clean = None if policy is None else contextvars.copy_context()
+        attempt_call = call
         while True:
             ctx._next_attempt(attempt)
             try:
                 if timeout is None:
-                    return await call(event)
-                return await _within(timeout, spec.name, attempt, ctx, call, event)
+                    return await attempt_call(event)
+                return await _within(timeout, spec.name, attempt, ctx, attempt_call, event)
             except trio.Cancelled:
                 raise
             except BaseException as exc:
@@ -136,9 +146,16 @@ def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> 
                 delay = float(delay)
                 await trio.sleep(delay if delay > 0.0 else 0.0)  # NaN and negatives: at once, as LlamaIndex
                 attempt += 1
+                if clean is not None:  # a policy retries: the next attempts are isolated
+                    attempt_call, clean = functools.partial(_isolated, call, clean), None
                 reports.attempt_started(ctx, event, attempt)
 
     return guarded
+
+
+def _isolated(call: Call, clean: contextvars.Context, event: Any) -> Isolated:
+    """One retry of ``call`` in a copy of ``clean``, the ContextVars its invocation began with."""
+    return Isolated(call(event), clean.copy())  # type: ignore[arg-type]
 
 
 def _jitter_seed(ctx: Context[Any], step: str, failures: int) -> int:

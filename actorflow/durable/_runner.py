@@ -26,6 +26,7 @@ on the scheduling, but each is a state the run really passed through.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections import deque
@@ -1029,6 +1030,9 @@ class DurableRun:
         ctx = DurableContext(run, actor, worker)
         self.contexts.append(ctx)
         current_context.set(ctx)
+        # What each invocation starts with; one that leaves it changed ends this task, and a
+        # fresh one goes on (StepActor._work says why, and what the check costs).
+        clean, snapshot = contextvars.copy_context(), contextvars.copy_context
         call = make_call(actor.spec, run.workflow, ctx, actor)
         name = actor.spec.name
         started_hook = finished_hook = cancelled_hook = None
@@ -1173,6 +1177,10 @@ class DurableRun:
                 if not ids and not actor.running and not actor.queued:
                     run.check_stall()
             item = event = result = None
+            if snapshot() != clean:
+                self.contexts.remove(ctx)  # its invocation is done: nothing refers to it now
+                actor._hand_over(worker)
+                return
             budget -= 1
             if not budget:
                 budget = BATCH
