@@ -256,8 +256,9 @@ class StepActor:
         The calling task counts as worker 0 of the step while it runs the step (and any
         events queued for the step meanwhile); when the inbox is empty it returns, and the
         next event starts a worker task of its own. The step runs in ``context`` (a copy of
-        the caller's ContextVars, as a task of its own would get), so what it sets stays
-        with the run.
+        the caller's ContextVars, as a task of its own would get), so what it sets never
+        reaches the caller; an invocation that leaves one changed hands the slot over at
+        once, as any worker does.
         """
         run = self._run
         if run.durable is not None:

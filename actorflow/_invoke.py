@@ -120,7 +120,7 @@ def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> 
         ctx._retrying = None
         # As LlamaIndex, where each attempt is a task of its own: a retry starts with the
         # ContextVars the invocation started with, not what the failed attempt set.
-        clean = None if policy is None else contextvars.copy_context()
+        clean = contextvars.copy_context() if policy is not None else None
         attempt_call = call
         while True:
             ctx._next_attempt(attempt)
@@ -140,22 +140,43 @@ def _guard(spec: StepSpec, ctx: Context[Any], call: Call, reports: _Reports) -> 
                     delay = policy.next(elapsed, attempt, exc)
                 if delay is None:
                     raise
+                failed = contextvars.copy_context()  # what the failed attempt left
                 ctx._attempt_failed(first, exc)
                 reports.retrying(ctx, event, attempt, ctx._attempt_time(), exc)
                 ctx._await_retry()
                 delay = float(delay)
                 await trio.sleep(delay if delay > 0.0 else 0.0)  # NaN and negatives: at once, as LlamaIndex
                 attempt += 1
-                if clean is not None:  # a policy retries: the next attempts are isolated
-                    attempt_call, clean = functools.partial(_isolated, call, clean), None
                 reports.attempt_started(ctx, event, attempt)
+                attempt_call = functools.partial(_isolated, call, _retry_context(clean, failed))
 
     return guarded
 
 
-def _isolated(call: Call, clean: contextvars.Context, event: Any) -> Isolated:
-    """One retry of ``call`` in a copy of ``clean``, the ContextVars its invocation began with."""
-    return Isolated(call(event), clean.copy())  # type: ignore[arg-type]
+def _isolated(call: Call, context: contextvars.Context, event: Any) -> Isolated:
+    """One retry of ``call``, in ``context`` (made by :func:`_retry_context` for it)."""
+    return Isolated(call(event), context)  # type: ignore[arg-type]
+
+
+def _retry_context(clean: contextvars.Context | None, failed: contextvars.Context) -> contextvars.Context:
+    """The ContextVars a retry runs with: those its invocation began with (``clean``), and
+    what the observers' hooks changed since the failed attempt ended (``failed``): the
+    OpenTelemetry observer detaches the failed attempt's span and attaches the retry's."""
+    assert clean is not None  # a retry policy's invocation took it
+    now = contextvars.copy_context()
+    changed = [(var, value) for var, value in now.items() if failed.get(var, _UNSET) is not value]
+    context = clean.copy()
+    if changed:
+        context.run(_set_all, changed)
+    return context
+
+
+_UNSET: Any = object()
+
+
+def _set_all(changed: list[tuple[contextvars.ContextVar[Any], Any]]) -> None:
+    for var, value in changed:
+        var.set(value)
 
 
 def _jitter_seed(ctx: Context[Any], step: str, failures: int) -> int:

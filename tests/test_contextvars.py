@@ -358,3 +358,47 @@ def test_llamaindex_gives_each_invocation_and_attempt_the_runs_contextvars() -> 
         return await LLeaks(timeout=5).run(), await LRetries(timeout=5).run()
 
     assert asyncio.run(main()) == ("caller", ["caller", "caller", "caller"])
+
+
+async def test_under_opentelemetry_each_attempt_runs_in_its_own_span_and_no_step_hands_over(
+    workers: Workers, autojump_clock: trio.abc.Clock
+) -> None:
+    """With actorflow.otel, a retry's spans nest under its own attempt's span, and attaching and detaching spans makes no worker hand over."""
+    pytest.importorskip("opentelemetry.sdk")
+    import actorflow.otel
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+
+    class Spans(Workflow):
+        @step
+        async def start(self, ctx: Context, ev: StartEvent) -> Tick | None:
+            for n in range(20):
+                ctx.send_event(Tick(n=n))
+            return None
+
+        @step(retry_policy=ConstantDelayRetryPolicy(delay=0.5, maximum_attempts=2))
+        async def tick(self, ctx: Context, ev: Tick) -> StopEvent | None:
+            with tracer.start_as_current_span(f"inner {ev.n} attempt {ctx.attempt}"):
+                await trio.sleep(0)
+            if ev.n == 0 and ctx.attempt == 1:
+                raise ValueError("first attempt fails")
+            return StopEvent(result=ev.n) if ev.n == 19 else None
+
+    actorflow.otel.instrument(tracer_provider=provider)
+    try:
+        assert await Spans(timeout=30).run() == 19
+    finally:
+        actorflow.otel.uninstrument()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    by_id = {s.context.span_id: s for s in exporter.get_finished_spans()}  # type: ignore[union-attr]
+    for attempt in (1, 2):
+        parent = by_id[spans[f"inner 0 attempt {attempt}"].parent.span_id]  # type: ignore[union-attr]
+        assert parent.name == "step tick"
+        assert parent.attributes["actorflow.step.attempt"] == attempt  # type: ignore[index]
+    assert workers.spawned == 1
