@@ -465,7 +465,7 @@ async def test_steps_neither_see_nor_change_the_callers_contextvars() -> None:
             return None if got is None else StopEvent(result=[d.seen for d in got])
 
     request_id.set("caller")
-    assert await Flow().run() == ["caller", "r1"]  # handle's one worker keeps its own changes
+    assert await Flow().run() == ["caller", "caller"]  # each invocation starts anew, as in LlamaIndex
     assert request_id.get() == "caller"
 
 
