@@ -365,10 +365,11 @@ async def test_under_opentelemetry_each_attempt_runs_in_its_own_span_and_no_step
 ) -> None:
     """With actorflow.otel, a retry's spans nest under its own attempt's span, and attaching and detaching spans makes no worker hand over."""
     pytest.importorskip("opentelemetry.sdk")
-    import actorflow.otel
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import actorflow.otel
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
