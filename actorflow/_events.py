@@ -19,7 +19,15 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, model_serializer
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    SerializeAsAny,
+    model_serializer,
+)
 
 from . import _public
 
@@ -318,7 +326,8 @@ class StepFailedEvent(Event):
     """What a ``@catch_error`` handler receives when a step has exhausted its retries."""
 
     step_name: str
-    input_event: Event
+    input_event: SerializeAsAny[Event]
+    """The event the step failed on (dumped with its own fields, whatever its class)."""
     exception: SerializableException
     attempts: int
     elapsed_seconds: float

@@ -521,8 +521,8 @@ async def test_get_stop_event_is_none_after_a_failure_or_timeout(autojump_clock:
 
 
 async def test_a_failed_runs_stream_dumps_to_json() -> None:
-    """WorkflowFailedEvent and StepFailedEvent dump their exception as LlamaIndex does, so a
-    stream forwarded as JSON survives a failure."""
+    """WorkflowFailedEvent and StepFailedEvent dump their exception as LlamaIndex does (and a
+    StepFailedEvent its input event's fields), so a stream forwarded as JSON survives a failure."""
 
     class Fails(Workflow):
         @step
@@ -542,13 +542,16 @@ async def test_a_failed_runs_stream_dumps_to_json() -> None:
     assert (type(again.exception), str(again.exception)) == (ValueError, "f")
     step_failed = StepFailedEvent(
         step_name="s",
-        input_event=StartEvent(),
+        input_event=Item(i=3),
         exception=ValueError("f"),
         attempts=1,
         elapsed_seconds=0.0,
         failed_at=datetime.now(UTC),
     )
+    # (its input_event as {'__is_pydantic': True, 'value': {'i': 3}, 'qualified_name': ...}, the
+    # peer's serializer's format: here the event's own fields, which were lost)
     assert json.loads(step_failed.model_dump_json())["exception"] == dumped
+    assert json.loads(step_failed.model_dump_json())["input_event"] == {"i": 3}
 
 
 # -- deliberate differences (docs/porting.md, "Deliberate differences"): actorflow's behaviour,
