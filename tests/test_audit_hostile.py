@@ -570,3 +570,24 @@ async def test_a_redactor_after_the_chain_refuses_rather_than_leak(
     assert any("before HashChain" in str(r.exc_info[1]) for r in caplog.records if r.exc_info), [
         r.getMessage() for r in caplog.records
     ]
+
+
+async def test_an_unchained_sink_gives_a_torn_last_line_its_newline(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A file that ends in a torn line (a writer killed mid-write): the next unchained writer
+    starts on a line of its own, so the torn line stays one for verify and the run after it is
+    whole (its run.started was glued onto the torn line, unreadable)."""
+    path = tmp_path / "torn.jsonl"
+    torn = b'{"event":"run.started","run_id":"gone","se'
+    path.write_bytes(torn)
+    chain = audit.processors(path, file_chain=False)
+    structlog.configure(processors=chain)
+    assert await Paused(trace=True).run() == 6
+    chain[-1].close()
+    lines = path.read_bytes().split(b"\n")
+    assert lines[0] == torn and json.loads(lines[1])["event"] == "run.started"
+    problem = audit.verify(path).problem
+    assert problem is not None and problem.line == 1 and "not valid JSON" in problem.message
+    path.write_bytes(path.read_bytes()[len(torn) + 1 :])
+    assert audit.verify(path).ok

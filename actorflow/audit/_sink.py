@@ -419,6 +419,9 @@ class JSONLinesSink:
             fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             if not self._file_chain:
+                size = os.fstat(fd).st_size
+                if size != self._size and size and os.pread(fd, 1, size - 1) != b"\n":
+                    parts.append(b"\n")  # a torn last line (a writer died mid-write) stays one line
                 for piece, h in items:
                     if isinstance(piece, tuple):  # a RunWriter's pieces, always with a hash
                         parts.extend(piece[:-1])
@@ -426,7 +429,7 @@ class JSONLinesSink:
                     body: bytes = piece
                     parts.append(memoryview(body)[:-1] if h else body)
                     parts.append(f',"hash":"{h}"}}\n'.encode() if h else b"\n")
-                _write_parts(fd, parts)
+                self._size = size + _write_parts(fd, parts)
             else:
                 key = self._key
                 size = os.fstat(fd).st_size
