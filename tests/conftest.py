@@ -61,6 +61,18 @@ def clean_structlog() -> Iterator[None]:
 
 
 @pytest.fixture
+def one_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's hot records in one group line, however slow the machine: no group is sealed for
+    its age, and no writer thread seals a quiet one (the trio thread and close() flush). For
+    tests that read or edit given lines: a loaded machine can pause a run for the 2 ms that
+    seal a group, which would change how many lines a run writes."""
+    from actorflow.audit import _sink
+
+    monkeypatch.setattr(_sink, "_GROUP_NS", 10**15)
+    monkeypatch.setattr(_sink.JSONLinesSink, "_start_writer", lambda self: None)
+
+
+@pytest.fixture
 async def no_leftover_tasks() -> AsyncIterator[None]:
     """After the test, no task of any run it started is still alive."""
     yield

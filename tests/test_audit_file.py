@@ -313,7 +313,7 @@ async def test_verify_catches_swapped_lines(
 
 
 async def test_verify_catches_swapped_lines_of_one_run_without_file_chain(
-    two_runs_unchained: tuple[Path, bytes], autojump_clock: trio.abc.Clock
+    one_group: None, two_runs_unchained: tuple[Path, bytes], autojump_clock: trio.abc.Clock
 ) -> None:
     """Two records of one run trading places: the later one arrives early, and seq says which."""
     path, data = two_runs_unchained
@@ -842,7 +842,7 @@ def test_hash_chain_passes_other_records_and_rejects_bad_keys() -> None:
 
 
 async def test_records_are_written_in_batches_and_the_closing_record_at_once(
-    trail: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+    one_group: None, trail: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
 ) -> None:
     """Records share writes; a run's trail is complete in the file when its result is in."""
     from actorflow.audit import _sink
@@ -1306,7 +1306,9 @@ class BulkChain(Workflow):
 
 
 @pytest.mark.parametrize("key", [None, b"k3y"])
-async def test_a_large_payload_is_written_in_pieces_and_verifies(tmp_path: Path, key: bytes | None) -> None:
+async def test_a_large_payload_is_written_in_pieces_and_verifies(
+    one_group: None, tmp_path: Path, key: bytes | None
+) -> None:
     """An event whose JSON is larger than a batch is hashed and written in pieces; its line verifies and reads back."""
     path = tmp_path / "bulk.jsonl"
     chain = audit.processors(path, key=key)

@@ -37,14 +37,6 @@ class Chain(Workflow):
         return StopEvent(result=ev.n) if ev.n >= self.hops else Hop(n=ev.n + 1)
 
 
-@pytest.fixture
-def one_group(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run's hot records in one group line, however slow the machine: no group is sealed for
-    its age, and no writer thread seals a quiet one (the trio thread and close() flush)."""
-    monkeypatch.setattr(_sink, "_GROUP_NS", 10**15)
-    monkeypatch.setattr(_sink.JSONLinesSink, "_start_writer", lambda self: None)
-
-
 def _lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

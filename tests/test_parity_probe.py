@@ -460,11 +460,6 @@ def test_a_malformed_step_is_named_with_llamaindex_sentence(body: str, sentence:
     assert sentence in _definition_error(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="durable/_capture.continued_run gives each run of a Context.from_dict context a new "
-    "copy of the snapshot's state (not this helper's file to fix: reported)",
-)
 async def test_runs_of_a_restored_context_continue_its_store() -> None:
     """Runs of a context restored with ``from_dict`` share its store, as runs of ``Context(wf)`` do."""
 

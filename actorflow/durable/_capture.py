@@ -273,8 +273,15 @@ def continued_run(
         old.store  # noqa: B018  # made now if not used yet: every run(ctx=ctx) shares it
     if (old.finished or standalone) and type(old._store) is Store:
         run._store = old._store  # the same store, as in LlamaIndex
+    elif state is not None:
+        # A context restored from an ended run's snapshot: its runs share one store, made from
+        # the snapshot's state on the first (or from what ctx.store read of it before), as the
+        # runs of Context(workflow) do, and ctx.store reads it after them (as in LlamaIndex).
+        if type(old._store) is not Store:
+            old._store = Store(
+                old._store._state if old._store is not None else restored_state(state, wf_spec.state_type)
+            )
+        run._store = old._store
     elif old._store is not None:  # a durable run's: its state, in a plain store
         run._store = Store(old._store._state)
-    elif state is not None:
-        run._store = Store(restored_state(state, wf_spec.state_type))
     return run
