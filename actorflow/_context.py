@@ -454,11 +454,14 @@ class Context(Generic[StateT]):
         self._collecting = (expected, buffer)
         return buffer.add(event)
 
-    def write_event_to_stream(self, event: Event) -> None:
+    def write_event_to_stream(self, event: Event | None) -> None:
         """Publish ``event`` to ``handle.stream_events()`` of this run; never blocks.
 
         When nobody can read the stream (the run was started with ``run()``), it is dropped.
+        None, LlamaIndex's sentinel, is dropped too (as there).
         """
+        if event is None:
+            return
         if not isinstance(event, Event):
             raise WorkflowRuntimeError(
                 f"step {self._actor.spec.name!r} wrote a {type(event).__name__} to the event "

@@ -231,6 +231,24 @@ async def test_the_stream_keeps_the_order_events_were_written_in() -> None:
     assert seen == ["p0", "p1", "p2", "w0", "w1", "w2", "StopEvent"]
 
 
+async def test_none_written_to_the_stream_is_dropped() -> None:
+    """``ctx.write_event_to_stream(None)`` (LlamaIndex's sentinel) streams nothing and is no error."""
+
+    class Writes(Workflow):
+        @step
+        async def start(self, ctx: Context, ev: StartEvent) -> StopEvent:
+            ctx.write_event_to_stream(None)
+            ctx.write_event_to_stream(Progress(msg="a"))
+            return StopEvent(result="ok")
+
+    # llama-index-workflows 2.26.1: ok ['Progress', 'StopEvent']
+    with trio.fail_after(10):
+        async with Writes().open_run() as handle:
+            seen = [type(ev).__name__ async for ev in handle.stream_events()]
+            assert await handle == "ok"
+    assert seen == ["Progress", "StopEvent"]
+
+
 async def test_a_step_raising_while_a_collect_waits_fails_the_run() -> None:
     """An error in a step whose collect_events is still waiting ends the run with that error."""
 
