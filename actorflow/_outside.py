@@ -99,9 +99,10 @@ class OutsideContext(Context[Any]):
         await self._run.wait_for_room(event, step, None)
         self.send_event(event, step)
 
-    def write_event_to_stream(self, event: Event) -> None:
-        """Write ``event`` to the run's event stream."""
-        self._run.publish(event)
+    def write_event_to_stream(self, event: Event | None) -> None:
+        """Write ``event`` to the run's event stream (None, LlamaIndex's sentinel, is dropped)."""
+        if event is not None:
+            self._run.publish(event)
 
     def collect_events(self, event: Event, expected: Any) -> list[Event] | None:
         raise WorkflowRuntimeError(

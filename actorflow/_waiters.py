@@ -227,7 +227,7 @@ class Waiters:
                 return held
         self._add(waiter)  # before the first yield: an answer can't slip past
         if announce:
-            ctx.write_event_to_stream(waiter_event)  # type: ignore[arg-type]
+            ctx.write_event_to_stream(waiter_event)
         # Only a wait in the worker's own task suspends the invocation; one in a task the
         # step started leaves the step counted as running (it may be busy meanwhile), so it
         # can never make the run look stalled.

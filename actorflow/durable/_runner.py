@@ -394,7 +394,7 @@ class DurableContext(Context[Any]):
             )
         inv.held.append((event, target))
 
-    def write_event_to_stream(self, event: Event) -> None:
+    def write_event_to_stream(self, event: Event | None) -> None:
         """Publish ``event`` to the stream now (an unanswered InputRequiredEvent is also kept)."""
         super().write_event_to_stream(event)
         if isinstance(event, InputRequiredEvent):
