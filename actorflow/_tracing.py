@@ -574,6 +574,27 @@ class Tracer(Observer):
             self._emit("run.started", fields)  # never traced before: its trail begins here
         self._emit("run.resumed", {**fields, "session": record.session, "snapshot_seq": record.audit_seq})
 
+    def written_through(self) -> int:
+        """The seq of the run's last record, with every record up to it written into the trail's
+        file first (each sink among the processors flushed; the run's group sealed).
+
+        A durable run's snapshot says how far its trail went (``audit_seq``): what it says must
+        be in the file before the snapshot is committed, or a crash right after the commit would
+        lose records the resumed run then numbers past. Never raises (a sink that cannot
+        write is its own report): the snapshot still says what was made."""
+        try:
+            direct = self._direct
+            if direct is not None:
+                direct.seal()
+            if self._log is not None:
+                for processor in _processors(self._log):
+                    flush = getattr(processor, "flush", None)
+                    if callable(flush) and callable(getattr(processor, "trail_end", None)):
+                        flush()
+        except Exception as exc:
+            self._lost(self._info, "written_through", exc)
+        return self._seq
+
     # The three hooks of every hop guard themselves (what @_guarded does, without its frame:
     # a tenth of a microsecond a record, three records a hop). Each takes its record apart
     # and calls the positional method that does the work, which a worker loop of a run that

@@ -226,6 +226,14 @@ if sys.argv[3] == "block":
             while wf.calls[("hop", 1)] == 0:
                 await trio.sleep(0.001)
             await trio.sleep(0.05)  # the commits and run.started are written; the rows are held
+            import json, sqlite3, time
+            deadline = time.monotonic() + 20  # a loaded machine: until a commit knows of rows
+            while time.monotonic() < deadline:
+                with sqlite3.connect(sys.argv[1]) as db:
+                    (snap,) = db.execute("SELECT snapshot FROM runs WHERE run_id = 'held'").fetchone()
+                if snap is not None and json.loads(snap).get("audit_seq", 0) > 2:
+                    break
+                await trio.sleep(0.01)
             os.kill(os.getpid(), 9)
     trio.run(main)
 else:
@@ -234,10 +242,11 @@ else:
 
 
 @pytest.mark.crash
-def test_a_process_killed_with_an_open_group_and_resumed_is_reported(tmp_path: Path) -> None:
-    """SIGKILL while a group holds rows: verify names the run without its closing record; the
-    resumed run goes on after what is in the file, and verify names the records its snapshot
-    knew of that the file lost (it passed before: the seq closed over the hole)."""
+def test_a_process_killed_with_an_open_group_loses_nothing_its_snapshot_knew(tmp_path: Path) -> None:
+    """SIGKILL while the run's group holds rows that no flush seals: each durable commit wrote
+    the trail through the seq its snapshot records first, so the resumed run goes on after what
+    is in the file and the whole trail verifies (before, the rows were lost and verify named the
+    records 2..snapshot_seq the file did not have)."""
     import subprocess
     import sys
 
@@ -246,19 +255,18 @@ def test_a_process_killed_with_an_open_group_and_resumed_is_reported(tmp_path: P
     here = str(Path(__file__).parent)
     killed = subprocess.run([*args, "block", here], capture_output=True, text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr
-    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == ["run.started"]
+    events = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert events[0] == "run.started" and "records" in events, events  # the commits wrote the rows
     problem = audit.verify(path).problem
-    assert problem is not None and (problem.line, problem.seq) == (1, 1), problem
-    assert "no closing record" in problem.message
+    assert problem is not None and "no closing record" in problem.message, problem
     done = subprocess.run([*args, "resume", here], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "{'done': True}", done.stderr
     (run,) = audit.load_runs(path)
     resumed = next(r for r in run.records if r["event"] == "run.resumed")
-    assert resumed["seq"] == 2 and resumed["snapshot_seq"] > 2  # the chain goes on from the file
+    assert 2 < resumed["snapshot_seq"] < resumed["seq"]  # the file held what the snapshot knew
     assert run.records[-1]["event"] == "run.finished"
-    problem = audit.verify(path).problem
-    assert problem is not None and (problem.line, problem.seq) == (2, 2), problem
-    assert f"records 2..{resumed['snapshot_seq']} were made before its process ended" in problem.message
+    result = audit.verify(path)
+    assert result.ok, result.problem
 
 
 # -- concurrency: threads, close(), exit and processes on one file -----------------------------

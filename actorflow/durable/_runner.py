@@ -1012,12 +1012,15 @@ class DurableRun:
         )
 
     def _audit_seq(self) -> int:
+        """How far the run's audit trail goes, every record of it written to the file first
+        (``Tracer.written_through``): a crash after this snapshot's commit loses none of them."""
         observer = self.run.observer
         if observer is not None:
+            from .._tracing import Tracer  # the core imports it at start-up: no import cost
+
             for o in observer.observers:
-                seq = getattr(o, "_seq", None)
-                if type(seq) is int and type(o).__name__ == "Tracer":
-                    return seq
+                if isinstance(o, Tracer):
+                    return o.written_through()
         return self.audit_seq
 
     # -- the worker loop ----------------------------------------------------------------------
