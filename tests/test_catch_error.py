@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from actorflow import (
@@ -16,6 +18,7 @@ from actorflow import (
     catch_error,
     step,
 )
+from actorflow.durable import SQLiteStore
 
 
 class Fetched(Event):
@@ -148,3 +151,36 @@ def test_a_handler_must_take_a_step_failed_event_and_recover_at_least_once() -> 
         catch_error(max_recoveries=0)
     with pytest.raises(WorkflowDefinitionError, match="for_steps must be None or a list"):
         catch_error(for_steps="work")
+
+
+class Again(Event):
+    n: int
+
+
+class Recovers(Workflow):
+    """`tick` fails at n == 1; the handler sends it on at n == 2, to the same step."""
+
+    @step
+    async def start(self, ev: StartEvent) -> Again:
+        return Again(n=0)
+
+    @step
+    async def tick(self, ev: Again) -> Again | StopEvent:
+        if ev.n == 1:
+            raise RuntimeError("boom")
+        return Again(n=ev.n + 1) if ev.n < 3 else StopEvent(result=ev.n)
+
+    @catch_error
+    async def handle(self, ev: StepFailedEvent) -> Again:
+        return Again(n=2)
+
+
+async def test_a_durable_run_recovers_and_the_failed_step_takes_its_next_event(tmp_path: Path) -> None:
+    """After a handler took its failure, the step's worker goes on in a durable run too (it
+    kept its slot and left: the handler's event waited for a worker until the timeout)."""
+    store = SQLiteStore(tmp_path / "runs.db")
+    try:
+        assert await Recovers(durable=store, timeout=5).run(run_id="r") == 3
+    finally:
+        store.close()
+    assert await Recovers(timeout=5).run() == 3

@@ -24,10 +24,12 @@ from actorflow import (
     Context,
     Event,
     StartEvent,
+    StepFailedEvent,
     StopEvent,
     ThreadExecutor,
     Workflow,
     audit,
+    catch_error,
     step,
 )
 from actorflow.durable import SQLiteStore
@@ -403,3 +405,52 @@ async def test_under_opentelemetry_each_attempt_runs_in_its_own_span_and_no_step
         assert parent.name == "step tick"
         assert parent.attributes["actorflow.step.attempt"] == attempt  # type: ignore[index]
     assert workers.spawned == 1
+
+
+class Ambiguous:
+    """A value whose ``==`` raises, as a numpy array's truth value does."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("The truth value of an array with more than one element is ambiguous")
+
+    __hash__ = object.__hash__
+
+
+class SetsAmbiguous(Workflow):
+    """Every invocation sets V to a new Ambiguous; the caller's V is one too."""
+
+    @step
+    async def start(self, ev: StartEvent) -> Tick:
+        V.set(Ambiguous())
+        return Tick(n=0)
+
+    @step
+    async def tick(self, ev: Tick) -> Tick | StopEvent:
+        V.set(Ambiguous())
+        if ev.n == 1:
+            raise RuntimeError("handled")
+        return Tick(n=ev.n + 1) if ev.n < 3 else StopEvent(result=ev.n)
+
+    @catch_error
+    async def recover(self, ev: StepFailedEvent) -> Tick:
+        V.set(Ambiguous())
+        return Tick(n=2)
+
+
+@pytest.mark.parametrize("kind", ["plain", "traced", "durable"])
+async def test_a_contextvar_whose_values_cannot_be_compared_is_handed_over(
+    kind: str, tmp_path: Path, trail: Path
+) -> None:
+    """Comparing the ContextVars after an invocation must not call into a value's ``==``
+    that raises (LlamaIndex runs this to the end): the value counts as changed."""
+    V.set(Ambiguous())
+    if kind == "durable":
+        store = SQLiteStore(tmp_path / "runs.db")
+        try:
+            assert await SetsAmbiguous(durable=store, timeout=5).run(run_id="r") == 3
+        finally:
+            store.close()
+        return
+    assert await SetsAmbiguous(timeout=5, trace=kind == "traced").run() == 3
+    if kind == "traced":
+        assert audit.verify(trail).ok

@@ -40,6 +40,7 @@ import attrs
 import trio
 from pydantic import BaseModel, ValidationError
 
+from .._actor import left_changed
 from .._context import CollectBuffer, Context, Store, _check_expected, current_context
 from .._events import Event, HumanResponseEvent, InputRequiredEvent, StopEvent
 from .._exceptions import ContextSerdeError, WaitForEventTimeoutError, WorkflowRuntimeError
@@ -1123,8 +1124,21 @@ class DurableRun:
                         )
                     raise
                 self.failed(inv)
-                actor._failed_observed(ctx, event, exc, name)
-                return
+                if not actor._failed_observed(ctx, event, exc, name):
+                    return
+                # A @catch_error handler took the failure: the worker goes on (it returned,
+                # keeping its slot: the step's next event waited for good).
+                actor.running -= 1
+                if self.log.ops:
+                    self.log.settle()
+                ctx._inv = None
+                item = event = result = None
+                last_done = None
+                if left_changed(clean):
+                    self.contexts.remove(ctx)
+                    actor._hand_over(worker)
+                    return
+                continue
             if result is not None and type(result) not in emit_ok:
                 try:
                     actor.admit(result, "returned")
@@ -1180,7 +1194,11 @@ class DurableRun:
                 if not ids and not actor.running and not actor.queued:
                     run.check_stall()
             item = event = result = None
-            if snapshot() != clean:
+            try:
+                changed = snapshot() != clean
+            except Exception:  # a value whose == raises (a numpy array): a change
+                changed = True
+            if changed:
                 self.contexts.remove(ctx)  # its invocation is done: nothing refers to it now
                 actor._hand_over(worker)
                 return
