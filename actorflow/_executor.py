@@ -197,9 +197,11 @@ class RemoteContext:
         self._record("asend_event", event, step)
         await trio.lowlevel.checkpoint()
 
-    def write_event_to_stream(self, event: Event) -> None:
-        """Publish ``event`` to the run's event stream when this invocation ends."""
-        self._record("write_event_to_stream", event, None)
+    def write_event_to_stream(self, event: Event | None) -> None:
+        """Publish ``event`` to the run's event stream when this invocation ends (None,
+        LlamaIndex's sentinel, is dropped, as on every other context)."""
+        if event is not None:
+            self._record("write_event_to_stream", event, None)
 
     def _refuse(self, what: str, instead: str) -> NoReturn:
         raise RemoteContextError(

@@ -19,6 +19,7 @@ from actorflow import (
     StartEvent,
     StepFailedEvent,
     StopEvent,
+    ThreadExecutor,
     Workflow,
     WorkflowCancelledByUser,
     WorkflowCancelledEvent,
@@ -231,8 +232,10 @@ async def test_the_stream_keeps_the_order_events_were_written_in() -> None:
     assert seen == ["p0", "p1", "p2", "w0", "w1", "w2", "StopEvent"]
 
 
-async def test_none_written_to_the_stream_is_dropped() -> None:
-    """``ctx.write_event_to_stream(None)`` (LlamaIndex's sentinel) streams nothing and is no error."""
+@pytest.mark.parametrize("on", ["the run", "an executor"])
+async def test_none_written_to_the_stream_is_dropped(on: str) -> None:
+    """``ctx.write_event_to_stream(None)`` (LlamaIndex's sentinel) streams nothing and is no
+    error, on the context of a step on an executor too."""
 
     class Writes(Workflow):
         @step
@@ -243,7 +246,8 @@ async def test_none_written_to_the_stream_is_dropped() -> None:
 
     # llama-index-workflows 2.26.1: ok ['Progress', 'StopEvent']
     with trio.fail_after(10):
-        async with Writes().open_run() as handle:
+        executors = {"start": ThreadExecutor()} if on == "an executor" else {}
+        async with Writes(executors=executors).open_run() as handle:
             seen = [type(ev).__name__ async for ev in handle.stream_events()]
             assert await handle == "ok"
     assert seen == ["Progress", "StopEvent"]
