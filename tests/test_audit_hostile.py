@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import subprocess
@@ -18,6 +19,7 @@ import trio
 from audit_flows import rechain
 
 from actorflow import Context, Event, StartEvent, StopEvent, Workflow, audit, step
+from actorflow.audit import _sink
 
 pytestmark = pytest.mark.usefixtures("clean_structlog")
 
@@ -599,3 +601,26 @@ async def test_an_unchained_sink_gives_a_torn_last_line_its_newline(
     assert problem is not None and problem.line == 1 and "not valid JSON" in problem.message
     path.write_bytes(path.read_bytes()[len(torn) + 1 :])
     assert audit.verify(path).ok
+
+
+@pytest.mark.skipif(_sink.fcntl is None, reason="no flock here")
+async def test_the_unchained_sink_writes_where_the_file_system_refuses_flock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+) -> None:
+    """``file_chain=False`` wrote without a lock before it took one around a batch: on a file
+    system without flock (NFS without its lock daemon: ENOLCK) it still writes every record,
+    unlocked (the file-chained sink needs the lock for its chain, and still raises)."""
+
+    def refuse(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(_sink.fcntl, "flock", refuse)
+    path = tmp_path / "audit.jsonl"
+    chain = audit.processors(path, file_chain=False)
+    structlog.configure(processors=chain)
+    try:
+        assert await Leaky(trace=True).run() == 8
+    finally:
+        chain[-1].close()
+    assert audit.verify(path).ok
+    assert '"event":"run.finished"' in path.read_text()

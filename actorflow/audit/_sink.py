@@ -415,8 +415,16 @@ class JSONLinesSink:
         # The flock keeps the batch whole against the file's other writers (processes, sinks)
         # also where a write comes back short and the rest follows (a signal, a network or
         # FUSE mount): O_APPEND alone makes each write(), not the batch, one piece.
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        locked = fcntl is not None
+        if locked:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError:
+                if self._file_chain:
+                    raise  # the chain needs it: each writer links to the last line
+                # No flock on this file system (NFS without its lock daemon): the unchained
+                # sink writes unlocked, as it did before it took one (O_APPEND writes).
+                locked = False
         try:
             if not self._file_chain:
                 size = os.fstat(fd).st_size
@@ -459,7 +467,7 @@ class JSONLinesSink:
                 self._size = size + _write_parts(fd, parts)
                 self._prev = prev
         finally:
-            if fcntl is not None:
+            if locked:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         if self._fsync:
             os.fsync(fd)
