@@ -21,6 +21,7 @@ from actorflow import (
     RunArgumentsError,
     StartEvent,
     StopEvent,
+    WaitForEventTimeoutError,
     Workflow,
     WorkflowCancelledError,
     WorkflowTimeoutError,
@@ -845,3 +846,36 @@ async def test_a_timed_out_run_raises_its_timeout_again_and_runs_nothing(store: 
     ):
         await Slow(durable=store, timeout=60).run(run_id="late")
     assert calls == ["wait"]
+
+
+class Question(Event):
+    q: str
+
+
+class Reply(Event):
+    a: str
+
+
+class AsksThenWaits(Workflow, skip_graph_checks={"terminal_event", "dead_end"}):
+    """Sends a question another step answers, then waits for the answer in the same invocation."""
+
+    @step
+    async def ask(self, ctx: Context, ev: StartEvent) -> StopEvent | Question:
+        ctx.send_event(Question(q="?"))
+        answer = await ctx.wait_for_event(Reply, timeout=0.5)
+        return StopEvent(result=answer.a)
+
+    @step
+    async def answer(self, ctx: Context, ev: Question) -> Reply | None:
+        ctx.send_event(Reply(a="!"))
+
+
+async def test_a_durable_step_waiting_for_what_its_own_sends_lead_to_is_told_why(store: SQLiteStore) -> None:
+    """A plain run answers it; a durable run holds the step's sends until it completes, and
+    the wait's timeout says so, naming the step and what it sent."""
+    assert await AsksThenWaits(timeout=10).run() == "!"
+    with pytest.raises(WaitForEventTimeoutError) as info:
+        await AsksThenWaits(durable=store, timeout=10).run(run_id="asks")
+    note = " ".join(getattr(info.value, "__notes__", []))
+    assert "step 'ask' sent 1 event(s) (Question) earlier in this invocation" in note
+    assert "An invocation is a transaction" in note

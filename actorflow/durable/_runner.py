@@ -785,8 +785,18 @@ class DurableRun:
             event = await self.run.waiters.wait(ctx, event_type, remaining, requirements)
         except trio.Cancelled:
             raise  # the run is ending here: the wait stays in its record, to be taken up again
-        except BaseException:
+        except BaseException as exc:
             journal.waiting = None
+            if isinstance(exc, WaitForEventTimeoutError) and inv.held:
+                # The one way a durable run differs here: what the step sent is still held.
+                sent = sorted({type(e).__name__ for e, _ in inv.held})
+                exc.add_note(
+                    f"step {inv.actor.spec.name!r} sent {len(inv.held)} event(s) ({', '.join(sent)}) "
+                    f"earlier in this invocation: a durable run routes what an invocation sends when "
+                    f"it completes (docs/durable.md, 'An invocation is a transaction'), so none of "
+                    f"them could lead to the answer; send them from a step that returns before the "
+                    f"wait begins"
+                )
             raise
         journal.waiting = None
         return event
