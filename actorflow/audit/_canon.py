@@ -32,6 +32,7 @@ __all__ = [
     "HEX64",
     "canonical",
     "digest",
+    "emitted_ids",
     "encode",
     "file_link",
     "folded_problem",
@@ -302,6 +303,30 @@ def _from_row(row: list[Any], common: dict[str, Any]) -> dict[str, Any]:
         record["from_seq"] = row[-2]
         record["events"] = [{"event_id": i, "event_type": t, "payload": p} for i, t, p in row[-1]]
     return record
+
+
+_EMITTED_ID = 1 + ROWS["event.emitted"].index("event_id")  # a row begins with its record's name
+
+
+def emitted_ids(record: Mapping[str, Any]) -> list[tuple[int, Any]]:
+    """``(seq, event_id)`` of each ``event.emitted`` that ``record`` stands for (itself, the
+    events of a folded ``step.finished``, the rows of a group line), without unfolding it into
+    records (through :func:`unfold`, ``verify()`` of a 20,000-hop traced chain took 234 ms
+    instead of 95). Check :func:`folded_problem` or :func:`group_problem` first."""
+    name = record.get("event")
+    if name == "event.emitted":
+        return [(record["seq"], record.get("event_id"))]
+    if name == "step.finished" and "from_seq" in record:
+        return [(record["from_seq"] + i, e["event_id"]) for i, e in enumerate(record["events"], 1)]
+    if name != GROUP:
+        return []
+    found: list[tuple[int, Any]] = []
+    for row in record["records"]:
+        if row[0] == "event.emitted":
+            found.append((row[1], row[_EMITTED_ID]))
+        elif len(row) == _FOLDED_ROW:  # a folded step.finished: from_seq, then its events
+            found.extend((row[-2] + i, e[0]) for i, e in enumerate(row[-1], 1))
+    return found
 
 
 def rows_of(group: Mapping[str, Any]) -> list[dict[str, Any]]:

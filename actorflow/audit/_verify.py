@@ -39,9 +39,9 @@ from ._canon import (
     GENESIS,
     GROUP,
     HEX64,
-    ROWS,
     canonical,
     digest,
+    emitted_ids,
     file_link,
     folded_problem,
     group_problem,
@@ -115,24 +115,6 @@ class _RunState:
     closed: bool = False
     emitted: dict[int, int] = attrs.Factory(dict)
     """The ``event_id`` of each ``event.emitted`` of the run so far, and its ``seq``."""
-
-
-def _emitted(name: str, rec: dict[str, Any], seq: int) -> list[tuple[int, Any]]:
-    """``(seq, event_id)`` of every ``event.emitted`` a checked line stands for (plain, the
-    events of a folded ``step.finished``, the rows of a ``records`` line)."""
-    if name == "event.emitted":
-        return [(seq, rec.get("event_id"))]
-    if name == "step.finished" and "from_seq" in rec:
-        return [(rec["from_seq"] + i, e["event_id"]) for i, e in enumerate(rec["events"], 1)]
-    if name != GROUP:
-        return []
-    found: list[tuple[int, Any]] = []
-    for row in rec["records"]:
-        if row[0] == "event.emitted":
-            found.append((row[1], row[3]))
-        elif row[0] == "step.finished" and len(row) > len(ROWS["step.finished"]) + 1:  # folded
-            found.extend((row[-2] + i, e[0]) for i, e in enumerate(row[-1], 1))
-    return found
 
 
 def verify(
@@ -329,7 +311,7 @@ def verify(
                     )
             # An event id names one event of its run (a resumed durable run skips a block of
             # them): a second event.emitted with it was copied or forged, and re-hashed.
-            for at, event_id in _emitted(name, rec, seq):
+            for at, event_id in emitted_ids(rec):
                 if type(event_id) is not int:
                     continue
                 before = state.emitted.setdefault(event_id, at)
