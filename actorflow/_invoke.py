@@ -65,7 +65,7 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
     step_ctx: Any
     executor = executor_for(workflow, spec)
     if executor is not None:
-        from ._executor import _placement
+        from ._executor import _placement, last_placement
 
         run_remote = executor.run
 
@@ -77,7 +77,7 @@ def make_call(spec: StepSpec, workflow: Workflow, ctx: Context[Any], reports: _R
                 return await run_remote(spec, workflow, ctx, event)
             finally:
                 # Where it ran, as the executor said (in this task), for records and statistics.
-                reports.ran_on(ctx, _placement.get())
+                reports.ran_on(ctx, last_placement())
                 _placement.reset(token)
 
     elif spec.gather is not None or spec.join or spec.resources:

@@ -299,16 +299,19 @@ def _processors(log: Any) -> list[Any]:
     return list(found)
 
 
+def _sinks(log: Any) -> list[Any]:
+    """The processors that write the records to a file (a ``JSONLinesSink``: ``trail_end``)."""
+    return [p for p in _processors(log) if callable(getattr(p, "trail_end", None))]
+
+
 def _trail_end(log: Any, run_id: str) -> tuple[int, str] | None:
     """``(seq, hash)`` of the last record of ``run_id`` where the records are written (a
     ``JSONLinesSink`` among the processors), or None."""
-    for processor in _processors(log):
-        find = getattr(processor, "trail_end", None)
-        if callable(find):
-            end = find(run_id)
-            if end is not None:
-                seq, prev_hash = end
-                return int(seq), str(prev_hash)
+    for sink in _sinks(log):
+        end = sink.trail_end(run_id)
+        if end is not None:
+            seq, prev_hash = end
+            return int(seq), str(prev_hash)
     return None
 
 
@@ -587,9 +590,9 @@ class Tracer(Observer):
             if direct is not None:
                 direct.seal()
             if self._log is not None:
-                for processor in _processors(self._log):
-                    flush = getattr(processor, "flush", None)
-                    if callable(flush) and callable(getattr(processor, "trail_end", None)):
+                for sink in _sinks(self._log):
+                    flush = getattr(sink, "flush", None)
+                    if callable(flush):
                         flush()
         except Exception as exc:
             self._lost(self._info, "written_through", exc)
